@@ -1,0 +1,102 @@
+#include "core/prom.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+void ca_prom_init(struct ca_prom *p, struct ca_buf *out, const char *cluster_id)
+{
+	p->out = out;
+	p->cluster_id = cluster_id ? cluster_id : "";
+}
+
+void ca_prom_family(struct ca_prom *p, const char *name, const char *type, const char *help)
+{
+	ca_buf_printf(p->out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void escaped(struct ca_buf *b, const char *v)
+{
+	for (; *v; v++) {
+		switch (*v) {
+		case '\\': ca_buf_append(b, "\\\\", 2); break;
+		case '"': ca_buf_append(b, "\\\"", 2); break;
+		case '\n': ca_buf_append(b, "\\n", 2); break;
+		default: ca_buf_append(b, v, 1);
+		}
+	}
+}
+
+static void value(struct ca_buf *b, double v)
+{
+	if (isnan(v))
+		ca_buf_append_str(b, "NaN");
+	else if (isinf(v))
+		ca_buf_append_str(b, v > 0 ? "+Inf" : "-Inf");
+	else if (v == (double)(long long)v && fabs(v) < 9e15)
+		ca_buf_printf(b, "%lld", (long long)v);
+	else
+		ca_buf_printf(b, "%.17g", v);
+}
+
+void ca_prom_sample(struct ca_prom *p, const char *name, const char *label_name,
+                    const char *label_value, double v)
+{
+	ca_buf_printf(p->out, "%s{cluster_id=\"", name);
+	escaped(p->out, p->cluster_id);
+	ca_buf_append(p->out, "\"", 1);
+	if (label_name) {
+		ca_buf_printf(p->out, ",%s=\"", label_name);
+		escaped(p->out, label_value ? label_value : "");
+		ca_buf_append(p->out, "\"", 1);
+	}
+	ca_buf_append(p->out, "} ", 2);
+	value(p->out, v);
+	ca_buf_append(p->out, "\n", 1);
+}
+
+void ca_prom_single(struct ca_prom *p, const char *name, const char *type,
+                    const char *help, double v)
+{
+	ca_prom_family(p, name, type, help);
+	ca_prom_sample(p, name, NULL, NULL, v);
+}
+
+void ca_histogram_init(struct ca_histogram *h, const double *bounds, size_t nbounds)
+{
+	memset(h, 0, sizeof *h);
+	h->bounds = bounds;
+	h->nbounds = nbounds > CA_HISTOGRAM_MAX_BUCKETS ? CA_HISTOGRAM_MAX_BUCKETS : nbounds;
+}
+
+void ca_histogram_observe(struct ca_histogram *h, double v)
+{
+	for (size_t i = 0; i < h->nbounds; i++) {
+		if (v <= h->bounds[i]) {
+			h->counts[i]++;
+			break;
+		}
+	}
+	h->count++;
+	h->sum += v;
+}
+
+void ca_prom_histogram(struct ca_prom *p, const char *name, const char *help,
+                       const struct ca_histogram *h)
+{
+	char series[128];
+	ca_prom_family(p, name, "histogram", help);
+	snprintf(series, sizeof series, "%s_bucket", name);
+	uint64_t cumulative = 0;
+	for (size_t i = 0; i < h->nbounds; i++) {
+		char le[32];
+		cumulative += h->counts[i];
+		snprintf(le, sizeof le, "%g", h->bounds[i]);
+		ca_prom_sample(p, series, "le", le, (double)cumulative);
+	}
+	ca_prom_sample(p, series, "le", "+Inf", (double)h->count);
+	snprintf(series, sizeof series, "%s_sum", name);
+	ca_prom_sample(p, series, NULL, NULL, h->sum);
+	snprintf(series, sizeof series, "%s_count", name);
+	ca_prom_sample(p, series, NULL, NULL, (double)h->count);
+}

@@ -1,0 +1,86 @@
+/* kube/kube.h: the Kubernetes API client (the only code that includes
+ * curl.h).
+ *
+ * Owns the credentials (in-cluster service account or kubeconfig, same
+ * precedence as kubectl), one libcurl multi handle driven by the agent's
+ * ca_loop (multi socket API: no threads), connection reuse, and the request
+ * counters. Requests are asynchronous: callbacks run on the loop thread.
+ * Reflectors (kube/reflector.h) are built on a client. */
+#ifndef CA_KUBE_KUBE_H
+#define CA_KUBE_KUBE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/loop.h"
+#include "core/prom.h"
+
+struct ca_kube;
+
+struct ca_kube_options {
+	const char *kubeconfig;        /* --kubeconfig / kubernetes.kubeconfig; NULL or "" = precedence below */
+	const char *context;           /* NULL or "" = current-context */
+	int64_t request_timeout_ms;    /* whole-request limit for non-watch requests */
+	int64_t connect_timeout_ms;
+	const char *user_agent;        /* "collect-agent/<version>" */
+	/* In-cluster paths; NULL = /var/run/secrets/kubernetes.io/serviceaccount.
+	 * Tests point this at a directory holding token, ca.crt and namespace. */
+	const char *service_account_dir;
+};
+
+/* Find credentials (precedence: options->kubeconfig, $KUBECONFIG, in-cluster
+ * via KUBERNETES_SERVICE_HOST/PORT, ~/.kube/config) and set up the client.
+ * No network traffic happens here. On failure writes a sentence into err
+ * (missing file, unsupported exec plugin, bad base64, ...) and returns
+ * CA_ENOTFOUND (no credentials anywhere), CA_EUNSUPPORTED or CA_EINVAL. */
+enum ca_err ca_kube_new(struct ca_kube **out, struct ca_loop *loop,
+                        const struct ca_kube_options *opts, char *err, size_t errlen);
+/* Cancels every request and reflector transfer without calling callbacks. */
+void ca_kube_free(struct ca_kube *kube);
+
+/* "https://host:port" of the API server. Borrowed. */
+const char *ca_kube_server(const struct ca_kube *kube);
+/* Where credentials came from, for logs: "in-cluster", "kubeconfig /path (context x)". */
+const char *ca_kube_credential_source(const struct ca_kube *kube);
+/* Namespace the agent runs in (in-cluster namespace file, kubeconfig context
+ * namespace, or "default"). Borrowed. */
+const char *ca_kube_namespace(const struct ca_kube *kube);
+
+struct ca_kube_request {
+	const char *method;           /* NULL = "GET" */
+	const char *path;             /* API path with query ("/version"): credentials and API CA are used */
+	const char *url;              /* or an absolute URL (cloud metadata): no credentials, system CAs */
+	const char *const *headers;   /* "Name: value" strings, NULL-terminated; may be NULL */
+	const char *body;             /* may be NULL */
+	size_t body_len;
+	int64_t timeout_ms;           /* 0 = options->request_timeout_ms */
+	size_t max_body;              /* 0 = 4 MiB; a larger response fails with CA_ETOOBIG */
+};
+
+/* err is CA_OK when an HTTP response arrived (any status); otherwise the
+ * transport failure (CA_ETIMEDOUT, CA_EIO, CA_ETOOBIG, ...) and status 0.
+ * body is NUL-terminated and borrowed for the call. */
+typedef void (*ca_kube_response_cb)(void *arg, enum ca_err err, long status,
+                                    const char *body, size_t len);
+
+/* Start a one-shot request; cb runs exactly once, later, on the loop thread
+ * (never from inside this call). A 401 from the API server re-reads the
+ * token file once and retries. */
+enum ca_err ca_kube_request(struct ca_kube *kube, const struct ca_kube_request *req,
+                            ca_kube_response_cb cb, void *arg);
+
+/* True once any API request got an HTTP answer that was not 401/403/5xx. */
+bool ca_kube_api_ok(const struct ca_kube *kube);
+/* Monotonic ms of the last successful API response, 0 if none. */
+int64_t ca_kube_last_success_ms(const struct ca_kube *kube);
+
+/* agent_kube_requests_total{code}, agent_kube_watch_restarts_total and the
+ * client's other counters. */
+void ca_kube_render_metrics(const struct ca_kube *kube, struct ca_prom *p);
+/* A JSON object (no trailing newline) describing the client for /health. */
+void ca_kube_health_json(const struct ca_kube *kube, struct ca_buf *out);
+
+#endif

@@ -1,0 +1,176 @@
+#include "log/log.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/timeutil.h"
+
+static enum ca_log_level min_level = CA_LOG_INFO;
+static bool use_json = true;
+static int out_fd = 2;
+static char cluster_id[128];
+static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const char *const level_names[] = { "debug", "info", "warn", "error" };
+
+enum ca_err ca_log_level_parse(const char *s, enum ca_log_level *out)
+{
+	if (!s)
+		return CA_EINVAL;
+	for (int i = 0; i < 4; i++) {
+		if (strcasecmp(s, level_names[i]) == 0) {
+			*out = (enum ca_log_level)i;
+			return CA_OK;
+		}
+	}
+	if (strcasecmp(s, "warning") == 0) {
+		*out = CA_LOG_WARN;
+		return CA_OK;
+	}
+	return CA_EINVAL;
+}
+
+const char *ca_log_level_name(enum ca_log_level level)
+{
+	return (unsigned)level < 4 ? level_names[level] : "info";
+}
+
+void ca_log_configure(enum ca_log_level level, bool json)
+{
+	min_level = level;
+	use_json = json;
+}
+
+void ca_log_set_cluster_id(const char *id)
+{
+	pthread_mutex_lock(&id_lock);
+	ca_strlcpy(cluster_id, id ? id : "", sizeof cluster_id);
+	pthread_mutex_unlock(&id_lock);
+}
+
+void ca_log_set_fd(int fd)
+{
+	out_fd = fd;
+}
+
+bool ca_log_enabled(enum ca_log_level level)
+{
+	return level >= min_level;
+}
+
+static void json_string(struct ca_buf *b, const char *s)
+{
+	ca_buf_append(b, "\"", 1);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		switch (*p) {
+		case '"': ca_buf_append(b, "\\\"", 2); break;
+		case '\\': ca_buf_append(b, "\\\\", 2); break;
+		case '\n': ca_buf_append(b, "\\n", 2); break;
+		case '\r': ca_buf_append(b, "\\r", 2); break;
+		case '\t': ca_buf_append(b, "\\t", 2); break;
+		default:
+			if (*p < 0x20)
+				ca_buf_printf(b, "\\u%04x", *p);
+			else
+				ca_buf_append(b, p, 1);
+		}
+	}
+	ca_buf_append(b, "\"", 1);
+}
+
+/* Text format keeps a record on one line: control bytes become '?'. */
+static void text_string(struct ca_buf *b, const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		char c = *p < 0x20 ? '?' : (char)*p;
+		ca_buf_append(b, &c, 1);
+	}
+}
+
+static void emit(enum ca_log_level level, const char *component, const char *msg, va_list fields)
+{
+	struct ca_buf b;
+	char ts[CA_RFC3339_LEN];
+	char id[128];
+	ca_buf_init(&b, 1 << 20);
+	ca_format_rfc3339(ca_now_unix_ms(), ts);
+	pthread_mutex_lock(&id_lock);
+	memcpy(id, cluster_id, sizeof id);
+	pthread_mutex_unlock(&id_lock);
+
+	if (use_json) {
+		ca_buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":", ts, ca_log_level_name(level));
+		json_string(&b, component);
+		ca_buf_append_str(&b, ",\"cluster_id\":");
+		json_string(&b, id);
+		ca_buf_append_str(&b, ",\"msg\":");
+		json_string(&b, msg);
+	} else {
+		ca_buf_printf(&b, "%s %-5s %s: ", ts, ca_log_level_name(level), component);
+		text_string(&b, msg);
+	}
+	if (fields) {
+		const char *key;
+		while ((key = va_arg(fields, const char *)) != NULL) {
+			const char *val = va_arg(fields, const char *);
+			if (use_json) {
+				ca_buf_append(&b, ",", 1);
+				json_string(&b, key);
+				ca_buf_append(&b, ":", 1);
+				if (val)
+					json_string(&b, val);
+				else
+					ca_buf_append_str(&b, "null");
+			} else {
+				ca_buf_printf(&b, " %s=", key);
+				text_string(&b, val ? val : "-");
+			}
+		}
+	}
+	ca_buf_append_str(&b, use_json ? "}\n" : "\n");
+	if (b.data) {
+		size_t off = 0;
+		while (off < b.len) {
+			ssize_t n = write(out_fd, b.data + off, b.len - off);
+			if (n <= 0)
+				break;
+			off += (size_t)n;
+		}
+	}
+	ca_buf_fini(&b);
+}
+
+static void emit_nofields(enum ca_log_level level, const char *component, const char *msg, ...)
+{
+	va_list ap;
+	va_start(ap, msg);
+	emit(level, component, msg, ap);
+	va_end(ap);
+}
+
+void ca_log(enum ca_log_level level, const char *component, const char *msg, ...)
+{
+	if (level < min_level)
+		return;
+	va_list ap;
+	va_start(ap, msg);
+	emit(level, component, msg, ap);
+	va_end(ap);
+}
+
+void ca_logf(enum ca_log_level level, const char *component, const char *fmt, ...)
+{
+	if (level < min_level)
+		return;
+	char msg[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	emit_nofields(level, component, msg, (const char *)NULL);
+}

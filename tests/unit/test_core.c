@@ -1,0 +1,164 @@
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "core/buf.h"
+#include "core/loop.h"
+#include "core/prom.h"
+#include "core/timeutil.h"
+
+static void test_buf(void)
+{
+	struct ca_buf b;
+	ca_buf_init(&b, 8);
+	CHECK_INT(ca_buf_append_str(&b, "abcd"), CA_OK);
+	CHECK_INT(ca_buf_printf(&b, "%d", 1234), CA_OK);
+	CHECK_STR(b.data, "abcd1234");
+	CHECK_INT(ca_buf_append(&b, "x", 1), CA_ETOOBIG);
+	CHECK_INT(b.len, 8);
+	ca_buf_consume(&b, 3);
+	CHECK_STR(b.data, "d1234");
+	size_t n;
+	char *p = ca_buf_take(&b, &n);
+	CHECK_STR(p, "d1234");
+	CHECK_INT(n, 5);
+	free(p);
+	CHECK(b.data == NULL);
+	ca_buf_fini(&b);
+
+	char small[4];
+	CHECK_INT(ca_strlcpy(small, "abcdef", sizeof small), CA_ETOOBIG);
+	CHECK_STR(small, "abc");
+	CHECK_INT(ca_strlcpy(small, "ab", sizeof small), CA_OK);
+	CHECK_STR(small, "ab");
+}
+
+static void test_time(void)
+{
+	int64_t ms = 0;
+	CHECK_INT(ca_parse_rfc3339("2026-11-22T00:26:30Z", &ms), CA_OK);
+	CHECK_INT(ms, 1795307190000LL);
+	char out[CA_RFC3339_LEN];
+	ca_format_rfc3339(ms + 123, out);
+	CHECK_STR(out, "2026-11-22T00:26:30.123Z");
+	CHECK_INT(ca_parse_rfc3339("2026-11-22T01:26:30.5+01:00", &ms), CA_OK);
+	CHECK_INT(ms, 1795307190500LL);
+	CHECK_INT(ca_parse_rfc3339("2026-11-22 garbage", &ms), CA_EINVAL);
+	CHECK_INT(ca_parse_rfc3339("", &ms), CA_EINVAL);
+
+	CHECK_INT(ca_parse_duration("500ms", &ms), CA_OK);
+	CHECK_INT(ms, 500);
+	CHECK_INT(ca_parse_duration("30s", &ms), CA_OK);
+	CHECK_INT(ms, 30000);
+	CHECK_INT(ca_parse_duration("5m", &ms), CA_OK);
+	CHECK_INT(ms, 300000);
+	CHECK_INT(ca_parse_duration("2h", &ms), CA_OK);
+	CHECK_INT(ms, 7200000);
+	CHECK_INT(ca_parse_duration("12", &ms), CA_OK);
+	CHECK_INT(ms, 12000);
+	CHECK_INT(ca_parse_duration("-1s", &ms), CA_EINVAL);
+	CHECK_INT(ca_parse_duration("1d", &ms), CA_EINVAL);
+	CHECK_INT(ca_parse_duration("99999999999999999999s", &ms), CA_EINVAL);
+	ca_format_duration(300000, out, sizeof out);
+	CHECK_STR(out, "5m");
+	ca_format_duration(1500, out, sizeof out);
+	CHECK_STR(out, "1500ms");
+
+	for (unsigned attempt = 0; attempt < 10; attempt++) {
+		int64_t d = ca_backoff_ms(attempt, 800, 30000);
+		int64_t base = 800LL << attempt;
+		if (base > 30000)
+			base = 30000;
+		CHECK(d >= base / 2 && d <= base);
+	}
+}
+
+struct loop_state {
+	struct ca_loop *loop;
+	int fired_once, fired_repeat, posted;
+};
+
+static void on_once(void *arg)
+{
+	((struct loop_state *)arg)->fired_once++;
+}
+
+static void on_repeat(void *arg)
+{
+	struct loop_state *s = arg;
+	if (++s->fired_repeat == 3)
+		ca_loop_stop(s->loop);
+}
+
+static void on_post(void *arg)
+{
+	((struct loop_state *)arg)->posted++;
+}
+
+static void on_pipe(void *arg, int fd, int events)
+{
+	char c;
+	CHECK(events & CA_LOOP_READ);
+	CHECK_INT(read(fd, &c, 1), 1);
+	((struct loop_state *)arg)->posted += 10;
+}
+
+static void test_loop(void)
+{
+	struct loop_state s = { 0 };
+	struct ca_loop_timer *once = NULL, *repeat = NULL;
+	struct ca_loop_fd *h = NULL;
+	int fds[2];
+	CHECK(pipe(fds) == 0);
+	CHECK_INT(ca_loop_new(&s.loop), CA_OK);
+	CHECK_INT(ca_loop_timer_new(s.loop, on_once, &s, &once), CA_OK);
+	CHECK_INT(ca_loop_timer_new(s.loop, on_repeat, &s, &repeat), CA_OK);
+	CHECK_INT(ca_loop_fd_add(s.loop, fds[0], CA_LOOP_READ, on_pipe, &s, &h), CA_OK);
+	ca_loop_timer_start(once, 1, 0);
+	ca_loop_timer_start(repeat, 5, 5);
+	CHECK_INT(ca_loop_post(s.loop, on_post, &s), CA_OK);
+	CHECK_INT(write(fds[1], "x", 1), 1);
+	CHECK_INT(ca_loop_run(s.loop), CA_OK);
+	CHECK_INT(s.fired_once, 1);
+	CHECK_INT(s.fired_repeat, 3);
+	CHECK_INT(s.posted, 11);
+	ca_loop_fd_del(h);
+	ca_loop_timer_free(once);
+	ca_loop_free(s.loop);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+static void test_prom(void)
+{
+	struct ca_buf b;
+	struct ca_prom p;
+	ca_buf_init(&b, 0);
+	ca_prom_init(&p, &b, "c\"1");
+	ca_prom_single(&p, "agent_up", "gauge", "Up.", 1);
+	CHECK_STR(b.data, "# HELP agent_up Up.\n# TYPE agent_up gauge\nagent_up{cluster_id=\"c\\\"1\"} 1\n");
+	ca_buf_reset(&b);
+	static const double bounds[] = { 0.1, 1 };
+	struct ca_histogram h;
+	ca_histogram_init(&h, bounds, 2);
+	ca_histogram_observe(&h, 0.05);
+	ca_histogram_observe(&h, 0.5);
+	ca_histogram_observe(&h, 5);
+	ca_prom_init(&p, &b, "c");
+	ca_prom_histogram(&p, "d_seconds", "D.", &h);
+	CHECK(strstr(b.data, "d_seconds_bucket{cluster_id=\"c\",le=\"0.1\"} 1\n") != NULL);
+	CHECK(strstr(b.data, "d_seconds_bucket{cluster_id=\"c\",le=\"1\"} 2\n") != NULL);
+	CHECK(strstr(b.data, "d_seconds_bucket{cluster_id=\"c\",le=\"+Inf\"} 3\n") != NULL);
+	CHECK(strstr(b.data, "d_seconds_count{cluster_id=\"c\"} 3\n") != NULL);
+	CHECK(strstr(b.data, "d_seconds_sum{cluster_id=\"c\"} 5.55") != NULL);
+	ca_buf_fini(&b);
+}
+
+int main(void)
+{
+	test_buf();
+	test_time();
+	test_loop();
+	test_prom();
+	return check_report();
+}
