@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void ca_prom_init(struct ca_prom *p, struct ca_buf *out, const char *cluster_id)
@@ -35,8 +36,14 @@ static void value(struct ca_buf *b, double v)
 		ca_buf_append_str(b, v > 0 ? "+Inf" : "-Inf");
 	else if (v == (double)(long long)v && fabs(v) < 9e15)
 		ca_buf_printf(b, "%lld", (long long)v);
-	else
-		ca_buf_printf(b, "%.17g", v);
+	else {
+		/* Shortest of %.15g / %.17g that reads back as the same double. */
+		char tmp[40];
+		snprintf(tmp, sizeof tmp, "%.15g", v);
+		if (strtod(tmp, NULL) != v)
+			snprintf(tmp, sizeof tmp, "%.17g", v);
+		ca_buf_append_str(b, tmp);
+	}
 }
 
 void ca_prom_sample(struct ca_prom *p, const char *name, const char *label_name,
