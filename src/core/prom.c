@@ -1,6 +1,7 @@
 #include "core/prom.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,26 @@ void ca_prom_sample(struct ca_prom *p, const char *name, const char *label_name,
 		escaped(p->out, label_value ? label_value : "");
 		ca_buf_append(p->out, "\"", 1);
 	}
+	ca_buf_append(p->out, "} ", 2);
+	value(p->out, v);
+	ca_buf_append(p->out, "\n", 1);
+}
+
+void ca_prom_sample_labels(struct ca_prom *p, const char *name, double v, ...)
+{
+	va_list ap;
+	ca_buf_printf(p->out, "%s{cluster_id=\"", name);
+	escaped(p->out, p->cluster_id);
+	ca_buf_append(p->out, "\"", 1);
+	va_start(ap, v);
+	const char *label;
+	while ((label = va_arg(ap, const char *)) != NULL) {
+		const char *lv = va_arg(ap, const char *);
+		ca_buf_printf(p->out, ",%s=\"", label);
+		escaped(p->out, lv ? lv : "");
+		ca_buf_append(p->out, "\"", 1);
+	}
+	va_end(ap);
 	ca_buf_append(p->out, "} ", 2);
 	value(p->out, v);
 	ca_buf_append(p->out, "\n", 1);

@@ -34,6 +34,10 @@ void ca_prom_family(struct ca_prom *p, const char *name, const char *type, const
 /* One sample line. label_name may be NULL for none. */
 void ca_prom_sample(struct ca_prom *p, const char *name, const char *label_name,
                     const char *label_value, double value);
+/* One sample with several extra labels given as name, value pairs ending
+ * with NULL (e.g. agent_info's version labels). */
+void ca_prom_sample_labels(struct ca_prom *p, const char *name, double value, ...)
+	__attribute__((sentinel));
 /* Shorthand: family header and one unlabelled (but cluster_id) sample. */
 void ca_prom_single(struct ca_prom *p, const char *name, const char *type,
                     const char *help, double value);

@@ -1,0 +1,576 @@
+#include "agent/agent.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "build_config.h"
+#include "bus/bus.h"
+#include "codec/codec.h"
+#include "core/buf.h"
+#include "core/loop.h"
+#include "core/process_metrics.h"
+#include "core/prom.h"
+#include "core/timeutil.h"
+#include "http/http.h"
+#include "log/log.h"
+
+#define CLUSTER_ID_MAX 81
+#define SUBJECT_MAX 256
+
+enum command_status { CMD_SUCCEEDED = 0, CMD_FAILED, CMD_REJECTED, CMD_TIMEOUT, CMD_STATUS_COUNT };
+static const char *const command_status_names[CMD_STATUS_COUNT] = {
+	"succeeded", "failed", "rejected", "timeout"
+};
+static const double command_duration_bounds[] = {
+	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300
+};
+
+struct ca_agent {
+	const struct ca_config *cfg;
+	const struct ca_config_flags *flags;
+	struct ca_loop *loop;
+	struct ca_bus *bus;
+	struct ca_http *http;
+	int signal_fd;
+	struct ca_loop_fd *signal_watch;
+	struct ca_loop_timer *heartbeat_timer;
+	enum ca_codec_format format;
+
+	char agent_id[256];
+	char hostname[256];
+	const char *node_name, *pod_name, *pod_namespace; /* from the downward API env, borrowed */
+	char cluster_id[CLUSTER_ID_MAX];
+	char cluster_source[32];
+	char subject_register[SUBJECT_MAX];
+	char subject_heartbeat[SUBJECT_MAX];
+	char subject_result[SUBJECT_MAX];
+	char subject_command[SUBJECT_MAX];
+	char queue_group[SUBJECT_MAX];
+
+	int64_t started_unix_ms, started_mono_ms;
+	uint64_t registrations;
+	uint64_t heartbeats;
+	uint64_t commands[CMD_STATUS_COUNT];
+	struct ca_histogram command_duration;
+	char last_error[256];
+	bool stopping;
+};
+
+/* ---------------------------------------------------------------- identity */
+
+static bool cluster_id_valid(const char *id)
+{
+	size_t n = strlen(id);
+	if (n == 0 || n > 80)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = id[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+			return false;
+	}
+	return id[0] != '-' && id[n - 1] != '-';
+}
+
+/* The cluster ID from the sources that need no API call: --cluster-id or
+ * CLUSTER_ID (source "env"), then cluster.id (source "config"). */
+static void resolve_static_cluster_id(struct ca_agent *a)
+{
+	const char *env = getenv("CLUSTER_ID");
+	const char *id = NULL, *source = NULL;
+	if (a->flags && a->flags->cluster_id && *a->flags->cluster_id) {
+		id = a->flags->cluster_id;
+		source = "env";
+	} else if (env && *env) {
+		id = env;
+		source = "env";
+	} else if (a->cfg->cluster.id && *a->cfg->cluster.id) {
+		id = a->cfg->cluster.id;
+		source = "config";
+	}
+	if (!id)
+		return;
+	if (!cluster_id_valid(id)) {
+		ca_log(CA_LOG_ERROR, "agent", "cluster ID is not valid, ignored",
+		       "cluster_id", id, "allowed", "1 to 80 of [a-z0-9-], starting and ending with a letter or digit", NULL);
+		return;
+	}
+	ca_strlcpy(a->cluster_id, id, sizeof a->cluster_id);
+	ca_strlcpy(a->cluster_source, source, sizeof a->cluster_source);
+}
+
+static void build_subjects(struct ca_agent *a)
+{
+	const char *prefix = a->cfg->nats.subject_prefix;
+	snprintf(a->subject_register, SUBJECT_MAX, "%s.register.%s", prefix, a->cluster_id);
+	snprintf(a->subject_heartbeat, SUBJECT_MAX, "%s.heartbeat.%s", prefix, a->cluster_id);
+	snprintf(a->subject_result, SUBJECT_MAX, "%s.result.%s", prefix, a->cluster_id);
+	snprintf(a->subject_command, SUBJECT_MAX, "%s.command.%s", prefix, a->cluster_id);
+	snprintf(a->queue_group, SUBJECT_MAX, "collect-agent.%s", a->cluster_id);
+}
+
+static bool cluster_known(const struct ca_agent *a)
+{
+	return a->cluster_id[0] != '\0';
+}
+
+static void set_last_error(struct ca_agent *a, const char *what)
+{
+	ca_strlcpy(a->last_error, what, sizeof a->last_error);
+}
+
+/* --------------------------------------------------------------- publishing */
+
+static enum ca_err publish(struct ca_agent *a, const char *subject, const char *msg_id,
+                           const struct ca_buf *payload)
+{
+	enum ca_err err = ca_bus_publish(a->bus, subject, ca_codec_content_type(a->format), msg_id,
+	                                 payload->data ? payload->data : "", payload->len);
+	if (err) {
+		char why[256];
+		snprintf(why, sizeof why, "publish to %s failed: %s", subject, ca_strerror(err));
+		set_last_error(a, why);
+	}
+	return err;
+}
+
+static void send_registration(struct ca_agent *a)
+{
+	struct ca_buf payload;
+	char msg_id[320];
+	const char *tools[] = { "kubectl" };
+	struct ca_msg_agent_info info = {
+		.agent_id = a->agent_id,
+		.cluster_id = a->cluster_id,
+		.cluster_source = a->cluster_source,
+		.provider = "",
+		.region = "",
+		.cluster_uid = "",
+		.version = CA_VERSION,
+		.git_sha = CA_GIT_SHA,
+		.kubernetes_version = "",
+		.node_name = a->node_name ? a->node_name : "",
+		.pod_name = a->pod_name ? a->pod_name : "",
+		.pod_namespace = a->pod_namespace ? a->pod_namespace : "",
+		.encoding = a->format == CA_CODEC_PROTOBUF ? "protobuf" : "json",
+		.hostname = a->hostname,
+		.started_at = a->started_unix_ms,
+		.cap_events = false,
+		.cap_metrics = false,
+		.cap_exec = false,
+		.allowed_tools = tools,
+		.n_allowed_tools = 0,
+	};
+	ca_buf_init(&payload, 0);
+	if (ca_codec_encode_agent_info(a->format, &info, &payload) == CA_OK) {
+		a->registrations++;
+		snprintf(msg_id, sizeof msg_id, "%s-register-%" PRId64 "-%" PRIu64, a->agent_id,
+		         a->started_unix_ms, a->registrations);
+		if (publish(a, a->subject_register, msg_id, &payload) == CA_OK)
+			ca_log(CA_LOG_INFO, "agent", "registered", "subject", a->subject_register, NULL);
+	}
+	ca_buf_fini(&payload);
+}
+
+static void send_heartbeat(struct ca_agent *a, const char *status)
+{
+	struct ca_buf payload;
+	char msg_id[320];
+	int64_t now = ca_now_unix_ms();
+	struct ca_msg_heartbeat hb = {
+		.agent_id = a->agent_id,
+		.cluster_id = a->cluster_id,
+		.status = status,
+		.timestamp = now,
+		.uptime_seconds = (ca_now_monotonic_ms() - a->started_mono_ms) / 1000,
+		.kube_api_ok = false,
+		.nats_connected = ca_bus_connected(a->bus),
+		.last_error = a->last_error[0] ? a->last_error : NULL,
+	};
+	ca_buf_init(&payload, 0);
+	if (ca_codec_encode_heartbeat(a->format, &hb, &payload) == CA_OK) {
+		a->heartbeats++;
+		snprintf(msg_id, sizeof msg_id, "%s-heartbeat-%" PRId64 "-%" PRIu64, a->agent_id,
+		         a->started_unix_ms, a->heartbeats);
+		publish(a, a->subject_heartbeat, msg_id, &payload);
+	}
+	ca_buf_fini(&payload);
+}
+
+static void on_heartbeat_timer(void *arg)
+{
+	struct ca_agent *a = arg;
+	/* A heartbeat is a statement about now: while disconnected, buffering
+	 * it for later would only deliver stale news. */
+	if (cluster_known(a) && ca_bus_connected(a->bus))
+		send_heartbeat(a, "ok");
+}
+
+/* ---------------------------------------------------------------- commands */
+
+static void send_result(struct ca_agent *a, const char *reply, const struct ca_msg_command_result *r)
+{
+	struct ca_buf payload;
+	char msg_id[320];
+	ca_buf_init(&payload, 0);
+	if (ca_codec_encode_command_result(a->format, r, &payload) == CA_OK) {
+		snprintf(msg_id, sizeof msg_id, "%s-result-%s", a->agent_id,
+		         r->command_id && *r->command_id ? r->command_id : "invalid");
+		publish(a, a->subject_result, msg_id, &payload);
+		if (reply && *reply)
+			publish(a, reply, msg_id, &payload);
+	}
+	ca_buf_fini(&payload);
+}
+
+static void reject_command(struct ca_agent *a, const struct ca_bus_msg *msg, const char *id,
+                           const char *reason)
+{
+	int64_t now = ca_now_unix_ms();
+	struct ca_msg_command_result r = {
+		.command_id = id ? id : "",
+		.agent_id = a->agent_id,
+		.cluster_id = a->cluster_id,
+		.status = "rejected",
+		.exit_code = -1,
+		.stdout_data = "",
+		.stderr_data = "",
+		.started_at = now,
+		.finished_at = now,
+		.error = reason,
+	};
+	a->commands[CMD_REJECTED]++;
+	ca_histogram_observe(&a->command_duration, 0);
+	ca_log(CA_LOG_WARN, "audit", "command rejected", "command_id", id ? id : "",
+	       "reason", reason, "reply", msg->reply, NULL);
+	send_result(a, msg->reply, &r);
+}
+
+static void handle_command(struct ca_agent *a, const struct ca_bus_msg *msg)
+{
+	char why[512];
+	enum ca_codec_format format;
+	struct ca_command cmd = { 0 };
+
+	if ((int64_t)msg->len > a->cfg->exec.max_command_bytes) {
+		snprintf(why, sizeof why, "command is %zu bytes; the limit is %" PRId64 " (exec.max_command_bytes)",
+		         msg->len, a->cfg->exec.max_command_bytes);
+		reject_command(a, msg, NULL, why);
+		return;
+	}
+	if (ca_codec_format_from_content_type(msg->content_type, &format) != CA_OK) {
+		/* Without a Content-Type, a payload starting with '{' is JSON. */
+		const char *d = msg->data;
+		size_t i = 0;
+		while (i < msg->len && (d[i] == ' ' || d[i] == '\n' || d[i] == '\t' || d[i] == '\r'))
+			i++;
+		format = (i < msg->len && d[i] == '{') ? CA_CODEC_JSON : CA_CODEC_PROTOBUF;
+	}
+	char decode_err[256] = "";
+	if (ca_codec_decode_command(format, msg->data, msg->len, &cmd, decode_err, sizeof decode_err) != CA_OK) {
+		snprintf(why, sizeof why, "command does not decode as %s: %s",
+		         format == CA_CODEC_JSON ? "JSON" : "protobuf", decode_err);
+		reject_command(a, msg, NULL, why);
+		return;
+	}
+	if (cmd.cluster_id && *cmd.cluster_id && strcmp(cmd.cluster_id, "*") != 0 &&
+	    strcmp(cmd.cluster_id, a->cluster_id) != 0) {
+		snprintf(why, sizeof why, "command is for cluster \"%.80s\", this is \"%s\"", cmd.cluster_id, a->cluster_id);
+		reject_command(a, msg, cmd.id, why);
+	} else {
+		/* The executor (DESIGN.md §4) is not part of this build yet; say so
+		 * plainly instead of pretending to run anything. */
+		reject_command(a, msg, cmd.id, "command execution is not enabled in this build of collect-agent");
+	}
+	ca_command_fini(&cmd);
+}
+
+/* -------------------------------------------------------------- bus events */
+
+static void on_bus_connected(void *arg, bool reconnected)
+{
+	struct ca_agent *a = arg;
+	ca_log(CA_LOG_INFO, "agent", reconnected ? "NATS connection restored" : "connected to NATS", NULL);
+	if (cluster_known(a) && !a->stopping)
+		send_registration(a);
+}
+
+static void on_bus_disconnected(void *arg)
+{
+	struct ca_agent *a = arg;
+	set_last_error(a, "disconnected from NATS");
+}
+
+static void on_bus_message(void *arg, const struct ca_bus_msg *msg)
+{
+	struct ca_agent *a = arg;
+	if (a->stopping)
+		return;
+	if (cluster_known(a) && strcmp(msg->subject, a->subject_command) == 0)
+		handle_command(a, msg);
+}
+
+/* ------------------------------------------------------------ http handlers */
+
+static void reasons_not_ready(const struct ca_agent *a, struct ca_buf *why)
+{
+	if (!cluster_known(a))
+		ca_buf_append_str(why, "cluster ID unknown; ");
+	if (!ca_bus_connected(a->bus))
+		ca_buf_append_str(why, "NATS not connected; ");
+	if (a->stopping)
+		ca_buf_append_str(why, "shutting down; ");
+	if (why->len >= 2)
+		why->len -= 2, why->data[why->len] = '\0';
+}
+
+static void json_escaped(struct ca_buf *b, const char *s)
+{
+	ca_buf_append(b, "\"", 1);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			ca_buf_printf(b, "\\%c", c);
+		else if (c < 0x20)
+			ca_buf_printf(b, "\\u%04x", c);
+		else
+			ca_buf_append(b, s, 1);
+	}
+	ca_buf_append(b, "\"", 1);
+}
+
+static int handle_live(void *arg, struct ca_buf *body)
+{
+	(void)arg;
+	/* This handler runs on the loop thread, so answering at all proves the
+	 * loop turns; a stuck loop makes the probe time out. */
+	ca_buf_append_str(body, "{\"status\":\"ok\"}");
+	return 200;
+}
+
+static int handle_ready(void *arg, struct ca_buf *body)
+{
+	struct ca_agent *a = arg;
+	struct ca_buf why;
+	ca_buf_init(&why, 4096);
+	reasons_not_ready(a, &why);
+	int code = why.len ? 503 : 200;
+	if (code == 200) {
+		ca_buf_append_str(body, "{\"status\":\"ok\"}");
+	} else {
+		ca_buf_append_str(body, "{\"status\":\"not ready\",\"reason\":");
+		json_escaped(body, why.data);
+		ca_buf_append_str(body, "}");
+	}
+	ca_buf_fini(&why);
+	return code;
+}
+
+static int handle_health(void *arg, struct ca_buf *body)
+{
+	struct ca_agent *a = arg;
+	struct ca_buf why;
+	ca_buf_init(&why, 4096);
+	reasons_not_ready(a, &why);
+	ca_buf_printf(body, "{\"status\":\"%s\",\"ready\":%s,\"reason\":", why.len ? "degraded" : "ok",
+	              why.len ? "false" : "true");
+	json_escaped(body, why.len ? why.data : "");
+	ca_buf_append_str(body, ",\"agent_id\":");
+	json_escaped(body, a->agent_id);
+	ca_buf_append_str(body, ",\"cluster_id\":");
+	json_escaped(body, a->cluster_id);
+	ca_buf_append_str(body, ",\"cluster_source\":");
+	json_escaped(body, a->cluster_source);
+	ca_buf_printf(body, ",\"version\":\"%s\",\"uptime_seconds\":%" PRId64
+	              ",\"loop_last_turn_ms_ago\":%" PRId64 ",\"registrations\":%" PRIu64
+	              ",\"heartbeats\":%" PRIu64 ",\"last_error\":",
+	              CA_VERSION, (ca_now_monotonic_ms() - a->started_mono_ms) / 1000,
+	              ca_now_monotonic_ms() - ca_loop_last_turn_ms(a->loop), a->registrations, a->heartbeats);
+	json_escaped(body, a->last_error);
+	ca_buf_append_str(body, ",\"nats\":");
+	ca_bus_health_json(a->bus, body);
+	ca_buf_append_str(body, "}");
+	ca_buf_fini(&why);
+	return why.len ? 503 : 200;
+}
+
+static void handle_metrics(void *arg, struct ca_buf *body)
+{
+	struct ca_agent *a = arg;
+	struct ca_prom p;
+	ca_prom_init(&p, body, a->cluster_id);
+
+	ca_prom_family(&p, "agent_info", "gauge", "Agent build and identity; always 1.");
+	ca_prom_sample_labels(&p, "agent_info", 1, "version", CA_VERSION, "git_sha", CA_GIT_SHA,
+	                      "agent_id", a->agent_id, "encoding",
+	                      a->format == CA_CODEC_PROTOBUF ? "protobuf" : "json", (const char *)NULL);
+	ca_prom_single(&p, "agent_running", "gauge", "1 while the agent runs, 0 while it shuts down.",
+	               a->stopping ? 0 : 1);
+	ca_prom_single(&p, "agent_uptime_seconds", "gauge", "Seconds since the agent started.",
+	               (double)(ca_now_monotonic_ms() - a->started_mono_ms) / 1000.0);
+	ca_prom_single(&p, "agent_metrics_queue_size", "gauge", "Metrics samples waiting to be published.", 0);
+	ca_prom_single(&p, "agent_command_queue_size", "gauge", "Commands waiting for an executor slot.", 0);
+	ca_prom_single(&p, "agent_result_queue_size", "gauge", "Command results waiting to be published.", 0);
+	ca_prom_family(&p, "agent_commands_total", "counter", "Commands received, by final status.");
+	for (int i = 0; i < CMD_STATUS_COUNT; i++)
+		ca_prom_sample(&p, "agent_commands_total", "status", command_status_names[i], (double)a->commands[i]);
+	ca_prom_histogram(&p, "agent_command_duration_seconds", "Time from receiving a command to its result.",
+	                  &a->command_duration);
+	ca_prom_single(&p, "agent_registrations_total", "counter", "AgentInfo messages published.", (double)a->registrations);
+	ca_prom_single(&p, "agent_heartbeats_total", "counter", "Heartbeats published.", (double)a->heartbeats);
+	ca_bus_render_metrics(a->bus, &p);
+	ca_process_render_metrics(&p);
+}
+
+/* ---------------------------------------------------------------- signals */
+
+static void begin_shutdown(struct ca_agent *a, const char *why)
+{
+	if (a->stopping)
+		return;
+	a->stopping = true;
+	ca_log(CA_LOG_INFO, "agent", "shutting down", "reason", why, NULL);
+	ca_loop_timer_stop(a->heartbeat_timer);
+	if (cluster_known(a) && ca_bus_connected(a->bus))
+		send_heartbeat(a, "stopping");
+	ca_bus_close(a->bus); /* flushes, bounded by nats.flush_timeout */
+	ca_loop_stop(a->loop);
+}
+
+static void on_signal(void *arg, int fd, int events)
+{
+	struct ca_agent *a = arg;
+	struct signalfd_siginfo si;
+	(void)events;
+	while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+			begin_shutdown(a, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+	}
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+enum ca_err ca_agent_new(struct ca_agent **out, const struct ca_config *cfg,
+                         const struct ca_config_flags *flags, char *err, size_t errlen)
+{
+	enum ca_err rc = CA_ENOMEM;
+	struct ca_agent *a = calloc(1, sizeof *a);
+	if (!a) {
+		snprintf(err, errlen, "out of memory");
+		return CA_ENOMEM;
+	}
+	a->cfg = cfg;
+	a->flags = flags;
+	a->signal_fd = -1;
+	a->started_unix_ms = ca_now_unix_ms();
+	a->started_mono_ms = ca_now_monotonic_ms();
+	a->format = cfg->nats.encoding == CA_ENCODING_PROTOBUF ? CA_CODEC_PROTOBUF : CA_CODEC_JSON;
+	ca_histogram_init(&a->command_duration, command_duration_bounds,
+	                  sizeof command_duration_bounds / sizeof command_duration_bounds[0]);
+	a->node_name = getenv("NODE_NAME");
+	a->pod_name = getenv("POD_NAME");
+	a->pod_namespace = getenv("POD_NAMESPACE");
+	if (gethostname(a->hostname, sizeof a->hostname) != 0)
+		ca_strlcpy(a->hostname, "unknown", sizeof a->hostname);
+	a->hostname[sizeof a->hostname - 1] = '\0';
+	ca_strlcpy(a->agent_id, a->pod_name && *a->pod_name ? a->pod_name : a->hostname, sizeof a->agent_id);
+
+	/* Block the shutdown signals before any thread exists, so nats.c's
+	 * threads inherit the mask and only the signalfd sees them. */
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	if (pthread_sigmask(SIG_BLOCK, &mask, NULL) != 0) {
+		snprintf(err, errlen, "cannot block signals");
+		rc = CA_EIO;
+		goto fail;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	a->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (a->signal_fd < 0) {
+		snprintf(err, errlen, "signalfd: %s", strerror(errno));
+		rc = CA_EIO;
+		goto fail;
+	}
+
+	if ((rc = ca_loop_new(&a->loop)) != CA_OK) {
+		snprintf(err, errlen, "cannot create the event loop: %s", ca_strerror(rc));
+		goto fail;
+	}
+	if ((rc = ca_loop_fd_add(a->loop, a->signal_fd, CA_LOOP_READ, on_signal, a, &a->signal_watch)) != CA_OK ||
+	    (rc = ca_loop_timer_new(a->loop, on_heartbeat_timer, a, &a->heartbeat_timer)) != CA_OK) {
+		snprintf(err, errlen, "event loop set-up failed: %s", ca_strerror(rc));
+		goto fail;
+	}
+
+	resolve_static_cluster_id(a);
+	if (cluster_known(a)) {
+		build_subjects(a);
+		ca_log_set_cluster_id(a->cluster_id);
+	}
+
+	static const struct ca_http_handlers handlers = {
+		.live = handle_live, .ready = handle_ready, .health = handle_health, .metrics = handle_metrics,
+	};
+	if ((rc = ca_http_new(&a->http, a->loop, cfg->http.listen_host, cfg->http.port, &handlers, a, err, errlen)) != CA_OK)
+		goto fail;
+
+	static const struct ca_bus_callbacks bus_callbacks = {
+		.on_connected = on_bus_connected, .on_disconnected = on_bus_disconnected, .on_message = on_bus_message,
+	};
+	if ((rc = ca_bus_new(&a->bus, a->loop, cfg, &bus_callbacks, a, err, errlen)) != CA_OK)
+		goto fail;
+	*out = a;
+	return CA_OK;
+fail:
+	ca_agent_free(a);
+	return rc;
+}
+
+enum ca_err ca_agent_run(struct ca_agent *a)
+{
+	enum ca_err rc;
+	ca_log(CA_LOG_INFO, "agent", "starting", "version", CA_VERSION, "git_sha", CA_GIT_SHA,
+	       "agent_id", a->agent_id, "cluster_id", a->cluster_id, NULL);
+	if (!cluster_known(a))
+		ca_log(CA_LOG_WARN, "agent", "cluster ID unknown: set --cluster-id, CLUSTER_ID or cluster.id; not ready until then", NULL);
+	if (cluster_known(a)) {
+		rc = ca_bus_subscribe(a->bus, a->subject_command, a->queue_group);
+		if (rc != CA_OK) {
+			ca_log(CA_LOG_ERROR, "agent", "cannot subscribe to commands", "subject", a->subject_command,
+			       "error", ca_strerror(rc), NULL);
+			return rc;
+		}
+	}
+	if ((rc = ca_bus_connect(a->bus)) != CA_OK)
+		return rc;
+	ca_loop_timer_start(a->heartbeat_timer, a->cfg->heartbeat.interval_ms, a->cfg->heartbeat.interval_ms);
+	char port[16];
+	snprintf(port, sizeof port, "%d", ca_http_port(a->http));
+	ca_log(CA_LOG_INFO, "http", "serving probes and metrics", "host", a->cfg->http.listen_host, "port", port, NULL);
+	rc = ca_loop_run(a->loop);
+	ca_log(CA_LOG_INFO, "agent", "stopped", NULL);
+	return rc;
+}
+
+void ca_agent_free(struct ca_agent *a)
+{
+	if (!a)
+		return;
+	ca_bus_free(a->bus);
+	ca_http_free(a->http);
+	ca_loop_timer_free(a->heartbeat_timer);
+	ca_loop_fd_del(a->signal_watch);
+	ca_loop_free(a->loop);
+	if (a->signal_fd >= 0)
+		close(a->signal_fd);
+	free(a);
+}
