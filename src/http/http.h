@@ -1,0 +1,81 @@
+/* http/http.h: the agent's HTTP endpoint for probes and scraping.
+ *
+ * Serves four paths (DESIGN.md §5), each answered by a caller's handler:
+ *
+ *   /health/live   live()    application/json
+ *   /health/ready  ready()   application/json
+ *   /health        health()  application/json
+ *   /metrics       metrics() text/plain; version=0.0.4; charset=utf-8
+ *
+ * GET and HEAD only (anything else: 405 with "Allow: GET, HEAD"), other
+ * paths 404, request bodies refused (413), query strings ignored. Every
+ * response carries "Cache-Control: no-store". At most 64 connections are
+ * open at once and an idle connection is closed after 10 s; request headers
+ * are capped by libmicrohttpd's per-connection memory pool (32 KiB).
+ *
+ * The server runs inside the caller's ca_loop: libmicrohttpd is driven in
+ * its external epoll mode (no thread of its own), so the handlers run on the
+ * loop thread and may read module state directly. It is the only module
+ * that includes microhttpd.h.
+ *
+ * Ownership: struct ca_http owns its libmicrohttpd daemon, the listening
+ * socket and its loop registrations. The loop, the handler table and arg
+ * are borrowed and must outlive the server.
+ *
+ * Threads: every function here is for the loop thread (the thread that runs
+ * ca_loop_run() on the loop given to ca_http_new()), or for any single
+ * thread before that loop runs. */
+#ifndef CA_HTTP_HTTP_H
+#define CA_HTTP_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/loop.h"
+
+struct ca_http;
+
+/* Each handler fills body (empty on entry, capped at 16 MiB) and returns the
+ * HTTP status to send. A NULL handler makes its path answer 404. For HEAD the
+ * handler runs as for GET and only the body is left out. Loop thread. */
+struct ca_http_handlers {
+	/* Probes answer a small JSON document such as {"status":"ok"} or
+	 * {"status":"not ready","reason":"..."}; the handler writes it. */
+	int (*live)(void *arg, struct ca_buf *body);
+	int (*ready)(void *arg, struct ca_buf *body);
+	/* JSON detail of every module. */
+	int (*health)(void *arg, struct ca_buf *body);
+	/* Prometheus text format 0.0.4; always answered with 200. */
+	void (*metrics)(void *arg, struct ca_buf *body);
+};
+
+/* Listen on host:port and serve from loop.
+ *
+ * host: an IPv4 or IPv6 literal or a name ("0.0.0.0", "::", "127.0.0.1",
+ * "localhost"); the first resolved address that binds is used. port 0
+ * picks an ephemeral port (see ca_http_port()). The socket is bound with
+ * SO_REUSEADDR. h is borrowed (the table itself, not a copy) and arg is
+ * passed to every handler.
+ *
+ * On failure *out is untouched and, if err is not NULL, err receives a
+ * one-line reason such as "cannot listen on 127.0.0.1:8080: Address already
+ * in use" (IPv6 hosts are written in brackets). Returns CA_EINVAL for a bad
+ * port or NULL argument, CA_ENOTFOUND when the host does not resolve,
+ * CA_EIO when no address could be bound, CA_ENOMEM. Loop thread. */
+enum ca_err ca_http_new(struct ca_http **out, struct ca_loop *loop, const char *host, int port,
+                        const struct ca_http_handlers *h, void *arg, char *err, size_t errlen);
+
+/* The port actually bound (useful after port 0). Loop thread. */
+int ca_http_port(const struct ca_http *http);
+
+/* Close the listener and every open connection, and drop the loop
+ * registrations. NULL is fine. Loop thread (also from inside a loop
+ * callback, but never from one of this server's own handlers). */
+void ca_http_free(struct ca_http *http);
+
+/* Requests answered so far, whatever their status. Loop thread. */
+uint64_t ca_http_requests(const struct ca_http *http);
+
+#endif
