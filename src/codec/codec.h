@@ -68,8 +68,78 @@ struct ca_msg_event {
 	bool message_truncated;
 };
 
-/* MetricsSample is defined by the metrics issue; the codec only needs the
- * envelope today. */
+/* MetricsSample: CPU in millicores, memory in bytes; *_usage_* fields are
+ * meaningful only when usage_known is set (metrics.k8s.io served). All
+ * pointers are borrowed for the duration of the encode call; NULL strings
+ * and NULL arrays with a zero count are allowed. */
+struct ca_pod_phase_counts {
+	int64_t pending, running, succeeded, failed, unknown;
+};
+
+struct ca_msg_cluster_summary {
+	int64_t nodes_total, nodes_ready, namespaces_total;
+	struct ca_pod_phase_counts pods;
+	int64_t container_restarts_total;
+	int64_t unhealthy_pods_total; /* before the top-N cap of pods[] */
+	int64_t cpu_capacity_millicores, cpu_allocatable_millicores, cpu_requests_millicores,
+	        cpu_limits_millicores, cpu_usage_millicores;
+	int64_t memory_capacity_bytes, memory_allocatable_bytes, memory_requests_bytes,
+	        memory_limits_bytes, memory_usage_bytes;
+	bool usage_known;
+};
+
+struct ca_msg_node_condition {
+	const char *type, *status, *reason; /* "Ready", "True", "KubeletReady" */
+	int64_t last_transition_time;
+};
+
+struct ca_msg_node_sample {
+	const char *name;
+	bool ready, unschedulable;
+	const struct ca_msg_node_condition *conditions;
+	size_t n_conditions;
+	int64_t cpu_capacity_millicores, cpu_allocatable_millicores, cpu_usage_millicores;
+	int64_t memory_capacity_bytes, memory_allocatable_bytes, memory_usage_bytes;
+	bool usage_known;
+	int64_t pods_capacity, pod_count;
+	const char *zone, *instance_type, *kubelet_version;
+};
+
+struct ca_msg_namespace_sample {
+	const char *name;
+	struct ca_pod_phase_counts pods;
+	int64_t container_restarts;
+	int64_t cpu_requests_millicores, cpu_limits_millicores, cpu_usage_millicores;
+	int64_t memory_requests_bytes, memory_limits_bytes, memory_usage_bytes;
+	bool usage_known;
+};
+
+/* An unhealthy pod: not ready, restarting, pending too long, OOM-killed. */
+struct ca_msg_pod_sample {
+	const char *namespace_, *name, *uid, *node_name, *phase;
+	bool ready;
+	const char *reason;  /* CrashLoopBackOff, OOMKilled, NotReady, PendingTooLong, ... */
+	const char *message;
+	int64_t restarts;
+	int64_t since;       /* when the unhealthy state began; 0 unknown */
+	const char *last_termination_reason;
+	int64_t last_terminated_at;
+};
+
+struct ca_msg_metrics_sample {
+	const char *cluster_id, *agent_id;
+	int64_t timestamp;
+	int32_t part, parts;  /* 1-based part of parts */
+	struct ca_msg_cluster_summary summary;
+	const struct ca_msg_node_sample *nodes;
+	size_t n_nodes;
+	const struct ca_msg_namespace_sample *namespaces;
+	size_t n_namespaces;
+	const struct ca_msg_pod_sample *pods;
+	size_t n_pods;
+	bool usage_available;
+	int64_t pods_omitted; /* unhealthy pods left out by the cap */
+};
 
 struct ca_command {
 	char *id, *cluster_id, *tool, *action, *namespace_, *issuer, *signature;
@@ -90,22 +160,62 @@ struct ca_msg_command_result {
 	const char *error;
 };
 
-/* Encoders append the encoded message to out. */
+/* Encoders append the encoded message to out (nothing on failure: out is
+ * left as it was). Strings are borrowed for the call; NULL is the same as
+ * "". Text that is not valid UTF-8 (and NUL bytes in stdout/stderr) is
+ * written with U+FFFD in place of the bad bytes, identically in both
+ * formats. Errors: CA_EINVAL (NULL argument, unknown format), CA_ENOMEM,
+ * CA_ETOOBIG (out's cap). */
 enum ca_err ca_codec_encode_agent_info(enum ca_codec_format f, const struct ca_msg_agent_info *m, struct ca_buf *out);
 enum ca_err ca_codec_encode_heartbeat(enum ca_codec_format f, const struct ca_msg_heartbeat *m, struct ca_buf *out);
 enum ca_err ca_codec_encode_event(enum ca_codec_format f, const struct ca_msg_event *m, struct ca_buf *out);
 enum ca_err ca_codec_encode_command_result(enum ca_codec_format f, const struct ca_msg_command_result *m, struct ca_buf *out);
 enum ca_err ca_codec_encode_command(enum ca_codec_format f, const struct ca_command *m, struct ca_buf *out);
+enum ca_err ca_codec_encode_metrics_sample(enum ca_codec_format f, const struct ca_msg_metrics_sample *m,
+                                           struct ca_buf *out);
+
+/* Per-field caps enforced by ca_codec_decode_command; the caller caps the
+ * whole payload (exec.max_command_bytes). */
+#define CA_COMMAND_MAX_ARGS 64
+#define CA_COMMAND_MAX_STRING 4096
 
 /* Decode a Command. On failure returns CA_EINVAL/CA_EPROTO and writes why
  * into err (e.g. "field 'id' is missing"); cmd is left empty. */
+/*
+ * CA_EPROTO: the payload is not JSON / protobuf at all ("malformed JSON at
+ * line 1 column 9: ..."; "malformed protobuf: ..."). CA_EINVAL: it decodes
+ * but breaks the schema: not a JSON object, `id` missing, empty or holding
+ * control characters, a field of the wrong type (`args` not a list of
+ * strings, `timeout_seconds` not an integer or negative), a timestamp that
+ * is not RFC 3339 (JSON) or out of range (protobuf), more than
+ * CA_COMMAND_MAX_ARGS args, a string longer than CA_COMMAND_MAX_STRING
+ * bytes, a string holding a NUL byte or invalid UTF-8. JSON null is the
+ * same as an absent field; unknown fields are ignored; duplicate keys are
+ * rejected; timeout_seconds may also be a decimal string (the proto3 JSON
+ * form of int64). err may be NULL; the reason is truncated to errlen.
+ *
+ * On success every string field of cmd is a heap string (empty when
+ * absent), args holds n_args heap strings (NULL when n_args is 0); all are
+ * owned by cmd. Any thread. */
 enum ca_err ca_codec_decode_command(enum ca_codec_format f, const void *data, size_t len,
                                     struct ca_command *cmd, char *err, size_t errlen);
+/* Free what a decoded command owns and zero it; accepts an all-zero or
+ * already finished command. */
 void ca_command_fini(struct ca_command *cmd);
+
+/* True when s[0..len) is well-formed UTF-8 (no overlong forms, surrogates
+ * or code points above U+10FFFF). NUL bytes count as valid. */
+bool ca_codec_utf8_valid(const void *s, size_t len);
 
 /* Decoders for the agent's own outbound messages, used by tests and tools:
  * they re-encode the decoded message as JSON into out so a protobuf payload
- * can be checked with the same assertions as a JSON one. */
+ * can be checked with the same assertions as a JSON one.
+ * message_type is "AgentInfo", "Heartbeat", "Event", "MetricsSample",
+ * "Command" or "CommandResult" (CA_EINVAL otherwise). The output is byte
+ * for byte what the JSON encoder writes for the same message. CA_EPROTO
+ * when data does not unpack (or a timestamp is out of range); a Command
+ * goes through ca_codec_decode_command's checks (CA_EINVAL). Appends to
+ * out; nothing on failure. */
 enum ca_err ca_codec_protobuf_to_json(const char *message_type, const void *data, size_t len,
                                       struct ca_buf *out);
 
