@@ -1,0 +1,1243 @@
+/* codec/codec.c: the agent's outbound messages in JSON (jansson) and
+ * protobuf (protobuf-c), and the protobuf -> JSON transcoder.
+ *
+ * One JSON writer per message works from the C struct; the protobuf side
+ * only maps structs to the generated protobuf-c types and back. The
+ * transcoder maps a protobuf message back to the C struct and calls the
+ * same JSON writer, so both encodings of a message agree by construction
+ * and the unit test can compare them byte for byte.
+ *
+ * Text is made safe once, the same way for both encodings: bytes that are
+ * not UTF-8 (and NUL bytes in command output) become U+FFFD. jansson would
+ * refuse such strings and protobuf readers in other languages reject them.
+ * Command decoding lives in command.c. */
+#include "codec/codec.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "core/timeutil.h"
+#include "proto/agent.pb-c.h"
+
+/* google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z to
+ * 9999-12-31T23:59:59.999Z, in milliseconds. */
+#define MIN_TIME_MS (-62135596800000LL)
+#define MAX_TIME_MS (253402300799999LL)
+
+/* ------------------------------------------------------------ content type */
+
+const char *ca_codec_content_type(enum ca_codec_format f)
+{
+	return f == CA_CODEC_PROTOBUF ? CA_CONTENT_TYPE_PROTOBUF : CA_CONTENT_TYPE_JSON;
+}
+
+static bool media_type_is(const char *ct, size_t n, const char *want)
+{
+	return strlen(want) == n && strncasecmp(ct, want, n) == 0;
+}
+
+enum ca_err ca_codec_format_from_content_type(const char *ct, enum ca_codec_format *out)
+{
+	if (!ct || !out)
+		return CA_EINVAL;
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	size_t n = strcspn(ct, "; \t");
+	if (media_type_is(ct, n, CA_CONTENT_TYPE_JSON)) {
+		*out = CA_CODEC_JSON;
+		return CA_OK;
+	}
+	/* application/protobuf is the newer registered name; some clients
+	 * still send Google's vnd form. */
+	if (media_type_is(ct, n, CA_CONTENT_TYPE_PROTOBUF) || media_type_is(ct, n, "application/protobuf") ||
+	    media_type_is(ct, n, "application/vnd.google.protobuf")) {
+		*out = CA_CODEC_PROTOBUF;
+		return CA_OK;
+	}
+	return CA_EINVAL;
+}
+
+/* ------------------------------------------------------------------- UTF-8 */
+
+/* Length of the well-formed UTF-8 sequence at p (Unicode table 3-7), 0 if
+ * there is none. */
+static size_t utf8_seq(const unsigned char *p, size_t avail)
+{
+	unsigned c = p[0];
+	unsigned lo = 0x80, hi = 0xBF;
+	size_t n;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF) {
+		n = 2;
+	} else if (c >= 0xE0 && c <= 0xEF) {
+		n = 3;
+		if (c == 0xE0)
+			lo = 0xA0;
+		else if (c == 0xED)
+			hi = 0x9F;
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		n = 4;
+		if (c == 0xF0)
+			lo = 0x90;
+		else if (c == 0xF4)
+			hi = 0x8F;
+	} else {
+		return 0;
+	}
+	if (avail < n || p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xBF)
+			return 0;
+	return n;
+}
+
+bool ca_codec_utf8_valid(const void *s, size_t len)
+{
+	const unsigned char *p = s;
+	size_t i = 0;
+	while (i < len) {
+		size_t n = utf8_seq(p + i, len - i);
+		if (n == 0)
+			return false;
+		i += n;
+	}
+	return true;
+}
+
+static bool text_is_clean(const char *s, size_t len)
+{
+	return memchr(s, '\0', len) == NULL && ca_codec_utf8_valid(s, len);
+}
+
+/* Heap copy of s[0..len) with each byte that does not start a well-formed
+ * sequence, and each NUL, replaced by U+FFFD. */
+static char *text_sanitize(const char *s, size_t len, size_t *outlen)
+{
+	static const char replacement[] = "\xEF\xBF\xBD";
+	const unsigned char *p = (const unsigned char *)s;
+	if (len > (SIZE_MAX - 1) / 3)
+		return NULL;
+	char *out = malloc(len * 3 + 1);
+	if (!out)
+		return NULL;
+	size_t o = 0, i = 0;
+	while (i < len) {
+		size_t n = p[i] ? utf8_seq(p + i, len - i) : 0;
+		if (n == 0) {
+			memcpy(out + o, replacement, 3);
+			o += 3;
+			i++;
+		} else {
+			memcpy(out + o, p + i, n);
+			o += n;
+			i += n;
+		}
+	}
+	out[o] = '\0';
+	*outlen = o;
+	return out;
+}
+
+/* ---------------------------------------------------------------- scratch */
+
+/* Allocations that live until a protobuf message is packed. */
+struct scratch {
+	void **v;
+	size_t n, cap;
+	enum ca_err err; /* first failure; later calls do nothing */
+};
+
+static void scratch_fini(struct scratch *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->v[i]);
+	free(s->v);
+	s->v = NULL;
+	s->n = s->cap = 0;
+}
+
+/* Take p (freed on failure too). */
+static void *scratch_keep(struct scratch *s, void *p)
+{
+	if (!p) {
+		if (!s->err)
+			s->err = CA_ENOMEM;
+		return NULL;
+	}
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 16;
+		void **v = cap <= SIZE_MAX / sizeof *v ? realloc(s->v, cap * sizeof *v) : NULL;
+		if (!v) {
+			free(p);
+			if (!s->err)
+				s->err = CA_ENOMEM;
+			return NULL;
+		}
+		s->v = v;
+		s->cap = cap;
+	}
+	s->v[s->n++] = p;
+	return p;
+}
+
+/* Zeroed array of n elements of size bytes; NULL when n is 0 or on ENOMEM. */
+static void *scratch_array(struct scratch *s, size_t n, size_t size)
+{
+	if (n == 0 || s->err)
+		return NULL;
+	return scratch_keep(s, calloc(n, size));
+}
+
+/* ------------------------------------------------------------ JSON writer */
+
+struct jw {
+	enum ca_err err; /* first failure; later calls do nothing */
+};
+
+static void jw_fail(struct jw *w, enum ca_err err)
+{
+	if (!w->err)
+		w->err = err;
+}
+
+static void jset(struct jw *w, json_t *obj, const char *key, json_t *val)
+{
+	if (!val) {
+		jw_fail(w, CA_ENOMEM);
+		return;
+	}
+	if (w->err || !obj) {
+		json_decref(val);
+		return;
+	}
+	if (json_object_set_new(obj, key, val) != 0) /* decrefs val */
+		jw_fail(w, CA_ENOMEM);
+}
+
+static void jappend(struct jw *w, json_t *arr, json_t *val)
+{
+	if (!val) {
+		jw_fail(w, CA_ENOMEM);
+		return;
+	}
+	if (w->err || !arr) {
+		json_decref(val);
+		return;
+	}
+	if (json_array_append_new(arr, val) != 0)
+		jw_fail(w, CA_ENOMEM);
+}
+
+static json_t *jtext(struct jw *w, const char *s, size_t len)
+{
+	if (w->err)
+		return NULL;
+	if (text_is_clean(s, len))
+		return json_stringn_nocheck(s, len);
+	size_t n;
+	char *clean = text_sanitize(s, len, &n);
+	json_t *v = clean ? json_stringn_nocheck(clean, n) : NULL;
+	free(clean);
+	return v;
+}
+
+/* Strings: omitted when NULL or empty. */
+static void jstr(struct jw *w, json_t *o, const char *key, const char *s)
+{
+	if (s && *s)
+		jset(w, o, key, jtext(w, s, strlen(s)));
+}
+
+static void jstrn(struct jw *w, json_t *o, const char *key, const char *s, size_t len)
+{
+	if (s && len)
+		jset(w, o, key, jtext(w, s, len));
+}
+
+static void jint(struct jw *w, json_t *o, const char *key, int64_t v)
+{
+	jset(w, o, key, json_integer((json_int_t)v));
+}
+
+static void jbool(struct jw *w, json_t *o, const char *key, bool v)
+{
+	jset(w, o, key, json_boolean(v));
+}
+
+/* Timestamps: RFC 3339 UTC with milliseconds, omitted when 0. */
+static void jtime(struct jw *w, json_t *o, const char *key, int64_t ms)
+{
+	char ts[CA_RFC3339_LEN];
+	if (ms == 0)
+		return;
+	if (ms < MIN_TIME_MS || ms > MAX_TIME_MS) {
+		jw_fail(w, CA_EINVAL);
+		return;
+	}
+	ca_format_rfc3339(ms, ts);
+	jset(w, o, key, json_string(ts));
+}
+
+/* A nested object or array, always present; borrowed from its parent. */
+static json_t *jchild(struct jw *w, json_t *o, const char *key, json_t *child)
+{
+	jset(w, o, key, child);
+	return w->err ? NULL : child;
+}
+
+static void jstr_list(struct jw *w, json_t *o, const char *key, const char *const *v, size_t n)
+{
+	json_t *arr = jchild(w, o, key, json_array());
+	for (size_t i = 0; i < n && !w->err; i++) {
+		const char *s = v && v[i] ? v[i] : "";
+		jappend(w, arr, jtext(w, s, strlen(s)));
+	}
+}
+
+struct dump_ctx {
+	struct ca_buf *out;
+	enum ca_err err;
+};
+
+static int dump_cb(const char *buffer, size_t size, void *data)
+{
+	struct dump_ctx *d = data;
+	d->err = ca_buf_append(d->out, buffer, size);
+	return d->err ? -1 : 0;
+}
+
+/* Append root, compact, to out; consumes root. out is unchanged on error. */
+static enum ca_err jw_finish(struct jw *w, json_t *root, struct ca_buf *out)
+{
+	size_t start = out->len;
+	enum ca_err err = w->err ? w->err : root ? CA_OK : CA_ENOMEM;
+	if (!err) {
+		struct dump_ctx d = { out, CA_OK };
+		if (json_dump_callback(root, dump_cb, &d, JSON_COMPACT) != 0)
+			err = d.err ? d.err : CA_ENOMEM;
+	}
+	if (err && out->data) {
+		out->len = start;
+		out->data[start] = '\0';
+	}
+	json_decref(root);
+	return err;
+}
+
+/* -------------------------------------------------- JSON, one per message */
+
+static json_t *json_agent_info(struct jw *w, const struct ca_msg_agent_info *m)
+{
+	json_t *o = json_object();
+	jstr(w, o, "agent_id", m->agent_id);
+	jstr(w, o, "cluster_id", m->cluster_id);
+	jstr(w, o, "cluster_source", m->cluster_source);
+	jstr(w, o, "provider", m->provider);
+	jstr(w, o, "region", m->region);
+	jstr(w, o, "cluster_uid", m->cluster_uid);
+	jstr(w, o, "version", m->version);
+	jstr(w, o, "git_sha", m->git_sha);
+	jstr(w, o, "kubernetes_version", m->kubernetes_version);
+	jstr(w, o, "node_name", m->node_name);
+	jstr(w, o, "pod_name", m->pod_name);
+	jstr(w, o, "pod_namespace", m->pod_namespace);
+	jtime(w, o, "started_at", m->started_at);
+	json_t *caps = jchild(w, o, "capabilities", json_object());
+	jbool(w, caps, "events", m->cap_events);
+	jbool(w, caps, "metrics", m->cap_metrics);
+	jbool(w, caps, "exec", m->cap_exec);
+	jstr_list(w, caps, "allowed_tools", m->allowed_tools, m->n_allowed_tools);
+	jstr(w, o, "encoding", m->encoding);
+	jstr(w, o, "hostname", m->hostname);
+	return o;
+}
+
+static json_t *json_heartbeat(struct jw *w, const struct ca_msg_heartbeat *m)
+{
+	json_t *o = json_object();
+	jstr(w, o, "agent_id", m->agent_id);
+	jstr(w, o, "cluster_id", m->cluster_id);
+	jtime(w, o, "timestamp", m->timestamp);
+	jint(w, o, "uptime_seconds", m->uptime_seconds);
+	jstr(w, o, "status", m->status);
+	jbool(w, o, "kube_api_ok", m->kube_api_ok);
+	jbool(w, o, "nats_connected", m->nats_connected);
+	json_t *q = jchild(w, o, "queues", json_object());
+	jint(w, q, "events", m->queues.events);
+	jint(w, q, "metrics", m->queues.metrics);
+	jint(w, q, "commands", m->queues.commands);
+	jint(w, q, "results", m->queues.results);
+	jint(w, o, "events_published_total", m->events_published_total);
+	jint(w, o, "events_dropped_total", m->events_dropped_total);
+	jstr(w, o, "last_error", m->last_error);
+	return o;
+}
+
+static json_t *json_event(struct jw *w, const struct ca_msg_event *m)
+{
+	json_t *o = json_object();
+	jstr(w, o, "uid", m->uid);
+	jstr(w, o, "cluster_id", m->cluster_id);
+	jstr(w, o, "type", m->type);
+	jstr(w, o, "reason", m->reason);
+	jstr(w, o, "message", m->message);
+	jstr(w, o, "namespace", m->namespace_);
+	json_t *ref = jchild(w, o, "involved_object", json_object());
+	jstr(w, ref, "kind", m->involved_object.kind);
+	jstr(w, ref, "name", m->involved_object.name);
+	jstr(w, ref, "namespace", m->involved_object.namespace_);
+	jstr(w, ref, "uid", m->involved_object.uid);
+	jstr(w, ref, "api_version", m->involved_object.api_version);
+	jstr(w, ref, "field_path", m->involved_object.field_path);
+	json_t *src = jchild(w, o, "source", json_object());
+	jstr(w, src, "component", m->source_component);
+	jstr(w, src, "host", m->source_host);
+	jtime(w, o, "first_timestamp", m->first_timestamp);
+	jtime(w, o, "last_timestamp", m->last_timestamp);
+	jint(w, o, "count", m->count);
+	jstr(w, o, "severity", m->severity);
+	jstr(w, o, "category", m->category);
+	jstr(w, o, "resource_version", m->resource_version);
+	jtime(w, o, "observed_at", m->observed_at);
+	jbool(w, o, "message_truncated", m->message_truncated);
+	return o;
+}
+
+static void json_phases(struct jw *w, json_t *o, const struct ca_pod_phase_counts *p)
+{
+	json_t *c = jchild(w, o, "pods", json_object());
+	jint(w, c, "pending", p->pending);
+	jint(w, c, "running", p->running);
+	jint(w, c, "succeeded", p->succeeded);
+	jint(w, c, "failed", p->failed);
+	jint(w, c, "unknown", p->unknown);
+}
+
+static void json_summary(struct jw *w, json_t *parent, const struct ca_msg_cluster_summary *s)
+{
+	json_t *o = jchild(w, parent, "summary", json_object());
+	jint(w, o, "nodes_total", s->nodes_total);
+	jint(w, o, "nodes_ready", s->nodes_ready);
+	jint(w, o, "namespaces_total", s->namespaces_total);
+	json_phases(w, o, &s->pods);
+	jint(w, o, "container_restarts_total", s->container_restarts_total);
+	jint(w, o, "unhealthy_pods_total", s->unhealthy_pods_total);
+	jint(w, o, "cpu_capacity_millicores", s->cpu_capacity_millicores);
+	jint(w, o, "cpu_allocatable_millicores", s->cpu_allocatable_millicores);
+	jint(w, o, "cpu_requests_millicores", s->cpu_requests_millicores);
+	jint(w, o, "cpu_limits_millicores", s->cpu_limits_millicores);
+	jint(w, o, "cpu_usage_millicores", s->cpu_usage_millicores);
+	jint(w, o, "memory_capacity_bytes", s->memory_capacity_bytes);
+	jint(w, o, "memory_allocatable_bytes", s->memory_allocatable_bytes);
+	jint(w, o, "memory_requests_bytes", s->memory_requests_bytes);
+	jint(w, o, "memory_limits_bytes", s->memory_limits_bytes);
+	jint(w, o, "memory_usage_bytes", s->memory_usage_bytes);
+	jbool(w, o, "usage_known", s->usage_known);
+}
+
+static void json_node(struct jw *w, json_t *arr, const struct ca_msg_node_sample *n)
+{
+	json_t *o = json_object();
+	jappend(w, arr, o);
+	if (w->err)
+		return;
+	jstr(w, o, "name", n->name);
+	jbool(w, o, "ready", n->ready);
+	jbool(w, o, "unschedulable", n->unschedulable);
+	json_t *conds = jchild(w, o, "conditions", json_array());
+	for (size_t i = 0; i < n->n_conditions && !w->err; i++) {
+		const struct ca_msg_node_condition *c = &n->conditions[i];
+		json_t *co = json_object();
+		jappend(w, conds, co);
+		jstr(w, co, "type", c->type);
+		jstr(w, co, "status", c->status);
+		jstr(w, co, "reason", c->reason);
+		jtime(w, co, "last_transition_time", c->last_transition_time);
+	}
+	jint(w, o, "cpu_capacity_millicores", n->cpu_capacity_millicores);
+	jint(w, o, "cpu_allocatable_millicores", n->cpu_allocatable_millicores);
+	jint(w, o, "cpu_usage_millicores", n->cpu_usage_millicores);
+	jint(w, o, "memory_capacity_bytes", n->memory_capacity_bytes);
+	jint(w, o, "memory_allocatable_bytes", n->memory_allocatable_bytes);
+	jint(w, o, "memory_usage_bytes", n->memory_usage_bytes);
+	jbool(w, o, "usage_known", n->usage_known);
+	jint(w, o, "pods_capacity", n->pods_capacity);
+	jint(w, o, "pod_count", n->pod_count);
+	jstr(w, o, "zone", n->zone);
+	jstr(w, o, "instance_type", n->instance_type);
+	jstr(w, o, "kubelet_version", n->kubelet_version);
+}
+
+static void json_namespace(struct jw *w, json_t *arr, const struct ca_msg_namespace_sample *n)
+{
+	json_t *o = json_object();
+	jappend(w, arr, o);
+	if (w->err)
+		return;
+	jstr(w, o, "name", n->name);
+	json_phases(w, o, &n->pods);
+	jint(w, o, "container_restarts", n->container_restarts);
+	jint(w, o, "cpu_requests_millicores", n->cpu_requests_millicores);
+	jint(w, o, "cpu_limits_millicores", n->cpu_limits_millicores);
+	jint(w, o, "cpu_usage_millicores", n->cpu_usage_millicores);
+	jint(w, o, "memory_requests_bytes", n->memory_requests_bytes);
+	jint(w, o, "memory_limits_bytes", n->memory_limits_bytes);
+	jint(w, o, "memory_usage_bytes", n->memory_usage_bytes);
+	jbool(w, o, "usage_known", n->usage_known);
+}
+
+static void json_pod(struct jw *w, json_t *arr, const struct ca_msg_pod_sample *p)
+{
+	json_t *o = json_object();
+	jappend(w, arr, o);
+	if (w->err)
+		return;
+	jstr(w, o, "namespace", p->namespace_);
+	jstr(w, o, "name", p->name);
+	jstr(w, o, "uid", p->uid);
+	jstr(w, o, "node_name", p->node_name);
+	jstr(w, o, "phase", p->phase);
+	jbool(w, o, "ready", p->ready);
+	jstr(w, o, "reason", p->reason);
+	jstr(w, o, "message", p->message);
+	jint(w, o, "restarts", p->restarts);
+	jtime(w, o, "since", p->since);
+	jstr(w, o, "last_termination_reason", p->last_termination_reason);
+	jtime(w, o, "last_terminated_at", p->last_terminated_at);
+}
+
+static json_t *json_metrics_sample(struct jw *w, const struct ca_msg_metrics_sample *m)
+{
+	json_t *o = json_object();
+	jstr(w, o, "cluster_id", m->cluster_id);
+	jstr(w, o, "agent_id", m->agent_id);
+	jtime(w, o, "timestamp", m->timestamp);
+	jint(w, o, "part", m->part);
+	jint(w, o, "parts", m->parts);
+	json_summary(w, o, &m->summary);
+	json_t *nodes = jchild(w, o, "nodes", json_array());
+	for (size_t i = 0; i < m->n_nodes && !w->err; i++)
+		json_node(w, nodes, &m->nodes[i]);
+	json_t *nss = jchild(w, o, "namespaces", json_array());
+	for (size_t i = 0; i < m->n_namespaces && !w->err; i++)
+		json_namespace(w, nss, &m->namespaces[i]);
+	json_t *pods = jchild(w, o, "pods", json_array());
+	for (size_t i = 0; i < m->n_pods && !w->err; i++)
+		json_pod(w, pods, &m->pods[i]);
+	jbool(w, o, "usage_available", m->usage_available);
+	jint(w, o, "pods_omitted", m->pods_omitted);
+	return o;
+}
+
+static json_t *json_command(struct jw *w, const struct ca_command *m)
+{
+	json_t *o = json_object();
+	jstr(w, o, "id", m->id);
+	jstr(w, o, "cluster_id", m->cluster_id);
+	jstr(w, o, "tool", m->tool);
+	jstr(w, o, "action", m->action);
+	jstr_list(w, o, "args", (const char *const *)m->args, m->n_args);
+	jstr(w, o, "namespace", m->namespace_);
+	jint(w, o, "timeout_seconds", m->timeout_seconds);
+	jtime(w, o, "issued_at", m->issued_at);
+	jtime(w, o, "expires_at", m->expires_at);
+	jstr(w, o, "issuer", m->issuer);
+	jstr(w, o, "signature", m->signature);
+	return o;
+}
+
+static json_t *json_command_result(struct jw *w, const struct ca_msg_command_result *m)
+{
+	json_t *o = json_object();
+	jstr(w, o, "command_id", m->command_id);
+	jstr(w, o, "agent_id", m->agent_id);
+	jstr(w, o, "cluster_id", m->cluster_id);
+	jstr(w, o, "status", m->status);
+	jint(w, o, "exit_code", m->exit_code);
+	jstrn(w, o, "stdout", m->stdout_data, m->stdout_len);
+	jstrn(w, o, "stderr", m->stderr_data, m->stderr_len);
+	jbool(w, o, "stdout_truncated", m->stdout_truncated);
+	jbool(w, o, "stderr_truncated", m->stderr_truncated);
+	jtime(w, o, "started_at", m->started_at);
+	jtime(w, o, "finished_at", m->finished_at);
+	jint(w, o, "duration_ms", m->duration_ms);
+	jstr(w, o, "error", m->error);
+	return o;
+}
+
+/* --------------------------------------------- protobuf, struct -> wire */
+
+typedef Google__Protobuf__Timestamp pb_time_t;
+
+/* A string protobuf-c can pack: s itself when clean, else a sanitized copy. */
+static char *pstr(struct scratch *sc, const char *s)
+{
+	if (!s || !*s || sc->err)
+		return (char *)protobuf_c_empty_string;
+	size_t len = strlen(s), n;
+	if (text_is_clean(s, len))
+		return (char *)s;
+	char *clean = scratch_keep(sc, text_sanitize(s, len, &n));
+	return clean ? clean : (char *)protobuf_c_empty_string;
+}
+
+/* Counted text (command output) is always copied: protobuf-c needs the
+ * terminating NUL that s[len] may not hold. */
+static char *pstrn(struct scratch *sc, const char *s, size_t len)
+{
+	size_t n;
+	if (!s || !len || sc->err)
+		return (char *)protobuf_c_empty_string;
+	char *clean = scratch_keep(sc, text_sanitize(s, len, &n));
+	return clean ? clean : (char *)protobuf_c_empty_string;
+}
+
+static char **pstr_list(struct scratch *sc, const char *const *v, size_t n)
+{
+	char **out = scratch_array(sc, n, sizeof *out);
+	for (size_t i = 0; out && i < n; i++)
+		out[i] = pstr(sc, v ? v[i] : NULL);
+	return out;
+}
+
+static pb_time_t *ptime(struct scratch *sc, pb_time_t *slot, int64_t ms)
+{
+	if (ms == 0)
+		return NULL;
+	if (ms < MIN_TIME_MS || ms > MAX_TIME_MS) {
+		if (!sc->err)
+			sc->err = CA_EINVAL;
+		return NULL;
+	}
+	google__protobuf__timestamp__init(slot);
+	int64_t secs = ms / 1000, rem = ms % 1000;
+	if (rem < 0) {
+		rem += 1000;
+		secs -= 1;
+	}
+	slot->seconds = secs;
+	slot->nanos = (int32_t)(rem * 1000000);
+	return slot;
+}
+
+/* Pack msg onto the end of out. */
+static enum ca_err pb_finish(struct scratch *sc, const ProtobufCMessage *msg, struct ca_buf *out)
+{
+	enum ca_err err = sc->err;
+	if (!err) {
+		size_t n = protobuf_c_message_get_packed_size(msg);
+		err = ca_buf_reserve(out, n);
+		if (!err) {
+			size_t written = protobuf_c_message_pack(msg, (uint8_t *)out->data + out->len);
+			out->len += written;
+			out->data[out->len] = '\0';
+		}
+	}
+	scratch_fini(sc);
+	return err;
+}
+
+static enum ca_err pb_agent_info(const struct ca_msg_agent_info *m, struct ca_buf *out)
+{
+	struct scratch sc = { 0 };
+	Collectagent__V1__AgentInfo p = COLLECTAGENT__V1__AGENT_INFO__INIT;
+	Collectagent__V1__Capabilities caps = COLLECTAGENT__V1__CAPABILITIES__INIT;
+	pb_time_t started;
+	p.agent_id = pstr(&sc, m->agent_id);
+	p.cluster_id = pstr(&sc, m->cluster_id);
+	p.cluster_source = pstr(&sc, m->cluster_source);
+	p.provider = pstr(&sc, m->provider);
+	p.region = pstr(&sc, m->region);
+	p.cluster_uid = pstr(&sc, m->cluster_uid);
+	p.version = pstr(&sc, m->version);
+	p.git_sha = pstr(&sc, m->git_sha);
+	p.kubernetes_version = pstr(&sc, m->kubernetes_version);
+	p.node_name = pstr(&sc, m->node_name);
+	p.pod_name = pstr(&sc, m->pod_name);
+	p.pod_namespace = pstr(&sc, m->pod_namespace);
+	p.started_at = ptime(&sc, &started, m->started_at);
+	caps.events = m->cap_events;
+	caps.metrics = m->cap_metrics;
+	caps.exec = m->cap_exec;
+	caps.n_allowed_tools = m->n_allowed_tools;
+	caps.allowed_tools = pstr_list(&sc, m->allowed_tools, m->n_allowed_tools);
+	p.capabilities = &caps;
+	p.encoding = pstr(&sc, m->encoding);
+	p.hostname = pstr(&sc, m->hostname);
+	return pb_finish(&sc, &p.base, out);
+}
+
+static enum ca_err pb_heartbeat(const struct ca_msg_heartbeat *m, struct ca_buf *out)
+{
+	struct scratch sc = { 0 };
+	Collectagent__V1__Heartbeat p = COLLECTAGENT__V1__HEARTBEAT__INIT;
+	Collectagent__V1__QueueSizes q = COLLECTAGENT__V1__QUEUE_SIZES__INIT;
+	pb_time_t ts;
+	p.agent_id = pstr(&sc, m->agent_id);
+	p.cluster_id = pstr(&sc, m->cluster_id);
+	p.timestamp = ptime(&sc, &ts, m->timestamp);
+	p.uptime_seconds = m->uptime_seconds;
+	p.status = pstr(&sc, m->status);
+	p.kube_api_ok = m->kube_api_ok;
+	p.nats_connected = m->nats_connected;
+	q.events = m->queues.events;
+	q.metrics = m->queues.metrics;
+	q.commands = m->queues.commands;
+	q.results = m->queues.results;
+	p.queues = &q;
+	p.events_published_total = m->events_published_total;
+	p.events_dropped_total = m->events_dropped_total;
+	p.last_error = pstr(&sc, m->last_error);
+	return pb_finish(&sc, &p.base, out);
+}
+
+static enum ca_err pb_event(const struct ca_msg_event *m, struct ca_buf *out)
+{
+	struct scratch sc = { 0 };
+	Collectagent__V1__Event p = COLLECTAGENT__V1__EVENT__INIT;
+	Collectagent__V1__ObjectReference ref = COLLECTAGENT__V1__OBJECT_REFERENCE__INIT;
+	Collectagent__V1__EventSource src = COLLECTAGENT__V1__EVENT_SOURCE__INIT;
+	pb_time_t first, last, observed;
+	p.uid = pstr(&sc, m->uid);
+	p.cluster_id = pstr(&sc, m->cluster_id);
+	p.type = pstr(&sc, m->type);
+	p.reason = pstr(&sc, m->reason);
+	p.message = pstr(&sc, m->message);
+	p.namespace_ = pstr(&sc, m->namespace_);
+	ref.kind = pstr(&sc, m->involved_object.kind);
+	ref.name = pstr(&sc, m->involved_object.name);
+	ref.namespace_ = pstr(&sc, m->involved_object.namespace_);
+	ref.uid = pstr(&sc, m->involved_object.uid);
+	ref.api_version = pstr(&sc, m->involved_object.api_version);
+	ref.field_path = pstr(&sc, m->involved_object.field_path);
+	p.involved_object = &ref;
+	src.component = pstr(&sc, m->source_component);
+	src.host = pstr(&sc, m->source_host);
+	p.source = &src;
+	p.first_timestamp = ptime(&sc, &first, m->first_timestamp);
+	p.last_timestamp = ptime(&sc, &last, m->last_timestamp);
+	p.count = m->count;
+	p.severity = pstr(&sc, m->severity);
+	p.category = pstr(&sc, m->category);
+	p.resource_version = pstr(&sc, m->resource_version);
+	p.observed_at = ptime(&sc, &observed, m->observed_at);
+	p.message_truncated = m->message_truncated;
+	return pb_finish(&sc, &p.base, out);
+}
+
+static void pb_phases(Collectagent__V1__PodPhaseCounts *p, const struct ca_pod_phase_counts *c)
+{
+	collectagent__v1__pod_phase_counts__init(p);
+	p->pending = c->pending;
+	p->running = c->running;
+	p->succeeded = c->succeeded;
+	p->failed = c->failed;
+	p->unknown = c->unknown;
+}
+
+static void pb_summary(Collectagent__V1__ClusterSummary *p, Collectagent__V1__PodPhaseCounts *phases,
+                       const struct ca_msg_cluster_summary *s)
+{
+	collectagent__v1__cluster_summary__init(p);
+	p->nodes_total = s->nodes_total;
+	p->nodes_ready = s->nodes_ready;
+	p->namespaces_total = s->namespaces_total;
+	pb_phases(phases, &s->pods);
+	p->pods = phases;
+	p->container_restarts_total = s->container_restarts_total;
+	p->unhealthy_pods_total = s->unhealthy_pods_total;
+	p->cpu_capacity_millicores = s->cpu_capacity_millicores;
+	p->cpu_allocatable_millicores = s->cpu_allocatable_millicores;
+	p->cpu_requests_millicores = s->cpu_requests_millicores;
+	p->cpu_limits_millicores = s->cpu_limits_millicores;
+	p->cpu_usage_millicores = s->cpu_usage_millicores;
+	p->memory_capacity_bytes = s->memory_capacity_bytes;
+	p->memory_allocatable_bytes = s->memory_allocatable_bytes;
+	p->memory_requests_bytes = s->memory_requests_bytes;
+	p->memory_limits_bytes = s->memory_limits_bytes;
+	p->memory_usage_bytes = s->memory_usage_bytes;
+	p->usage_known = s->usage_known;
+}
+
+static void pb_node(struct scratch *sc, Collectagent__V1__NodeSample *p, const struct ca_msg_node_sample *n)
+{
+	collectagent__v1__node_sample__init(p);
+	p->name = pstr(sc, n->name);
+	p->ready = n->ready;
+	p->unschedulable = n->unschedulable;
+	Collectagent__V1__NodeCondition *conds = scratch_array(sc, n->n_conditions, sizeof *conds);
+	Collectagent__V1__NodeCondition **cond_ptrs = scratch_array(sc, n->n_conditions, sizeof *cond_ptrs);
+	pb_time_t *times = scratch_array(sc, n->n_conditions, sizeof *times);
+	if (conds && cond_ptrs && times) {
+		for (size_t i = 0; i < n->n_conditions; i++) {
+			const struct ca_msg_node_condition *c = &n->conditions[i];
+			collectagent__v1__node_condition__init(&conds[i]);
+			conds[i].type = pstr(sc, c->type);
+			conds[i].status = pstr(sc, c->status);
+			conds[i].reason = pstr(sc, c->reason);
+			conds[i].last_transition_time = ptime(sc, &times[i], c->last_transition_time);
+			cond_ptrs[i] = &conds[i];
+		}
+		p->n_conditions = n->n_conditions;
+		p->conditions = cond_ptrs;
+	}
+	p->cpu_capacity_millicores = n->cpu_capacity_millicores;
+	p->cpu_allocatable_millicores = n->cpu_allocatable_millicores;
+	p->cpu_usage_millicores = n->cpu_usage_millicores;
+	p->memory_capacity_bytes = n->memory_capacity_bytes;
+	p->memory_allocatable_bytes = n->memory_allocatable_bytes;
+	p->memory_usage_bytes = n->memory_usage_bytes;
+	p->usage_known = n->usage_known;
+	p->pods_capacity = n->pods_capacity;
+	p->pod_count = n->pod_count;
+	p->zone = pstr(sc, n->zone);
+	p->instance_type = pstr(sc, n->instance_type);
+	p->kubelet_version = pstr(sc, n->kubelet_version);
+}
+
+static void pb_namespace(Collectagent__V1__NamespaceSample *p, Collectagent__V1__PodPhaseCounts *phases,
+                         struct scratch *sc, const struct ca_msg_namespace_sample *n)
+{
+	collectagent__v1__namespace_sample__init(p);
+	p->name = pstr(sc, n->name);
+	pb_phases(phases, &n->pods);
+	p->pods = phases;
+	p->container_restarts = n->container_restarts;
+	p->cpu_requests_millicores = n->cpu_requests_millicores;
+	p->cpu_limits_millicores = n->cpu_limits_millicores;
+	p->cpu_usage_millicores = n->cpu_usage_millicores;
+	p->memory_requests_bytes = n->memory_requests_bytes;
+	p->memory_limits_bytes = n->memory_limits_bytes;
+	p->memory_usage_bytes = n->memory_usage_bytes;
+	p->usage_known = n->usage_known;
+}
+
+static void pb_pod(Collectagent__V1__PodSample *p, pb_time_t times[2], struct scratch *sc,
+                   const struct ca_msg_pod_sample *s)
+{
+	collectagent__v1__pod_sample__init(p);
+	p->namespace_ = pstr(sc, s->namespace_);
+	p->name = pstr(sc, s->name);
+	p->uid = pstr(sc, s->uid);
+	p->node_name = pstr(sc, s->node_name);
+	p->phase = pstr(sc, s->phase);
+	p->ready = s->ready;
+	p->reason = pstr(sc, s->reason);
+	p->message = pstr(sc, s->message);
+	p->restarts = s->restarts;
+	p->since = ptime(sc, &times[0], s->since);
+	p->last_termination_reason = pstr(sc, s->last_termination_reason);
+	p->last_terminated_at = ptime(sc, &times[1], s->last_terminated_at);
+}
+
+static enum ca_err pb_metrics_sample(const struct ca_msg_metrics_sample *m, struct ca_buf *out)
+{
+	struct scratch sc = { 0 };
+	Collectagent__V1__MetricsSample p = COLLECTAGENT__V1__METRICS_SAMPLE__INIT;
+	Collectagent__V1__ClusterSummary summary;
+	Collectagent__V1__PodPhaseCounts summary_phases;
+	pb_time_t ts;
+
+	p.cluster_id = pstr(&sc, m->cluster_id);
+	p.agent_id = pstr(&sc, m->agent_id);
+	p.timestamp = ptime(&sc, &ts, m->timestamp);
+	p.part = m->part;
+	p.parts = m->parts;
+	pb_summary(&summary, &summary_phases, &m->summary);
+	p.summary = &summary;
+
+	Collectagent__V1__NodeSample *nodes = scratch_array(&sc, m->n_nodes, sizeof *nodes);
+	Collectagent__V1__NodeSample **node_ptrs = scratch_array(&sc, m->n_nodes, sizeof *node_ptrs);
+	for (size_t i = 0; nodes && node_ptrs && i < m->n_nodes; i++) {
+		pb_node(&sc, &nodes[i], &m->nodes[i]);
+		node_ptrs[i] = &nodes[i];
+	}
+	p.n_nodes = sc.err ? 0 : m->n_nodes;
+	p.nodes = node_ptrs;
+
+	Collectagent__V1__NamespaceSample *nss = scratch_array(&sc, m->n_namespaces, sizeof *nss);
+	Collectagent__V1__NamespaceSample **ns_ptrs = scratch_array(&sc, m->n_namespaces, sizeof *ns_ptrs);
+	Collectagent__V1__PodPhaseCounts *ns_phases = scratch_array(&sc, m->n_namespaces, sizeof *ns_phases);
+	for (size_t i = 0; nss && ns_ptrs && ns_phases && i < m->n_namespaces; i++) {
+		pb_namespace(&nss[i], &ns_phases[i], &sc, &m->namespaces[i]);
+		ns_ptrs[i] = &nss[i];
+	}
+	p.n_namespaces = sc.err ? 0 : m->n_namespaces;
+	p.namespaces = ns_ptrs;
+
+	Collectagent__V1__PodSample *pods = scratch_array(&sc, m->n_pods, sizeof *pods);
+	Collectagent__V1__PodSample **pod_ptrs = scratch_array(&sc, m->n_pods, sizeof *pod_ptrs);
+	pb_time_t *pod_times = m->n_pods <= SIZE_MAX / 2 ? scratch_array(&sc, m->n_pods * 2, sizeof *pod_times) : NULL;
+	for (size_t i = 0; pods && pod_ptrs && pod_times && i < m->n_pods; i++) {
+		pb_pod(&pods[i], &pod_times[2 * i], &sc, &m->pods[i]);
+		pod_ptrs[i] = &pods[i];
+	}
+	p.n_pods = sc.err ? 0 : m->n_pods;
+	p.pods = pod_ptrs;
+
+	p.usage_available = m->usage_available;
+	p.pods_omitted = m->pods_omitted;
+	return pb_finish(&sc, &p.base, out);
+}
+
+static enum ca_err pb_command(const struct ca_command *m, struct ca_buf *out)
+{
+	struct scratch sc = { 0 };
+	Collectagent__V1__Command p = COLLECTAGENT__V1__COMMAND__INIT;
+	pb_time_t issued, expires;
+	p.id = pstr(&sc, m->id);
+	p.cluster_id = pstr(&sc, m->cluster_id);
+	p.tool = pstr(&sc, m->tool);
+	p.action = pstr(&sc, m->action);
+	p.n_args = m->n_args;
+	p.args = pstr_list(&sc, (const char *const *)m->args, m->n_args);
+	p.namespace_ = pstr(&sc, m->namespace_);
+	p.timeout_seconds = m->timeout_seconds;
+	p.issued_at = ptime(&sc, &issued, m->issued_at);
+	p.expires_at = ptime(&sc, &expires, m->expires_at);
+	p.issuer = pstr(&sc, m->issuer);
+	p.signature = pstr(&sc, m->signature);
+	return pb_finish(&sc, &p.base, out);
+}
+
+static enum ca_err pb_command_result(const struct ca_msg_command_result *m, struct ca_buf *out)
+{
+	struct scratch sc = { 0 };
+	Collectagent__V1__CommandResult p = COLLECTAGENT__V1__COMMAND_RESULT__INIT;
+	pb_time_t started, finished;
+	p.command_id = pstr(&sc, m->command_id);
+	p.agent_id = pstr(&sc, m->agent_id);
+	p.cluster_id = pstr(&sc, m->cluster_id);
+	p.status = pstr(&sc, m->status);
+	p.exit_code = m->exit_code;
+	p.stdout = pstrn(&sc, m->stdout_data, m->stdout_len);
+	p.stderr = pstrn(&sc, m->stderr_data, m->stderr_len);
+	p.stdout_truncated = m->stdout_truncated;
+	p.stderr_truncated = m->stderr_truncated;
+	p.started_at = ptime(&sc, &started, m->started_at);
+	p.finished_at = ptime(&sc, &finished, m->finished_at);
+	p.duration_ms = m->duration_ms;
+	p.error = pstr(&sc, m->error);
+	return pb_finish(&sc, &p.base, out);
+}
+
+/* ------------------------------------------------------- public encoders */
+
+#define ENCODE(fmt, m, out, json_fn, pb_fn)                                       \
+	do {                                                                      \
+		if (!(m) || !(out))                                               \
+			return CA_EINVAL;                                         \
+		if ((fmt) == CA_CODEC_PROTOBUF)                                   \
+			return pb_fn((m), (out));                                 \
+		if ((fmt) != CA_CODEC_JSON)                                       \
+			return CA_EINVAL;                                         \
+		struct jw w_ = { CA_OK };                                         \
+		json_t *root_ = json_fn(&w_, (m));                                \
+		return jw_finish(&w_, root_, (out));                              \
+	} while (0)
+
+enum ca_err ca_codec_encode_agent_info(enum ca_codec_format f, const struct ca_msg_agent_info *m, struct ca_buf *out)
+{
+	ENCODE(f, m, out, json_agent_info, pb_agent_info);
+}
+
+enum ca_err ca_codec_encode_heartbeat(enum ca_codec_format f, const struct ca_msg_heartbeat *m, struct ca_buf *out)
+{
+	ENCODE(f, m, out, json_heartbeat, pb_heartbeat);
+}
+
+enum ca_err ca_codec_encode_event(enum ca_codec_format f, const struct ca_msg_event *m, struct ca_buf *out)
+{
+	ENCODE(f, m, out, json_event, pb_event);
+}
+
+enum ca_err ca_codec_encode_command_result(enum ca_codec_format f, const struct ca_msg_command_result *m,
+                                           struct ca_buf *out)
+{
+	ENCODE(f, m, out, json_command_result, pb_command_result);
+}
+
+enum ca_err ca_codec_encode_command(enum ca_codec_format f, const struct ca_command *m, struct ca_buf *out)
+{
+	ENCODE(f, m, out, json_command, pb_command);
+}
+
+enum ca_err ca_codec_encode_metrics_sample(enum ca_codec_format f, const struct ca_msg_metrics_sample *m,
+                                           struct ca_buf *out)
+{
+	ENCODE(f, m, out, json_metrics_sample, pb_metrics_sample);
+}
+
+/* ----------------------------------------- protobuf, wire -> struct -> JSON */
+
+/* Milliseconds of an unpacked Timestamp (0 when absent); false when it is
+ * outside the range google.protobuf.Timestamp allows. */
+static bool from_ptime(const pb_time_t *t, int64_t *ms)
+{
+	*ms = 0;
+	if (!t)
+		return true;
+	if (t->nanos < 0 || t->nanos > 999999999 || t->seconds < MIN_TIME_MS / 1000 ||
+	    t->seconds > MAX_TIME_MS / 1000)
+		return false;
+	*ms = t->seconds * 1000 + t->nanos / 1000000;
+	return true;
+}
+
+/* Unpacked strings are never NULL for proto3 fields, but a hand-built
+ * message could hold one; the JSON writer treats NULL as "". */
+static const char *const *from_pstr_list(char **v)
+{
+	return (const char *const *)v;
+}
+
+static json_t *to_json_agent_info(struct jw *w, const ProtobufCMessage *msg)
+{
+	const Collectagent__V1__AgentInfo *p = (const Collectagent__V1__AgentInfo *)msg;
+	struct ca_msg_agent_info m = {
+		.agent_id = p->agent_id, .cluster_id = p->cluster_id, .cluster_source = p->cluster_source,
+		.provider = p->provider, .region = p->region, .cluster_uid = p->cluster_uid,
+		.version = p->version, .git_sha = p->git_sha, .kubernetes_version = p->kubernetes_version,
+		.node_name = p->node_name, .pod_name = p->pod_name, .pod_namespace = p->pod_namespace,
+		.encoding = p->encoding, .hostname = p->hostname,
+	};
+	if (!from_ptime(p->started_at, &m.started_at))
+		jw_fail(w, CA_EPROTO);
+	if (p->capabilities) {
+		m.cap_events = p->capabilities->events;
+		m.cap_metrics = p->capabilities->metrics;
+		m.cap_exec = p->capabilities->exec;
+		m.allowed_tools = from_pstr_list(p->capabilities->allowed_tools);
+		m.n_allowed_tools = p->capabilities->n_allowed_tools;
+	}
+	return json_agent_info(w, &m);
+}
+
+static json_t *to_json_heartbeat(struct jw *w, const ProtobufCMessage *msg)
+{
+	const Collectagent__V1__Heartbeat *p = (const Collectagent__V1__Heartbeat *)msg;
+	struct ca_msg_heartbeat m = {
+		.agent_id = p->agent_id, .cluster_id = p->cluster_id, .status = p->status,
+		.uptime_seconds = p->uptime_seconds, .kube_api_ok = p->kube_api_ok,
+		.nats_connected = p->nats_connected, .events_published_total = p->events_published_total,
+		.events_dropped_total = p->events_dropped_total, .last_error = p->last_error,
+	};
+	if (!from_ptime(p->timestamp, &m.timestamp))
+		jw_fail(w, CA_EPROTO);
+	if (p->queues) {
+		m.queues.events = p->queues->events;
+		m.queues.metrics = p->queues->metrics;
+		m.queues.commands = p->queues->commands;
+		m.queues.results = p->queues->results;
+	}
+	return json_heartbeat(w, &m);
+}
+
+static json_t *to_json_event(struct jw *w, const ProtobufCMessage *msg)
+{
+	const Collectagent__V1__Event *p = (const Collectagent__V1__Event *)msg;
+	struct ca_msg_event m = {
+		.uid = p->uid, .cluster_id = p->cluster_id, .type = p->type, .reason = p->reason,
+		.message = p->message, .namespace_ = p->namespace_, .count = p->count,
+		.severity = p->severity, .category = p->category, .resource_version = p->resource_version,
+		.message_truncated = p->message_truncated,
+	};
+	if (p->involved_object) {
+		const Collectagent__V1__ObjectReference *r = p->involved_object;
+		m.involved_object = (struct ca_msg_object_ref){
+			.kind = r->kind, .name = r->name, .namespace_ = r->namespace_,
+			.uid = r->uid, .api_version = r->api_version, .field_path = r->field_path,
+		};
+	}
+	if (p->source) {
+		m.source_component = p->source->component;
+		m.source_host = p->source->host;
+	}
+	if (!from_ptime(p->first_timestamp, &m.first_timestamp) ||
+	    !from_ptime(p->last_timestamp, &m.last_timestamp) || !from_ptime(p->observed_at, &m.observed_at))
+		jw_fail(w, CA_EPROTO);
+	return json_event(w, &m);
+}
+
+static void from_phases(struct ca_pod_phase_counts *c, const Collectagent__V1__PodPhaseCounts *p)
+{
+	if (!p)
+		return;
+	c->pending = p->pending;
+	c->running = p->running;
+	c->succeeded = p->succeeded;
+	c->failed = p->failed;
+	c->unknown = p->unknown;
+}
+
+static void from_summary(struct ca_msg_cluster_summary *s, const Collectagent__V1__ClusterSummary *p)
+{
+	if (!p)
+		return;
+	*s = (struct ca_msg_cluster_summary){
+		.nodes_total = p->nodes_total, .nodes_ready = p->nodes_ready,
+		.namespaces_total = p->namespaces_total,
+		.container_restarts_total = p->container_restarts_total,
+		.unhealthy_pods_total = p->unhealthy_pods_total,
+		.cpu_capacity_millicores = p->cpu_capacity_millicores,
+		.cpu_allocatable_millicores = p->cpu_allocatable_millicores,
+		.cpu_requests_millicores = p->cpu_requests_millicores,
+		.cpu_limits_millicores = p->cpu_limits_millicores,
+		.cpu_usage_millicores = p->cpu_usage_millicores,
+		.memory_capacity_bytes = p->memory_capacity_bytes,
+		.memory_allocatable_bytes = p->memory_allocatable_bytes,
+		.memory_requests_bytes = p->memory_requests_bytes,
+		.memory_limits_bytes = p->memory_limits_bytes,
+		.memory_usage_bytes = p->memory_usage_bytes,
+		.usage_known = p->usage_known,
+	};
+	from_phases(&s->pods, p->pods);
+}
+
+static void from_node(struct jw *w, struct scratch *sc, struct ca_msg_node_sample *n,
+                      const Collectagent__V1__NodeSample *p)
+{
+	*n = (struct ca_msg_node_sample){
+		.name = p->name, .ready = p->ready, .unschedulable = p->unschedulable,
+		.cpu_capacity_millicores = p->cpu_capacity_millicores,
+		.cpu_allocatable_millicores = p->cpu_allocatable_millicores,
+		.cpu_usage_millicores = p->cpu_usage_millicores,
+		.memory_capacity_bytes = p->memory_capacity_bytes,
+		.memory_allocatable_bytes = p->memory_allocatable_bytes,
+		.memory_usage_bytes = p->memory_usage_bytes, .usage_known = p->usage_known,
+		.pods_capacity = p->pods_capacity, .pod_count = p->pod_count, .zone = p->zone,
+		.instance_type = p->instance_type, .kubelet_version = p->kubelet_version,
+	};
+	struct ca_msg_node_condition *conds = scratch_array(sc, p->n_conditions, sizeof *conds);
+	for (size_t i = 0; conds && i < p->n_conditions; i++) {
+		const Collectagent__V1__NodeCondition *c = p->conditions[i];
+		conds[i] = (struct ca_msg_node_condition){ .type = c->type, .status = c->status, .reason = c->reason };
+		if (!from_ptime(c->last_transition_time, &conds[i].last_transition_time))
+			jw_fail(w, CA_EPROTO);
+	}
+	n->conditions = conds;
+	n->n_conditions = conds ? p->n_conditions : 0;
+}
+
+static json_t *to_json_metrics_sample(struct jw *w, const ProtobufCMessage *msg)
+{
+	const Collectagent__V1__MetricsSample *p = (const Collectagent__V1__MetricsSample *)msg;
+	struct scratch sc = { 0 };
+	struct ca_msg_metrics_sample m = {
+		.cluster_id = p->cluster_id, .agent_id = p->agent_id, .part = p->part, .parts = p->parts,
+		.usage_available = p->usage_available, .pods_omitted = p->pods_omitted,
+	};
+	json_t *root = NULL;
+	if (!from_ptime(p->timestamp, &m.timestamp))
+		jw_fail(w, CA_EPROTO);
+	from_summary(&m.summary, p->summary);
+
+	struct ca_msg_node_sample *nodes = scratch_array(&sc, p->n_nodes, sizeof *nodes);
+	for (size_t i = 0; nodes && i < p->n_nodes; i++)
+		from_node(w, &sc, &nodes[i], p->nodes[i]);
+	struct ca_msg_namespace_sample *nss = scratch_array(&sc, p->n_namespaces, sizeof *nss);
+	for (size_t i = 0; nss && i < p->n_namespaces; i++) {
+		const Collectagent__V1__NamespaceSample *s = p->namespaces[i];
+		nss[i] = (struct ca_msg_namespace_sample){
+			.name = s->name, .container_restarts = s->container_restarts,
+			.cpu_requests_millicores = s->cpu_requests_millicores,
+			.cpu_limits_millicores = s->cpu_limits_millicores,
+			.cpu_usage_millicores = s->cpu_usage_millicores,
+			.memory_requests_bytes = s->memory_requests_bytes,
+			.memory_limits_bytes = s->memory_limits_bytes,
+			.memory_usage_bytes = s->memory_usage_bytes, .usage_known = s->usage_known,
+		};
+		from_phases(&nss[i].pods, s->pods);
+	}
+	struct ca_msg_pod_sample *pods = scratch_array(&sc, p->n_pods, sizeof *pods);
+	for (size_t i = 0; pods && i < p->n_pods; i++) {
+		const Collectagent__V1__PodSample *s = p->pods[i];
+		pods[i] = (struct ca_msg_pod_sample){
+			.namespace_ = s->namespace_, .name = s->name, .uid = s->uid, .node_name = s->node_name,
+			.phase = s->phase, .ready = s->ready, .reason = s->reason, .message = s->message,
+			.restarts = s->restarts, .last_termination_reason = s->last_termination_reason,
+		};
+		if (!from_ptime(s->since, &pods[i].since) ||
+		    !from_ptime(s->last_terminated_at, &pods[i].last_terminated_at))
+			jw_fail(w, CA_EPROTO);
+	}
+	if (sc.err) {
+		jw_fail(w, sc.err);
+		goto out;
+	}
+	m.nodes = nodes;
+	m.n_nodes = p->n_nodes;
+	m.namespaces = nss;
+	m.n_namespaces = p->n_namespaces;
+	m.pods = pods;
+	m.n_pods = p->n_pods;
+	root = json_metrics_sample(w, &m);
+out:
+	scratch_fini(&sc);
+	return root;
+}
+
+static json_t *to_json_command_result(struct jw *w, const ProtobufCMessage *msg)
+{
+	const Collectagent__V1__CommandResult *p = (const Collectagent__V1__CommandResult *)msg;
+	struct ca_msg_command_result m = {
+		.command_id = p->command_id, .agent_id = p->agent_id, .cluster_id = p->cluster_id,
+		.status = p->status, .exit_code = p->exit_code,
+		.stdout_data = p->stdout, .stdout_len = p->stdout ? strlen(p->stdout) : 0,
+		.stderr_data = p->stderr, .stderr_len = p->stderr ? strlen(p->stderr) : 0,
+		.stdout_truncated = p->stdout_truncated, .stderr_truncated = p->stderr_truncated,
+		.duration_ms = p->duration_ms, .error = p->error,
+	};
+	if (!from_ptime(p->started_at, &m.started_at) || !from_ptime(p->finished_at, &m.finished_at))
+		jw_fail(w, CA_EPROTO);
+	return json_command_result(w, &m);
+}
+
+struct pb_type {
+	const char *name;
+	const ProtobufCMessageDescriptor *descriptor;
+	json_t *(*to_json)(struct jw *w, const ProtobufCMessage *msg);
+};
+
+static const struct pb_type pb_types[] = {
+	{ "AgentInfo", &collectagent__v1__agent_info__descriptor, to_json_agent_info },
+	{ "Heartbeat", &collectagent__v1__heartbeat__descriptor, to_json_heartbeat },
+	{ "Event", &collectagent__v1__event__descriptor, to_json_event },
+	{ "MetricsSample", &collectagent__v1__metrics_sample__descriptor, to_json_metrics_sample },
+	{ "CommandResult", &collectagent__v1__command_result__descriptor, to_json_command_result },
+};
+
+enum ca_err ca_codec_protobuf_to_json(const char *message_type, const void *data, size_t len, struct ca_buf *out)
+{
+	if (!message_type || !out || (!data && len))
+		return CA_EINVAL;
+	if (strcmp(message_type, "Command") == 0) {
+		struct ca_command cmd;
+		enum ca_err err = ca_codec_decode_command(CA_CODEC_PROTOBUF, data, len, &cmd, NULL, 0);
+		if (err)
+			return err;
+		err = ca_codec_encode_command(CA_CODEC_JSON, &cmd, out);
+		ca_command_fini(&cmd);
+		return err;
+	}
+	for (size_t i = 0; i < sizeof pb_types / sizeof pb_types[0]; i++) {
+		if (strcmp(message_type, pb_types[i].name) != 0)
+			continue;
+		ProtobufCMessage *msg = protobuf_c_message_unpack(pb_types[i].descriptor, NULL, len,
+		                                                  data ? data : (const void *)"");
+		if (!msg)
+			return CA_EPROTO;
+		struct jw w = { CA_OK };
+		json_t *root = pb_types[i].to_json(&w, msg);
+		enum ca_err err = jw_finish(&w, root, out);
+		protobuf_c_message_free_unpacked(msg, NULL);
+		return err;
+	}
+	return CA_EINVAL;
+}
