@@ -1,0 +1,1143 @@
+/* bus/bus.c: the NATS connection on nats.c.
+ *
+ * Threads. nats.c runs a reader, a flusher, a reconnect thread, an async
+ * callback thread and a dispatcher per subscription; any of them may call
+ * the handlers below. Handlers touch only: the atomics of struct ca_bus,
+ * the event queue (under qlock) and the close bookkeeping (under qlock).
+ * Everything else belongs to the loop thread. An event is one malloc'd
+ * block (struct event followed by its strings and payload) that the loop
+ * thread frees after calling the user's callback.
+ *
+ * Why an eventfd and not ca_loop_post(): a post that is still pending when
+ * the bus is freed would run on freed memory, and a post pending when the
+ * loop is freed is dropped without its argument being freed. With an fd the
+ * bus owns, ca_bus_free() deregisters the fd and frees the queue itself, so
+ * nothing outlives the bus. */
+#include "bus/bus.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+
+#include "core/timeutil.h"
+#include "log/log.h"
+
+#define COMPONENT "bus"
+#define SECRET_FILE_MAX 4096
+#define LAST_ERROR_LEN 256
+#define URL_LEN 256
+/* How long close waits for nats.c to report its last callback. */
+#define CLOSE_WAIT_MS 10000
+
+enum event_type {
+	EV_MESSAGE,
+	EV_CONNECTED,
+	EV_RECONNECTED,
+	EV_DISCONNECTED,
+};
+
+struct event {
+	struct event *next;
+	enum event_type type;
+	size_t size; /* bytes charged to the queue cap */
+	const char *subject, *reply, *content_type, *msg_id;
+	const char *data;
+	size_t len;
+	/* strings and payload follow */
+};
+
+struct sub {
+	struct ca_bus *bus;   /* owner, for on_sub_complete */
+	char *subject;
+	char *queue;          /* NULL = plain subscription */
+	natsSubscription *ns; /* NULL until subscribed on the connection */
+	bool completed;       /* on-complete callback ran (qlock) */
+};
+
+struct ca_bus {
+	struct ca_loop *loop;             /* borrowed */
+	const struct ca_config *cfg;      /* borrowed */
+	struct ca_bus_callbacks cbs;
+	void *arg;
+
+	natsOptions *opts;
+	natsConnection *conn;
+	char **servers;                   /* copies handed to nats.c */
+	int nservers;
+	char *token;                      /* secrets read from files; wiped on free */
+	char *password;
+
+	struct sub **subs;
+	size_t nsubs, subs_cap;
+
+	/* Hand-off from nats.c threads to the loop. */
+	pthread_mutex_t qlock;
+	pthread_cond_t qcond;
+	bool qlock_init;
+	struct event *qhead, *qtail;
+	size_t qbytes;
+	bool closing;       /* qlock: drop new events */
+	bool nats_closed;   /* qlock: nats.c's closed callback ran */
+	int efd;
+	struct ca_loop_fd *efd_handle;
+
+	bool connect_called;
+	bool closed;
+	bool leaked;        /* nats.c never reported closing: keep memory */
+	bool ever_connected; /* loop thread: for reconnected=true */
+
+	/* Bytes handed to nats.c's reconnect buffer since the connection was
+	 * lost (loop thread), and the connect count it was measured against. */
+	size_t offline_bytes;
+	uint64_t offline_epoch;
+
+	atomic_bool connected;
+	atomic_bool was_up;
+	atomic_uint_fast64_t connect_epoch; /* successful connects so far */   /* nats threads: connected at least once */
+	atomic_size_t max_payload;
+	atomic_uint_fast64_t reconnects, disconnects;
+	atomic_uint_fast64_t published, published_bytes, publish_errors;
+	atomic_uint_fast64_t received, received_bytes, dropped;
+
+	/* qlock */
+	char last_error[LAST_ERROR_LEN];
+	char server_url[URL_LEN];
+};
+
+/* ------------------------------------------------------------------ helpers */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (!err || errlen == 0)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static char *xstrdup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static bool nonempty(const char *s)
+{
+	return s && *s;
+}
+
+/* Copy url without "user:pass@" into out, for logs and health output. */
+static void redact_url(const char *url, char *out, size_t outlen)
+{
+	if (!url) {
+		ca_strlcpy(out, "", outlen);
+		return;
+	}
+	const char *scheme_end = strstr(url, "://");
+	const char *host = scheme_end ? scheme_end + 3 : url;
+	const char *at = strchr(host, '@');
+	const char *slash = strchr(host, '/');
+	if (at && (!slash || at < slash)) {
+		size_t prefix = (size_t)(host - url);
+		if (prefix >= outlen)
+			prefix = outlen - 1;
+		memcpy(out, url, prefix);
+		out[prefix] = '\0';
+		ca_strlcpy(out + prefix, at + 1, outlen - prefix);
+	} else {
+		ca_strlcpy(out, url, outlen);
+	}
+}
+
+/* Read a small secret file; trailing whitespace is cut. */
+static enum ca_err read_secret(const char *path, char **out)
+{
+	enum ca_err rc = CA_EIO;
+	char *buf = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		goto out;
+	buf = malloc(SECRET_FILE_MAX + 1);
+	if (!buf) {
+		rc = CA_ENOMEM;
+		goto out;
+	}
+	size_t len = 0;
+	for (;;) {
+		if (len == SECRET_FILE_MAX) {
+			rc = CA_ETOOBIG;
+			goto out;
+		}
+		ssize_t n = read(fd, buf + len, SECRET_FILE_MAX - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			goto out;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
+	                   buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+		len--;
+	buf[len] = '\0';
+	*out = buf;
+	buf = NULL;
+	rc = CA_OK;
+out:
+	if (buf) {
+		explicit_bzero(buf, SECRET_FILE_MAX + 1);
+		free(buf);
+	}
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static void free_secret(char *s)
+{
+	if (s) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+}
+
+static void record_error(struct ca_bus *bus, const char *text)
+{
+	pthread_mutex_lock(&bus->qlock);
+	ca_strlcpy(bus->last_error, text, sizeof bus->last_error);
+	pthread_mutex_unlock(&bus->qlock);
+}
+
+/* ------------------------------------------------------ nats.c thread side */
+
+static void wake_loop(struct ca_bus *bus)
+{
+	uint64_t one = 1;
+	ssize_t n = write(bus->efd, &one, sizeof one);
+	(void)n; /* EAGAIN: the counter is already non-zero, the loop will wake */
+}
+
+/* Append ev (taken) unless closing or over the cap. */
+static void enqueue(struct ca_bus *bus, struct event *ev)
+{
+	bool wake = false, dropped = false;
+	pthread_mutex_lock(&bus->qlock);
+	if (bus->closing) {
+		dropped = true;
+	} else if (ev->type == EV_MESSAGE && bus->qbytes + ev->size > CA_BUS_QUEUE_MAX_BYTES) {
+		dropped = true;
+		atomic_fetch_add(&bus->dropped, 1);
+	} else {
+		wake = bus->qhead == NULL;
+		if (bus->qtail)
+			bus->qtail->next = ev;
+		else
+			bus->qhead = ev;
+		bus->qtail = ev;
+		bus->qbytes += ev->size;
+	}
+	pthread_mutex_unlock(&bus->qlock);
+	if (dropped)
+		free(ev);
+	else if (wake)
+		wake_loop(bus);
+}
+
+static void enqueue_simple(struct ca_bus *bus, enum event_type type)
+{
+	struct event *ev = calloc(1, sizeof *ev);
+	if (!ev)
+		return; /* nothing sensible to do on a nats.c thread */
+	ev->type = type;
+	enqueue(bus, ev);
+}
+
+/* Copy a C string into the event block at *pos. */
+static const char *put_str(char **pos, const char *s, size_t n)
+{
+	char *dst = *pos;
+	memcpy(dst, s, n);
+	dst[n] = '\0';
+	*pos += n + 1;
+	return dst;
+}
+
+static void on_nats_message(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+	struct ca_bus *bus = closure;
+	(void)nc;
+	(void)sub;
+	const char *subject = natsMsg_GetSubject(msg);
+	const char *reply = natsMsg_GetReply(msg);
+	const char *data = natsMsg_GetData(msg);
+	int dlen = natsMsg_GetDataLength(msg);
+	const char *ct = NULL, *id = NULL;
+	if (natsMsgHeader_Get(msg, "Content-Type", &ct) != NATS_OK)
+		ct = NULL;
+	if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) != NATS_OK)
+		id = NULL;
+	size_t len = dlen > 0 ? (size_t)dlen : 0;
+	size_t ls = subject ? strlen(subject) : 0;
+	size_t lr = reply ? strlen(reply) : 0;
+	size_t lc = ct ? strlen(ct) : 0;
+	size_t li = id ? strlen(id) : 0;
+	/* Each piece is bounded by the server's max_payload (an int), so the
+	 * sum cannot overflow size_t. */
+	size_t size = sizeof(struct event) + ls + lr + lc + li + len + 5;
+	struct event *ev = malloc(size);
+	if (!ev) {
+		atomic_fetch_add(&bus->dropped, 1);
+		goto out;
+	}
+	memset(ev, 0, sizeof *ev);
+	ev->type = EV_MESSAGE;
+	ev->size = size;
+	char *pos = (char *)(ev + 1);
+	ev->subject = put_str(&pos, subject ? subject : "", ls);
+	ev->reply = reply ? put_str(&pos, reply, lr) : NULL;
+	ev->content_type = ct ? put_str(&pos, ct, lc) : NULL;
+	ev->msg_id = id ? put_str(&pos, id, li) : NULL;
+	ev->data = put_str(&pos, data ? data : "", data ? len : 0);
+	ev->len = data ? len : 0;
+	enqueue(bus, ev);
+out:
+	natsMsg_Destroy(msg);
+}
+
+static void note_connected(struct ca_bus *bus, natsConnection *nc)
+{
+	int64_t mp = natsConnection_GetMaxPayload(nc);
+	if (mp > 0)
+		atomic_store(&bus->max_payload, (size_t)mp);
+	char url[URL_LEN] = "", clean[URL_LEN];
+	if (natsConnection_GetConnectedUrl(nc, url, sizeof url) != NATS_OK)
+		url[0] = '\0';
+	redact_url(url, clean, sizeof clean);
+	pthread_mutex_lock(&bus->qlock);
+	ca_strlcpy(bus->server_url, clean, sizeof bus->server_url);
+	pthread_mutex_unlock(&bus->qlock);
+	atomic_store(&bus->connected, true);
+	atomic_fetch_add(&bus->connect_epoch, 1);
+}
+
+static void on_nats_connected(natsConnection *nc, void *closure)
+{
+	struct ca_bus *bus = closure;
+	note_connected(bus, nc);
+	bool again = atomic_exchange(&bus->was_up, true);
+	if (again)
+		atomic_fetch_add(&bus->reconnects, 1);
+	enqueue_simple(bus, again ? EV_RECONNECTED : EV_CONNECTED);
+}
+
+static void on_nats_reconnected(natsConnection *nc, void *closure)
+{
+	on_nats_connected(nc, closure);
+}
+
+static void on_nats_disconnected(natsConnection *nc, void *closure)
+{
+	struct ca_bus *bus = closure;
+	/* Keep why (refused, authorization, TLS) for /health; nats.c also
+	 * calls this for failed attempts while never connected, which are
+	 * recorded but are not news for the callbacks. */
+	const char *detail = NULL;
+	if (natsConnection_GetLastError(nc, &detail) != NATS_OK && detail && *detail)
+		record_error(bus, detail);
+	if (!atomic_exchange(&bus->connected, false))
+		return;
+	atomic_fetch_add(&bus->disconnects, 1);
+	enqueue_simple(bus, EV_DISCONNECTED);
+}
+
+static void on_nats_closed(natsConnection *nc, void *closure)
+{
+	struct ca_bus *bus = closure;
+	(void)nc;
+	atomic_store(&bus->connected, false);
+	pthread_mutex_lock(&bus->qlock);
+	bus->nats_closed = true;
+	pthread_cond_broadcast(&bus->qcond);
+	pthread_mutex_unlock(&bus->qlock);
+}
+
+static void on_nats_error(natsConnection *nc, natsSubscription *sub, natsStatus status, void *closure)
+{
+	struct ca_bus *bus = closure;
+	const char *detail = NULL;
+	char text[LAST_ERROR_LEN];
+	(void)sub;
+	if (natsConnection_GetLastError(nc, &detail) == NATS_OK || !detail)
+		detail = NULL;
+	snprintf(text, sizeof text, "%s%s%s", natsStatus_GetText(status),
+	         detail ? ": " : "", detail ? detail : "");
+	record_error(bus, text);
+	if (status == NATS_SLOW_CONSUMER)
+		atomic_fetch_add(&bus->dropped, 1);
+	ca_log(CA_LOG_WARN, COMPONENT, "NATS asynchronous error", "error", text, NULL);
+}
+
+/* nats.c calls this after the subscription is closed and its message
+ * handler has returned for the last time. */
+static void on_sub_complete(void *closure)
+{
+	struct sub *s = closure;
+	struct ca_bus *bus = s->bus;
+	pthread_mutex_lock(&bus->qlock);
+	s->completed = true;
+	pthread_cond_broadcast(&bus->qcond);
+	pthread_mutex_unlock(&bus->qlock);
+}
+
+static int64_t reconnect_delay(natsConnection *nc, int attempts, void *closure)
+{
+	const struct ca_bus *bus = closure;
+	(void)nc;
+	int64_t wait = bus->cfg->nats.reconnect_wait_ms > 0 ? bus->cfg->nats.reconnect_wait_ms : 2000;
+	int64_t max = bus->cfg->nats.reconnect_wait_max_ms > wait ? bus->cfg->nats.reconnect_wait_max_ms : wait;
+	int shift = attempts > 1 ? attempts - 1 : 0;
+	int64_t d = wait;
+	for (int i = 0; i < shift && d < max; i++)
+		d *= 2;
+	if (d > max)
+		d = max;
+	int64_t jitter = bus->cfg->nats.reconnect_jitter_ms;
+	if (jitter > 0)
+		d += (int64_t)ca_random_below((uint64_t)jitter + 1);
+	return d;
+}
+
+/* ---------------------------------------------------------- loop side */
+
+static void dispatch(struct ca_bus *bus, struct event *ev)
+{
+	switch (ev->type) {
+	case EV_MESSAGE: {
+		atomic_fetch_add(&bus->received, 1);
+		atomic_fetch_add(&bus->received_bytes, ev->len);
+		struct ca_bus_msg m = {
+			.subject = ev->subject, .reply = ev->reply,
+			.content_type = ev->content_type, .msg_id = ev->msg_id,
+			.data = ev->data, .len = ev->len,
+		};
+		if (bus->cbs.on_message)
+			bus->cbs.on_message(bus->arg, &m);
+		break;
+	}
+	case EV_CONNECTED:
+	case EV_RECONNECTED: {
+		bool again = bus->ever_connected;
+		bus->ever_connected = true;
+		char url[URL_LEN];
+		pthread_mutex_lock(&bus->qlock);
+		ca_strlcpy(url, bus->server_url, sizeof url);
+		pthread_mutex_unlock(&bus->qlock);
+		ca_log(CA_LOG_INFO, COMPONENT, again ? "reconnected to NATS" : "connected to NATS",
+		       "server", url, NULL);
+		if (bus->cbs.on_connected)
+			bus->cbs.on_connected(bus->arg, again);
+		break;
+	}
+	case EV_DISCONNECTED: {
+		char url[URL_LEN];
+		pthread_mutex_lock(&bus->qlock);
+		ca_strlcpy(url, bus->server_url, sizeof url);
+		if (!bus->last_error[0])
+			ca_strlcpy(bus->last_error, "disconnected", sizeof bus->last_error);
+		pthread_mutex_unlock(&bus->qlock);
+		ca_log(CA_LOG_WARN, COMPONENT, "disconnected from NATS", "server", url, NULL);
+		if (bus->cbs.on_disconnected)
+			bus->cbs.on_disconnected(bus->arg);
+		break;
+	}
+	}
+}
+
+static void on_wake(void *arg, int fd, int events)
+{
+	struct ca_bus *bus = arg;
+	(void)events;
+	uint64_t v;
+	ssize_t n = read(fd, &v, sizeof v);
+	(void)n;
+	pthread_mutex_lock(&bus->qlock);
+	struct event *ev = bus->qhead;
+	bus->qhead = bus->qtail = NULL;
+	bus->qbytes = 0;
+	pthread_mutex_unlock(&bus->qlock);
+	while (ev) {
+		struct event *next = ev->next;
+		if (!bus->closed)
+			dispatch(bus, ev);
+		free(ev);
+		ev = next;
+	}
+}
+
+static enum ca_err nats_to_err(natsStatus s)
+{
+	switch (s) {
+	case NATS_OK:
+		return CA_OK;
+	case NATS_NO_MEMORY:
+		return CA_ENOMEM;
+	case NATS_MAX_PAYLOAD:
+		return CA_ETOOBIG;
+	case NATS_INSUFFICIENT_BUFFER:
+	case NATS_NOT_YET_CONNECTED:
+	case NATS_CONNECTION_DISCONNECTED:
+		return CA_EAGAIN;
+	case NATS_TIMEOUT:
+		return CA_ETIMEDOUT;
+	case NATS_INVALID_ARG:
+	case NATS_INVALID_SUBJECT:
+	case NATS_INVALID_QUEUE_NAME:
+	case NATS_ADDRESS_MISSING:
+		return CA_EINVAL;
+	case NATS_CONNECTION_AUTH_FAILED:
+	case NATS_NOT_PERMITTED:
+		return CA_EDENIED;
+	default:
+		return CA_EIO;
+	}
+}
+
+static bool any_tls_url(const struct ca_strlist *l)
+{
+	for (size_t i = 0; i < l->count; i++)
+		if (l->items[i] && strncmp(l->items[i], "tls://", 6) == 0)
+			return true;
+	return false;
+}
+
+/* Read the NKey public key: a "U…" line in the seed file itself, or the
+ * first line of "<seed file>.pub". nats.c needs it next to the seed and
+ * offers no call to derive it. */
+static enum ca_err nkey_public(const char *seed_file, char **out)
+{
+	enum ca_err rc;
+	char *text = NULL;
+	char pubpath[1024];
+	for (int pass = 0; pass < 2; pass++) {
+		const char *path = seed_file;
+		if (pass == 1) {
+			int w = snprintf(pubpath, sizeof pubpath, "%s.pub", seed_file);
+			if (w < 0 || (size_t)w >= sizeof pubpath)
+				return CA_EINVAL;
+			path = pubpath;
+		}
+		rc = read_secret(path, &text);
+		if (rc != CA_OK)
+			continue;
+		for (char *line = text; line && *line;) {
+			char *nl = strchr(line, '\n');
+			if (nl)
+				*nl = '\0';
+			while (*line == ' ' || *line == '\t')
+				line++;
+			size_t n = strcspn(line, " \t\r");
+			if (n == 56 && line[0] == 'U') {
+				line[n] = '\0';
+				*out = strdup(line);
+				free_secret(text);
+				return *out ? CA_OK : CA_ENOMEM;
+			}
+			line = nl ? nl + 1 : NULL;
+		}
+		free_secret(text);
+		text = NULL;
+	}
+	return CA_ENOTFOUND;
+}
+
+#define TRY_NATS(call, what)                                                   \
+	do {                                                                   \
+		natsStatus st_ = (call);                                       \
+		if (st_ != NATS_OK) {                                          \
+			set_err(err, errlen, "nats: %s: %s", (what),           \
+			        natsStatus_GetText(st_));                      \
+			rc = st_ == NATS_NO_MEMORY ? CA_ENOMEM : CA_EINVAL;   \
+			goto out;                                              \
+		}                                                              \
+	} while (0)
+
+static enum ca_err build_options(struct ca_bus *bus, char *err, size_t errlen)
+{
+	enum ca_err rc = CA_EINVAL;
+	const struct ca_config *cfg = bus->cfg;
+	char *nkey_pub = NULL;
+	natsOptions *o = NULL;
+
+	if (cfg->nats.servers.count == 0 || cfg->nats.servers.count > 1024) {
+		set_err(err, errlen, "nats.servers: expected 1 to 1024 server URLs");
+		goto out;
+	}
+	bus->servers = calloc(cfg->nats.servers.count, sizeof *bus->servers);
+	if (!bus->servers) {
+		rc = CA_ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < cfg->nats.servers.count; i++) {
+		bus->servers[i] = xstrdup(cfg->nats.servers.items[i]);
+		if (!bus->servers[i]) {
+			rc = CA_ENOMEM;
+			goto out;
+		}
+		bus->nservers++;
+	}
+
+	TRY_NATS(natsOptions_Create(&o), "options");
+	bus->opts = o;
+	TRY_NATS(natsOptions_SetServers(o, (const char **)bus->servers, bus->nservers), "nats.servers");
+	TRY_NATS(natsOptions_SetNoRandomize(o, false), "randomize");
+
+	char name[256];
+	if (nonempty(cfg->nats.name))
+		ca_strlcpy(name, cfg->nats.name, sizeof name);
+	else if (nonempty(cfg->cluster.id))
+		snprintf(name, sizeof name, "collect-agent/%s", cfg->cluster.id);
+	else
+		ca_strlcpy(name, "collect-agent", sizeof name);
+	TRY_NATS(natsOptions_SetName(o, name), "nats.name");
+
+	if (cfg->nats.connect_timeout_ms > 0)
+		TRY_NATS(natsOptions_SetTimeout(o, cfg->nats.connect_timeout_ms), "nats.connect_timeout");
+	TRY_NATS(natsOptions_SetAllowReconnect(o, true), "reconnect");
+	TRY_NATS(natsOptions_SetMaxReconnect(o, cfg->nats.max_reconnects < 0 ? -1 : cfg->nats.max_reconnects),
+	         "nats.max_reconnects");
+	if (cfg->nats.reconnect_wait_ms > 0)
+		TRY_NATS(natsOptions_SetReconnectWait(o, cfg->nats.reconnect_wait_ms), "nats.reconnect_wait");
+	TRY_NATS(natsOptions_SetCustomReconnectDelay(o, reconnect_delay, bus), "nats.reconnect_wait_max");
+	if (cfg->nats.reconnect_buffer_bytes > 0) {
+		if (cfg->nats.reconnect_buffer_bytes > INT32_MAX) {
+			set_err(err, errlen, "nats.reconnect_buffer_bytes: at most %d", INT32_MAX);
+			goto out;
+		}
+		TRY_NATS(natsOptions_SetReconnectBufSize(o, (int)cfg->nats.reconnect_buffer_bytes),
+		         "nats.reconnect_buffer_bytes");
+	}
+	TRY_NATS(natsOptions_SetRetryOnFailedConnect(o, true, on_nats_connected, bus), "retry");
+	TRY_NATS(natsOptions_SetReconnectedCB(o, on_nats_reconnected, bus), "callbacks");
+	TRY_NATS(natsOptions_SetDisconnectedCB(o, on_nats_disconnected, bus), "callbacks");
+	TRY_NATS(natsOptions_SetClosedCB(o, on_nats_closed, bus), "callbacks");
+	TRY_NATS(natsOptions_SetErrorHandler(o, on_nats_error, bus), "callbacks");
+
+	if (cfg->nats.tls.enabled || any_tls_url(&cfg->nats.servers)) {
+		TRY_NATS(natsOptions_SetSecure(o, true), "nats.tls");
+		if (nonempty(cfg->nats.tls.ca_file))
+			TRY_NATS(natsOptions_LoadCATrustedCertificates(o, cfg->nats.tls.ca_file), "nats.tls.ca_file");
+		if (nonempty(cfg->nats.tls.cert_file) || nonempty(cfg->nats.tls.key_file)) {
+			if (!nonempty(cfg->nats.tls.cert_file) || !nonempty(cfg->nats.tls.key_file)) {
+				set_err(err, errlen, "nats.tls: cert_file and key_file go together");
+				goto out;
+			}
+			TRY_NATS(natsOptions_LoadCertificatesChain(o, cfg->nats.tls.cert_file, cfg->nats.tls.key_file),
+			         "nats.tls.cert_file/key_file");
+		}
+		if (cfg->nats.tls.insecure_skip_verify)
+			TRY_NATS(natsOptions_SkipServerVerification(o, true), "nats.tls.insecure_skip_verify");
+	}
+
+	const __typeof__(cfg->nats.auth) *a = &cfg->nats.auth;
+	if (nonempty(a->credentials_file)) {
+		TRY_NATS(natsOptions_SetUserCredentialsFromFiles(o, a->credentials_file, NULL),
+		         "nats.auth.credentials_file");
+	} else if (nonempty(a->nkey_seed_file)) {
+		enum ca_err r = nkey_public(a->nkey_seed_file, &nkey_pub);
+		if (r != CA_OK) {
+			set_err(err, errlen, "nats.auth.nkey_seed_file: %s: no user public key (a line \"U...\" "
+			        "in the file or in <file>.pub)", a->nkey_seed_file);
+			rc = r == CA_ENOMEM ? CA_ENOMEM : CA_EINVAL;
+			goto out;
+		}
+		TRY_NATS(natsOptions_SetNKeyFromSeed(o, nkey_pub, a->nkey_seed_file), "nats.auth.nkey_seed_file");
+	}
+	if (nonempty(a->token) || nonempty(a->token_file)) {
+		if (nonempty(a->token_file)) {
+			enum ca_err r = read_secret(a->token_file, &bus->token);
+			if (r != CA_OK) {
+				set_err(err, errlen, "nats.auth.token_file: %s: %s", a->token_file, ca_strerror(r));
+				rc = r == CA_ENOMEM ? CA_ENOMEM : CA_EINVAL;
+				goto out;
+			}
+		}
+		TRY_NATS(natsOptions_SetToken(o, bus->token ? bus->token : a->token), "nats.auth.token");
+	}
+	if (nonempty(a->user)) {
+		if (nonempty(a->password_file)) {
+			enum ca_err r = read_secret(a->password_file, &bus->password);
+			if (r != CA_OK) {
+				set_err(err, errlen, "nats.auth.password_file: %s: %s", a->password_file, ca_strerror(r));
+				rc = r == CA_ENOMEM ? CA_ENOMEM : CA_EINVAL;
+				goto out;
+			}
+		}
+		TRY_NATS(natsOptions_SetUserInfo(o, a->user, bus->password ? bus->password
+		                                             : (a->password ? a->password : "")),
+		         "nats.auth.user");
+	}
+	if (cfg->nats.jetstream)
+		ca_log(CA_LOG_WARN, COMPONENT, "nats.jetstream is not supported yet; publishing with core NATS "
+		       "(messages carry Nats-Msg-Id, so a stream on the subjects still deduplicates)", NULL);
+	rc = CA_OK;
+out:
+	free(nkey_pub);
+	return rc;
+}
+
+enum ca_err ca_bus_new(struct ca_bus **out, struct ca_loop *loop, const struct ca_config *cfg,
+                       const struct ca_bus_callbacks *cbs, void *arg, char *err, size_t errlen)
+{
+	enum ca_err rc = CA_ENOMEM;
+	struct ca_bus *bus = calloc(1, sizeof *bus);
+	*out = NULL;
+	if (!bus)
+		goto out;
+	bus->loop = loop;
+	bus->cfg = cfg;
+	if (cbs)
+		bus->cbs = *cbs;
+	bus->arg = arg;
+	bus->efd = -1;
+	if (pthread_mutex_init(&bus->qlock, NULL) != 0) {
+		rc = CA_EIO;
+		goto out;
+	}
+	if (pthread_cond_init(&bus->qcond, NULL) != 0) {
+		pthread_mutex_destroy(&bus->qlock);
+		rc = CA_EIO;
+		goto out;
+	}
+	bus->qlock_init = true;
+	bus->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (bus->efd < 0) {
+		set_err(err, errlen, "eventfd: %s", strerror(errno));
+		rc = CA_EIO;
+		goto out;
+	}
+	rc = ca_loop_fd_add(loop, bus->efd, CA_LOOP_READ, on_wake, bus, &bus->efd_handle);
+	if (rc != CA_OK) {
+		set_err(err, errlen, "cannot watch the bus eventfd: %s", ca_strerror(rc));
+		goto out;
+	}
+	rc = build_options(bus, err, errlen);
+	if (rc != CA_OK)
+		goto out;
+	*out = bus;
+	bus = NULL;
+out:
+	if (rc == CA_ENOMEM && err && errlen && !err[0])
+		set_err(err, errlen, "out of memory");
+	ca_bus_free(bus);
+	return rc;
+}
+
+/* Subscribe s on the live connection (loop thread). */
+static enum ca_err sub_attach(struct ca_bus *bus, struct sub *s)
+{
+	natsStatus st;
+	if (s->queue)
+		st = natsConnection_QueueSubscribe(&s->ns, bus->conn, s->subject, s->queue, on_nats_message, bus);
+	else
+		st = natsConnection_Subscribe(&s->ns, bus->conn, s->subject, on_nats_message, bus);
+	if (st != NATS_OK) {
+		s->ns = NULL;
+		return nats_to_err(st);
+	}
+	if (natsSubscription_SetOnCompleteCB(s->ns, on_sub_complete, s) != NATS_OK)
+		s->completed = true; /* already closed: no handler can run */
+	/* The library's default per-subscription limit (65536 messages) is
+	 * fine; our own queue has its own cap. */
+	return CA_OK;
+}
+
+enum ca_err ca_bus_connect(struct ca_bus *bus)
+{
+	if (bus->connect_called || bus->closed)
+		return CA_EINVAL;
+	bus->connect_called = true;
+	natsStatus st = natsConnection_Connect(&bus->conn, bus->opts);
+	if (st == NATS_NOT_YET_CONNECTED) {
+		char url[URL_LEN];
+		natsStatus why = NATS_OK;
+		const char *detail = nats_GetLastError(&why);
+		redact_url(bus->servers[0], url, sizeof url);
+		if (!detail || !*detail)
+			detail = "not connected yet";
+		record_error(bus, detail);
+		ca_log(CA_LOG_WARN, COMPONENT, "NATS not reachable yet; retrying in the background",
+		       "server", url, "error", detail, NULL);
+	} else if (st != NATS_OK) {
+		char url[URL_LEN];
+		const char *detail = nats_GetLastError(NULL);
+		redact_url(bus->servers[0], url, sizeof url);
+		record_error(bus, detail ? detail : natsStatus_GetText(st));
+		ca_log(CA_LOG_ERROR, COMPONENT, "cannot connect to NATS", "server", url,
+		       "error", natsStatus_GetText(st), NULL);
+		bus->conn = NULL;
+		return nats_to_err(st);
+	} else {
+		/* Connected at once: nats.c calls no connected callback then. */
+		on_nats_connected(bus->conn, bus);
+	}
+	for (size_t i = 0; i < bus->nsubs; i++) {
+		enum ca_err rc = sub_attach(bus, bus->subs[i]);
+		if (rc != CA_OK) {
+			ca_log(CA_LOG_ERROR, COMPONENT, "cannot subscribe", "subject", bus->subs[i]->subject,
+			       "error", ca_strerror(rc), NULL);
+			return rc;
+		}
+	}
+	return CA_OK;
+}
+
+static void sub_free(struct sub *s)
+{
+	if (!s)
+		return;
+	free(s->subject);
+	free(s->queue);
+	free(s);
+}
+
+enum ca_err ca_bus_subscribe(struct ca_bus *bus, const char *subject, const char *queue_group)
+{
+	enum ca_err rc = CA_EINVAL;
+	struct sub *s = NULL;
+	if (bus->closed || !nonempty(subject))
+		goto out;
+	if (bus->nsubs == bus->subs_cap) {
+		size_t ncap = bus->subs_cap ? bus->subs_cap * 2 : 8;
+		struct sub **n = realloc(bus->subs, ncap * sizeof *n);
+		if (!n) {
+			rc = CA_ENOMEM;
+			goto out;
+		}
+		bus->subs = n;
+		bus->subs_cap = ncap;
+	}
+	rc = CA_ENOMEM;
+	s = calloc(1, sizeof *s);
+	if (!s)
+		goto out;
+	s->bus = bus;
+	s->subject = strdup(subject);
+	s->queue = nonempty(queue_group) ? strdup(queue_group) : NULL;
+	if (!s->subject || (nonempty(queue_group) && !s->queue))
+		goto out;
+	if (bus->conn) {
+		rc = sub_attach(bus, s);
+		if (rc != CA_OK)
+			goto out;
+	}
+	bus->subs[bus->nsubs++] = s;
+	s = NULL;
+	rc = CA_OK;
+out:
+	sub_free(s);
+	return rc;
+}
+
+enum ca_err ca_bus_publish_request(struct ca_bus *bus, const char *subject, const char *reply,
+                                   const char *content_type, const char *msg_id,
+                                   const void *data, size_t len)
+{
+	enum ca_err rc = CA_EINVAL;
+	natsMsg *msg = NULL;
+	size_t offline_add = 0;
+	if (!nonempty(subject) || (len > 0 && !data))
+		goto out;
+	if (bus->closed) {
+		rc = CA_EIO;
+		goto out;
+	}
+	if (!bus->conn) {
+		rc = CA_EAGAIN;
+		goto out;
+	}
+	/* The server counts headers against max_payload; this is their exact
+	 * encoded size ("NATS/1.0\r\n", "Key: value\r\n" each, "\r\n"). */
+	size_t hdr = 0;
+	if (content_type || msg_id)
+		hdr = 12 + (content_type ? 16 + strlen(content_type) : 0) +
+		      (msg_id ? 15 + strlen(msg_id) : 0);
+	size_t mp = atomic_load(&bus->max_payload);
+	if (len > (size_t)INT32_MAX / 2 || hdr > (size_t)INT32_MAX / 2 || (mp > 0 && len + hdr > mp)) {
+		rc = CA_ETOOBIG;
+		goto out;
+	}
+	if (!atomic_load(&bus->connected)) {
+		/* nats.c only refuses once its reconnect buffer is already
+		 * over the limit; refuse before that so the limit holds. */
+		uint64_t epoch = atomic_load(&bus->connect_epoch);
+		if (epoch != bus->offline_epoch) {
+			bus->offline_epoch = epoch;
+			bus->offline_bytes = 0;
+		}
+		size_t cap = bus->cfg->nats.reconnect_buffer_bytes > 0
+		             ? (size_t)bus->cfg->nats.reconnect_buffer_bytes : 8u * 1024 * 1024;
+		size_t wire = 32 + strlen(subject) + (reply ? strlen(reply) : 0) + hdr + len;
+		if (wire > cap || bus->offline_bytes > cap - wire) {
+			rc = CA_EAGAIN;
+			goto out;
+		}
+		offline_add = wire;
+	}
+	natsStatus st = natsMsg_Create(&msg, subject, reply, data, (int)len);
+	if (st == NATS_OK && content_type)
+		st = natsMsgHeader_Set(msg, "Content-Type", content_type);
+	if (st == NATS_OK && msg_id)
+		st = natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id);
+	if (st == NATS_OK)
+		st = natsConnection_PublishMsg(bus->conn, msg);
+	rc = nats_to_err(st);
+	if (rc == CA_EINVAL && st == NATS_INVALID_SUBJECT)
+		goto out;
+	if (st == NATS_CONNECTION_CLOSED)
+		rc = CA_EIO;
+out:
+	natsMsg_Destroy(msg);
+	if (rc == CA_OK) {
+		bus->offline_bytes += offline_add;
+		atomic_fetch_add(&bus->published, 1);
+		atomic_fetch_add(&bus->published_bytes, len);
+	} else {
+		atomic_fetch_add(&bus->publish_errors, 1);
+	}
+	return rc;
+}
+
+enum ca_err ca_bus_publish(struct ca_bus *bus, const char *subject, const char *content_type,
+                           const char *msg_id, const void *data, size_t len)
+{
+	return ca_bus_publish_request(bus, subject, NULL, content_type, msg_id, data, len);
+}
+
+enum ca_err ca_bus_flush(struct ca_bus *bus, int64_t timeout_ms)
+{
+	if (bus->closed)
+		return CA_EIO;
+	if (!bus->conn || !atomic_load(&bus->connected))
+		return CA_EAGAIN;
+	natsStatus st = natsConnection_FlushTimeout(bus->conn, timeout_ms > 0 ? timeout_ms : 1);
+	if (st == NATS_CONNECTION_DISCONNECTED || st == NATS_CONNECTION_CLOSED)
+		return CA_EAGAIN;
+	return nats_to_err(st);
+}
+
+bool ca_bus_connected(const struct ca_bus *bus)
+{
+	return bus && atomic_load(&((struct ca_bus *)bus)->connected);
+}
+
+size_t ca_bus_max_payload(const struct ca_bus *bus)
+{
+	return bus ? atomic_load(&((struct ca_bus *)bus)->max_payload) : 0;
+}
+
+uint64_t ca_bus_reconnects(const struct ca_bus *bus)
+{
+	return bus ? atomic_load(&((struct ca_bus *)bus)->reconnects) : 0;
+}
+
+#define LOAD(field) ((double)atomic_load(&((struct ca_bus *)bus)->field))
+
+void ca_bus_render_metrics(const struct ca_bus *bus, struct ca_prom *p)
+{
+	ca_prom_single(p, "agent_connected", "gauge", "1 when connected to NATS.",
+	               ca_bus_connected(bus) ? 1 : 0);
+	ca_prom_single(p, "agent_nats_reconnects_total", "counter", "Successful NATS reconnects.",
+	               LOAD(reconnects));
+	ca_prom_single(p, "agent_nats_disconnects_total", "counter", "NATS connections lost.",
+	               LOAD(disconnects));
+	ca_prom_single(p, "agent_nats_published_messages_total", "counter",
+	               "Messages accepted for publishing to NATS.", LOAD(published));
+	ca_prom_single(p, "agent_nats_published_bytes_total", "counter",
+	               "Payload bytes accepted for publishing to NATS.", LOAD(published_bytes));
+	ca_prom_single(p, "agent_nats_publish_errors_total", "counter",
+	               "Publishes refused (too big, buffer full, closed).", LOAD(publish_errors));
+	ca_prom_single(p, "agent_nats_received_messages_total", "counter",
+	               "Messages received from NATS subscriptions.", LOAD(received));
+	ca_prom_single(p, "agent_nats_received_bytes_total", "counter",
+	               "Payload bytes received from NATS subscriptions.", LOAD(received_bytes));
+	ca_prom_single(p, "agent_nats_dropped_messages_total", "counter",
+	               "Incoming messages dropped (agent queue full or slow consumer).", LOAD(dropped));
+	int buffered = bus->conn && !bus->closed ? natsConnection_Buffered(bus->conn) : 0;
+	ca_prom_single(p, "agent_nats_buffered_bytes", "gauge",
+	               "Bytes waiting in the NATS client's outgoing or reconnect buffer.",
+	               buffered > 0 ? buffered : 0);
+}
+
+static void json_str(struct ca_buf *out, const char *s)
+{
+	ca_buf_append_str(out, "\"");
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+		if (*c == '"' || *c == '\\')
+			ca_buf_printf(out, "\\%c", *c);
+		else if (*c < 0x20)
+			ca_buf_printf(out, "\\u%04x", *c);
+		else
+			ca_buf_append(out, c, 1);
+	}
+	ca_buf_append_str(out, "\"");
+}
+
+void ca_bus_health_json(const struct ca_bus *bus, struct ca_buf *out)
+{
+	struct ca_bus *b = (struct ca_bus *)bus;
+	char url[URL_LEN], last[LAST_ERROR_LEN];
+	pthread_mutex_lock(&b->qlock);
+	ca_strlcpy(url, b->server_url, sizeof url);
+	ca_strlcpy(last, b->last_error, sizeof last);
+	pthread_mutex_unlock(&b->qlock);
+	bool up = ca_bus_connected(bus);
+	if (!up && b->conn && !b->closed) {
+		/* While nats.c retries, its own record of the last failure
+		 * (refused, authorization violation, TLS) is the best reason. */
+		const char *detail = NULL;
+		if (natsConnection_GetLastError(b->conn, &detail) != NATS_OK && detail && *detail)
+			ca_strlcpy(last, detail, sizeof last);
+	}
+	ca_buf_printf(out, "{\"connected\":%s,\"server\":", up ? "true" : "false");
+	if (up && url[0])
+		json_str(out, url);
+	else
+		ca_buf_append_str(out, "null");
+	ca_buf_append_str(out, ",\"servers\":[");
+	for (int i = 0; i < b->nservers; i++) {
+		char clean[URL_LEN];
+		redact_url(b->servers[i], clean, sizeof clean);
+		if (i)
+			ca_buf_append_str(out, ",");
+		json_str(out, clean);
+	}
+	ca_buf_printf(out, "],\"reconnects\":%llu,\"disconnects\":%llu,\"max_payload\":%zu,\"last_error\":",
+	              (unsigned long long)atomic_load(&b->reconnects),
+	              (unsigned long long)atomic_load(&b->disconnects), ca_bus_max_payload(bus));
+	if (last[0])
+		json_str(out, last);
+	else
+		ca_buf_append_str(out, "null");
+	ca_buf_append_str(out, "}");
+}
+
+/* Wait until nats.c's closed callback and every subscription's on-complete
+ * callback ran. false on timeout. */
+static bool wait_nats_quiet(struct ca_bus *bus)
+{
+	struct timespec deadline;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += CLOSE_WAIT_MS / 1000;
+	bool ok = true;
+	pthread_mutex_lock(&bus->qlock);
+	for (;;) {
+		bool quiet = bus->nats_closed;
+		for (size_t i = 0; quiet && i < bus->nsubs; i++)
+			if (bus->subs[i]->ns && !bus->subs[i]->completed)
+				quiet = false;
+		if (quiet)
+			break;
+		/* The cond uses the realtime clock by default; a monotonic
+		 * deadline is computed by polling in short steps instead. */
+		struct timespec now, step;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > deadline.tv_sec ||
+		    (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec)) {
+			ok = false;
+			break;
+		}
+		clock_gettime(CLOCK_REALTIME, &step);
+		step.tv_nsec += 50 * 1000 * 1000;
+		if (step.tv_nsec >= 1000000000L) {
+			step.tv_sec++;
+			step.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&bus->qcond, &bus->qlock, &step);
+	}
+	pthread_mutex_unlock(&bus->qlock);
+	return ok;
+}
+
+void ca_bus_close(struct ca_bus *bus)
+{
+	if (!bus || bus->closed)
+		return;
+	bus->closed = true;
+	if (bus->conn) {
+		if (atomic_load(&bus->connected)) {
+			int64_t t = bus->cfg->nats.flush_timeout_ms > 0 ? bus->cfg->nats.flush_timeout_ms : 2000;
+			natsStatus st = natsConnection_FlushTimeout(bus->conn, t);
+			if (st != NATS_OK)
+				ca_log(CA_LOG_WARN, COMPONENT, "NATS flush on close failed; unsent messages are lost",
+				       "error", natsStatus_GetText(st), NULL);
+		}
+		natsConnection_Close(bus->conn);
+		if (!wait_nats_quiet(bus)) {
+			/* nats.c may still call into bus: keep its memory. */
+			ca_log(CA_LOG_ERROR, COMPONENT, "NATS client did not finish closing; leaking its state", NULL);
+			bus->leaked = true;
+		}
+	}
+	pthread_mutex_lock(&bus->qlock);
+	bus->closing = true;
+	struct event *ev = bus->qhead;
+	bus->qhead = bus->qtail = NULL;
+	bus->qbytes = 0;
+	pthread_mutex_unlock(&bus->qlock);
+	while (ev) {
+		struct event *next = ev->next;
+		free(ev);
+		ev = next;
+	}
+	atomic_store(&bus->connected, false);
+}
+
+void ca_bus_free(struct ca_bus *bus)
+{
+	if (!bus)
+		return;
+	if (bus->qlock_init)
+		ca_bus_close(bus);
+	ca_loop_fd_del(bus->efd_handle);
+	bus->efd_handle = NULL;
+	if (bus->leaked)
+		return;
+	for (size_t i = 0; i < bus->nsubs; i++) {
+		natsSubscription_Destroy(bus->subs[i]->ns);
+		sub_free(bus->subs[i]);
+	}
+	free(bus->subs);
+	natsConnection_Destroy(bus->conn);
+	natsOptions_Destroy(bus->opts);
+	for (int i = 0; i < bus->nservers; i++)
+		free(bus->servers[i]);
+	free(bus->servers);
+	free_secret(bus->token);
+	free_secret(bus->password);
+	if (bus->efd >= 0)
+		close(bus->efd);
+	if (bus->qlock_init) {
+		pthread_cond_destroy(&bus->qcond);
+		pthread_mutex_destroy(&bus->qlock);
+	}
+	free(bus);
+}
+
+void ca_bus_library_cleanup(int64_t timeout_ms)
+{
+	nats_CloseAndWait(timeout_ms > 0 ? timeout_ms : 1);
+}

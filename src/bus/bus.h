@@ -1,0 +1,143 @@
+/* bus/bus.h: the agent's NATS connection (nats.c behind this header).
+ *
+ * The bus owns one nats.c connection, its options and subscriptions, and a
+ * small locked queue through which nats.c's threads hand events (messages,
+ * connects, disconnects, async errors) to the agent's event loop. nats.c
+ * invokes its callbacks on its own threads; those only copy what they got
+ * into one heap block, append it to the queue and wake the loop through an
+ * eventfd the bus registers with ca_loop_fd_add(). The loop thread then
+ * calls the user's callbacks and frees the copies. Because the wake-up is an
+ * fd the bus owns (not a ca_loop_post() entry), nothing queued can outlive
+ * the bus: ca_bus_close() stops nats.c, waits until nats.c reports that no
+ * callback can run any more (closed callback plus every subscription's
+ * on-complete callback) and drops what is still queued.
+ *
+ * Connection settings come from cfg->nats: servers (nats:// or tls://),
+ * name, connect_timeout, retry on failed initial connect, reconnect forever
+ * (or max_reconnects) with exponential backoff from reconnect_wait doubling
+ * to reconnect_wait_max plus up to reconnect_jitter, reconnect buffer size,
+ * TLS (ca_file, cert_file + key_file, insecure_skip_verify; tls:// URLs
+ * imply TLS) and one auth method: credentials_file, nkey_seed_file,
+ * token/token_file, or user with password/password_file.
+ *
+ * Threads: every function runs on the loop thread unless it says "any
+ * thread". The loop must outlive the bus (free the bus first). User
+ * callbacks run on the loop thread; they may publish and subscribe but must
+ * not call ca_bus_close() or ca_bus_free().
+ *
+ * Errors are logged once here, where the reason is known (component "bus");
+ * server URLs are logged without user info, secrets never. */
+#ifndef CA_BUS_BUS_H
+#define CA_BUS_BUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/loop.h"
+#include "core/prom.h"
+
+struct ca_bus;
+
+/* An incoming message. Every pointer is borrowed for the duration of the
+ * on_message callback only; reply, content_type and msg_id are NULL when
+ * absent. data is NUL-terminated past len for convenience. */
+struct ca_bus_msg {
+	const char *subject, *reply, *content_type, *msg_id;
+	const void *data;
+	size_t len;
+};
+
+/* Any member may be NULL. All run on the loop thread with the arg given to
+ * ca_bus_new(). */
+struct ca_bus_callbacks {
+	/* After every (re)connect; reconnected is false for the first
+	 * successful connection of this bus, true afterwards. */
+	void (*on_connected)(void *arg, bool reconnected);
+	/* The connection to the server was lost (nats.c is reconnecting). */
+	void (*on_disconnected)(void *arg);
+	void (*on_message)(void *arg, const struct ca_bus_msg *msg);
+};
+
+/* Cap on the bytes of incoming messages waiting for the loop; beyond it
+ * messages are dropped and counted (agent_nats_dropped_messages_total). */
+#define CA_BUS_QUEUE_MAX_BYTES (64u * 1024u * 1024u)
+
+/* Create a bus; nothing is contacted yet. cfg is borrowed and must outlive
+ * the bus (the loader's config does); loop is borrowed; cbs is copied. Reads
+ * token_file / password_file now. On failure returns CA_EINVAL (bad option,
+ * e.g. no servers, unreadable secret file, a TLS file nats.c rejects),
+ * CA_ENOMEM or CA_EIO and writes one sentence into err (may be NULL). */
+enum ca_err ca_bus_new(struct ca_bus **out, struct ca_loop *loop, const struct ca_config *cfg,
+                       const struct ca_bus_callbacks *cbs, void *arg, char *err, size_t errlen);
+
+/* Start connecting. Returns CA_OK even when no server is up yet: nats.c
+ * keeps retrying in the background and on_connected fires once it
+ * succeeds. CA_EINVAL when called twice or after close; CA_EIO/CA_EDENIED
+ * when nats.c refuses outright (e.g. bad URL). Subscriptions made before are
+ * sent with the first connect. */
+enum ca_err ca_bus_connect(struct ca_bus *bus);
+
+/* Subscribe to subject, in queue_group when not NULL (both copied). Works
+ * before ca_bus_connect() and before the first successful connect; nats.c
+ * re-sends subscriptions after every reconnect. Messages arrive through
+ * on_message. CA_EINVAL for an empty subject or a closed bus. */
+enum ca_err ca_bus_subscribe(struct ca_bus *bus, const char *subject, const char *queue_group);
+
+/* Publish data (len bytes, borrowed) to subject with headers Content-Type
+ * and Nats-Msg-Id (each skipped when NULL). While disconnected the message
+ * goes to nats.c's reconnect buffer and is sent after the reconnect.
+ * CA_ETOOBIG if the message is larger than the server's max_payload (known
+ * after the first connect); CA_EAGAIN when disconnected and the reconnect
+ * buffer is full, or before ca_bus_connect(); CA_EIO otherwise (closed).
+ * Not logged here (the caller decides); counted. */
+enum ca_err ca_bus_publish(struct ca_bus *bus, const char *subject, const char *content_type,
+                           const char *msg_id, const void *data, size_t len);
+
+/* Publish a reply: like ca_bus_publish() but with a reply subject for the
+ * receiver (NULL = none). */
+enum ca_err ca_bus_publish_request(struct ca_bus *bus, const char *subject, const char *reply,
+                                   const char *content_type, const char *msg_id,
+                                   const void *data, size_t len);
+
+/* Wait (blocking the loop thread, at most timeout_ms) until the server has
+ * processed everything published so far. CA_EAGAIN when not connected,
+ * CA_ETIMEDOUT on timeout, CA_EIO otherwise. */
+enum ca_err ca_bus_flush(struct ca_bus *bus, int64_t timeout_ms);
+
+/* Connected right now. Any thread. */
+bool ca_bus_connected(const struct ca_bus *bus);
+/* The server's max_payload from the last connect; 0 if never connected.
+ * Any thread. */
+size_t ca_bus_max_payload(const struct ca_bus *bus);
+/* Successful reconnects so far (the first connect is not one). Any thread. */
+uint64_t ca_bus_reconnects(const struct ca_bus *bus);
+
+/* Prometheus families: agent_connected, agent_nats_reconnects_total,
+ * agent_nats_disconnects_total, agent_nats_published_messages_total,
+ * agent_nats_published_bytes_total, agent_nats_publish_errors_total,
+ * agent_nats_received_messages_total, agent_nats_received_bytes_total,
+ * agent_nats_dropped_messages_total, agent_nats_buffered_bytes. */
+void ca_bus_render_metrics(const struct ca_bus *bus, struct ca_prom *p);
+
+/* Append one JSON object, no newline: {"connected":…,"server":"…" or null,
+ * "servers":[…],"reconnects":…,"disconnects":…,"max_payload":…,
+ * "last_error":"…" or null}. URLs carry no user info. */
+void ca_bus_health_json(const struct ca_bus *bus, struct ca_buf *out);
+
+/* Flush (bounded by cfg nats.flush_timeout) and close the connection; waits
+ * for nats.c to finish its callbacks and drops queued events. No callback
+ * runs after this returns. Idempotent. */
+void ca_bus_close(struct ca_bus *bus);
+
+/* Close (if not yet) and free. NULL and half-built buses are fine. */
+void ca_bus_free(struct ca_bus *bus);
+
+/* Release nats.c's global resources (its threads and pools). Call once at
+ * process exit after every bus is freed; waits at most timeout_ms. */
+void ca_bus_library_cleanup(int64_t timeout_ms);
+
+#endif

@@ -1,0 +1,807 @@
+/* tests/unit/test_bus.c: the bus against a real nats-server (Debian's),
+ * started here with fork/exec on free loopback ports, with the ca_loop
+ * running in this thread. */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "bus/bus.h"
+#include "core/loop.h"
+#include "core/prom.h"
+#include "core/timeutil.h"
+#include "log/log.h"
+
+/* ------------------------------------------------------------ processes */
+
+static const char *nats_server_path(void)
+{
+	static const char *const candidates[] = { "/usr/sbin/nats-server", "/usr/bin/nats-server",
+	                                          "/usr/local/bin/nats-server" };
+	for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)
+		if (access(candidates[i], X_OK) == 0)
+			return candidates[i];
+	return NULL;
+}
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof a;
+	int port = -1;
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+static bool port_open(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* Run argv (no shell); stdout/stderr go to /dev/null unless CA_TEST_VERBOSE
+ * is set. Returns the pid or -1. */
+static pid_t spawn(char *const argv[])
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (!getenv("CA_TEST_VERBOSE")) {
+			int null = open("/dev/null", O_RDWR);
+			if (null >= 0) {
+				dup2(null, 0);
+				dup2(null, 1);
+				dup2(null, 2);
+			}
+		}
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int run_wait(char *const argv[])
+{
+	pid_t pid = spawn(argv);
+	int status = 0;
+	if (pid < 0 || waitpid(pid, &status, 0) < 0)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+struct server {
+	pid_t pid;
+	int port;
+	const char *extra[12]; /* extra arguments, NULL-terminated */
+};
+
+static bool server_start(struct server *s)
+{
+	char port[16];
+	snprintf(port, sizeof port, "%d", s->port);
+	const char *argv[24] = { nats_server_path(), "-a", "127.0.0.1", "-p", port };
+	size_t n = 5;
+	for (size_t i = 0; s->extra[i] && n < 23; i++)
+		argv[n++] = s->extra[i];
+	argv[n] = NULL;
+	s->pid = spawn((char *const *)argv);
+	if (s->pid < 0)
+		return false;
+	int64_t deadline = ca_now_monotonic_ms() + 10000;
+	while (ca_now_monotonic_ms() < deadline) {
+		if (port_open(s->port))
+			return true;
+		int status;
+		if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+			s->pid = -1;
+			return false;
+		}
+		usleep(20 * 1000);
+	}
+	return false;
+}
+
+static void server_stop(struct server *s)
+{
+	if (s->pid <= 0)
+		return;
+	kill(s->pid, SIGKILL);
+	waitpid(s->pid, NULL, 0);
+	s->pid = -1;
+}
+
+/* ------------------------------------------------------------ loop helpers */
+
+static struct ca_loop *loop;
+
+struct waiter {
+	bool (*pred)(void *);
+	void *arg;
+	int64_t deadline;
+	bool ok;
+};
+
+static void wait_tick(void *a)
+{
+	struct waiter *w = a;
+	if (w->pred && w->pred(w->arg)) {
+		w->ok = true;
+		ca_loop_stop(loop);
+	} else if (ca_now_monotonic_ms() >= w->deadline) {
+		ca_loop_stop(loop);
+	}
+}
+
+/* Run the loop until pred(arg) holds or timeout_ms passed. pred NULL: just
+ * run for timeout_ms. */
+static bool run_until(bool (*pred)(void *), void *arg, int64_t timeout_ms)
+{
+	struct waiter w = { pred, arg, ca_now_monotonic_ms() + timeout_ms, false };
+	struct ca_loop_timer *t = NULL;
+	if (ca_loop_timer_new(loop, wait_tick, &w, &t) != CA_OK)
+		return false;
+	ca_loop_timer_start(t, 0, 10);
+	ca_loop_run(loop);
+	ca_loop_timer_free(t);
+	return w.ok;
+}
+
+/* ------------------------------------------------------------ bus fixture */
+
+#define MAX_MSGS 64
+
+struct got {
+	char subject[128], reply[128], content_type[64], msg_id[64];
+	bool has_ct, has_id;
+	char data[256];
+	size_t len;
+};
+
+struct client {
+	struct ca_bus *bus;
+	struct ca_config cfg;
+	char *servers[2];
+	int connects, reconnects, disconnects;
+	bool last_reconnected;
+	struct got msgs[MAX_MSGS];
+	int nmsgs;
+};
+
+static void cb_connected(void *arg, bool reconnected)
+{
+	struct client *c = arg;
+	CHECK(ca_bus_connected(c->bus));
+	if (reconnected)
+		c->reconnects++;
+	else
+		c->connects++;
+	c->last_reconnected = reconnected;
+}
+
+static void cb_disconnected(void *arg)
+{
+	struct client *c = arg;
+	c->disconnects++;
+}
+
+static void cb_message(void *arg, const struct ca_bus_msg *m)
+{
+	struct client *c = arg;
+	if (c->nmsgs >= MAX_MSGS)
+		return;
+	struct got *g = &c->msgs[c->nmsgs++];
+	memset(g, 0, sizeof *g);
+	ca_strlcpy(g->subject, m->subject, sizeof g->subject);
+	if (m->reply)
+		ca_strlcpy(g->reply, m->reply, sizeof g->reply);
+	g->has_ct = m->content_type != NULL;
+	g->has_id = m->msg_id != NULL;
+	if (m->content_type)
+		ca_strlcpy(g->content_type, m->content_type, sizeof g->content_type);
+	if (m->msg_id)
+		ca_strlcpy(g->msg_id, m->msg_id, sizeof g->msg_id);
+	g->len = m->len;
+	memcpy(g->data, m->data, m->len < sizeof g->data - 1 ? m->len : sizeof g->data - 1);
+}
+
+static const struct ca_bus_callbacks callbacks = { cb_connected, cb_disconnected, cb_message };
+
+/* Fill c->cfg by hand for url; the caller may adjust it before bus_make. */
+static void client_init(struct client *c, const char *url)
+{
+	memset(c, 0, sizeof *c);
+	c->servers[0] = (char *)url;
+	c->cfg.nats.servers.items = c->servers;
+	c->cfg.nats.servers.count = 1;
+	c->cfg.nats.connect_timeout_ms = 1000;
+	c->cfg.nats.reconnect_wait_ms = 50;
+	c->cfg.nats.reconnect_wait_max_ms = 200;
+	c->cfg.nats.reconnect_jitter_ms = 20;
+	c->cfg.nats.max_reconnects = -1;
+	c->cfg.nats.reconnect_buffer_bytes = 8 * 1024 * 1024;
+	c->cfg.nats.flush_timeout_ms = 1000;
+	c->cfg.cluster.id = (char *)"test-cluster";
+}
+
+static enum ca_err client_make(struct client *c)
+{
+	char err[256] = "";
+	enum ca_err rc = ca_bus_new(&c->bus, loop, &c->cfg, &callbacks, c, err, sizeof err);
+	if (rc != CA_OK)
+		fprintf(stderr, "ca_bus_new: %s: %s\n", ca_strerror(rc), err);
+	return rc;
+}
+
+static bool pred_connected(void *a)
+{
+	return ((struct client *)a)->connects + ((struct client *)a)->reconnects > 0;
+}
+static bool pred_disconnected(void *a)
+{
+	return ((struct client *)a)->disconnects > 0;
+}
+static bool pred_reconnected(void *a)
+{
+	return ((struct client *)a)->reconnects > 0;
+}
+
+struct count_wait {
+	struct client *c[3];
+	int want;
+};
+static bool pred_msgs(void *a)
+{
+	struct count_wait *w = a;
+	int n = 0;
+	for (int i = 0; i < 3; i++)
+		if (w->c[i])
+			n += w->c[i]->nmsgs;
+	return n >= w->want;
+}
+
+static void url_for(char *out, size_t len, const char *scheme, const char *userinfo, int port)
+{
+	snprintf(out, len, "%s://%s%s127.0.0.1:%d", scheme, userinfo ? userinfo : "",
+	         userinfo ? "@" : "", port);
+}
+
+static char tmpdir[64];
+
+static void tmp_path(char *out, size_t len, const char *name)
+{
+	snprintf(out, len, "%s/%s", tmpdir, name);
+}
+
+static bool write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return false;
+	fputs(text, f);
+	return fclose(f) == 0;
+}
+
+/* ------------------------------------------------------------ tests */
+
+static void test_pubsub_headers(void)
+{
+	struct server srv = { .port = free_port() };
+	CHECK(server_start(&srv));
+	char url[64];
+	url_for(url, sizeof url, "nats", NULL, srv.port);
+	struct client c;
+	client_init(&c, url);
+	CHECK_INT(client_make(&c), CA_OK);
+	if (!c.bus)
+		goto out;
+	CHECK_INT(ca_bus_max_payload(c.bus), 0);
+	CHECK_INT(ca_bus_publish(c.bus, "t.x", NULL, NULL, "x", 1), CA_EAGAIN); /* before connect */
+	/* Subscribing before connecting must work. */
+	CHECK_INT(ca_bus_subscribe(c.bus, "t.hdr", NULL), CA_OK);
+	CHECK_INT(ca_bus_subscribe(c.bus, "", NULL), CA_EINVAL);
+	CHECK_INT(ca_bus_connect(c.bus), CA_OK);
+	CHECK_INT(ca_bus_connect(c.bus), CA_EINVAL);
+	CHECK(run_until(pred_connected, &c, 5000));
+	CHECK_INT(c.connects, 1);
+	CHECK(!c.last_reconnected);
+	CHECK(ca_bus_connected(c.bus));
+	CHECK(ca_bus_max_payload(c.bus) == 1024 * 1024);
+
+	CHECK_INT(ca_bus_publish(c.bus, "t.hdr", "application/json", "id-1", "{\"a\":1}", 7), CA_OK);
+	CHECK_INT(ca_bus_publish(c.bus, "t.hdr", NULL, NULL, "raw", 3), CA_OK);
+	CHECK_INT(ca_bus_publish_request(c.bus, "t.hdr", "t.reply.1", "application/x-protobuf", "id-3",
+	                                 "\x08\x01", 2), CA_OK);
+	CHECK_INT(ca_bus_flush(c.bus, 2000), CA_OK);
+	struct count_wait w = { { &c, NULL, NULL }, 3 };
+	CHECK(run_until(pred_msgs, &w, 5000));
+	CHECK_INT(c.nmsgs, 3);
+	CHECK_STR(c.msgs[0].subject, "t.hdr");
+	CHECK(c.msgs[0].has_ct);
+	CHECK_STR(c.msgs[0].content_type, "application/json");
+	CHECK_STR(c.msgs[0].msg_id, "id-1");
+	CHECK_INT(c.msgs[0].len, 7);
+	CHECK_STR(c.msgs[0].data, "{\"a\":1}");
+	CHECK_STR(c.msgs[0].reply, "");
+	CHECK(!c.msgs[1].has_ct);
+	CHECK(!c.msgs[1].has_id);
+	CHECK_STR(c.msgs[1].data, "raw");
+	CHECK_STR(c.msgs[2].content_type, "application/x-protobuf");
+	CHECK_STR(c.msgs[2].msg_id, "id-3");
+	CHECK_STR(c.msgs[2].reply, "t.reply.1");
+	CHECK_INT(c.msgs[2].len, 2);
+	CHECK(memcmp(c.msgs[2].data, "\x08\x01", 2) == 0);
+
+	/* Metrics and health. */
+	struct ca_buf b;
+	ca_buf_init(&b, 0);
+	struct ca_prom p;
+	ca_prom_init(&p, &b, "test-cluster");
+	ca_bus_render_metrics(c.bus, &p);
+	CHECK(b.data && strstr(b.data, "agent_connected{cluster_id=\"test-cluster\"} 1"));
+	CHECK(b.data && strstr(b.data, "agent_nats_published_messages_total{cluster_id=\"test-cluster\"} 3"));
+	CHECK(b.data && strstr(b.data, "agent_nats_received_messages_total{cluster_id=\"test-cluster\"} 3"));
+	CHECK(b.data && strstr(b.data, "agent_nats_publish_errors_total{cluster_id=\"test-cluster\"} 1"));
+	CHECK(b.data && strstr(b.data, "# TYPE agent_nats_reconnects_total counter"));
+	ca_buf_reset(&b);
+	ca_bus_health_json(c.bus, &b);
+	char expect[128];
+	snprintf(expect, sizeof expect, "{\"connected\":true,\"server\":\"nats://127.0.0.1:%d\"", srv.port);
+	CHECK(b.data && strncmp(b.data, expect, strlen(expect)) == 0);
+	CHECK(b.data && strstr(b.data, "\"reconnects\":0"));
+	CHECK(b.data && b.data[b.len - 1] == '}');
+	ca_buf_fini(&b);
+
+	ca_bus_close(c.bus);
+	CHECK(!ca_bus_connected(c.bus));
+	CHECK_INT(ca_bus_publish(c.bus, "t.hdr", NULL, NULL, "x", 1), CA_EIO);
+out:
+	ca_bus_free(c.bus);
+	server_stop(&srv);
+}
+
+static void test_queue_group(void)
+{
+	struct server srv = { .port = free_port() };
+	CHECK(server_start(&srv));
+	char url[64];
+	url_for(url, sizeof url, "nats", NULL, srv.port);
+	struct client a, b, pub;
+	client_init(&a, url);
+	client_init(&b, url);
+	client_init(&pub, url);
+	CHECK_INT(client_make(&a), CA_OK);
+	CHECK_INT(client_make(&b), CA_OK);
+	CHECK_INT(client_make(&pub), CA_OK);
+	if (!a.bus || !b.bus || !pub.bus)
+		goto out;
+	CHECK_INT(ca_bus_subscribe(a.bus, "t.cmd", "workers"), CA_OK);
+	CHECK_INT(ca_bus_subscribe(b.bus, "t.cmd", "workers"), CA_OK);
+	CHECK_INT(ca_bus_connect(a.bus), CA_OK);
+	CHECK_INT(ca_bus_connect(b.bus), CA_OK);
+	CHECK_INT(ca_bus_connect(pub.bus), CA_OK);
+	CHECK(run_until(pred_connected, &a, 5000));
+	CHECK(run_until(pred_connected, &b, 5000));
+	CHECK(run_until(pred_connected, &pub, 5000));
+	/* Make sure both subscriptions reached the server before publishing. */
+	CHECK_INT(ca_bus_flush(a.bus, 2000), CA_OK);
+	CHECK_INT(ca_bus_flush(b.bus, 2000), CA_OK);
+	const int n = 40;
+	for (int i = 0; i < n; i++) {
+		char id[16];
+		snprintf(id, sizeof id, "m-%d", i);
+		CHECK_INT(ca_bus_publish(pub.bus, "t.cmd", "application/json", id, "{}", 2), CA_OK);
+	}
+	CHECK_INT(ca_bus_flush(pub.bus, 2000), CA_OK);
+	struct count_wait w = { { &a, &b, NULL }, n };
+	CHECK(run_until(pred_msgs, &w, 5000));
+	run_until(NULL, NULL, 200); /* would surface duplicates */
+	CHECK_INT(a.nmsgs + b.nmsgs, n);
+	/* Every id exactly once across both members. */
+	int seen[40] = { 0 };
+	for (int k = 0; k < 2; k++) {
+		struct client *c = k ? &b : &a;
+		for (int i = 0; i < c->nmsgs; i++) {
+			int idx = (int)strtol(c->msgs[i].msg_id + 2, NULL, 10);
+			if (idx >= 0 && idx < n)
+				seen[idx]++;
+		}
+	}
+	for (int i = 0; i < n; i++)
+		CHECK_INT(seen[i], 1);
+	CHECK_INT(pub.nmsgs, 0);
+out:
+	ca_bus_free(a.bus);
+	ca_bus_free(b.bus);
+	ca_bus_free(pub.bus);
+	server_stop(&srv);
+}
+
+static void test_server_down_and_reconnect(void)
+{
+	struct server srv = { .port = free_port() };
+	char url[64];
+	url_for(url, sizeof url, "nats", NULL, srv.port);
+	struct client c;
+	client_init(&c, url);
+	c.cfg.nats.reconnect_buffer_bytes = 4096;
+	CHECK_INT(client_make(&c), CA_OK);
+	if (!c.bus)
+		return;
+	CHECK_INT(ca_bus_connect(c.bus), CA_OK); /* nothing listens yet */
+	CHECK_INT(ca_bus_subscribe(c.bus, "t.buf", NULL), CA_OK);
+	run_until(NULL, NULL, 300);
+	CHECK(!ca_bus_connected(c.bus));
+	CHECK_INT(c.connects, 0);
+	CHECK_INT(c.disconnects, 0);
+
+	CHECK(server_start(&srv));
+	CHECK(run_until(pred_connected, &c, 5000));
+	CHECK_INT(c.connects, 1);
+	CHECK_INT(c.reconnects, 0);
+	CHECK_INT(ca_bus_reconnects(c.bus), 0);
+	CHECK_INT(ca_bus_flush(c.bus, 2000), CA_OK);
+
+	server_stop(&srv);
+	CHECK(run_until(pred_disconnected, &c, 5000));
+	CHECK_INT(c.disconnects, 1);
+	CHECK(!ca_bus_connected(c.bus));
+	CHECK_INT(ca_bus_flush(c.bus, 100), CA_EAGAIN);
+	for (int i = 0; i < 3; i++) {
+		char id[16];
+		snprintf(id, sizeof id, "buf-%d", i);
+		CHECK_INT(ca_bus_publish(c.bus, "t.buf", "text/plain", id, "queued", 6), CA_OK);
+	}
+	/* The reconnect buffer (4 KiB here) is full for a bigger message. */
+	static char big[8192];
+	memset(big, 'b', sizeof big);
+	CHECK_INT(ca_bus_publish(c.bus, "t.buf", NULL, NULL, big, sizeof big), CA_EAGAIN);
+
+	struct ca_buf b;
+	ca_buf_init(&b, 0);
+	ca_bus_health_json(c.bus, &b);
+	CHECK(b.data && strncmp(b.data, "{\"connected\":false,\"server\":null", 32) == 0);
+	CHECK(b.data && !strstr(b.data, "\"last_error\":null"));
+	ca_buf_fini(&b);
+
+	CHECK(server_start(&srv));
+	CHECK(run_until(pred_reconnected, &c, 10000));
+	CHECK_INT(c.reconnects, 1);
+	CHECK(c.last_reconnected);
+	CHECK_INT(ca_bus_reconnects(c.bus), 1);
+	CHECK(ca_bus_connected(c.bus));
+	struct count_wait w = { { &c, NULL, NULL }, 3 };
+	CHECK(run_until(pred_msgs, &w, 5000));
+	CHECK_INT(c.nmsgs, 3);
+	for (int i = 0; i < c.nmsgs && i < 3; i++) {
+		char id[16];
+		snprintf(id, sizeof id, "buf-%d", i);
+		CHECK_STR(c.msgs[i].msg_id, id);
+		CHECK_STR(c.msgs[i].data, "queued");
+	}
+	ca_buf_init(&b, 0);
+	struct ca_prom p;
+	ca_prom_init(&p, &b, "");
+	ca_bus_render_metrics(c.bus, &p);
+	CHECK(b.data && strstr(b.data, "agent_nats_reconnects_total{cluster_id=\"\"} 1"));
+	CHECK(b.data && strstr(b.data, "agent_nats_disconnects_total{cluster_id=\"\"} 1"));
+	ca_buf_fini(&b);
+	ca_bus_free(c.bus);
+	server_stop(&srv);
+}
+
+/* Connect with cfg tweaked by the caller; returns whether it got connected
+ * within timeout_ms. The bus is freed before returning. */
+static bool try_connect(struct client *c, int64_t timeout_ms)
+{
+	bool ok = false;
+	if (client_make(c) != CA_OK)
+		return false;
+	CHECK_INT(ca_bus_connect(c->bus), CA_OK);
+	ok = run_until(pred_connected, c, timeout_ms) && ca_bus_connected(c->bus);
+	ca_bus_free(c->bus);
+	c->bus = NULL;
+	return ok;
+}
+
+static void test_auth(void)
+{
+	struct server srv = { .port = free_port(), .extra = { "--auth", "s3cret-token" } };
+	CHECK(server_start(&srv));
+	char url[64], path[128];
+	url_for(url, sizeof url, "nats", NULL, srv.port);
+	struct client c;
+
+	client_init(&c, url);
+	c.cfg.nats.auth.token = (char *)"s3cret-token";
+	CHECK(try_connect(&c, 5000));
+
+	tmp_path(path, sizeof path, "token");
+	CHECK(write_file(path, "s3cret-token\n"));
+	client_init(&c, url);
+	c.cfg.nats.auth.token_file = path;
+	CHECK(try_connect(&c, 5000));
+
+	client_init(&c, url);
+	c.cfg.nats.auth.token = (char *)"wrong";
+	CHECK_INT(client_make(&c), CA_OK);
+	if (c.bus) {
+		CHECK_INT(ca_bus_connect(c.bus), CA_OK);
+		CHECK(!run_until(pred_connected, &c, 1000));
+		CHECK(!ca_bus_connected(c.bus));
+		CHECK_INT(c.connects, 0);
+		struct ca_buf b;
+		ca_buf_init(&b, 0);
+		ca_bus_health_json(c.bus, &b);
+		CHECK(b.data && strstr(b.data, "\"connected\":false"));
+		CHECK(b.data && !strstr(b.data, "wrong"));
+		CHECK(b.data && !strstr(b.data, "\"last_error\":null"));
+		ca_buf_fini(&b);
+		ca_bus_free(c.bus);
+		c.bus = NULL;
+	}
+
+	client_init(&c, url);
+	CHECK(!try_connect(&c, 500)); /* no credentials at all */
+
+	client_init(&c, url);
+	c.cfg.nats.auth.token_file = (char *)"/nonexistent/token";
+	CHECK_INT(client_make(&c), CA_EINVAL);
+	CHECK(c.bus == NULL);
+	server_stop(&srv);
+
+	struct server srv2 = { .port = free_port(), .extra = { "--user", "agent", "--pass", "pw-123" } };
+	CHECK(server_start(&srv2));
+	url_for(url, sizeof url, "nats", NULL, srv2.port);
+	client_init(&c, url);
+	c.cfg.nats.auth.user = (char *)"agent";
+	c.cfg.nats.auth.password = (char *)"pw-123";
+	CHECK(try_connect(&c, 5000));
+
+	client_init(&c, url);
+	c.cfg.nats.auth.user = (char *)"agent";
+	tmp_path(path, sizeof path, "password");
+	CHECK(write_file(path, "pw-123"));
+	c.cfg.nats.auth.password_file = path;
+	CHECK(try_connect(&c, 5000));
+
+	client_init(&c, url);
+	c.cfg.nats.auth.user = (char *)"agent";
+	c.cfg.nats.auth.password = (char *)"bad";
+	CHECK(!try_connect(&c, 1000));
+
+	/* Credentials in the URL work and never show up in health output. */
+	char url2[96];
+	url_for(url2, sizeof url2, "nats", "agent:pw-123", srv2.port);
+	client_init(&c, url2);
+	CHECK_INT(client_make(&c), CA_OK);
+	if (c.bus) {
+		CHECK_INT(ca_bus_connect(c.bus), CA_OK);
+		CHECK(run_until(pred_connected, &c, 5000));
+		struct ca_buf b;
+		ca_buf_init(&b, 0);
+		ca_bus_health_json(c.bus, &b);
+		CHECK(b.data && !strstr(b.data, "pw-123"));
+		CHECK(b.data && strstr(b.data, "\"connected\":true"));
+		ca_buf_fini(&b);
+		ca_bus_free(c.bus);
+	}
+	server_stop(&srv2);
+}
+
+static void test_max_payload(void)
+{
+	char conf[128];
+	tmp_path(conf, sizeof conf, "small.conf");
+	CHECK(write_file(conf, "max_payload: 1024\n"));
+	struct server srv = { .port = free_port(), .extra = { "-c", conf } };
+	CHECK(server_start(&srv));
+	char url[64];
+	url_for(url, sizeof url, "nats", NULL, srv.port);
+	struct client c;
+	client_init(&c, url);
+	CHECK_INT(client_make(&c), CA_OK);
+	if (!c.bus)
+		goto out;
+	CHECK_INT(ca_bus_subscribe(c.bus, "t.size", NULL), CA_OK);
+	CHECK_INT(ca_bus_connect(c.bus), CA_OK);
+	CHECK(run_until(pred_connected, &c, 5000));
+	CHECK_INT(ca_bus_max_payload(c.bus), 1024);
+	static char data[2048];
+	memset(data, 'p', sizeof data);
+	CHECK_INT(ca_bus_publish(c.bus, "t.size", "text/plain", "big", data, 2000), CA_ETOOBIG);
+	CHECK_INT(ca_bus_publish(c.bus, "t.size", "text/plain", "big", data, 1024), CA_ETOOBIG);
+	CHECK_INT(ca_bus_publish(c.bus, "t.size", "text/plain", "small", data, 100), CA_OK);
+	struct count_wait w = { { &c, NULL, NULL }, 1 };
+	CHECK(run_until(pred_msgs, &w, 5000));
+	CHECK_INT(c.nmsgs, 1);
+	CHECK_STR(c.msgs[0].msg_id, "small");
+	/* The connection is still fine after the refusals. */
+	CHECK(ca_bus_connected(c.bus));
+out:
+	ca_bus_free(c.bus);
+	server_stop(&srv);
+}
+
+static bool make_certs(void)
+{
+	char ca_key[128], ca_pem[128], other_key[128], other_pem[128];
+	char key[128], csr[128], pem[128], ext[128], serial[128];
+	tmp_path(ca_key, sizeof ca_key, "ca.key");
+	tmp_path(ca_pem, sizeof ca_pem, "ca.pem");
+	tmp_path(other_key, sizeof other_key, "other.key");
+	tmp_path(other_pem, sizeof other_pem, "other.pem");
+	tmp_path(key, sizeof key, "server.key");
+	tmp_path(csr, sizeof csr, "server.csr");
+	tmp_path(pem, sizeof pem, "server.pem");
+	tmp_path(ext, sizeof ext, "ext.cnf");
+	tmp_path(serial, sizeof serial, "ca.srl");
+	if (!write_file(ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n"))
+		return false;
+	char *const ca_cmd[] = { "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+	                         "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", ca_key, "-out",
+	                         ca_pem, "-days", "2", "-subj", "/CN=collect-agent test CA", NULL };
+	char *const other_cmd[] = { "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+	                            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", other_key,
+	                            "-out", other_pem, "-days", "2", "-subj", "/CN=unrelated CA", NULL };
+	char *const csr_cmd[] = { "openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+	                          "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", csr,
+	                          "-subj", "/CN=localhost", NULL };
+	char *const sign_cmd[] = { "openssl", "x509", "-req", "-in", csr, "-CA", ca_pem, "-CAkey", ca_key,
+	                           "-CAserial", serial, "-CAcreateserial", "-out", pem, "-days", "2",
+	                           "-extfile", ext, NULL };
+	return run_wait(ca_cmd) == 0 && run_wait(other_cmd) == 0 && run_wait(csr_cmd) == 0 &&
+	       run_wait(sign_cmd) == 0;
+}
+
+static void test_tls(void)
+{
+	if (!make_certs()) {
+		CHECK(!"openssl could not make the test certificates");
+		return;
+	}
+	char ca_pem[128], other_pem[128], key[128], pem[128];
+	tmp_path(ca_pem, sizeof ca_pem, "ca.pem");
+	tmp_path(other_pem, sizeof other_pem, "other.pem");
+	tmp_path(key, sizeof key, "server.key");
+	tmp_path(pem, sizeof pem, "server.pem");
+	struct server srv = { .port = free_port(), .extra = { "--tls", "--tlscert", pem, "--tlskey", key } };
+	CHECK(server_start(&srv));
+	char url[64];
+	url_for(url, sizeof url, "nats", NULL, srv.port);
+
+	struct client c;
+	client_init(&c, url);
+	c.cfg.nats.tls.enabled = true;
+	c.cfg.nats.tls.ca_file = ca_pem;
+	CHECK_INT(client_make(&c), CA_OK);
+	if (c.bus) {
+		CHECK_INT(ca_bus_subscribe(c.bus, "t.tls", NULL), CA_OK);
+		CHECK_INT(ca_bus_connect(c.bus), CA_OK);
+		CHECK(run_until(pred_connected, &c, 5000));
+		CHECK_INT(ca_bus_publish(c.bus, "t.tls", "text/plain", "tls-1", "secure", 6), CA_OK);
+		struct count_wait w = { { &c, NULL, NULL }, 1 };
+		CHECK(run_until(pred_msgs, &w, 5000));
+		CHECK_STR(c.msgs[0].data, "secure");
+		ca_bus_free(c.bus);
+	}
+
+	/* tls:// implies TLS. */
+	char turl[64];
+	url_for(turl, sizeof turl, "tls", NULL, srv.port);
+	client_init(&c, turl);
+	c.cfg.nats.tls.ca_file = ca_pem;
+	CHECK(try_connect(&c, 5000));
+
+	/* A CA that did not sign the server's certificate: never ready. */
+	client_init(&c, url);
+	c.cfg.nats.tls.enabled = true;
+	c.cfg.nats.tls.ca_file = other_pem;
+	CHECK(!try_connect(&c, 1500));
+	CHECK_INT(c.connects, 0);
+
+	/* Skipping verification accepts it (for labs only). */
+	client_init(&c, url);
+	c.cfg.nats.tls.enabled = true;
+	c.cfg.nats.tls.ca_file = other_pem;
+	c.cfg.nats.tls.insecure_skip_verify = true;
+	CHECK(try_connect(&c, 5000));
+
+	/* Plain client against a TLS-only server: not connected. */
+	client_init(&c, url);
+	CHECK(!try_connect(&c, 800));
+
+	/* A missing CA file fails at construction with a reason. */
+	client_init(&c, url);
+	c.cfg.nats.tls.enabled = true;
+	c.cfg.nats.tls.ca_file = (char *)"/nonexistent/ca.pem";
+	CHECK_INT(client_make(&c), CA_EINVAL);
+	server_stop(&srv);
+}
+
+static void test_bad_config(void)
+{
+	struct client c;
+	client_init(&c, "nats://127.0.0.1:1");
+	c.cfg.nats.servers.count = 0;
+	char err[128] = "";
+	CHECK_INT(ca_bus_new(&c.bus, loop, &c.cfg, &callbacks, &c, err, sizeof err), CA_EINVAL);
+	CHECK(c.bus == NULL);
+	CHECK(strstr(err, "nats.servers") != NULL);
+	ca_bus_free(NULL);
+
+	/* Closing a bus that never connected (nothing listens) returns. */
+	client_init(&c, "nats://127.0.0.1:1");
+	CHECK_INT(client_make(&c), CA_OK);
+	if (c.bus) {
+		CHECK_INT(ca_bus_connect(c.bus), CA_OK);
+		run_until(NULL, NULL, 100);
+		ca_bus_close(c.bus);
+		ca_bus_close(c.bus);
+		CHECK_INT(c.connects, 0);
+		ca_bus_free(c.bus);
+	}
+}
+
+static void cleanup_tmpdir(void)
+{
+	DIR *d = opendir(tmpdir);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char p[512];
+		snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
+		unlink(p);
+	}
+	closedir(d);
+	rmdir(tmpdir);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	if (!nats_server_path()) {
+		fprintf(stderr, "nats-server not found\n");
+		return 1;
+	}
+	ca_log_configure(getenv("CA_TEST_VERBOSE") ? CA_LOG_DEBUG : CA_LOG_ERROR, false);
+	ca_strlcpy(tmpdir, "/tmp/ca-bus-XXXXXX", sizeof tmpdir);
+	if (!mkdtemp(tmpdir) || ca_loop_new(&loop) != CA_OK) {
+		fprintf(stderr, "setup failed\n");
+		return 1;
+	}
+	test_bad_config();
+	test_pubsub_headers();
+	test_queue_group();
+	test_server_down_and_reconnect();
+	test_auth();
+	test_max_payload();
+	test_tls();
+	ca_loop_free(loop);
+	ca_bus_library_cleanup(5000);
+	cleanup_tmpdir();
+	return check_report();
+}
