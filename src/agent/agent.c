@@ -13,13 +13,16 @@
 
 #include "build_config.h"
 #include "bus/bus.h"
+#include "cluster/cluster.h"
 #include "codec/codec.h"
 #include "core/buf.h"
 #include "core/loop.h"
 #include "core/process_metrics.h"
 #include "core/prom.h"
 #include "core/timeutil.h"
+#include "events/events.h"
 #include "http/http.h"
+#include "kube/kube.h"
 #include "log/log.h"
 
 #define CLUSTER_ID_MAX 81
@@ -39,6 +42,10 @@ struct ca_agent {
 	struct ca_loop *loop;
 	struct ca_bus *bus;
 	struct ca_http *http;
+	struct ca_kube *kube;       /* NULL when no credentials were found */
+	struct ca_cluster *cluster;
+	struct ca_events *events;   /* NULL until the cluster ID is known, or when disabled */
+	char kube_error[512];       /* why there is no kube client */
 	int signal_fd;
 	struct ca_loop_fd *signal_watch;
 	struct ca_loop_timer *heartbeat_timer;
@@ -49,6 +56,7 @@ struct ca_agent {
 	const char *node_name, *pod_name, *pod_namespace; /* from the downward API env, borrowed */
 	char cluster_id[CLUSTER_ID_MAX];
 	char cluster_source[32];
+	struct ca_cluster_info cluster_info; /* copy of what the detector found */
 	char subject_register[SUBJECT_MAX];
 	char subject_heartbeat[SUBJECT_MAX];
 	char subject_result[SUBJECT_MAX];
@@ -65,46 +73,6 @@ struct ca_agent {
 };
 
 /* ---------------------------------------------------------------- identity */
-
-static bool cluster_id_valid(const char *id)
-{
-	size_t n = strlen(id);
-	if (n == 0 || n > 80)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = id[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-			return false;
-	}
-	return id[0] != '-' && id[n - 1] != '-';
-}
-
-/* The cluster ID from the sources that need no API call: --cluster-id or
- * CLUSTER_ID (source "env"), then cluster.id (source "config"). */
-static void resolve_static_cluster_id(struct ca_agent *a)
-{
-	const char *env = getenv("CLUSTER_ID");
-	const char *id = NULL, *source = NULL;
-	if (a->flags && a->flags->cluster_id && *a->flags->cluster_id) {
-		id = a->flags->cluster_id;
-		source = "env";
-	} else if (env && *env) {
-		id = env;
-		source = "env";
-	} else if (a->cfg->cluster.id && *a->cfg->cluster.id) {
-		id = a->cfg->cluster.id;
-		source = "config";
-	}
-	if (!id)
-		return;
-	if (!cluster_id_valid(id)) {
-		ca_log(CA_LOG_ERROR, "agent", "cluster ID is not valid, ignored",
-		       "cluster_id", id, "allowed", "1 to 80 of [a-z0-9-], starting and ending with a letter or digit", NULL);
-		return;
-	}
-	ca_strlcpy(a->cluster_id, id, sizeof a->cluster_id);
-	ca_strlcpy(a->cluster_source, source, sizeof a->cluster_source);
-}
 
 static void build_subjects(struct ca_agent *a)
 {
@@ -141,6 +109,12 @@ static enum ca_err publish(struct ca_agent *a, const char *subject, const char *
 	return err;
 }
 
+static const char *kubernetes_version(const struct ca_agent *a)
+{
+	const struct ca_cluster_info *info = a->cluster ? ca_cluster_info(a->cluster) : NULL;
+	return info ? info->kubernetes_version : "";
+}
+
 static void send_registration(struct ca_agent *a)
 {
 	struct ca_buf payload;
@@ -150,19 +124,19 @@ static void send_registration(struct ca_agent *a)
 		.agent_id = a->agent_id,
 		.cluster_id = a->cluster_id,
 		.cluster_source = a->cluster_source,
-		.provider = "",
-		.region = "",
-		.cluster_uid = "",
+		.provider = a->cluster_info.provider,
+		.region = a->cluster_info.region,
+		.cluster_uid = a->cluster_info.cluster_uid,
 		.version = CA_VERSION,
 		.git_sha = CA_GIT_SHA,
-		.kubernetes_version = "",
+		.kubernetes_version = kubernetes_version(a),
 		.node_name = a->node_name ? a->node_name : "",
 		.pod_name = a->pod_name ? a->pod_name : "",
 		.pod_namespace = a->pod_namespace ? a->pod_namespace : "",
 		.encoding = a->format == CA_CODEC_PROTOBUF ? "protobuf" : "json",
 		.hostname = a->hostname,
 		.started_at = a->started_unix_ms,
-		.cap_events = false,
+		.cap_events = a->events != NULL,
 		.cap_metrics = false,
 		.cap_exec = false,
 		.allowed_tools = tools,
@@ -190,10 +164,17 @@ static void send_heartbeat(struct ca_agent *a, const char *status)
 		.status = status,
 		.timestamp = now,
 		.uptime_seconds = (ca_now_monotonic_ms() - a->started_mono_ms) / 1000,
-		.kube_api_ok = false,
+		.kube_api_ok = a->kube && ca_kube_api_ok(a->kube),
 		.nats_connected = ca_bus_connected(a->bus),
 		.last_error = a->last_error[0] ? a->last_error : NULL,
 	};
+	if (a->events) {
+		struct ca_events_stats st;
+		ca_events_get_stats(a->events, &st);
+		hb.queues.events = (int64_t)st.queue_size;
+		hb.events_published_total = (int64_t)st.published;
+		hb.events_dropped_total = (int64_t)st.dropped;
+	}
 	ca_buf_init(&payload, 0);
 	if (ca_codec_encode_heartbeat(a->format, &hb, &payload) == CA_OK) {
 		a->heartbeats++;
@@ -204,13 +185,25 @@ static void send_heartbeat(struct ca_agent *a, const char *status)
 	ca_buf_fini(&payload);
 }
 
+static bool events_stalled(const struct ca_agent *a)
+{
+	return a->events && ca_events_stalled(a->events, a->cfg->kubernetes.stall_timeout_ms);
+}
+
+/* Running but not doing all of its job: the API server does not answer or
+ * a watch is stuck. */
+static bool degraded(const struct ca_agent *a)
+{
+	return !a->kube || !ca_kube_api_ok(a->kube) || events_stalled(a);
+}
+
 static void on_heartbeat_timer(void *arg)
 {
 	struct ca_agent *a = arg;
 	/* A heartbeat is a statement about now: while disconnected, buffering
 	 * it for later would only deliver stale news. */
 	if (cluster_known(a) && ca_bus_connected(a->bus))
-		send_heartbeat(a, "ok");
+		send_heartbeat(a, degraded(a) ? "degraded" : "ok");
 }
 
 /* ---------------------------------------------------------------- commands */
@@ -292,6 +285,68 @@ static void handle_command(struct ca_agent *a, const struct ca_bus_msg *msg)
 	ca_command_fini(&cmd);
 }
 
+/* ------------------------------------------------------------------ events */
+
+static enum ca_err publish_event(void *arg, const struct ca_msg_event *ev)
+{
+	struct ca_agent *a = arg;
+	struct ca_buf payload;
+	char msg_id[320];
+	char subject[SUBJECT_MAX];
+	enum ca_err err;
+
+	/* While NATS is down, the bus takes events into the nats.c reconnect
+	 * buffer until it is full and then answers CA_EAGAIN: they wait in the
+	 * watcher's own bounded queue (drop-oldest) from there on. */
+	ca_buf_init(&payload, 0);
+	err = ca_codec_encode_event(a->format, ev, &payload);
+	if (err == CA_OK) {
+		ca_events_msg_id(ev, msg_id, sizeof msg_id);
+		snprintf(subject, sizeof subject, "%s.event.%s", a->cfg->nats.subject_prefix, a->cluster_id);
+		err = ca_bus_publish(a->bus, subject, ca_codec_content_type(a->format), msg_id,
+		                     payload.data ? payload.data : "", payload.len);
+	}
+	ca_buf_fini(&payload);
+	return err;
+}
+
+static void start_events(struct ca_agent *a)
+{
+	char err[512] = "";
+	static const struct ca_events_sink sink = { .publish = publish_event };
+	if (!a->cfg->events.enabled || !a->kube || a->events)
+		return;
+	if (ca_events_new_loop(&a->events, a->loop, a->kube, a->cfg, a->cluster_id, &sink, a, err,
+	                       sizeof err) != CA_OK) {
+		ca_log(CA_LOG_ERROR, "events", "cannot set up the event watcher", "error", err, NULL);
+		set_last_error(a, err);
+		return;
+	}
+	if (ca_events_start(a->events) != CA_OK)
+		ca_log(CA_LOG_ERROR, "events", "cannot start the event watcher", NULL);
+}
+
+/* ---------------------------------------------------------------- cluster */
+
+static void on_cluster_known(void *arg, const struct ca_cluster_info *info)
+{
+	struct ca_agent *a = arg;
+	a->cluster_info = *info;
+	ca_strlcpy(a->cluster_id, info->id, sizeof a->cluster_id);
+	ca_strlcpy(a->cluster_source, info->source, sizeof a->cluster_source);
+	build_subjects(a);
+	ca_log_set_cluster_id(a->cluster_id);
+	ca_log(CA_LOG_INFO, "cluster", "cluster ID known", "cluster_id", info->id, "source", info->source,
+	       "provider", info->provider, "region", info->region, NULL);
+	enum ca_err rc = ca_bus_subscribe(a->bus, a->subject_command, a->queue_group);
+	if (rc != CA_OK)
+		ca_log(CA_LOG_ERROR, "agent", "cannot subscribe to commands", "subject", a->subject_command,
+		       "error", ca_strerror(rc), NULL);
+	start_events(a);
+	if (ca_bus_connected(a->bus) && !a->stopping)
+		send_registration(a);
+}
+
 /* -------------------------------------------------------------- bus events */
 
 static void on_bus_connected(void *arg, bool reconnected)
@@ -300,6 +355,8 @@ static void on_bus_connected(void *arg, bool reconnected)
 	ca_log(CA_LOG_INFO, "agent", reconnected ? "NATS connection restored" : "connected to NATS", NULL);
 	if (cluster_known(a) && !a->stopping)
 		send_registration(a);
+	if (a->events)
+		ca_events_flush(a->events);
 }
 
 static void on_bus_disconnected(void *arg)
@@ -325,6 +382,10 @@ static void reasons_not_ready(const struct ca_agent *a, struct ca_buf *why)
 		ca_buf_append_str(why, "cluster ID unknown; ");
 	if (!ca_bus_connected(a->bus))
 		ca_buf_append_str(why, "NATS not connected; ");
+	if (!a->kube)
+		ca_buf_printf(why, "Kubernetes API: %s; ", a->kube_error);
+	else if (!ca_kube_api_ok(a->kube))
+		ca_buf_append_str(why, "Kubernetes API has not answered yet; ");
 	if (a->stopping)
 		ca_buf_append_str(why, "shutting down; ");
 	if (why->len >= 2)
@@ -348,9 +409,20 @@ static void json_escaped(struct ca_buf *b, const char *s)
 
 static int handle_live(void *arg, struct ca_buf *body)
 {
-	(void)arg;
+	struct ca_agent *a = arg;
 	/* This handler runs on the loop thread, so answering at all proves the
-	 * loop turns; a stuck loop makes the probe time out. */
+	 * loop turns; a stuck loop makes the probe time out. What remains is a
+	 * watch that silently stopped making progress. */
+	if (events_stalled(a)) {
+		char why[160];
+		char limit[32];
+		ca_format_duration(a->cfg->kubernetes.stall_timeout_ms, limit, sizeof limit);
+		snprintf(why, sizeof why, "event watch made no progress for %s (kubernetes.stall_timeout)", limit);
+		ca_buf_append_str(body, "{\"status\":\"stalled\",\"reason\":");
+		json_escaped(body, why);
+		ca_buf_append_str(body, "}");
+		return 503;
+	}
 	ca_buf_append_str(body, "{\"status\":\"ok\"}");
 	return 200;
 }
@@ -396,7 +468,22 @@ static int handle_health(void *arg, struct ca_buf *body)
 	json_escaped(body, a->last_error);
 	ca_buf_append_str(body, ",\"nats\":");
 	ca_bus_health_json(a->bus, body);
-	ca_buf_append_str(body, "}");
+	ca_buf_append_str(body, ",\"kubernetes\":");
+	if (a->kube) {
+		ca_kube_health_json(a->kube, body);
+	} else {
+		ca_buf_append_str(body, "{\"error\":");
+		json_escaped(body, a->kube_error);
+		ca_buf_append_str(body, "}");
+	}
+	ca_buf_append_str(body, ",\"cluster\":");
+	ca_cluster_health_json(a->cluster, body);
+	ca_buf_append_str(body, ",\"events\":");
+	if (a->events)
+		ca_events_health_json(a->events, body);
+	else
+		ca_buf_printf(body, "{\"enabled\":%s,\"running\":false}", a->cfg->events.enabled ? "true" : "false");
+	ca_buf_printf(body, ",\"stalled\":%s}", events_stalled(a) ? "true" : "false");
 	ca_buf_fini(&why);
 	return why.len ? 503 : 200;
 }
@@ -426,6 +513,19 @@ static void handle_metrics(void *arg, struct ca_buf *body)
 	ca_prom_single(&p, "agent_registrations_total", "counter", "AgentInfo messages published.", (double)a->registrations);
 	ca_prom_single(&p, "agent_heartbeats_total", "counter", "Heartbeats published.", (double)a->heartbeats);
 	ca_bus_render_metrics(a->bus, &p);
+	if (a->kube)
+		ca_kube_render_metrics(a->kube, &p);
+	if (a->events) {
+		ca_events_render_metrics(a->events, &p);
+	} else {
+		/* The families exist from the start so dashboards and alerts see 0,
+		 * not "no data", before the watcher runs. */
+		ca_prom_single(&p, "agent_event_queue_size", "gauge", "Events waiting to be published.", 0);
+		ca_prom_single(&p, "agent_events_received_total", "counter", "Event objects received from the API server.", 0);
+		ca_prom_single(&p, "agent_events_published_total", "counter", "Events handed to NATS.", 0);
+		ca_prom_single(&p, "agent_events_filtered_total", "counter", "Events removed by filters.", 0);
+		ca_prom_single(&p, "agent_events_dropped_total", "counter", "Events lost (queue full).", 0);
+	}
 	ca_process_render_metrics(&p);
 }
 
@@ -511,10 +611,33 @@ enum ca_err ca_agent_new(struct ca_agent **out, const struct ca_config *cfg,
 		goto fail;
 	}
 
-	resolve_static_cluster_id(a);
-	if (cluster_known(a)) {
-		build_subjects(a);
-		ca_log_set_cluster_id(a->cluster_id);
+	char user_agent[64];
+	snprintf(user_agent, sizeof user_agent, "collect-agent/%s", CA_VERSION);
+	struct ca_kube_options kopts = {
+		.kubeconfig = cfg->kubernetes.kubeconfig,
+		.context = cfg->kubernetes.context,
+		.request_timeout_ms = cfg->kubernetes.request_timeout_ms,
+		.connect_timeout_ms = cfg->kubernetes.connect_timeout_ms,
+		.user_agent = user_agent,
+		.service_account_dir = cfg->kubernetes.service_account_dir,
+	};
+	rc = ca_kube_new(&a->kube, a->loop, &kopts, a->kube_error, sizeof a->kube_error);
+	if (rc == CA_ENOTFOUND) {
+		/* Keep running without the API: NATS, probes and commands still
+		 * work, and readiness says exactly what is missing. */
+		ca_log(CA_LOG_ERROR, "kube", "no Kubernetes credentials; not ready until configured",
+		       "error", a->kube_error, NULL);
+	} else if (rc != CA_OK) {
+		snprintf(err, errlen, "Kubernetes credentials: %s", a->kube_error);
+		goto fail;
+	} else {
+		ca_log(CA_LOG_INFO, "kube", "API server", "server", ca_kube_server(a->kube),
+		       "credentials", ca_kube_credential_source(a->kube), NULL);
+	}
+	if ((rc = ca_cluster_new(&a->cluster, a->loop, a->kube, cfg, flags ? flags->cluster_id : NULL,
+	                         on_cluster_known, a)) != CA_OK) {
+		snprintf(err, errlen, "cluster detector: %s", ca_strerror(rc));
+		goto fail;
 	}
 
 	static const struct ca_http_handlers handlers = {
@@ -539,18 +662,10 @@ enum ca_err ca_agent_run(struct ca_agent *a)
 {
 	enum ca_err rc;
 	ca_log(CA_LOG_INFO, "agent", "starting", "version", CA_VERSION, "git_sha", CA_GIT_SHA,
-	       "agent_id", a->agent_id, "cluster_id", a->cluster_id, NULL);
-	if (!cluster_known(a))
-		ca_log(CA_LOG_WARN, "agent", "cluster ID unknown: set --cluster-id, CLUSTER_ID or cluster.id; not ready until then", NULL);
-	if (cluster_known(a)) {
-		rc = ca_bus_subscribe(a->bus, a->subject_command, a->queue_group);
-		if (rc != CA_OK) {
-			ca_log(CA_LOG_ERROR, "agent", "cannot subscribe to commands", "subject", a->subject_command,
-			       "error", ca_strerror(rc), NULL);
-			return rc;
-		}
-	}
+	       "agent_id", a->agent_id, NULL);
 	if ((rc = ca_bus_connect(a->bus)) != CA_OK)
+		return rc;
+	if ((rc = ca_cluster_start(a->cluster)) != CA_OK)
 		return rc;
 	ca_loop_timer_start(a->heartbeat_timer, a->cfg->heartbeat.interval_ms, a->cfg->heartbeat.interval_ms);
 	char port[16];
@@ -565,6 +680,9 @@ void ca_agent_free(struct ca_agent *a)
 {
 	if (!a)
 		return;
+	ca_events_free(a->events);
+	ca_cluster_free(a->cluster);
+	ca_kube_free(a->kube);
 	ca_bus_free(a->bus);
 	/* nats.c keeps library threads until told to stop; valgrind and LSan
 	 * would report them otherwise. */

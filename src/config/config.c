@@ -99,6 +99,7 @@ static const struct key_def keys[] = {
 
 	KEY("kubernetes.kubeconfig", K_STR, kubernetes.kubeconfig, ""),
 	KEY("kubernetes.context", K_STR, kubernetes.context, ""),
+	KEY("kubernetes.service_account_dir", K_STR, kubernetes.service_account_dir, "/var/run/secrets/kubernetes.io/serviceaccount"),
 	KEY("kubernetes.request_timeout", K_DURATION, kubernetes.request_timeout_ms, "10s"),
 	KEY("kubernetes.connect_timeout", K_DURATION, kubernetes.connect_timeout_ms, "5s"),
 	KEY("kubernetes.stall_timeout", K_DURATION, kubernetes.stall_timeout_ms, "10m"),

@@ -69,6 +69,7 @@ struct ca_config {
 	struct {
 		char *kubeconfig;
 		char *context;
+		char *service_account_dir;    /* in-cluster token, ca.crt and namespace */
 		int64_t request_timeout_ms;   /* 10s */
 		int64_t connect_timeout_ms;   /* 5s */
 		int64_t stall_timeout_ms;     /* 10m: a watch with no progress this long fails liveness */

@@ -23,8 +23,8 @@ def decode(msg, type_name):
     return agentpb.decode(type_name, msg.data)
 
 
-def agent_args(nats_server, cluster_id="c1", extra=()):
-    return ["--nats", nats_server.url, "--cluster-id", cluster_id, *extra]
+def agent_args(nats_server, kubesim, cluster_id="c1", extra=()):
+    return ["--nats", nats_server.url, "--cluster-id", cluster_id, "--kubeconfig", kubesim.kubeconfig, *extra]
 
 
 FAST = {"COLLECT_AGENT_HEARTBEAT_INTERVAL": "200ms", "COLLECT_AGENT_NATS_RECONNECT_WAIT": "100ms",
@@ -32,11 +32,11 @@ FAST = {"COLLECT_AGENT_HEARTBEAT_INTERVAL": "200ms", "COLLECT_AGENT_NATS_RECONNE
 
 
 @pytest.mark.parametrize("encoding", ["json", "protobuf"])
-def test_register_and_heartbeat(nats_server, nats_client, agent_factory, encoding):
+def test_register_and_heartbeat(nats_server, kubesim, nats_client, agent_factory, encoding):
     reg = nats_client.subscribe("agent.register.c1")
     hb = nats_client.subscribe("agent.heartbeat.c1")
     nats_client.flush()
-    agent = agent_factory(agent_args(nats_server), env={**FAST, "COLLECT_AGENT_NATS_ENCODING": encoding,
+    agent = agent_factory(agent_args(nats_server, kubesim), env={**FAST, "COLLECT_AGENT_NATS_ENCODING": encoding,
                                                         "POD_NAME": "collect-agent-abc", "NODE_NAME": "node-a",
                                                         "POD_NAMESPACE": "collect-agent"})
     msg = reg.next(timeout=10)
@@ -68,11 +68,11 @@ def test_register_and_heartbeat(nats_server, nats_client, agent_factory, encodin
     agent.assert_clean_exit()
 
 
-def test_sigterm_sends_stopping_heartbeat_and_exits_fast(nats_server, nats_client, agent_factory):
+def test_sigterm_sends_stopping_heartbeat_and_exits_fast(nats_server, kubesim, nats_client, agent_factory):
     hb = nats_client.subscribe("agent.heartbeat.c1")
     reg = nats_client.subscribe("agent.register.c1")
     nats_client.flush()
-    agent = agent_factory(agent_args(nats_server), env={"COLLECT_AGENT_HEARTBEAT_INTERVAL": "1h"})
+    agent = agent_factory(agent_args(nats_server, kubesim), env={"COLLECT_AGENT_HEARTBEAT_INTERVAL": "1h"})
     reg.next(timeout=10)
     agent.wait_ready()
     code, took = agent.terminate()
@@ -83,8 +83,8 @@ def test_sigterm_sends_stopping_heartbeat_and_exits_fast(nats_server, nats_clien
     agent.assert_clean_exit()
 
 
-def test_readiness_follows_nats_and_agent_reregisters(nats_server, nats_client, agent_factory, tmp_path):
-    agent = agent_factory(agent_args(nats_server), env=FAST)
+def test_readiness_follows_nats_and_agent_reregisters(nats_server, kubesim, nats_client, agent_factory, tmp_path):
+    agent = agent_factory(agent_args(nats_server, kubesim), env=FAST)
     agent.wait_ready()
     status, body = agent.get("/health/ready")
     assert status == 200
@@ -110,9 +110,9 @@ def test_readiness_follows_nats_and_agent_reregisters(nats_server, nats_client, 
     agent.assert_clean_exit()
 
 
-def test_nats_down_at_start_keeps_retrying(agent_factory, tmp_path):
+def test_nats_down_at_start_keeps_retrying(agent_factory, kubesim, tmp_path):
     server = NatsServer()
-    agent = agent_factory(["--nats", server.url, "--cluster-id", "c1"], env=FAST)
+    agent = agent_factory(["--nats", server.url, "--cluster-id", "c1", "--kubeconfig", kubesim.kubeconfig], env=FAST)
     status, body = agent.get("/health/ready")
     assert status == 503
     assert "NATS" in json.loads(body)["reason"]
@@ -131,17 +131,32 @@ def test_nats_down_at_start_keeps_retrying(agent_factory, tmp_path):
         server.stop()
 
 
-def test_not_ready_without_cluster_id(nats_server, agent_factory):
-    agent = agent_factory(["--nats", nats_server.url], env=FAST)
+def test_not_ready_without_cluster_id_or_credentials(nats_server, agent_factory):
+    # Only the env and config sources are allowed and neither names the
+    # cluster; there are no Kubernetes credentials either.
+    agent = agent_factory(["--nats", nats_server.url], env={**FAST, "COLLECT_AGENT_CLUSTER_DETECT": "env,config"})
     time.sleep(0.5)
     status, body = agent.get("/health/ready")
     assert status == 503
-    assert "cluster ID" in json.loads(body)["reason"]
+    reason = json.loads(body)["reason"]
+    assert "cluster ID" in reason
+    assert "no Kubernetes credentials" in reason
+    assert agent.get("/health/live")[0] == 200
     agent.assert_clean_exit()
 
 
-def test_metrics_pass_promtool(nats_server, agent_factory):
-    agent = agent_factory(agent_args(nats_server), env=FAST)
+def test_not_ready_until_api_server_answers(nats_server, nats_client, kubesim, agent_factory):
+    kubesim.fault(status=503, seconds=3)
+    agent = agent_factory(agent_args(nats_server, kubesim), env=FAST)
+    status, body = agent.get("/health/ready")
+    assert status == 503
+    assert "Kubernetes API" in json.loads(body)["reason"]
+    agent.wait_ready(timeout=30)
+    agent.assert_clean_exit()
+
+
+def test_metrics_pass_promtool(nats_server, kubesim, agent_factory):
+    agent = agent_factory(agent_args(nats_server, kubesim), env=FAST)
     agent.wait_ready()
     status, text = agent.get("/metrics")
     assert status == 200
@@ -157,8 +172,8 @@ def test_metrics_pass_promtool(nats_server, agent_factory):
     agent.assert_clean_exit()
 
 
-def test_health_endpoints(nats_server, agent_factory):
-    agent = agent_factory(agent_args(nats_server), env=FAST)
+def test_health_endpoints(nats_server, kubesim, agent_factory):
+    agent = agent_factory(agent_args(nats_server, kubesim), env=FAST)
     agent.wait_ready()
     health = agent.health()
     assert health["cluster_id"] == "c1"
@@ -172,9 +187,9 @@ def test_health_endpoints(nats_server, agent_factory):
     ("application/json", b'{"tool":"kubectl"}', "id"),
     ("application/x-protobuf", b"\xff\xff\xff\xff\x0f", "does not decode as protobuf"),
 ])
-def test_bad_command_is_rejected_and_agent_keeps_running(nats_server, nats_client, agent_factory,
+def test_bad_command_is_rejected_and_agent_keeps_running(nats_server, kubesim, nats_client, agent_factory,
                                                          content_type, payload, reason):
-    agent = agent_factory(agent_args(nats_server), env=FAST)
+    agent = agent_factory(agent_args(nats_server, kubesim), env=FAST)
     agent.wait_ready()
     results = nats_client.subscribe("agent.result.c1")
     nats_client.flush()

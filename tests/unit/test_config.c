@@ -110,6 +110,7 @@ static void compare_configs(const struct ca_config *a, const struct ca_config *b
 	EQ_STR(nats.auth.nkey_seed_file);
 	EQ_STR(kubernetes.kubeconfig);
 	EQ_STR(kubernetes.context);
+	EQ_STR(kubernetes.service_account_dir);
 	EQ_INT(kubernetes.request_timeout_ms);
 	EQ_INT(kubernetes.connect_timeout_ms);
 	EQ_INT(kubernetes.stall_timeout_ms);

@@ -1,0 +1,887 @@
+/* events/events.c: the watcher: reflector glue, the pipeline from an Event
+ * object to the sink, timers, the state file, stats and health.
+ *
+ * Everything runs on the loop thread, in the reflector callbacks, the one
+ * timer and ca_events_flush(); nothing here blocks except the once-a-second
+ * state file write (a few dozen bytes, no fsync). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/timeutil.h"
+#include "events/events_int.h"
+#include "log/log.h"
+
+#define COMPONENT "events"
+#define STATE_INTERVAL_MS 1000
+/* The sink counts as up (NATS connected, maybe slow) while it took an event
+ * this recently; longer than that, NATS is taken to be down. */
+#define SINK_UP_MS 1000
+#define MAX_NAMESPACE_BUCKETS 4096
+#define MIN_DEDUP_ENTRIES 65536
+#define MAX_TABLE_ENTRIES (1u << 22)
+
+struct refl {
+	struct ca_events *ev;
+	size_t index;
+	struct ca_reflector *r;
+	char *path;
+	char rv[CA_EVENTS_MAX_RV + 1];      /* the resume point now */
+	char prev_rv[CA_EVENTS_MAX_RV + 1]; /* the one before it */
+	bool listing;
+	bool synced_once;
+	int64_t list_cutoff;                /* unix ms; list objects last seen before are skipped */
+	int64_t last_seen_unix;             /* wall clock of this reflector's last progress */
+};
+
+struct ca_events {
+	struct ca_loop *loop;               /* borrowed; NULL: no timers */
+	struct ca_kube *kube;               /* borrowed; NULL: no reflectors (tests) */
+	const struct ca_config *cfg;        /* borrowed */
+	char *cluster_id;
+	struct ca_events_sink sink;
+	void *sink_arg;
+	struct ca_events_clock clock;
+
+	struct ca_events_filter filter;
+	bool filter_ready;
+	struct ca_events_dedup dedup;
+	struct ca_events_agg agg;
+	struct ca_events_ratelimit rl;
+	struct ca_events_queue queue;
+
+	struct refl *refl;
+	size_t nrefl;
+	bool v1new;                         /* events.k8s.io/v1 */
+
+	struct ca_loop_timer *timer;
+	int64_t timer_deadline;             /* monotonic ms the timer fires at, -1 = stopped */
+
+	int64_t since_ms;
+	size_t max_message_bytes;
+
+	char *state_file;                   /* NULL = none */
+	bool state_dirty;
+	int64_t state_next_ms;
+	struct ca_events_state_entry *state_written; /* what the file holds now */
+	size_t n_state_written;
+	char state_error[256];
+
+	bool paused;                        /* the reflectors, for backpressure */
+	bool sink_up;                       /* the last publish was taken */
+	bool draining;
+	int64_t last_ok_ms;                 /* pipeline clock: the sink last took an event; -1 never */
+	int64_t last_publish_mono;          /* real monotonic clock, for stall checks */
+	int64_t started_mono;
+	bool dropping;                      /* for logging the start of drops once */
+
+	struct ca_events_stats st;
+	uint64_t invalid;                   /* Event objects without a uid */
+};
+
+static int64_t real_mono(void *arg)
+{
+	(void)arg;
+	return ca_now_monotonic_ms();
+}
+
+static int64_t real_unix(void *arg)
+{
+	(void)arg;
+	return ca_now_unix_ms();
+}
+
+static int64_t now_mono(const struct ca_events *ev)
+{
+	return ev->clock.mono_ms(ev->clock.arg);
+}
+
+static int64_t now_unix(const struct ca_events *ev)
+{
+	return ev->clock.unix_ms(ev->clock.arg);
+}
+
+static void schedule(struct ca_events *ev);
+
+/* ------------------------------------------------------------------------
+ * The sink side: queue, drain, backpressure */
+
+static void set_paused(struct ca_events *ev, bool pause)
+{
+	if (ev->paused == pause)
+		return;
+	ev->paused = pause;
+	for (size_t i = 0; i < ev->nrefl; i++) {
+		if (!ev->refl[i].r)
+			continue;
+		if (pause)
+			ca_reflector_pause(ev->refl[i].r);
+		else
+			ca_reflector_resume(ev->refl[i].r);
+	}
+	ca_log(CA_LOG_DEBUG, COMPONENT, pause ? "queue filling faster than NATS takes it: pausing the watch"
+	                                      : "queue drained: resuming the watch", NULL);
+}
+
+static void drain(struct ca_events *ev)
+{
+	if (ev->draining)
+		return;
+	ev->draining = true;
+	struct ca_event_rec *rec;
+	while ((rec = ca_events_queue_peek(&ev->queue)) != NULL) {
+		rec->msg.cluster_id = ev->cluster_id;
+		enum ca_err rc = ev->sink.publish ? ev->sink.publish(ev->sink_arg, &rec->msg) : CA_EAGAIN;
+		if (rc == CA_EAGAIN) {
+			ev->sink_up = false;
+			break;
+		}
+		ca_events_rec_free(ca_events_queue_pop(&ev->queue));
+		if (rc == CA_OK) {
+			ev->st.published++;
+			ev->sink_up = true;
+			ev->last_ok_ms = now_mono(ev);
+			ev->last_publish_mono = ca_now_monotonic_ms();
+		} else {
+			ev->st.dropped++; /* the sink can never take it (e.g. too big) */
+		}
+		ev->state_dirty = true;
+	}
+	ev->draining = false;
+	if (ev->queue.len == 0)
+		ev->dropping = false;
+
+	/* Backpressure. NATS up but slower than the watch (the sink took an
+	 * event within SINK_UP_MS, yet the ring passes 75%): stop reading and
+	 * let TCP push back on the API server. NATS down (nothing taken for
+	 * longer): keep reading and drop the oldest, as the issue asks; the
+	 * newest failures matter most. tick() notices the sink going quiet
+	 * while paused. */
+	size_t len = ev->queue.len, cap = ev->queue.cap;
+	bool recent = ev->last_ok_ms >= 0 && now_mono(ev) - ev->last_ok_ms < SINK_UP_MS;
+	if (!ev->paused && recent && len > cap - cap / 4)
+		set_paused(ev, true);
+	else if (ev->paused && (!recent || len < cap / 4))
+		set_paused(ev, false);
+}
+
+static void enqueue(struct ca_events *ev, struct ca_event_rec *rec)
+{
+	if (!ca_events_ratelimit_allow(&ev->rl, rec->ns_hash, now_mono(ev))) {
+		ev->st.rate_limited++;
+		ca_events_rec_free(rec);
+		return;
+	}
+	rec->enqueued_mono_ms = now_mono(ev);
+	if (ca_events_queue_push(&ev->queue, rec)) {
+		ev->st.dropped++;
+		if (!ev->dropping) {
+			ev->dropping = true;
+			ca_log(CA_LOG_WARN, COMPONENT, "event queue full: dropping the oldest events "
+			       "(see agent_events_dropped_total)", NULL);
+		}
+	}
+	ev->state_dirty = true;
+}
+
+/* ------------------------------------------------------------------------
+ * Timers: aggregation windows and the state file */
+
+void ca_events_tick(struct ca_events *ev)
+{
+	struct ca_event_rec *out;
+	int64_t now = now_mono(ev);
+	bool any = false;
+
+	while (ca_events_agg_expire(&ev->agg, now, &out)) {
+		if (out) {
+			enqueue(ev, out);
+			any = true;
+		}
+	}
+	if (any || ev->paused)
+		drain(ev); /* also re-judges a pause */
+	if (ev->state_file && ev->state_dirty && now >= ev->state_next_ms) {
+		ca_events_save_state(ev);
+		ev->state_next_ms = now + STATE_INTERVAL_MS;
+	}
+}
+
+static void on_timer(void *arg)
+{
+	struct ca_events *ev = arg;
+	ev->timer_deadline = -1;
+	ca_events_tick(ev);
+	schedule(ev);
+}
+
+static void schedule(struct ca_events *ev)
+{
+	if (!ev->loop) {
+		/* No timers: close windows and save state as work comes by. */
+		ca_events_tick(ev);
+		return;
+	}
+	if (!ev->timer)
+		return;
+	int64_t deadline = ca_events_agg_next_deadline(&ev->agg);
+	if (ev->state_file && ev->state_dirty) {
+		int64_t s = ev->state_next_ms;
+		if (deadline < 0 || s < deadline)
+			deadline = s;
+	}
+	if (ev->paused && ev->last_ok_ms >= 0) {
+		int64_t s = ev->last_ok_ms + SINK_UP_MS;
+		if (deadline < 0 || s < deadline)
+			deadline = s;
+	}
+	if (deadline < 0)
+		return;
+	if (ev->timer_deadline >= 0 && ev->timer_deadline <= deadline)
+		return; /* already due no later than needed */
+	int64_t now = now_mono(ev);
+	ev->timer_deadline = deadline;
+	ca_loop_timer_start(ev->timer, deadline > now ? deadline - now : 0, 0);
+}
+
+/* ------------------------------------------------------------------------
+ * The state file */
+
+const char *ca_events_resume_rv(const struct ca_events *ev, size_t i)
+{
+	if (i >= ev->nrefl)
+		return "";
+	/* The oldest queued record of this reflector holds the resume point
+	 * from before it; everything older was handed to the sink. */
+	for (size_t k = 0; k < ev->queue.len; k++) {
+		const struct ca_event_rec *r = ca_events_queue_at(&ev->queue, k);
+		if (r->reflector == i)
+			return r->resume_before;
+	}
+	return ev->refl[i].rv;
+}
+
+enum ca_err ca_events_save_state(struct ca_events *ev)
+{
+	if (!ev->state_file)
+		return CA_OK;
+	struct ca_events_state_entry *e = calloc(ev->nrefl ? ev->nrefl : 1, sizeof *e);
+	if (!e)
+		return CA_ENOMEM;
+	size_t n = 0;
+	for (size_t i = 0; i < ev->nrefl; i++) {
+		const char *rv = ca_events_resume_rv(ev, i);
+		if (!ca_events_rv_valid(rv))
+			continue;
+		ca_strlcpy(e[n].key, ev->refl[i].path, sizeof e[n].key);
+		ca_strlcpy(e[n].rv, rv, sizeof e[n].rv);
+		n++;
+	}
+	ev->state_dirty = false;
+	if (n == 0 || (n == ev->n_state_written && ev->state_written &&
+	               memcmp(e, ev->state_written, n * sizeof *e) == 0)) {
+		free(e);
+		return CA_OK;
+	}
+	enum ca_err rc = ca_events_state_write(ev->state_file, e, n, now_unix(ev));
+	if (rc != CA_OK) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "cannot write the state file: %s", ca_strerror(rc));
+		if (strcmp(msg, ev->state_error) != 0)
+			ca_log(CA_LOG_WARN, COMPONENT, msg, "path", ev->state_file, NULL);
+		ca_strlcpy(ev->state_error, msg, sizeof ev->state_error);
+		free(e);
+		return rc;
+	}
+	ev->state_error[0] = '\0';
+	free(ev->state_written);
+	ev->state_written = e;
+	ev->n_state_written = n;
+	return CA_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * The pipeline: reflector callbacks */
+
+static void set_rv(struct refl *rf, const char *rv)
+{
+	if (!ca_events_rv_valid(rv) || strcmp(rv, rf->rv) == 0)
+		return;
+	memcpy(rf->prev_rv, rf->rv, sizeof rf->prev_rv);
+	ca_strlcpy(rf->rv, rv, sizeof rf->rv);
+	rf->ev->state_dirty = true;
+}
+
+void ca_events_on_list_begin(struct ca_events *ev, size_t i)
+{
+	if (i >= ev->nrefl)
+		return;
+	struct refl *rf = &ev->refl[i];
+	rf->listing = true;
+	rf->list_cutoff = 0;
+	if (ev->since_ms > 0) {
+		/* First list: skip what is older than events.since. A relist (410,
+		 * or a state file too old): events seen up to the last progress are
+		 * in the dedup memory; go back events.since before that, so a gap
+		 * in the watch loses nothing. */
+		int64_t base = rf->synced_once && rf->last_seen_unix ? rf->last_seen_unix : now_unix(ev);
+		rf->list_cutoff = base - ev->since_ms;
+	}
+}
+
+void ca_events_on_synced(struct ca_events *ev, size_t i, const char *rv)
+{
+	if (i >= ev->nrefl)
+		return;
+	struct refl *rf = &ev->refl[i];
+	rf->listing = false;
+	rf->synced_once = true;
+	rf->last_seen_unix = now_unix(ev);
+	set_rv(rf, rv);
+	schedule(ev);
+}
+
+void ca_events_on_resource_version(struct ca_events *ev, size_t i, const char *rv)
+{
+	if (i >= ev->nrefl)
+		return;
+	struct refl *rf = &ev->refl[i];
+	/* During a LIST the items' versions are not a resume point; the list's
+	 * version comes with on_synced. */
+	if (rf->listing)
+		return;
+	rf->last_seen_unix = now_unix(ev);
+	set_rv(rf, rv);
+	schedule(ev);
+}
+
+void ca_events_on_object(struct ca_events *ev, size_t i, enum ca_watch_type type,
+                         const struct ca_kobj *obj, bool from_list)
+{
+	if (i >= ev->nrefl)
+		return;
+	struct refl *rf = &ev->refl[i];
+	const char *orv = ca_kobj_str(obj, "metadata.resourceVersion");
+	if (!from_list)
+		rf->last_seen_unix = now_unix(ev);
+	if (type == CA_WATCH_DELETED) {
+		/* Events expire by TTL; a deletion is no failure. */
+		goto done;
+	}
+	ev->st.received++;
+
+	/* The resume point from before this object, whichever order the
+	 * reflector reports objects and resume points in. */
+	const char *before = (!from_list && orv && strcmp(orv, rf->rv) == 0) ? rf->prev_rv : rf->rv;
+	struct ca_event_fold_options fo = {
+		.max_message_bytes = ev->max_message_bytes,
+		.observed_at = now_unix(ev),
+		.resume_before = rf->listing || from_list ? rf->rv : before,
+	};
+	struct ca_event_rec *rec = NULL;
+	if (ca_events_fold(obj, &fo, &rec) != CA_OK) {
+		ev->invalid++;
+		goto done;
+	}
+	rec->reflector = i;
+
+	if (!ca_events_filter_match(&ev->filter, rec) ||
+	    (from_list && rf->list_cutoff && rec->msg.last_timestamp &&
+	     rec->msg.last_timestamp < rf->list_cutoff)) {
+		ev->st.filtered++;
+		ca_events_rec_free(rec);
+		goto done;
+	}
+	int64_t delta = 0;
+	if (!ca_events_dedup_check(&ev->dedup, rec, &delta)) {
+		ev->st.deduplicated++;
+		ca_events_rec_free(rec);
+		goto done;
+	}
+	struct ca_event_rec *now_rec, *evicted;
+	ca_events_agg_offer(&ev->agg, rec, delta, now_mono(ev), &now_rec, &evicted);
+	if (evicted)
+		enqueue(ev, evicted);
+	if (now_rec)
+		enqueue(ev, now_rec);
+	else
+		ev->st.aggregated++;
+	drain(ev);
+done:
+	if (!from_list && orv)
+		set_rv(rf, orv);
+	schedule(ev);
+}
+
+/* ------------------------------------------------------------------------
+ * Reflector trampolines */
+
+static void cb_list_begin(void *arg)
+{
+	struct refl *rf = arg;
+	ca_events_on_list_begin(rf->ev, rf->index);
+}
+
+static void cb_object(void *arg, enum ca_watch_type type, const struct ca_kobj *obj, bool from_list)
+{
+	struct refl *rf = arg;
+	ca_events_on_object(rf->ev, rf->index, type, obj, from_list);
+}
+
+static void cb_synced(void *arg, const char *rv)
+{
+	struct refl *rf = arg;
+	ca_events_on_synced(rf->ev, rf->index, rv);
+}
+
+static void cb_rv(void *arg, const char *rv)
+{
+	struct refl *rf = arg;
+	ca_events_on_resource_version(rf->ev, rf->index, rv);
+}
+
+/* ------------------------------------------------------------------------
+ * Life cycle */
+
+static bool dns_label(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 63)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static bool selector_value(const char *s)
+{
+	if (!s[0] || strlen(s) > 63)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+			return false;
+	return true;
+}
+
+static void load_state(struct ca_events *ev, struct ca_events_state_entry **entries, size_t *n)
+{
+	char why[256] = "";
+	int64_t saved_at = 0;
+	size_t max = ev->nrefl;
+
+	*n = 0;
+	*entries = calloc(max, sizeof **entries);
+	if (!*entries)
+		return;
+	enum ca_err rc = ca_events_state_read(ev->state_file, *entries, max, n, &saved_at,
+	                                      why, sizeof why);
+	if (rc == CA_ENOTFOUND) {
+		ca_log(CA_LOG_INFO, COMPONENT, "no state file yet: starting with a list",
+		       "path", ev->state_file, NULL);
+	} else if (rc != CA_OK) {
+		ca_log(CA_LOG_WARN, COMPONENT, "ignoring unreadable or corrupt state file: starting with a list",
+		       "path", ev->state_file, "error", why, NULL);
+		*n = 0;
+	}
+}
+
+enum ca_err ca_events_new_internal(struct ca_events **out, struct ca_loop *loop,
+                                   struct ca_kube *kube, const struct ca_config *cfg,
+                                   const char *cluster_id, const struct ca_events_sink *sink,
+                                   void *sink_arg, const struct ca_events_clock *clock,
+                                   char *err, size_t errlen)
+{
+	struct ca_events *ev = NULL;
+	struct ca_events_state_entry *state = NULL;
+	size_t nstate = 0;
+	enum ca_err rc = CA_ENOMEM;
+	const struct ca_strlist *nss = &cfg->events.namespaces;
+
+	*out = NULL;
+	if (err && errlen)
+		err[0] = '\0';
+	ev = calloc(1, sizeof *ev);
+	if (!ev)
+		goto out;
+	ev->loop = loop;
+	ev->kube = kube;
+	ev->cfg = cfg;
+	ev->timer_deadline = -1;
+	ev->clock.mono_ms = real_mono;
+	ev->clock.unix_ms = real_unix;
+	if (clock)
+		ev->clock = *clock;
+	ev->started_mono = ca_now_monotonic_ms();
+	ev->cluster_id = strdup(cluster_id ? cluster_id : "");
+	if (!ev->cluster_id)
+		goto out;
+	if (sink)
+		ev->sink = *sink;
+	ev->sink_arg = sink_arg;
+	ev->sink_up = true;
+	ev->last_ok_ms = -1;
+	ev->since_ms = cfg->events.since_ms > 0 ? cfg->events.since_ms : 0;
+	ev->max_message_bytes = cfg->events.max_message_bytes > 0 ? (size_t)cfg->events.max_message_bytes : 4096;
+	ev->v1new = cfg->events.api && strcmp(cfg->events.api, "events.k8s.io/v1") == 0;
+	if (cfg->events.api && cfg->events.api[0] && !ev->v1new && strcmp(cfg->events.api, "core/v1") != 0) {
+		snprintf(err, errlen, "events.api: invalid value \"%s\" (allowed: core/v1, events.k8s.io/v1)",
+		         cfg->events.api);
+		rc = CA_EINVAL;
+		goto out;
+	}
+
+	rc = ca_events_filter_init(&ev->filter, cfg, err, errlen);
+	if (rc != CA_OK)
+		goto out;
+	ev->filter_ready = true;
+
+	int64_t bufsize = cfg->events.buffer_size > 0 ? cfg->events.buffer_size : 1000;
+	if (bufsize > (int64_t)MAX_TABLE_ENTRIES)
+		bufsize = MAX_TABLE_ENTRIES;
+	size_t dedup_cap = (size_t)bufsize * 16;
+	if (dedup_cap < MIN_DEDUP_ENTRIES)
+		dedup_cap = MIN_DEDUP_ENTRIES;
+	if (dedup_cap > MAX_TABLE_ENTRIES)
+		dedup_cap = MAX_TABLE_ENTRIES;
+	if ((rc = ca_events_queue_init(&ev->queue, (size_t)bufsize)) != CA_OK ||
+	    (rc = ca_events_dedup_init(&ev->dedup, dedup_cap)) != CA_OK ||
+	    (rc = ca_events_agg_init(&ev->agg, dedup_cap, cfg->events.dedup_window_ms)) != CA_OK ||
+	    (rc = ca_events_ratelimit_init(&ev->rl, MAX_NAMESPACE_BUCKETS,
+	                                   (double)cfg->events.namespace_rate,
+	                                   (double)cfg->events.namespace_burst)) != CA_OK) {
+		snprintf(err, errlen, "events: cannot allocate the queue and memories (%s)", ca_strerror(rc));
+		goto out;
+	}
+
+	/* One reflector for all namespaces, or one per listed namespace. */
+	ev->nrefl = nss->count ? nss->count : 1;
+	ev->refl = calloc(ev->nrefl, sizeof *ev->refl);
+	rc = CA_ENOMEM;
+	if (!ev->refl)
+		goto out;
+	const char *base = ev->v1new ? "/apis/events.k8s.io/v1" : "/api/v1";
+	for (size_t i = 0; i < ev->nrefl; i++) {
+		struct refl *rf = &ev->refl[i];
+		struct ca_buf p;
+		rf->ev = ev;
+		rf->index = i;
+		ca_buf_init(&p, 512);
+		if (nss->count) {
+			if (!dns_label(nss->items[i])) {
+				ca_buf_fini(&p);
+				snprintf(err, errlen, "events.namespaces: invalid namespace \"%s\" "
+				         "(a DNS label: lower-case letters, digits and '-')", nss->items[i]);
+				rc = CA_EINVAL;
+				goto out;
+			}
+			rc = ca_buf_printf(&p, "%s/namespaces/%s/events", base, nss->items[i]);
+		} else {
+			rc = ca_buf_printf(&p, "%s/events", base);
+		}
+		rf->path = rc == CA_OK ? ca_buf_take(&p, NULL) : NULL;
+		ca_buf_fini(&p);
+		rc = CA_ENOMEM;
+		if (!rf->path)
+			goto out;
+	}
+
+	if (cfg->events.state_file && cfg->events.state_file[0]) {
+		ev->state_file = strdup(cfg->events.state_file);
+		if (!ev->state_file)
+			goto out;
+		load_state(ev, &state, &nstate);
+	}
+
+	if (kube) {
+		/* Ask the API server for the one type wanted (Warning by default):
+		 * a cluster's Normal events are most of its traffic. */
+		char selector[96] = "";
+		const struct ca_strlist *types = &cfg->events.include_types;
+		if (!ev->v1new && types->count == 1 && selector_value(types->items[0]))
+			snprintf(selector, sizeof selector, "type=%s", types->items[0]);
+		for (size_t i = 0; i < ev->nrefl; i++) {
+			struct refl *rf = &ev->refl[i];
+			const char *resume = NULL;
+			for (size_t k = 0; k < nstate; k++)
+				if (strcmp(state[k].key, rf->path) == 0)
+					resume = state[k].rv;
+			char name[96];
+			snprintf(name, sizeof name, nss->count ? "events/%s" : "events",
+			         nss->count ? nss->items[i] : "");
+			struct ca_reflector_options ro = {
+				.name = name,
+				.path = rf->path,
+				.field_selector = selector[0] ? selector : NULL,
+				.page_size = cfg->kubernetes.page_size,
+				.watch_timeout_min_ms = cfg->kubernetes.watch_timeout_min_ms,
+				.watch_timeout_max_ms = cfg->kubernetes.watch_timeout_max_ms,
+				.backoff_initial_ms = cfg->kubernetes.backoff_initial_ms,
+				.backoff_max_ms = cfg->kubernetes.backoff_max_ms,
+				.max_object_bytes = cfg->kubernetes.max_object_bytes > 0
+				                    ? (size_t)cfg->kubernetes.max_object_bytes : 0,
+				.resume_resource_version = resume,
+			};
+			struct ca_reflector_callbacks cbs = {
+				.on_list_begin = cb_list_begin,
+				.on_object = cb_object,
+				.on_synced = cb_synced,
+				.on_resource_version = cb_rv,
+			};
+			rc = ca_reflector_new(&rf->r, kube, &ro, &cbs, rf);
+			if (rc != CA_OK) {
+				snprintf(err, errlen, "events: cannot create the reflector for %s (%s)",
+				         rf->path, ca_strerror(rc));
+				goto out;
+			}
+			if (resume) {
+				/* Resuming: the watch replays only what is newer. */
+				ca_strlcpy(rf->rv, resume, sizeof rf->rv);
+				rf->synced_once = false;
+			}
+		}
+	} else {
+		for (size_t i = 0; i < ev->nrefl; i++)
+			for (size_t k = 0; k < nstate; k++)
+				if (strcmp(state[k].key, ev->refl[i].path) == 0)
+					ca_strlcpy(ev->refl[i].rv, state[k].rv, sizeof ev->refl[i].rv);
+	}
+	if (nstate) {
+		/* The file already holds these: no rewrite until they move. */
+		ev->state_written = state;
+		ev->n_state_written = 0;
+		for (size_t k = 0; k < nstate; k++)
+			for (size_t i = 0; i < ev->nrefl; i++)
+				if (strcmp(state[k].key, ev->refl[i].path) == 0)
+					ev->n_state_written++;
+		if (ev->n_state_written != nstate)
+			ev->n_state_written = 0; /* stale keys: rewrite */
+		state = NULL;
+	}
+
+	if (loop) {
+		rc = ca_loop_timer_new(loop, on_timer, ev, &ev->timer);
+		if (rc != CA_OK) {
+			snprintf(err, errlen, "events: cannot create a timer (%s)", ca_strerror(rc));
+			goto out;
+		}
+	}
+	*out = ev;
+	ev = NULL;
+	rc = CA_OK;
+out:
+	free(state);
+	if (ev) {
+		free(ev->state_file); /* no final write for a half-built watcher */
+		ev->state_file = NULL;
+		ca_events_free(ev);
+	}
+	if (rc == CA_ENOMEM && err && errlen && !err[0])
+		snprintf(err, errlen, "events: out of memory");
+	return rc;
+}
+
+enum ca_err ca_events_new_loop(struct ca_events **out, struct ca_loop *loop,
+                               struct ca_kube *kube, const struct ca_config *cfg,
+                               const char *cluster_id, const struct ca_events_sink *sink,
+                               void *sink_arg, char *err, size_t errlen)
+{
+	return ca_events_new_internal(out, loop, kube, cfg, cluster_id, sink, sink_arg, NULL,
+	                              err, errlen);
+}
+
+/* The kube client's loop. Defined by kube/client.c but declared only in
+ * kube's internal header (kube/client_int.h), which other modules must not
+ * include; declared here until kube.h exports it (asked of the lead). */
+struct ca_loop *ca_kube_loop(const struct ca_kube *kube);
+
+enum ca_err ca_events_new(struct ca_events **out, struct ca_kube *kube,
+                          const struct ca_config *cfg, const char *cluster_id,
+                          const struct ca_events_sink *sink, void *sink_arg,
+                          char *err, size_t errlen)
+{
+	return ca_events_new_internal(out, kube ? ca_kube_loop(kube) : NULL, kube, cfg, cluster_id,
+	                              sink, sink_arg, NULL, err, errlen);
+}
+
+enum ca_err ca_events_start(struct ca_events *ev)
+{
+	ev->started_mono = ca_now_monotonic_ms();
+	for (size_t i = 0; i < ev->nrefl; i++) {
+		if (!ev->refl[i].r)
+			continue;
+		enum ca_err rc = ca_reflector_start(ev->refl[i].r);
+		if (rc != CA_OK)
+			return rc;
+	}
+	return CA_OK;
+}
+
+void ca_events_flush(struct ca_events *ev)
+{
+	ev->sink_up = true;
+	drain(ev);
+	schedule(ev);
+}
+
+void ca_events_free(struct ca_events *ev)
+{
+	if (!ev)
+		return;
+	if (ev->state_file) {
+		ev->state_dirty = true;
+		ca_events_save_state(ev);
+	}
+	ca_loop_timer_free(ev->timer);
+	for (size_t i = 0; i < ev->nrefl && ev->refl; i++) {
+		ca_reflector_free(ev->refl[i].r);
+		free(ev->refl[i].path);
+	}
+	free(ev->refl);
+	ca_events_queue_fini(&ev->queue);
+	ca_events_agg_fini(&ev->agg);
+	ca_events_dedup_fini(&ev->dedup);
+	ca_events_ratelimit_fini(&ev->rl);
+	if (ev->filter_ready)
+		ca_events_filter_fini(&ev->filter);
+	free(ev->state_written);
+	free(ev->state_file);
+	free(ev->cluster_id);
+	free(ev);
+}
+
+/* ------------------------------------------------------------------------
+ * Stats, metrics, health */
+
+void ca_events_get_stats(const struct ca_events *ev, struct ca_events_stats *out)
+{
+	*out = ev->st;
+	out->queue_size = ev->queue.len;
+	out->queue_capacity = ev->queue.cap;
+}
+
+void ca_events_render_metrics(const struct ca_events *ev, struct ca_prom *p)
+{
+	ca_prom_single(p, "agent_event_queue_size", "gauge",
+	               "Events waiting to be published.", (double)ev->queue.len);
+	ca_prom_single(p, "agent_events_received_total", "counter",
+	               "Kubernetes Event objects received (added or modified).", (double)ev->st.received);
+	ca_prom_single(p, "agent_events_published_total", "counter",
+	               "Events handed to NATS.", (double)ev->st.published);
+	ca_prom_single(p, "agent_events_filtered_total", "counter",
+	               "Events rejected by a filter or older than events.since.", (double)ev->st.filtered);
+	ca_prom_single(p, "agent_events_dropped_total", "counter",
+	               "Events lost because the queue was full or NATS refused them.", (double)ev->st.dropped);
+	ca_prom_single(p, "agent_events_deduplicated_total", "counter",
+	               "Events seen again with no new count or timestamp (relists, reconnects).",
+	               (double)ev->st.deduplicated);
+	ca_prom_single(p, "agent_events_rate_limited_total", "counter",
+	               "Events dropped by the per-namespace rate limit.", (double)ev->st.rate_limited);
+	ca_prom_single(p, "agent_events_aggregated_total", "counter",
+	               "Repeats folded into a later message by the dedup window.",
+	               (double)ev->st.aggregated);
+}
+
+static void json_str(struct ca_buf *out, const char *s)
+{
+	ca_buf_append_str(out, "\"");
+	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+		if (*p == '"' || *p == '\\')
+			ca_buf_printf(out, "\\%c", *p);
+		else if (*p < 0x20)
+			ca_buf_printf(out, "\\u%04x", *p);
+		else
+			ca_buf_append(out, p, 1);
+	}
+	ca_buf_append_str(out, "\"");
+}
+
+void ca_events_health_json(const struct ca_events *ev, struct ca_buf *out)
+{
+	int64_t stall = ev->cfg ? ev->cfg->kubernetes.stall_timeout_ms : 0;
+	ca_buf_printf(out, "{\"api\":\"%s\",\"stalled\":%s,\"paused\":%s,\"sink_up\":%s,"
+	              "\"queue_size\":%zu,\"queue_capacity\":%zu,\"received\":%llu,"
+	              "\"published\":%llu,\"filtered\":%llu,\"dropped\":%llu,"
+	              "\"deduplicated\":%llu,\"rate_limited\":%llu,\"aggregated\":%llu,"
+	              "\"invalid\":%llu,\"state_file\":",
+	              ev->v1new ? "events.k8s.io/v1" : "core/v1",
+	              stall > 0 && ca_events_stalled(ev, stall) ? "true" : "false",
+	              ev->paused ? "true" : "false", ev->sink_up ? "true" : "false",
+	              ev->queue.len, ev->queue.cap,
+	              (unsigned long long)ev->st.received, (unsigned long long)ev->st.published,
+	              (unsigned long long)ev->st.filtered, (unsigned long long)ev->st.dropped,
+	              (unsigned long long)ev->st.deduplicated, (unsigned long long)ev->st.rate_limited,
+	              (unsigned long long)ev->st.aggregated, (unsigned long long)ev->invalid);
+	if (ev->state_file) {
+		ca_buf_append_str(out, "{\"path\":");
+		json_str(out, ev->state_file);
+		ca_buf_append_str(out, ",\"error\":");
+		json_str(out, ev->state_error);
+		ca_buf_append_str(out, "}");
+	} else {
+		ca_buf_append_str(out, "null");
+	}
+	ca_buf_append_str(out, ",\"reflectors\":[");
+	for (size_t i = 0; i < ev->nrefl; i++) {
+		if (i)
+			ca_buf_append_str(out, ",");
+		ca_buf_append_str(out, "{\"path\":");
+		json_str(out, ev->refl[i].path);
+		ca_buf_append_str(out, ",\"resource_version\":");
+		json_str(out, ev->refl[i].rv);
+		if (ev->refl[i].r) {
+			ca_buf_append_str(out, ",\"watch\":");
+			ca_reflector_health_json(ev->refl[i].r, out);
+		}
+		ca_buf_append_str(out, "}");
+	}
+	ca_buf_append_str(out, "]}");
+}
+
+bool ca_events_stalled(const struct ca_events *ev, int64_t stall_timeout_ms)
+{
+	if (stall_timeout_ms <= 0)
+		return false;
+	int64_t now = ca_now_monotonic_ms();
+	for (size_t i = 0; i < ev->nrefl; i++) {
+		if (!ev->refl[i].r)
+			continue;
+		struct ca_reflector_stats rs;
+		ca_reflector_get_stats(ev->refl[i].r, &rs);
+		int64_t last = rs.last_progress_ms > ev->started_mono ? rs.last_progress_ms : ev->started_mono;
+		/* Paused on purpose while NATS drains the queue: progress is the
+		 * sink taking events. */
+		if (ev->paused && ev->sink_up && ev->last_publish_mono > last)
+			last = ev->last_publish_mono;
+		if (now - last > stall_timeout_ms)
+			return true;
+	}
+	return false;
+}
+
+size_t ca_events_reflector_count(const struct ca_events *ev)
+{
+	return ev->nrefl;
+}
+
+const char *ca_events_reflector_path(const struct ca_events *ev, size_t i)
+{
+	return i < ev->nrefl ? ev->refl[i].path : "";
+}
+
+bool ca_events_paused(const struct ca_events *ev)
+{
+	return ev->paused;
+}
+
+enum ca_err ca_events_msg_id(const struct ca_msg_event *ev, char *out, size_t outlen)
+{
+	if (!out || outlen == 0)
+		return CA_EINVAL;
+	int n = snprintf(out, outlen, "%s-%lld", ev->uid ? ev->uid : "", (long long)ev->count);
+	if (n < 0)
+		return CA_EINVAL;
+	return (size_t)n < outlen ? CA_OK : CA_ETOOBIG;
+}
