@@ -1,0 +1,2314 @@
+#!/usr/bin/python3
+"""kubesim: a simulated kube-apiserver for collect-agent's tests and demo.
+
+Speaks the real wire protocol over HTTPS (HTTP/1.1, bearer tokens):
+discovery, GET, paginated LIST with continue tokens, WATCH with bookmarks,
+410 Expired in both forms, chunked watch streams with one event per chunk.
+Shapes, status codes, headers and framing follow the responses captured from
+a real kube-apiserver v1.28.7 in shared/kube-api-samples/.
+
+A plain-HTTP control interface on another loopback port lets tests create,
+modify and delete objects, emit bursts of events, inject faults, compact the
+history and rotate tokens.  See README.md next to this file.
+
+Python 3.11 stdlib + python3-cryptography (certificates).
+"""
+
+import argparse
+import base64
+import bisect
+import collections
+import copy
+import datetime
+import http.server
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+
+# --------------------------------------------------------------------------
+# JSON rendering, Go style
+
+_GO_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+               ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
+
+
+def _go_escape(s):
+    # encoding/json escapes HTML characters and line/paragraph separators;
+    # they can only appear inside strings, so replacing them is safe.
+    for a, b in _GO_ESCAPES:
+        if a in s:
+            s = s.replace(a, b)
+    return s
+
+
+def dumps_compact(obj):
+    return _go_escape(json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
+
+
+def dumps_pretty(obj):
+    return _go_escape(json.dumps(obj, indent=2, separators=(",", ": "), ensure_ascii=False))
+
+
+def now_utc():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def rfc3339(t=None):
+    t = t or now_utc()
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rfc3339_micro(t=None):
+    t = t or now_utc()
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_uid():
+    return str(uuid.uuid4())
+
+
+# --------------------------------------------------------------------------
+# Resources
+
+CORE = ""
+EVENTS_GROUP = "events.k8s.io"
+
+
+class ResourceInfo:
+    def __init__(self, name, kind, namespaced, cached, group=CORE, version="v1", store=None):
+        self.name = name            # plural, as in the URL
+        self.kind = kind
+        self.namespaced = namespaced
+        self.cached = cached        # served by the watch cache (bookmarks, rv=0 from cache)
+        self.group = group
+        self.version = version
+        self.store = store or name  # which store holds the objects
+
+    @property
+    def api_version(self):
+        return self.version if not self.group else "%s/%s" % (self.group, self.version)
+
+    @property
+    def qualified(self):
+        # "events" for core, "events.events.k8s.io" for the group (kubectl style)
+        return self.name if not self.group else "%s.%s" % (self.name, self.group)
+
+    @property
+    def stat_name(self):
+        return self.name if not self.group else self.group
+
+
+RESOURCES = {
+    ("", "namespaces"): ResourceInfo("namespaces", "Namespace", False, True),
+    ("", "nodes"): ResourceInfo("nodes", "Node", False, True),
+    ("", "pods"): ResourceInfo("pods", "Pod", True, True),
+    ("", "events"): ResourceInfo("events", "Event", True, False),
+    (EVENTS_GROUP, "events"): ResourceInfo("events", "Event", True, False, group=EVENTS_GROUP,
+                                           store="events"),
+}
+STORES = ("namespaces", "nodes", "pods", "events")
+CONTROL_RESOURCES = {
+    "namespaces": RESOURCES[("", "namespaces")],
+    "nodes": RESOURCES[("", "nodes")],
+    "pods": RESOURCES[("", "pods")],
+    "events": RESOURCES[("", "events")],
+    "events.k8s.io": RESOURCES[(EVENTS_GROUP, "events")],
+    "events.events.k8s.io": RESOURCES[(EVENTS_GROUP, "events")],
+}
+
+META_ORDER = ("name", "generateName", "namespace", "selfLink", "uid", "resourceVersion",
+              "generation", "creationTimestamp", "deletionTimestamp",
+              "deletionGracePeriodSeconds", "labels", "annotations", "ownerReferences",
+              "finalizers", "managedFields")
+
+
+def order_meta(meta):
+    out = {}
+    for k in META_ORDER:
+        if k in meta:
+            out[k] = meta[k]
+    for k, v in meta.items():
+        if k not in out:
+            out[k] = v
+    return out
+
+
+# ---- events: core/v1 <-> events.k8s.io/v1 -----------------------------------
+
+CORE_EVENT_ORDER = ("metadata", "involvedObject", "reason", "message", "source",
+                    "firstTimestamp", "lastTimestamp", "count", "type", "eventTime",
+                    "series", "action", "related", "reportingComponent",
+                    "reportingInstance")
+
+
+def normalize_core_event(ev):
+    """Field order and zero values of a core/v1 Event as Go encodes it."""
+    out = {"metadata": ev.get("metadata", {}),
+           "involvedObject": ev.get("involvedObject") or {}}
+    for k in ("reason", "message"):
+        if ev.get(k):
+            out[k] = ev[k]
+    out["source"] = ev.get("source") or {}
+    out["firstTimestamp"] = ev.get("firstTimestamp")
+    out["lastTimestamp"] = ev.get("lastTimestamp")
+    if ev.get("count"):
+        out["count"] = ev["count"]
+    if ev.get("type"):
+        out["type"] = ev["type"]
+    out["eventTime"] = ev.get("eventTime")
+    for k in ("series", "action", "related"):
+        if ev.get(k):
+            out[k] = ev[k]
+    out["reportingComponent"] = ev.get("reportingComponent") or ""
+    out["reportingInstance"] = ev.get("reportingInstance") or ""
+    return out
+
+
+def core_to_events_v1(ev):
+    out = {"metadata": ev["metadata"], "eventTime": ev.get("eventTime")}
+    if ev.get("series"):
+        out["series"] = ev["series"]
+    if ev.get("reportingComponent"):
+        out["reportingController"] = ev["reportingComponent"]
+    if ev.get("reportingInstance"):
+        out["reportingInstance"] = ev["reportingInstance"]
+    if ev.get("action"):
+        out["action"] = ev["action"]
+    if ev.get("reason"):
+        out["reason"] = ev["reason"]
+    out["regarding"] = ev.get("involvedObject") or {}
+    if ev.get("related"):
+        out["related"] = ev["related"]
+    if ev.get("message"):
+        out["note"] = ev["message"]
+    if ev.get("type"):
+        out["type"] = ev["type"]
+    out["deprecatedSource"] = ev.get("source") or {}
+    out["deprecatedFirstTimestamp"] = ev.get("firstTimestamp")
+    out["deprecatedLastTimestamp"] = ev.get("lastTimestamp")
+    if ev.get("count"):
+        out["deprecatedCount"] = ev["count"]
+    return out
+
+
+def events_v1_to_core(ev):
+    core = {"metadata": ev.get("metadata", {}),
+            "involvedObject": ev.get("regarding") or {},
+            "reason": ev.get("reason"),
+            "message": ev.get("note"),
+            "source": ev.get("deprecatedSource") or {},
+            "firstTimestamp": ev.get("deprecatedFirstTimestamp"),
+            "lastTimestamp": ev.get("deprecatedLastTimestamp"),
+            "count": ev.get("deprecatedCount"),
+            "type": ev.get("type"),
+            "eventTime": ev.get("eventTime"),
+            "series": ev.get("series"),
+            "action": ev.get("action"),
+            "related": ev.get("related"),
+            "reportingComponent": ev.get("reportingController"),
+            "reportingInstance": ev.get("reportingInstance")}
+    return normalize_core_event(core)
+
+
+def render(ri, obj, with_kind):
+    """The object as the API shows it for resource ri (list items carry no kind)."""
+    if ri.store == "events" and ri.group == EVENTS_GROUP:
+        obj = core_to_events_v1(obj)
+    if not with_kind:
+        return obj
+    out = {"kind": ri.kind, "apiVersion": ri.api_version}
+    out.update(obj)
+    return out
+
+
+def bookmark_object(ri, rv):
+    skel = {"kind": ri.kind, "apiVersion": ri.api_version,
+            "metadata": {"resourceVersion": rv, "creationTimestamp": None}}
+    if ri.kind == "Pod":
+        skel["spec"] = {"containers": None}
+        skel["status"] = {}
+    elif ri.kind == "Node":
+        skel["spec"] = {}
+        skel["status"] = {"daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+                          "nodeInfo": {k: "" for k in (
+                              "machineID", "systemUUID", "bootID", "kernelVersion", "osImage",
+                              "containerRuntimeVersion", "kubeletVersion", "kubeProxyVersion",
+                              "operatingSystem", "architecture")}}
+    elif ri.kind == "Namespace":
+        skel["spec"] = {}
+        skel["status"] = {}
+    return skel
+
+
+# --------------------------------------------------------------------------
+# Selectors
+
+class BadRequest(Exception):
+    pass
+
+
+FIELD_LABELS = {
+    "events": {"metadata.name", "metadata.namespace", "involvedObject.kind",
+               "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
+               "involvedObject.apiVersion", "involvedObject.resourceVersion",
+               "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"},
+    "pods": {"metadata.name", "metadata.namespace", "spec.nodeName", "spec.restartPolicy",
+             "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork",
+             "status.phase", "status.podIP", "status.nominatedNodeName"},
+    "nodes": {"metadata.name", "spec.unschedulable"},
+    "namespaces": {"metadata.name", "status.phase"},
+}
+# events.k8s.io/v1 field label conversion (pkg/apis/events/v1/conversion.go)
+EVENTS_V1_FIELD_ALIASES = {
+    "regarding.kind": "involvedObject.kind", "regarding.namespace": "involvedObject.namespace",
+    "regarding.name": "involvedObject.name", "regarding.uid": "involvedObject.uid",
+    "regarding.apiVersion": "involvedObject.apiVersion",
+    "regarding.resourceVersion": "involvedObject.resourceVersion",
+    "regarding.fieldPath": "involvedObject.fieldPath",
+    "reportingController": "reportingComponent", "deprecatedSource": "source",
+}
+
+
+def field_value(store, obj, field):
+    if field == "metadata.name":
+        return obj["metadata"].get("name", "")
+    if field == "metadata.namespace":
+        return obj["metadata"].get("namespace", "")
+    if store == "events":
+        if field.startswith("involvedObject."):
+            return str((obj.get("involvedObject") or {}).get(field.split(".", 1)[1], ""))
+        if field == "source":
+            return (obj.get("source") or {}).get("component", "")
+        return str(obj.get(field) or "")
+    if field == "spec.hostNetwork":
+        return "true" if (obj.get("spec") or {}).get("hostNetwork") else "false"
+    if field == "spec.unschedulable":
+        return "true" if (obj.get("spec") or {}).get("unschedulable") else "false"
+    cur = obj
+    for part in field.split("."):
+        cur = cur.get(part) if isinstance(cur, dict) else None
+    return "" if cur is None else str(cur)
+
+
+def parse_field_selector(ri, s):
+    reqs = []
+    if not s:
+        return reqs
+    for term in s.split(","):
+        term = term.strip()
+        if not term:
+            continue
+        m = re.match(r"^([^!=]+?)\s*(==|!=|=)\s*(.*)$", term)
+        if not m:
+            raise BadRequest("invalid selector: '%s'; can't understand '%s'" % (s, term))
+        field, op, value = m.group(1).strip(), m.group(2), m.group(3).strip()
+        if ri.group == EVENTS_GROUP:
+            field = EVENTS_V1_FIELD_ALIASES.get(field, field)
+        if field not in FIELD_LABELS[ri.store]:
+            raise BadRequest('field label not supported: %s' % m.group(1).strip())
+        reqs.append((field, op != "!=", value))
+    return reqs
+
+
+_LABEL_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?$")
+
+
+def _split_selector(s):
+    parts, depth, cur = [], 0, []
+    for ch in s:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
+def parse_label_selector(s):
+    reqs = []
+    if not s or not s.strip():
+        return reqs
+    for term in _split_selector(s):
+        term = term.strip()
+        if not term:
+            raise BadRequest("unable to parse requirement: found '', expected: identifier")
+        m = re.match(r"^(\S+)\s+(in|notin)\s*\((.*)\)$", term)
+        if m:
+            vals = {v.strip() for v in m.group(3).split(",") if v.strip()}
+            reqs.append((m.group(1), m.group(2), vals))
+        elif term.startswith("!"):
+            reqs.append((term[1:].strip(), "!exists", None))
+        else:
+            m = re.match(r"^([^!=<>\s]+)\s*(==|!=|=)\s*(\S*)$", term)
+            if m:
+                op = "!=" if m.group(2) == "!=" else "="
+                reqs.append((m.group(1), op, m.group(3)))
+            elif re.match(r"^[^!=<>\s(),]+$", term):
+                reqs.append((term, "exists", None))
+            else:
+                raise BadRequest("unable to parse requirement: <nil>: Invalid value: \"%s\": "
+                                 "found '%s', expected: identifier" % (term, term[:1]))
+        key = reqs[-1][0]
+        if not key or not _LABEL_RE.match(key.split("/")[-1]):
+            raise BadRequest("unable to parse requirement: <nil>: Invalid value: \"%s\": name "
+                             "part must consist of alphanumeric characters, '-', '_' or '.', "
+                             "and must start and end with an alphanumeric character" % key)
+    return reqs
+
+
+def label_match(reqs, obj):
+    labels = obj["metadata"].get("labels") or {}
+    for key, op, val in reqs:
+        if op == "exists" and key not in labels:
+            return False
+        if op == "!exists" and key in labels:
+            return False
+        if op == "=" and labels.get(key) != val:
+            return False
+        if op == "!=" and labels.get(key) == val:
+            return False
+        if op == "in" and labels.get(key) not in val:
+            return False
+        if op == "notin" and key in labels and labels[key] in val:
+            return False
+    return True
+
+
+class Filter:
+    def __init__(self, ri, namespace, field_reqs, label_reqs):
+        self.ri = ri
+        self.namespace = namespace
+        self.field_reqs = field_reqs
+        self.label_reqs = label_reqs
+
+    @property
+    def empty(self):
+        return not self.field_reqs and not self.label_reqs
+
+    def match(self, obj):
+        if obj is None:
+            return False
+        if self.namespace is not None and obj["metadata"].get("namespace") != self.namespace:
+            return False
+        for field, eq, value in self.field_reqs:
+            if (field_value(self.ri.store, obj, field) == value) != eq:
+                return False
+        return label_match(self.label_reqs, obj) if self.label_reqs else True
+
+
+# --------------------------------------------------------------------------
+# The store: objects with their versions, a change log, watchers
+
+class LogEntry:
+    __slots__ = ("rv", "store", "type", "obj", "prev", "key", "cache")
+
+    def __init__(self, rv, store, etype, obj, prev, key):
+        self.rv = rv
+        self.store = store
+        self.type = etype
+        self.obj = obj      # core form, immutable once stored
+        self.prev = prev
+        self.key = key
+        self.cache = {}
+
+
+class Conflict(Exception):
+    pass
+
+
+class NotFound(Exception):
+    pass
+
+
+def obj_key(ri_or_store_namespaced, obj):
+    ns = obj["metadata"].get("namespace") if ri_or_store_namespaced else None
+    name = obj["metadata"]["name"]
+    return "%s/%s" % (ns, name) if ns is not None else name
+
+
+STORE_NAMESPACED = {"namespaces": False, "nodes": False, "pods": True, "events": True}
+
+
+class Watcher:
+    def __init__(self, ri, flt, bookmarks):
+        self.ri = ri
+        self.filter = flt
+        self.bookmarks = bookmarks
+        self.cond = threading.Condition(threading.Lock())
+        self.queue = collections.deque()
+        self.overflow = False
+        self.drop = None          # None | "abrupt" | "mid_line"
+        self.closed = threading.Event()
+        self.sock = None
+        self.last_line = None
+
+    def push(self, item, limit):
+        with self.cond:
+            if self.overflow:
+                return          # the stream ends; never leave a gap in it
+            if len(self.queue) >= limit:
+                self.overflow = True
+            else:
+                self.queue.append(item)
+            self.cond.notify()
+
+    def wake(self):
+        with self.cond:
+            self.cond.notify()
+
+
+class Store:
+    def __init__(self, history_limit, watch_queue_limit):
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.rv = 1
+        self.compacted = 0            # watches/continues from an rv below this are 410
+        self.versions = {s: {} for s in STORES}   # key -> [(rv, obj or None)]
+        self.keys = {s: [] for s in STORES}       # sorted keys (incl. tombstoned)
+        self.live = {s: {} for s in STORES}       # key -> current obj
+        self.log = []                 # LogEntry, rv ascending
+        self.log_rvs = []
+        self.history_limit = history_limit
+        self.watchers = set()
+        self.watch_queue_limit = watch_queue_limit
+
+    # ---- writes (callers hold no lock) ----
+
+    def _next_rv(self):
+        self.rv += 1
+        return self.rv
+
+    def _record(self, store, etype, obj, prev, key):
+        rv = int(obj["metadata"]["resourceVersion"])
+        vers = self.versions[store].setdefault(key, [])
+        if not vers:
+            bisect.insort(self.keys[store], key)
+        vers.append((rv, obj if etype != "DELETED" else None))
+        if etype == "DELETED":
+            self.live[store].pop(key, None)
+        else:
+            self.live[store][key] = obj
+        ent = LogEntry(rv, store, etype, obj, prev, key)
+        self.log.append(ent)
+        self.log_rvs.append(rv)
+        for w in list(self.watchers):
+            if w.ri.store == store:
+                w.push(ent, self.watch_queue_limit)
+        if len(self.log) > self.history_limit:
+            self._trim(len(self.log) - self.history_limit + self.history_limit // 10)
+        return ent
+
+    def _trim(self, n):
+        n = min(n, len(self.log))
+        if n <= 0:
+            return
+        dropped = self.log[:n]
+        del self.log[:n]
+        del self.log_rvs[:n]
+        self.compacted = max(self.compacted, dropped[-1].rv)
+        self._compact_keys({(e.store, e.key) for e in dropped})
+
+    def _compact_keys(self, pairs):
+        c = self.compacted
+        for store, key in pairs:
+            vers = self.versions[store].get(key)
+            if not vers:
+                continue
+            # keep the newest version <= c as base, and everything after it
+            i = bisect.bisect_right([v[0] for v in vers], c) - 1
+            if i > 0:
+                del vers[:i]
+            if len(vers) == 1 and vers[0][1] is None and vers[0][0] <= c:
+                del self.versions[store][key]
+                j = bisect.bisect_left(self.keys[store], key)
+                if j < len(self.keys[store]) and self.keys[store][j] == key:
+                    del self.keys[store][j]
+
+    def compact(self):
+        with self.lock:
+            self.compacted = self.rv
+            self.log.clear()
+            self.log_rvs.clear()
+            pairs = [(s, k) for s in STORES for k in list(self.versions[s])]
+            self._compact_keys(pairs)
+            return self.rv
+
+    def create(self, store, obj):
+        with self.lock:
+            key = obj_key(STORE_NAMESPACED[store], obj)
+            if key in self.live[store]:
+                raise Conflict("%s \"%s\" already exists" % (store, obj["metadata"]["name"]))
+            obj["metadata"]["resourceVersion"] = str(self._next_rv())
+            obj["metadata"] = order_meta(obj["metadata"])
+            self._record(store, "ADDED", obj, None, key)
+            self.changed.notify_all()
+            return obj
+
+    def create_many(self, store, objs):
+        with self.lock:
+            out = []
+            for obj in objs:
+                key = obj_key(STORE_NAMESPACED[store], obj)
+                if key in self.live[store]:
+                    continue
+                obj["metadata"]["resourceVersion"] = str(self._next_rv())
+                obj["metadata"] = order_meta(obj["metadata"])
+                self._record(store, "ADDED", obj, None, key)
+                out.append(obj)
+            self.changed.notify_all()
+            return out
+
+    def update(self, store, key, fn):
+        """fn(old) -> new object (a fresh dict); stores it with a new rv."""
+        with self.lock:
+            old = self.live[store].get(key)
+            if old is None:
+                raise NotFound(key)
+            new = fn(old)
+            new["metadata"]["resourceVersion"] = str(self._next_rv())
+            new["metadata"] = order_meta(new["metadata"])
+            self._record(store, "MODIFIED", new, old, key)
+            self.changed.notify_all()
+            return new
+
+    def delete(self, store, key):
+        with self.lock:
+            old = self.live[store].get(key)
+            if old is None:
+                raise NotFound(key)
+            gone = dict(old)
+            gone["metadata"] = dict(old["metadata"])
+            gone["metadata"]["resourceVersion"] = str(self._next_rv())
+            self._record(store, "DELETED", gone, old, key)
+            self.changed.notify_all()
+            return gone
+
+    # ---- reads (callers hold the lock) ----
+
+    def get(self, store, key):
+        return self.live[store].get(key)
+
+    def at(self, store, key, rv):
+        vers = self.versions[store].get(key)
+        if not vers:
+            return None
+        if rv >= self.rv or vers[-1][0] <= rv:
+            return vers[-1][1]
+        for vrv, obj in reversed(vers):
+            if vrv <= rv:
+                return obj
+        return None
+
+    def wait_for_rv(self, rv, timeout):
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while self.rv < rv:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.changed.wait(left)
+            return True
+
+
+# --------------------------------------------------------------------------
+# Certificates
+
+def make_certs(state_dir):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
+    import ipaddress
+
+    ca_crt = os.path.join(state_dir, "ca.crt")
+    ca_key_path = os.path.join(state_dir, "ca.key")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if os.path.exists(ca_crt) and os.path.exists(ca_key_path):
+        # Reuse the CA of an earlier run in the same directory, so a restarted
+        # simulator is still trusted by a running agent.
+        with open(ca_key_path, "rb") as f:
+            ca_key = serialization.load_pem_private_key(f.read(), None)
+        with open(ca_crt, "rb") as f:
+            ca_cert = x509.load_pem_x509_certificate(f.read())
+    else:
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
+        ca_cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                   .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=3650))
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True,
+                                                key_cert_sign=True, crl_sign=True,
+                                                content_commitment=False, data_encipherment=False,
+                                                key_agreement=False, encipher_only=False,
+                                                decipher_only=False), critical=True)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
+                                  critical=False)
+                   .sign(ca_key, hashes.SHA256()))
+        write_file(ca_key_path, ca_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()), 0o600)
+        write_file(ca_crt, ca_cert.public_bytes(serialization.Encoding.PEM))
+    key = ec.generate_private_key(ec.SECP256R1())
+    san = x509.SubjectAlternativeName([
+        x509.DNSName("localhost"), x509.DNSName("kubernetes"),
+        x509.DNSName("kubernetes.default"), x509.DNSName("kubernetes.default.svc"),
+        x509.DNSName("kubernetes.default.svc.cluster.local"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("::1"))])
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(san, critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    srv_crt = os.path.join(state_dir, "apiserver.crt")
+    srv_key = os.path.join(state_dir, "apiserver.key")
+    write_file(srv_key, key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()), 0o600)
+    write_file(srv_crt, cert.public_bytes(serialization.Encoding.PEM))
+    return ca_crt, srv_crt, srv_key
+
+
+def write_file(path, data, mode=0o644):
+    """Atomic replace (like the kubelet's projected volumes)."""
+    if isinstance(data, str):
+        data = data.encode()
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------
+# Realistic objects
+
+def managed_entry(manager, t, fields, api_version="v1", subresource=None):
+    e = {"manager": manager, "operation": "Update", "apiVersion": api_version, "time": t,
+         "fieldsType": "FieldsV1", "fieldsV1": fields}
+    if subresource:
+        e["subresource"] = subresource
+    return e
+
+
+def fields_of(obj, skip=("metadata", "kind", "apiVersion")):
+    """A FieldsV1 set naming the object's fields (one level below the top for
+    maps, containers keyed by name, like the real managedFields)."""
+    out = {}
+    for k, v in obj.items():
+        if k in skip:
+            continue
+        if isinstance(v, dict) and v and k in ("source", "spec", "status"):
+            sub = {}
+            for kk in sorted(v):
+                if kk in ("containers", "initContainers") and isinstance(v[kk], list):
+                    sub["f:" + kk] = {'k:{"name":"%s"}' % c.get("name", ""): container_fields(c)
+                                      for c in v[kk] if isinstance(c, dict)}
+                elif kk not in ("volumes", "tolerations", "serviceAccount", "priority",
+                                "preemptionPolicy"):
+                    sub["f:" + kk] = {}
+            out["f:" + k] = sub
+        else:
+            out["f:" + k] = {}
+    if obj.get("metadata", {}).get("labels"):
+        labels = {".": {}}
+        labels.update({"f:" + k: {} for k in sorted(obj["metadata"]["labels"])})
+        out = dict({"f:metadata": {"f:labels": labels}}, **out)
+    return dict(sorted(out.items()))
+
+
+EVENT_FIELDS = {"f:count": {}, "f:firstTimestamp": {}, "f:involvedObject": {},
+                "f:lastTimestamp": {}, "f:message": {}, "f:reason": {},
+                "f:reportingComponent": {}, "f:reportingInstance": {},
+                "f:source": {"f:component": {}, "f:host": {}}, "f:type": {}}
+
+NS_FIELDS = {"f:metadata": {"f:labels": {".": {}, "f:kubernetes.io/metadata.name": {}}}}
+
+MESSAGES = {
+    "BackOff": "Back-off restarting failed container {container} in pod {name}_{namespace}({uid})",
+    "OOMKilling": "Memory cgroup out of memory: Killed process 4242 ({container}) "
+                  "total-vm:812340kB, anon-rss:524288kB, file-rss:0kB, shmem-rss:0kB, "
+                  "UID:65534 pgtables:1284kB oom_score_adj:984",
+    "FailedScheduling": "0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes "
+                        "are available: 3 No preemption victims found for incoming pod.",
+    "Unhealthy": "Liveness probe failed: Get \"http://10.244.1.17:8080/healthz\": context "
+                 "deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+    "Failed": "Failed to pull image \"registry.example/{container}:2.3.1\": rpc error: code = "
+              "NotFound desc = failed to pull and unpack image",
+    "FailedMount": "MountVolume.SetUp failed for volume \"config\" : configmap \"{name}-config\" "
+                   "not found",
+    "Pulled": "Successfully pulled image \"registry.example/{container}:2.3.1\" in 1.234s "
+              "(1.234s including waiting)",
+    "Started": "Started container {container}",
+    "Killing": "Stopping container {container}",
+    "Evicted": "The node was low on resource: memory. Threshold quantity: 100Mi, available: "
+               "91232Ki. Container {container} was using 1532Mi, request is 256Mi, has larger "
+               "consumption of memory.",
+    "NodeNotReady": "Node {name} status is now: NodeNotReady",
+}
+
+
+class ObjectFactory:
+    def __init__(self, node_name):
+        self.node_name = node_name
+        self.name_seq = int(time.time() * 1e9)
+        self.lock = threading.Lock()
+
+    def event_name(self, involved):
+        # kubelet names events <object>.<hex unix nanos>
+        with self.lock:
+            self.name_seq += 1
+            return "%s.%x" % (involved, self.name_seq)
+
+    def fill_event(self, ev, api_version="v1"):
+        meta = ev.setdefault("metadata", {})
+        inv = ev.get("involvedObject") or {}
+        if not meta.get("name"):
+            meta["name"] = self.event_name(inv.get("name") or meta.get("generateName") or "event")
+        meta.setdefault("namespace", inv.get("namespace") or "default")
+        t = rfc3339()
+        meta.setdefault("uid", new_uid())
+        meta.setdefault("creationTimestamp", t)
+        if "managedFields" not in meta:
+            if api_version == "v1":
+                fields = {"f:" + k: ({"f:" + kk: {} for kk in sorted(v)}
+                                     if k == "source" and isinstance(v, dict) and v else {})
+                          for k, v in ev.items() if k != "metadata" and v not in (None, "")}
+                meta["managedFields"] = [managed_entry("kubelet", t, dict(sorted(fields.items())))]
+            else:
+                fields = {"f:" + k: {} for k in ("action", "eventTime", "note", "reason",
+                                                  "regarding", "reportingController",
+                                                  "reportingInstance", "type")}
+                meta["managedFields"] = [managed_entry("kubectl-create", t, fields,
+                                                       api_version="events.k8s.io/v1")]
+        ev["metadata"] = meta
+        return normalize_core_event(ev)
+
+    def fill(self, store, obj):
+        meta = obj.setdefault("metadata", {})
+        t = rfc3339()
+        meta.setdefault("uid", new_uid())
+        meta.setdefault("creationTimestamp", t)
+        if store == "namespaces":
+            labels = meta.setdefault("labels", {})
+            labels.setdefault("kubernetes.io/metadata.name", meta["name"])
+            obj.setdefault("spec", {"finalizers": ["kubernetes"]})
+            obj.setdefault("status", {"phase": "Active"})
+            if "managedFields" not in meta:
+                meta["managedFields"] = [managed_entry("kubectl-create", t, NS_FIELDS)]
+        elif store == "pods":
+            meta.setdefault("namespace", "default")
+            pod_defaults(obj)
+            if "managedFields" not in meta:
+                spec_obj = {k: v for k, v in obj.items() if k != "status"}
+                entries = [managed_entry("kubectl-create", t, fields_of(spec_obj))]
+                if obj.get("status"):
+                    entries.insert(0, managed_entry(
+                        "kubelet", t, {"f:status": {"f:" + k: {} for k in sorted(obj["status"])}},
+                        subresource="status"))
+                meta["managedFields"] = entries
+        elif store == "nodes":
+            if "managedFields" not in meta:
+                entries = [managed_entry("kubelet", t, fields_of({"metadata": meta,
+                                                                   "spec": obj.get("spec") or {}}))]
+                if obj.get("status"):
+                    entries.insert(0, managed_entry(
+                        "kubelet", t, {"f:status": {"f:" + k: {} for k in sorted(obj["status"])}},
+                        subresource="status"))
+                meta["managedFields"] = entries
+        obj["metadata"] = order_meta(meta)
+        return obj
+
+    def namespace(self, name, uid=None, manager="kube-apiserver"):
+        t = rfc3339()
+        return {"metadata": {"name": name, "uid": uid or new_uid(), "creationTimestamp": t,
+                             "labels": {"kubernetes.io/metadata.name": name},
+                             "managedFields": [managed_entry(manager, t, NS_FIELDS)]},
+                "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+
+    def node(self, name, labels, provider_id, kubelet_version):
+        t = rfc3339()
+        all_labels = {"kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name,
+                      "kubernetes.io/os": "linux"}
+        all_labels.update(labels)
+        all_labels = dict(sorted(all_labels.items()))
+        spec = {}
+        if provider_id:
+            spec["providerID"] = provider_id
+        cond_fields = {".": {}, "f:lastHeartbeatTime": {}, "f:lastTransitionTime": {},
+                       "f:message": {}, "f:reason": {}, "f:status": {}, "f:type": {}}
+        res_fields = {".": {}, "f:cpu": {}, "f:ephemeral-storage": {}, "f:hugepages-2Mi": {},
+                      "f:memory": {}, "f:pods": {}}
+        status_fields = {"f:status": {
+            "f:addresses": {".": {}, 'k:{"type":"Hostname"}': {".": {}, "f:address": {}, "f:type": {}},
+                            'k:{"type":"InternalIP"}': {".": {}, "f:address": {}, "f:type": {}}},
+            "f:allocatable": dict(res_fields), "f:capacity": dict(res_fields),
+            "f:conditions": {".": {}, **{'k:{"type":"%s"}' % c: dict(cond_fields) for c in
+                                         ("DiskPressure", "MemoryPressure", "PIDPressure", "Ready")}},
+            "f:daemonEndpoints": {"f:kubeletEndpoint": {"f:Port": {}}},
+            "f:nodeInfo": {"f:" + k: {} for k in sorted((
+                "architecture", "bootID", "containerRuntimeVersion", "kernelVersion",
+                "kubeProxyVersion", "kubeletVersion", "machineID", "operatingSystem", "osImage",
+                "systemUUID"))}}}
+        label_fields = {"f:metadata": {"f:annotations": {".": {}, "f:volumes.kubernetes.io/controller-managed-attach-detach": {}},
+                                       "f:labels": dict({".": {}}, **{"f:" + k: {} for k in all_labels})}}
+        if provider_id:
+            label_fields["f:spec"] = {"f:providerID": {}}
+
+        def cond(ctype, status, reason, message):
+            return {"type": ctype, "status": status, "lastHeartbeatTime": t,
+                    "lastTransitionTime": t, "reason": reason, "message": message}
+        return {
+            "metadata": {"name": name, "uid": new_uid(), "creationTimestamp": t,
+                         "labels": all_labels,
+                         "annotations": {"volumes.kubernetes.io/controller-managed-attach-detach": "true"},
+                         "managedFields": [
+                             managed_entry("kubelet", t, label_fields),
+                             managed_entry("kubelet", t, status_fields, subresource="status")]},
+            "spec": spec,
+            "status": {
+                "capacity": {"cpu": "4", "ephemeral-storage": "83873772Ki", "hugepages-2Mi": "0",
+                             "memory": "16106128Ki", "pods": "58"},
+                "allocatable": {"cpu": "3920m", "ephemeral-storage": "76224326324",
+                                "hugepages-2Mi": "0", "memory": "15087120Ki", "pods": "58"},
+                "conditions": [
+                    cond("MemoryPressure", "False", "KubeletHasSufficientMemory",
+                         "kubelet has sufficient memory available"),
+                    cond("DiskPressure", "False", "KubeletHasNoDiskPressure",
+                         "kubelet has no disk pressure"),
+                    cond("PIDPressure", "False", "KubeletHasSufficientPID",
+                         "kubelet has sufficient PID available"),
+                    cond("Ready", "True", "KubeletReady", "kubelet is posting ready status")],
+                "addresses": [{"type": "InternalIP", "address": "10.0.12.34"},
+                              {"type": "Hostname", "address": name}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+                "nodeInfo": {"machineID": uuid.uuid5(uuid.NAMESPACE_DNS, name).hex,
+                             "systemUUID": str(uuid.uuid5(uuid.NAMESPACE_URL, name)),
+                             "bootID": str(uuid.uuid5(uuid.NAMESPACE_OID, name)),
+                             "kernelVersion": "5.10.205-195.807.amzn2.x86_64",
+                             "osImage": "Amazon Linux 2",
+                             "containerRuntimeVersion": "containerd://1.7.11",
+                             "kubeletVersion": kubelet_version, "kubeProxyVersion": kubelet_version,
+                             "operatingSystem": "linux", "architecture": "amd64"}}}
+
+    def emitted_event(self, namespace, i, opts):
+        kind = opts.get("kind") or "Pod"
+        if opts.get("name"):
+            inv_name = opts["name"]
+        else:
+            inv_name = "%s-%d" % (opts.get("name_prefix") or "pod", i)
+        reason = opts.get("reason") or "BackOff"
+        container = opts.get("container") or "app"
+        inv_uid = str(uuid.uuid5(uuid.NAMESPACE_URL, "%s/%s/%s" % (kind, namespace, inv_name)))
+        inv = {"kind": kind, "namespace": namespace, "name": inv_name, "uid": inv_uid,
+               "apiVersion": "v1"}
+        if kind == "Node":
+            inv = {"kind": "Node", "name": inv_name, "uid": inv_name, "apiVersion": "v1"}
+        elif kind == "Pod":
+            inv["fieldPath"] = "spec.containers{%s}" % container
+        message = opts.get("message") or MESSAGES.get(reason, reason + " for {kind} {name}")
+        message = message.replace("{name}", inv_name).replace("{namespace}", namespace) \
+            .replace("{uid}", inv_uid).replace("{container}", container).replace("{kind}", kind) \
+            .replace("{i}", str(i))
+        t = rfc3339()
+        component = opts.get("component") or ("kernel-monitor" if reason == "OOMKilling"
+                                               else "default-scheduler" if reason == "FailedScheduling"
+                                               else "kubelet")
+        host = opts.get("host") or self.node_name
+        count = opts.get("count_field", 1)
+        ev = {"metadata": {"name": self.event_name(inv_name), "namespace": namespace,
+                           "uid": new_uid(), "creationTimestamp": t},
+              "involvedObject": inv, "reason": reason, "message": message,
+              "source": {"component": component, "host": host},
+              "firstTimestamp": opts.get("first_timestamp") or t,
+              "lastTimestamp": opts.get("last_timestamp") or t,
+              "count": count, "type": opts.get("type") or "Warning", "eventTime": None,
+              "reportingComponent": component, "reportingInstance": host}
+        ev["metadata"]["managedFields"] = [managed_entry(component, t, EVENT_FIELDS)]
+        return normalize_core_event(ev)
+
+
+def pod_defaults(pod):
+    """The defaults the real API server fills in on create (setdefault only)."""
+    spec = pod.setdefault("spec", {})
+    containers = spec.setdefault("containers", [])
+    for c in containers:
+        c.setdefault("resources", {})
+        c.setdefault("terminationMessagePath", "/dev/termination-log")
+        c.setdefault("terminationMessagePolicy", "File")
+        img = c.get("image", "")
+        c.setdefault("imagePullPolicy", "Always" if img.endswith(":latest") or ":" not in img.rsplit("/", 1)[-1] else "IfNotPresent")
+    for k, v in (("restartPolicy", "Always"), ("terminationGracePeriodSeconds", 30),
+                 ("dnsPolicy", "ClusterFirst"), ("serviceAccountName", "default"),
+                 ("serviceAccount", "default"), ("securityContext", {}),
+                 ("schedulerName", "default-scheduler"),
+                 ("tolerations", [
+                     {"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                      "effect": "NoExecute", "tolerationSeconds": 300},
+                     {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                      "effect": "NoExecute", "tolerationSeconds": 300}]),
+                 ("priority", 0), ("enableServiceLinks", True),
+                 ("preemptionPolicy", "PreemptLowerPriority")):
+        spec.setdefault(k, v)
+    status = pod.setdefault("status", {})
+    status.setdefault("phase", "Pending")
+    if "qosClass" not in status:
+        req = [c.get("resources", {}) for c in containers]
+        if not any(r.get("requests") or r.get("limits") for r in req):
+            qos = "BestEffort"
+        elif all(r.get("limits") and r.get("requests", r.get("limits")) == r.get("limits")
+                 and {"cpu", "memory"} <= set(r.get("limits")) for r in req):
+            qos = "Guaranteed"
+        else:
+            qos = "Burstable"
+        status["qosClass"] = qos
+    return pod
+
+
+def container_fields(c):
+    f = {".": {}}
+    for k in sorted(c):
+        if k == "resources" and c[k]:
+            r = {".": {}}
+            for rk in sorted(c[k]):
+                r["f:" + rk] = dict({".": {}}, **{"f:" + x: {} for x in sorted(c[k][rk])})
+            f["f:resources"] = r
+        elif k not in ("volumeMounts",):
+            f["f:" + k] = {}
+    return f
+
+
+def merge_patch(target, patch):
+    """RFC 7386 JSON merge patch; returns a new object."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+# --------------------------------------------------------------------------
+# The simulator: state shared by both servers
+
+STATUS_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+                  405: "MethodNotAllowed", 409: "AlreadyExists", 410: "Expired",
+                  429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable",
+                  504: "Timeout"}
+
+EXPIRED_CONTINUE_MSG = (
+    "The provided continue parameter is too old to display a consistent list result. You can "
+    "start a new list without the continue parameter, or use the continue token in this response "
+    "to retrieve the remainder of the results. Continuing with the provided token results in an "
+    "inconsistent list - objects that were created, modified, or deleted between the time the "
+    "first chunk was returned and now may show up in the list.")
+
+
+def status_obj(code, message, reason=None, details=None, metadata=None):
+    s = {"kind": "Status", "apiVersion": "v1", "metadata": metadata or {}, "status": "Failure",
+         "message": message, "reason": reason or STATUS_REASONS.get(code, "Unknown")}
+    if details is not None:
+        s["details"] = details
+    s["code"] = code
+    return s
+
+
+class Fault:
+    def __init__(self, spec):
+        self.status = int(spec["status"])
+        self.count = spec.get("count")
+        self.until = time.monotonic() + float(spec["seconds"]) if spec.get("seconds") else None
+        self.retry_after = spec.get("retry_after")
+        self.path_prefix = spec.get("path_prefix")
+        self.verb = spec.get("verb")
+        if self.count is None and self.until is None:
+            self.count = 1
+
+    def matches(self, path, verb):
+        if self.until is not None and time.monotonic() > self.until:
+            return False
+        if self.count is not None and self.count <= 0:
+            return False
+        if self.path_prefix and not path.startswith(self.path_prefix):
+            return False
+        if self.verb and self.verb != verb:
+            return False
+        return True
+
+    @property
+    def spent(self):
+        return ((self.count is not None and self.count <= 0)
+                or (self.until is not None and time.monotonic() > self.until))
+
+
+class Sim:
+    def __init__(self, args):
+        self.args = args
+        self.state_dir = os.path.abspath(args.state_dir)
+        self.store = Store(args.history_limit, args.watch_queue_limit)
+        self.factory = ObjectFactory(args.node_name)
+        self.lock = threading.Lock()      # tokens, faults, stats
+        self.tokens = {}                  # token -> {"user":..., "deny": set()}
+        self.default_token = None
+        self.faults = []
+        self.stall = threading.Event()
+        self.requests = collections.Counter()
+        self.statuses = collections.Counter()
+        self.recent = collections.deque(maxlen=2000)
+        self.watches_total = 0
+        self.watch_events_sent = 0
+        self.metrics_api = args.metrics_api
+        self.api_port = None
+        self.control_port = None
+        self.started = time.time()
+        self.flowschema_uid = new_uid()
+        self.prioritylevel_uid = new_uid()
+        samples = args.samples_dir
+        self.discovery = {}
+        for name in ("api.json", "apis.json", "api-v1-resources.json"):
+            with open(os.path.join(samples, name)) as f:
+                self.discovery[name] = json.load(f)
+        self.log_file = open(os.path.join(self.state_dir, "kubesim.log"), "a", buffering=1)
+
+    # ---- tokens ----
+
+    def new_token(self):
+        return base64.urlsafe_b64encode(os.urandom(30)).decode().rstrip("=")
+
+    def auth(self, header):
+        if not header or not header.startswith("Bearer "):
+            return None
+        tok = header[7:].strip()
+        with self.lock:
+            return self.tokens.get(tok)
+
+    def setup_tokens(self):
+        tok_path = os.path.join(self.state_dir, "token")
+        tok = None
+        if os.path.exists(tok_path):
+            with open(tok_path) as f:
+                tok = f.read().strip() or None
+        tok = tok or self.new_token()
+        self.default_token = tok
+        self.tokens[tok] = {"user": "system:serviceaccount:default:collect-agent", "deny": set()}
+        self.write_token_files()
+
+    def write_token_files(self):
+        os.makedirs(os.path.join(self.state_dir, "serviceaccount"), exist_ok=True)
+        write_file(os.path.join(self.state_dir, "token"), self.default_token, 0o600)
+        write_file(os.path.join(self.state_dir, "serviceaccount", "token"), self.default_token, 0o600)
+
+    def rotate_token(self):
+        with self.lock:
+            old = self.default_token
+            self.default_token = self.new_token()
+            self.tokens[self.default_token] = self.tokens.pop(old)
+            self.write_token_files()
+            return self.default_token
+
+    # ---- faults ----
+
+    def take_fault(self, path, verb):
+        with self.lock:
+            for f in self.faults:
+                if f.matches(path, verb):
+                    if f.count is not None:
+                        f.count -= 1
+                    self.faults = [x for x in self.faults if not x.spent]
+                    return f
+            self.faults = [x for x in self.faults if not x.spent]
+        return None
+
+    def drop_watches(self, mid_line):
+        with self.store.lock:
+            ws = list(self.store.watchers)
+        for w in ws:
+            with w.cond:
+                w.drop = "mid_line" if mid_line else "abrupt"
+                w.cond.notify()
+        deadline = time.monotonic() + 3
+        for w in ws:
+            if not w.closed.wait(max(0.0, deadline - time.monotonic())):
+                # stuck in a blocking send: cut the TCP connection under it
+                if w.sock is not None:
+                    try:
+                        socket.socket.shutdown(w.sock, socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                w.closed.wait(2)
+        return len(ws)
+
+    # ---- stats ----
+
+    def count(self, verb, resource, code, user, method, target, started):
+        key = "%s %s" % (verb, resource)
+        with self.lock:
+            self.requests[key] += 1
+            self.statuses[str(code)] += 1
+            self.recent.append({"method": method, "url": target, "verb": verb,
+                                "resource": resource, "code": code, "user": user,
+                                "time": rfc3339_micro()})
+        self.log_file.write("%s %s %s %d %s %.1fms\n" % (rfc3339_micro(), method, target, code,
+                                                          user or "-",
+                                                          (time.monotonic() - started) * 1000))
+
+    def stats(self):
+        with self.store.lock:
+            open_w = len(self.store.watchers)
+            rv = str(self.store.rv)
+            comp = str(self.store.compacted)
+            objs = {s: len(self.store.live[s]) for s in STORES}
+            hist = len(self.store.log)
+        with self.lock:
+            return {"requests": dict(self.requests), "statuses": dict(self.statuses),
+                    "open_watches": open_w, "resource_version": rv,
+                    "compacted_resource_version": comp, "objects": objs, "history": hist,
+                    "watches_total": self.watches_total,
+                    "watch_events_sent": self.watch_events_sent,
+                    "faults": len(self.faults), "stalled": self.stall.is_set()}
+
+    # ---- seed ----
+
+    def seed(self):
+        if self.args.seed == "empty":
+            return
+        f = self.factory
+        for name, uid in (("default", None), ("kube-node-lease", None), ("kube-public", None),
+                          ("kube-system", "d5fba74e-51a6-4dfe-8564-d26d014c5e9a")):
+            if name == "kube-node-lease" and not self.args.seed_node_lease:
+                continue
+            self.store.create("namespaces", f.namespace(name, uid))
+        labels = {}
+        if self.args.node_labels:
+            for kv in self.args.node_labels.split(","):
+                if kv.strip():
+                    k, _, v = kv.partition("=")
+                    labels[k.strip()] = v.strip()
+        self.store.create("nodes", f.node(self.args.node_name, labels, self.args.node_provider_id,
+                                          self.args.gitversion))
+
+
+# --------------------------------------------------------------------------
+# API server (HTTPS)
+
+PRETTY_AGENTS = ("curl", "Wget", "Mozilla/")
+
+
+class ApiHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = ""
+    sys_version = ""
+    timeout = 300
+
+    sim = None  # set on the class by serve()
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def version_string(self):
+        return ""
+
+    # ---- response helpers ----
+
+    def _start(self, code, content_type="application/json", apf=True, extra=None,
+               length=None, chunked=False):
+        self.send_response_only(code)
+        self.send_header("Audit-Id", new_uid())
+        self.send_header("Cache-Control", "no-cache, private")
+        self.send_header("Content-Type", content_type)
+        for k, v in (extra or []):
+            self.send_header(k, v)
+        if apf:
+            self.send_header("X-Kubernetes-Pf-Flowschema-Uid", self.sim.flowschema_uid)
+            self.send_header("X-Kubernetes-Pf-Prioritylevel-Uid", self.sim.prioritylevel_uid)
+        self.send_header("Date", self.date_time_string())
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(length))
+        self.end_headers()
+
+    def _pretty(self):
+        q = self.query.get("pretty")
+        if q is not None:
+            return q in ("true", "1", "")
+        ua = self.headers.get("User-Agent", "")
+        return ua.startswith(PRETTY_AGENTS)
+
+    def send_json(self, code, obj, apf=True, extra=None):
+        body = (dumps_pretty(obj) if self._pretty() else dumps_compact(obj)) + "\n"
+        body = body.encode()
+        self._start(code, apf=apf, extra=extra, length=len(body))
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        self.code = code
+
+    def send_status(self, code, message, reason=None, details=None, apf=True, extra=None,
+                    metadata=None):
+        self.send_json(code, status_obj(code, message, reason, details, metadata), apf=apf,
+                       extra=extra)
+
+    def send_text(self, code, text, content_type="text/plain; charset=utf-8", apf=True):
+        body = text.encode()
+        self._start(code, content_type, apf=apf, extra=[("X-Content-Type-Options", "nosniff")],
+                    length=len(body))
+        self.wfile.write(body)
+        self.code = code
+
+    # ---- dispatch ----
+
+    def do_GET(self):
+        self.dispatch()
+
+    def do_HEAD(self):
+        self.dispatch()
+
+    def do_POST(self):
+        self.dispatch()
+
+    def do_PUT(self):
+        self.dispatch()
+
+    def do_PATCH(self):
+        self.dispatch()
+
+    def do_DELETE(self):
+        self.dispatch()
+
+    def dispatch(self):
+        started = time.monotonic()
+        self.code = 0
+        n = self.headers.get("Content-Length")
+        if n:
+            try:
+                self.rfile.read(min(int(n), 16 << 20))
+            except ValueError:
+                pass
+        url = urllib.parse.urlsplit(self.path)
+        path = url.path
+        self.query = {}
+        for k, v in urllib.parse.parse_qsl(url.query, keep_blank_values=True):
+            self.query.setdefault(k, v)
+        self.verb, self.resource_name = "get", path
+        user = None
+        try:
+            route = self.route(path)
+            ident = self.sim.auth(self.headers.get("Authorization"))
+            if ident is None:
+                self.send_status(401, "Unauthorized", apf=False)
+                return
+            user = ident["user"]
+            fault = self.sim.take_fault(path, self.verb if route else "get")
+            if fault is not None:
+                self.send_fault(fault)
+                return
+            if route is None:
+                self.serve_nonresource(path)
+                return
+            self.serve_resource(route, ident)
+        except BadRequest as e:
+            self.send_status(400, str(e))
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, socket.timeout, OSError):
+            self.close_connection = True
+            if not self.code:
+                self.code = 499
+        finally:
+            self.sim.count(self.verb, self.resource_name, self.code, user, self.command,
+                           self.path, started)
+
+    def send_fault(self, f):
+        extra = []
+        details = None
+        if f.retry_after is not None:
+            extra.append(("Retry-After", str(int(f.retry_after))))
+            details = {"retryAfterSeconds": int(f.retry_after)}
+        msg = {429: "Too many requests, please try again later.",
+               500: "Internal error occurred: injected fault",
+               503: "The server is currently unable to handle the request (injected fault)",
+               504: "Timeout: request did not complete within requested timeout - context deadline exceeded"}
+        if f.status == 500:
+            details = dict(details or {}, causes=[{"message": "injected fault"}])
+        self.send_status(f.status, msg.get(f.status, "injected fault"), details=details,
+                         extra=extra)
+
+    # ---- routing ----
+
+    def route(self, path):
+        """None for non-resource paths; else (ri, namespace, name, watch_path)."""
+        parts = [p for p in path.split("/") if p]
+        if len(parts) >= 2 and parts[0] == "api" and parts[1] == "v1":
+            group, rest = CORE, parts[2:]
+        elif len(parts) >= 3 and parts[0] == "apis" and parts[1] == EVENTS_GROUP and parts[2] == "v1":
+            group, rest = EVENTS_GROUP, parts[3:]
+        else:
+            return None
+        if not rest:
+            return None
+        watch_path = False
+        if rest[0] == "watch":
+            watch_path = True
+            rest = rest[1:]
+        ns = None
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            ns, rest = rest[1], rest[2:]
+        if not rest or len(rest) > 2:
+            if ns is not None and not rest and group == CORE:
+                # /api/v1/namespaces/NAME is a GET of the namespace itself
+                rest = ["namespaces", ns]
+                ns = None
+            else:
+                return ("unknown", group)
+        ri = RESOURCES.get((group, rest[0]))
+        if ri is None:
+            return ("unknown", group)
+        name = rest[1] if len(rest) == 2 else None
+        if ns is not None and not ri.namespaced:
+            return ("unknown", group)
+        watching = watch_path or self.query.get("watch") in ("1", "true", "True")
+        self.verb = "watch" if watching else ("get" if name else "list")
+        self.resource_name = ri.stat_name
+        return (ri, ns, name, watch_path)
+
+    def serve_nonresource(self, path):
+        self.verb, self.resource_name = "get", path
+        if self.command not in ("GET", "HEAD"):
+            self.send_status(405, "the server does not allow this method on the requested resource")
+            return
+        a = self.sim.args
+        p = path.rstrip("/") or "/"
+        if p == "/version":
+            major, minor = re.match(r"v?(\d+)\.(\d+)", a.gitversion).groups()
+            self.send_json(200, {"major": major, "minor": minor, "gitVersion": a.gitversion,
+                                 "gitCommit": "9258ab62ed50ee9f1715cbb078b1e760e823bfcb",
+                                 "gitTreeState": "clean", "buildDate": "2024-02-14T10:32:40Z",
+                                 "goVersion": "go1.21.7", "compiler": "gc",
+                                 "platform": "linux/amd64"})
+        elif p == "/api":
+            d = copy.deepcopy(self.sim.discovery["api.json"])
+            for s in d.get("serverAddressByClientCIDRs", []):
+                s["serverAddress"] = "127.0.0.1:%d" % self.sim.api_port
+            self.send_json(200, d)
+        elif p == "/apis":
+            d = copy.deepcopy(self.sim.discovery["apis.json"])
+            if self.sim.metrics_api:
+                d["groups"].append({"name": "metrics.k8s.io",
+                                    "versions": [{"groupVersion": "metrics.k8s.io/v1beta1",
+                                                  "version": "v1beta1"}],
+                                    "preferredVersion": {"groupVersion": "metrics.k8s.io/v1beta1",
+                                                         "version": "v1beta1"}})
+            self.send_json(200, d)
+        elif p == "/api/v1":
+            self.send_json(200, self.sim.discovery["api-v1-resources.json"])
+        elif p == "/apis/events.k8s.io":
+            gv = {"groupVersion": "events.k8s.io/v1", "version": "v1"}
+            self.send_json(200, {"kind": "APIGroup", "apiVersion": "v1", "name": "events.k8s.io",
+                                 "versions": [gv], "preferredVersion": gv})
+        elif p == "/apis/events.k8s.io/v1":
+            self.send_json(200, {"kind": "APIResourceList", "apiVersion": "v1",
+                                 "groupVersion": "events.k8s.io/v1",
+                                 "resources": [{"name": "events", "singularName": "event",
+                                                "namespaced": True, "kind": "Event",
+                                                "verbs": ["create", "delete", "deletecollection",
+                                                          "get", "list", "patch", "update",
+                                                          "watch"],
+                                                "shortNames": ["ev"],
+                                                "storageVersionHash": "r2yiGXH7wu8="}]})
+        elif self.group_discovery(p):
+            pass
+        elif p in ("/healthz", "/livez", "/readyz"):
+            self.send_text(200, "ok", apf=False)
+        elif p.startswith("/apis/metrics.k8s.io") and self.sim.metrics_api:
+            self.serve_metrics(p)
+        elif p.startswith("/api/") or (p.startswith("/apis/") and p.split("/")[2] in
+                                       {g["name"] for g in self.sim.discovery["apis.json"]["groups"]}):
+            self.send_status(404, "the server could not find the requested resource", details={})
+        else:
+            # unknown groups (metrics.k8s.io without metrics-server) and paths
+            self.send_text(404, "404 page not found\n")
+
+    def group_discovery(self, p):
+        """/apis/GROUP and /apis/GROUP/VERSION for the groups /apis advertises
+        (their resources are not simulated: an empty resource list)."""
+        parts = [x for x in p.split("/") if x]
+        if parts[:1] != ["apis"] or len(parts) not in (2, 3):
+            return False
+        for g in self.sim.discovery["apis.json"]["groups"]:
+            if g["name"] != parts[1]:
+                continue
+            if len(parts) == 2:
+                self.send_json(200, {"kind": "APIGroup", "apiVersion": "v1", "name": g["name"],
+                                     "versions": g["versions"],
+                                     "preferredVersion": g["preferredVersion"]})
+                return True
+            for v in g["versions"]:
+                if v["version"] == parts[2]:
+                    self.send_json(200, {"kind": "APIResourceList", "apiVersion": "v1",
+                                         "groupVersion": v["groupVersion"], "resources": []})
+                    return True
+        return False
+
+    # ---- metrics.k8s.io (only with --metrics-api) ----
+
+    def serve_metrics(self, p):
+        self.resource_name = "metrics.k8s.io"
+        now = rfc3339()
+        st = self.sim.store
+        if p == "/apis/metrics.k8s.io":
+            gv = {"groupVersion": "metrics.k8s.io/v1beta1", "version": "v1beta1"}
+            self.send_json(200, {"kind": "APIGroup", "apiVersion": "v1", "name": "metrics.k8s.io",
+                                 "versions": [gv], "preferredVersion": gv})
+            return
+        if p == "/apis/metrics.k8s.io/v1beta1":
+            self.send_json(200, {"kind": "APIResourceList", "apiVersion": "v1",
+                                 "groupVersion": "metrics.k8s.io/v1beta1", "resources": [
+                                     {"name": "nodes", "singularName": "", "namespaced": False,
+                                      "kind": "NodeMetrics", "verbs": ["get", "list"]},
+                                     {"name": "pods", "singularName": "", "namespaced": True,
+                                      "kind": "PodMetrics", "verbs": ["get", "list"]}]})
+            return
+        m = re.match(r"^/apis/metrics\.k8s\.io/v1beta1/(?:namespaces/([^/]+)/)?(nodes|pods)$", p)
+        if not m:
+            self.send_text(404, "404 page not found\n")
+            return
+        ns, what = m.group(1), m.group(2)
+        items = []
+        with st.lock:
+            objs = list(st.live[what].values())
+        for o in sorted(objs, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])):
+            if ns is not None and o["metadata"].get("namespace") != ns:
+                continue
+            meta = {"name": o["metadata"]["name"], "creationTimestamp": now,
+                    "labels": o["metadata"].get("labels") or {}}
+            if what == "pods":
+                meta["namespace"] = o["metadata"]["namespace"]
+                usage = (o["metadata"].get("annotations") or {}).get("kubesim/usage")
+                cpu, mem = (usage or "10m,32Mi").split(",")
+                items.append({"metadata": order_meta(meta), "timestamp": now, "window": "15s",
+                              "containers": [{"name": c["name"], "usage": {"cpu": cpu, "memory": mem}}
+                                             for c in (o.get("spec") or {}).get("containers", [])]})
+            else:
+                items.append({"metadata": order_meta(meta), "timestamp": now, "window": "20s",
+                              "usage": {"cpu": "250m", "memory": "2048Mi"}})
+        kind = "NodeMetricsList" if what == "nodes" else "PodMetricsList"
+        self.send_json(200, {"kind": kind, "apiVersion": "metrics.k8s.io/v1beta1",
+                             "metadata": {}, "items": items})
+
+    # ---- resources ----
+
+    def forbidden(self, ident, ri, ns, name):
+        denied = ident["deny"]
+        verb = self.verb
+        names = {ri.name if not ri.group else ri.stat_name, ri.qualified, "*"}
+        if not any(("%s %s" % (v, r)) in denied for v in (verb, "*") for r in names):
+            return False
+        scope = ('in the namespace "%s"' % ns) if ns is not None else "at the cluster scope"
+        who = '%s "%s"' % (ri.name if not ri.group else ri.qualified, name) if name else \
+            (ri.name if not ri.group else ri.qualified)
+        msg = '%s is forbidden: User "%s" cannot %s resource "%s" in API group "%s" %s' % (
+            who, ident["user"], verb, ri.name, ri.group, scope)
+        details = {}
+        if name:
+            details["name"] = name
+        if ri.group:
+            details["group"] = ri.group
+        details["kind"] = ri.name
+        self.send_status(403, msg, details=details)
+        return True
+
+    def serve_resource(self, route, ident):
+        if route[0] == "unknown":
+            self.resource_name = "unknown"
+            self.send_status(404, "the server could not find the requested resource", details={})
+            return
+        ri, ns, name, watch_path = route
+        if self.command not in ("GET", "HEAD"):
+            self.send_status(405, "the server does not allow this method on the requested resource")
+            return
+        if self.forbidden(ident, ri, ns, name):
+            return
+        if self.verb == "get":
+            self.serve_get(ri, ns, name)
+        elif self.verb == "list":
+            self.serve_list(ri, ns)
+        else:
+            self.serve_watch(ri, ns, name)
+
+    def _int_param(self, key):
+        v = self.query.get(key)
+        if v is None or v == "":
+            return None
+        try:
+            return int(v)
+        except ValueError:
+            raise BadRequest('strconv.ParseInt: parsing "%s": invalid syntax' % v)
+
+    def _rv_param(self):
+        v = self.query.get("resourceVersion")
+        if v is None or v == "":
+            return None
+        try:
+            n = int(v)
+            if n < 0:
+                raise ValueError
+            return n
+        except ValueError:
+            raise BadRequest('invalid resource version "%s"' % v) from None
+
+    def _filter(self, ri, ns):
+        return Filter(ri, ns, parse_field_selector(ri, self.query.get("fieldSelector", "")),
+                      parse_label_selector(self.query.get("labelSelector", "")))
+
+    def serve_get(self, ri, ns, name):
+        st = self.sim.store
+        if ri.namespaced and ns is None:
+            self.send_status(404, "the server could not find the requested resource", details={})
+            return
+        key = "%s/%s" % (ns, name) if ri.namespaced else name
+        with st.lock:
+            obj = st.get(ri.store, key)
+        if obj is None:
+            what = ri.name if not ri.group else ri.qualified
+            details = {"name": name}
+            if ri.group:
+                details["group"] = ri.group
+            details["kind"] = ri.name
+            self.send_status(404, '%s "%s" not found' % (what, name), details=details)
+            return
+        self.send_json(200, render(ri, obj, True))
+
+    def too_large(self, rv, cur):
+        self.send_status(504, "Too large resource version: %d, current: %d" % (rv, cur),
+                         reason="Timeout",
+                         details={"causes": [{"reason": "ResourceVersionTooLarge",
+                                              "message": "Too large resource version"}],
+                                  "retryAfterSeconds": 1})
+
+    def serve_list(self, ri, ns):
+        st = self.sim.store
+        limit = self._int_param("limit")
+        flt = self._filter(ri, ns)
+        cont = self.query.get("continue") or None
+        rv = self._rv_param()
+        rvm = self.query.get("resourceVersionMatch") or None
+        self._int_param("timeoutSeconds")
+        if rvm not in (None, "NotOlderThan", "Exact"):
+            raise BadRequest('resourceVersionMatch: Unsupported value: "%s": supported values: '
+                             '"Exact", "NotOlderThan"' % rvm)
+        if cont and rv is not None:
+            raise BadRequest("specifying resource version is not allowed when using continue")
+        if rvm and rv is None:
+            raise BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
+        if rvm == "Exact" and rv == 0:
+            raise BadRequest('resourceVersionMatch "exact" is forbidden for resourceVersion "0"')
+        prefix = ("%s/" % ns) if (ri.namespaced and ns is not None) else ""
+        start = None
+        at_rv = None
+        if cont:
+            try:
+                raw = base64.urlsafe_b64decode(cont + "=" * (-len(cont) % 4))
+                tok = json.loads(raw)
+                if tok.get("v") != "meta.k8s.io/v1":
+                    raise BadRequest("continue key is not valid: server does not recognize this "
+                                     "encoded version")
+                start = tok["start"]
+                tok_rv = int(tok["rv"])
+                if not isinstance(start, str) or "/.." in start or start.startswith(".."):
+                    raise ValueError
+            except BadRequest:
+                raise
+            except Exception as e:
+                raise BadRequest("continue key is not valid: %s" % e) from None
+            with st.lock:
+                if tok_rv != -1 and tok_rv < st.compacted:
+                    newtok = base64.urlsafe_b64encode(dumps_compact(
+                        {"v": "meta.k8s.io/v1", "rv": -1, "start": start}).encode()
+                    ).decode().rstrip("=")
+                    self.send_status(410, EXPIRED_CONTINUE_MSG, reason="Expired",
+                                     metadata={"continue": newtok})
+                    return
+            at_rv = tok_rv if tok_rv != -1 else None
+        if rv is not None and rv > 0:
+            with st.lock:
+                cur = st.rv
+            if rv > cur and not st.wait_for_rv(rv, 3.0):
+                self.too_large(rv, cur)
+                return
+            if rvm == "Exact":
+                with st.lock:
+                    if rv < st.compacted:
+                        self.send_status(410, "The resourceVersion for the provided list is too old.",
+                                         reason="Expired")
+                        return
+                at_rv = rv
+        # the watch cache serves resourceVersion=0 (and ignores limit)
+        if ri.cached and rv == 0 and not cont:
+            limit = None
+        if limit is not None and limit <= 0:
+            limit = None
+        items, list_rv, more, last_key, remaining = [], None, False, None, None
+        with st.lock:
+            list_rv = at_rv if at_rv is not None else st.rv
+            keys = st.keys[ri.store]
+            i = bisect.bisect_left(keys, prefix + start) if start is not None else \
+                bisect.bisect_left(keys, prefix)
+            n = len(keys)
+            while i < n:
+                k = keys[i]
+                if prefix and not k.startswith(prefix):
+                    break
+                obj = st.at(ri.store, k, list_rv) if at_rv is not None else st.live[ri.store].get(k)
+                i += 1
+                if obj is None or not flt.match(obj):
+                    continue
+                if limit is not None and len(items) >= limit:
+                    more = True
+                    i -= 1
+                    break
+                items.append(obj)
+                last_key = k
+            if more and flt.empty:
+                remaining = 0
+                while i < n:
+                    k = keys[i]
+                    if prefix and not k.startswith(prefix):
+                        break
+                    obj = st.at(ri.store, k, list_rv) if at_rv is not None else st.live[ri.store].get(k)
+                    if obj is not None:
+                        remaining += 1
+                    i += 1
+        meta = {"resourceVersion": str(list_rv)}
+        if more:
+            rel = last_key[len(prefix):]
+            meta["continue"] = base64.urlsafe_b64encode(dumps_compact(
+                {"v": "meta.k8s.io/v1", "rv": list_rv, "start": rel + "\u0000"}).encode()
+            ).decode().rstrip("=")
+            if remaining is not None:
+                meta["remainingItemCount"] = remaining
+        body = {"kind": ri.kind + "List", "apiVersion": ri.api_version, "metadata": meta,
+                "items": [render(ri, o, False) for o in items]}
+        self.send_json(200, body)
+
+    # ---- watch ----
+
+    def write_chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def event_line(self, ri, etype, obj):
+        return (dumps_compact({"type": etype, "object": render(ri, obj, True)}) + "\n").encode()
+
+    def entry_line(self, ri, ent, flt):
+        """The line for a log entry as this watcher sees it, or None when filtered out."""
+        if flt.empty:
+            etype, obj = ent.type, ent.obj
+        else:
+            cur = ent.obj if ent.type != "DELETED" else None
+            now_m = flt.match(ent.obj) if ent.type != "DELETED" else False
+            was_m = flt.match(ent.prev) if ent.prev is not None else False
+            if ent.type == "DELETED":
+                if not flt.match(ent.obj):
+                    return None
+                etype, obj = "DELETED", ent.obj
+            elif now_m and was_m:
+                etype, obj = "MODIFIED", cur
+            elif now_m:
+                etype, obj = "ADDED", cur
+            elif was_m:
+                # left the selection: DELETED with the old object at the new rv
+                obj = dict(ent.prev)
+                obj["metadata"] = dict(ent.prev["metadata"], resourceVersion=ent.obj["metadata"]["resourceVersion"])
+                return self.event_line(ri, "DELETED", obj)
+            else:
+                return None
+        key = (ri.group, etype)
+        line = ent.cache.get(key)
+        if line is None:
+            line = self.event_line(ri, etype, obj)
+            ent.cache[key] = line
+        return line
+
+    def serve_watch(self, ri, ns, name):
+        sim = self.sim
+        st = sim.store
+        flt = self._filter(ri, ns)
+        if name is not None:
+            if ri.namespaced and ns is None:
+                self.send_status(404, "the server could not find the requested resource", details={})
+                return
+            flt.field_reqs.append(("metadata.name", True, name))
+        rv = self._rv_param()
+        timeout = self._int_param("timeoutSeconds")
+        self._int_param("limit")
+        bookmarks = self.query.get("allowWatchBookmarks") in ("1", "true", "True") and ri.cached
+        if self.query.get("sendInitialEvents") not in (None, ""):
+            raise BadRequest("sendInitialEvents is forbidden for watch unless the WatchList "
+                             "feature gate is enabled")
+        max_t = sim.args.watch_max_timeout
+        # --watch-max-timeout caps every watch (the real server's --min-request-timeout
+        # only applies when the client sends no timeoutSeconds)
+        if timeout is None or timeout <= 0:
+            timeout = max_t
+        timeout = min(timeout, max_t)
+        if ri.cached and rv is not None and rv > 0:
+            with st.lock:
+                cur = st.rv
+            if rv > cur and not st.wait_for_rv(rv, 3.0):
+                self.too_large(rv, cur)
+                return
+        w = Watcher(ri, flt, bookmarks)
+        initial, replay, too_old = [], [], None
+        with st.lock:
+            if rv is None or rv == 0:
+                for k in st.keys[ri.store]:
+                    o = st.live[ri.store].get(k)
+                    if o is not None and flt.match(o):
+                        initial.append(o)
+            elif rv < st.compacted:
+                too_old = st.compacted
+            else:
+                i = bisect.bisect_right(st.log_rvs, rv)
+                replay = [e for e in st.log[i:] if e.store == ri.store]
+            if too_old is None:
+                st.watchers.add(w)
+                with sim.lock:
+                    sim.watches_total += 1
+        self._start(200, chunked=True)
+        self.code = 200
+        w.sock = self.connection
+        sent = 0
+        try:
+            if too_old is not None:
+                msg = ("The resourceVersion for the provided watch is too old." if not ri.cached
+                       else "too old resource version: %d (%d)" % (rv, too_old))
+                self.write_chunk((dumps_compact({"type": "ERROR", "object": status_obj(
+                    410, msg, reason="Expired")}) + "\n").encode())
+                self.wfile.write(b"0\r\n\r\n")
+                return
+            deadline = time.monotonic() + timeout
+            freq = sim.args.bookmark_interval
+
+            def next_bookmark(now):
+                t = now + freq
+                pre = deadline - 2
+                if pre < t:
+                    t = pre
+                return t if t >= now else None
+
+            bm_at = next_bookmark(time.monotonic()) if bookmarks else None
+            was_stalled = False
+            for o in initial:
+                if self._watch_interrupted(w):
+                    return
+                line = self.event_line(ri, "ADDED", o)
+                self.write_chunk(line)
+                w.last_line = line
+                sent += 1
+            for e in replay:
+                if self._watch_interrupted(w):
+                    return
+                line = self.entry_line(ri, e, flt)
+                if line is not None:
+                    self.write_chunk(line)
+                    w.last_line = line
+                    sent += 1
+            while True:
+                if self._watch_interrupted(w):
+                    return
+                now = time.monotonic()
+                if sim.stall.is_set():
+                    was_stalled = True
+                if now >= deadline:
+                    if sim.stall.is_set():
+                        # a stalled stream (fault) stays silent, without its end chunk
+                        deadline = now + 0.5
+                    elif was_stalled and w.queue:
+                        pass        # the stall ended: deliver what it held back, then end
+                    else:
+                        break
+                with w.cond:
+                    stalled = sim.stall.is_set()
+                    if (not w.queue or stalled) and not w.drop and not w.overflow:
+                        wait = deadline - now
+                        if bm_at is not None:
+                            wait = min(wait, max(0.0, bm_at - now))
+                        w.cond.wait(min(wait, 1.0))
+                    items = []
+                    if not stalled:
+                        while w.queue and len(items) < 256:
+                            items.append(w.queue.popleft())
+                    overflow = w.overflow and not w.queue and not stalled
+                if self._watch_interrupted(w, items):
+                    return
+                for it in items:
+                    if isinstance(it, tuple):        # ("BOOKMARK", rv)
+                        line = (dumps_compact({"type": "BOOKMARK",
+                                               "object": bookmark_object(ri, str(it[1]))})
+                                + "\n").encode()
+                    else:
+                        line = self.entry_line(ri, it, flt)
+                        if line is None:
+                            continue
+                    self.write_chunk(line)
+                    w.last_line = line
+                    sent += 1
+                if overflow:
+                    break          # fell too far behind: end the stream (client resumes)
+                if bm_at is not None and time.monotonic() >= bm_at and not sim.stall.is_set():
+                    with st.lock:
+                        # queued under the store lock: after every event up to st.rv
+                        w.push(("BOOKMARK", st.rv), 1 << 62)
+                    bm_at = next_bookmark(time.monotonic())
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, socket.timeout, OSError):
+            self.close_connection = True
+        finally:
+            with st.lock:
+                st.watchers.discard(w)
+            with sim.lock:
+                sim.watch_events_sent += sent
+            w.closed.set()
+
+    def _watch_interrupted(self, w, pending=None):
+        """Handle a drop fault; True when the stream is over."""
+        if not w.drop:
+            return False
+        self.close_connection = True
+        try:
+            if w.drop == "mid_line":
+                line = None
+                for it in (pending or []):
+                    if not isinstance(it, tuple):
+                        line = self.entry_line(w.ri, it, w.filter)
+                        if line:
+                            break
+                if line is None:
+                    with w.cond:
+                        while w.queue and line is None:
+                            it = w.queue.popleft()
+                            if not isinstance(it, tuple):
+                                line = self.entry_line(w.ri, it, w.filter)
+                line = line or w.last_line or b'{"type":"ADDED","object":{"kind":"%s","apiVersion":"%s","metadata":{}}}\n' % (
+                    w.ri.kind.encode(), w.ri.api_version.encode())
+                half = max(1, len(line) // 2)
+                self.wfile.write(b"%x\r\n%s" % (len(line), line[:half]))
+        except OSError:
+            pass
+        try:
+            socket.socket.shutdown(self.connection, socket.SHUT_RDWR)
+        except OSError:
+            pass
+        return True
+
+
+class TLSServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False      # open watches must not delay exit
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, addr, handler, ctx):
+        self.ctx = ctx
+        super().__init__(addr, handler)
+
+    def finish_request(self, request, client_address):
+        # TLS handshake in the connection's own thread, never in accept()
+        try:
+            request.settimeout(30)
+            tls = self.ctx.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        finally:
+            try:
+                tls.close()
+            except OSError:
+                pass
+
+    def handle_error(self, request, client_address):
+        pass
+
+
+# --------------------------------------------------------------------------
+# Control server (plain HTTP)
+
+class ControlError(Exception):
+    def __init__(self, code, msg):
+        super().__init__(msg)
+        self.code = code
+
+
+class ControlHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    sim = None
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def reply(self, code, obj):
+        body = (json.dumps(obj) + "\n").encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        if n > 64 << 20:
+            raise ControlError(413, "body too large")
+        raw = self.rfile.read(n) if n else b""
+        if not raw:
+            return {}
+        try:
+            d = json.loads(raw)
+        except ValueError as e:
+            raise ControlError(400, "bad JSON: %s" % e)
+        if not isinstance(d, dict):
+            raise ControlError(400, "body must be a JSON object")
+        return d
+
+    def handle_method(self, method):
+        url = urllib.parse.urlsplit(self.path)
+        q = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+        try:
+            body = self.body() if method in ("POST", "PUT") else {}
+            code, out = self.sim_control(method, url.path.rstrip("/") or "/", q, body)
+            self.reply(code, out)
+        except ControlError as e:
+            self.reply(e.code, {"error": str(e)})
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except Exception as e:  # keep the simulator alive; report the bug
+            self.reply(500, {"error": "%s: %s" % (type(e).__name__, e)})
+
+    def do_GET(self):
+        self.handle_method("GET")
+
+    def do_POST(self):
+        self.handle_method("POST")
+
+    def do_PUT(self):
+        self.handle_method("PUT")
+
+    def do_DELETE(self):
+        self.handle_method("DELETE")
+
+    @staticmethod
+    def resource(name):
+        ri = CONTROL_RESOURCES.get(name or "")
+        if ri is None:
+            raise ControlError(400, "unknown resource %r (namespaces, nodes, pods, events, "
+                                    "events.k8s.io)" % name)
+        return ri
+
+    def sim_control(self, method, path, q, body):
+        sim = self.sim
+        st = sim.store
+        if path == "/objects":
+            if method == "GET":
+                ri = self.resource(q.get("resource"))
+                with st.lock:
+                    objs = [st.live[ri.store][k] for k in st.keys[ri.store] if k in st.live[ri.store]]
+                    rv = str(st.rv)
+                ns = q.get("namespace")
+                items = [render(ri, o, True) for o in objs
+                         if ns is None or o["metadata"].get("namespace") == ns]
+                return 200, {"items": items, "resourceVersion": rv}
+            if method == "DELETE":
+                ri = self.resource(q.get("resource"))
+                key = self.key(ri, q.get("namespace"), q.get("name"))
+                try:
+                    return 200, render(ri, st.delete(ri.store, key), True)
+                except NotFound:
+                    raise ControlError(404, "%s %s not found" % (ri.name, key))
+            ri = self.resource(body.get("resource"))
+            obj = body.get("object")
+            if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict) \
+                    or not (obj["metadata"].get("name") or ri.store == "events"):
+                raise ControlError(400, "object with metadata.name required")
+            obj = copy.deepcopy(obj)
+            obj.pop("kind", None)
+            obj.pop("apiVersion", None)
+            if method == "POST":
+                if ri.store == "events":
+                    if ri.group == EVENTS_GROUP:
+                        obj = events_v1_to_core(obj)
+                        obj = sim.factory.fill_event(obj, api_version="events.k8s.io/v1")
+                    else:
+                        obj = sim.factory.fill_event(obj)
+                else:
+                    obj = sim.factory.fill(ri.store, obj)
+                if not ri.namespaced:
+                    obj["metadata"].pop("namespace", None)
+                try:
+                    return 200, render(ri, st.create(ri.store, obj), True)
+                except Conflict as e:
+                    raise ControlError(409, str(e))
+            if method == "PUT":
+                meta = obj["metadata"]
+                ns = meta.get("namespace") or ("default" if ri.namespaced else None)
+                key = self.key(ri, ns, meta.get("name"))
+                replace = bool(body.get("replace"))
+                manager = body.get("manager") or "kubectl-patch"
+                if ri.group == EVENTS_GROUP:
+                    raise ControlError(400, "modify events through resource \"events\"")
+
+                def fn(old):
+                    if replace:
+                        new = copy.deepcopy(obj)
+                    else:
+                        new = merge_patch(old, obj)
+                    nm = dict(new.get("metadata") or {})
+                    for k in ("uid", "creationTimestamp", "name", "namespace"):
+                        if k in old["metadata"]:
+                            nm[k] = old["metadata"][k]
+                    if "managedFields" not in meta:
+                        nm["managedFields"] = update_managed(old, new, manager)
+                    new["metadata"] = nm
+                    if ri.store == "events":
+                        new = normalize_core_event(new)
+                    return new
+                try:
+                    return 200, render(ri, st.update(ri.store, key, fn), True)
+                except NotFound:
+                    raise ControlError(404, "%s %s not found" % (ri.name, key))
+        if path == "/emit-events" and method == "POST":
+            ns = body.get("namespace") or "default"
+            n = int(body.get("count", 1))
+            if n < 0 or n > 1000000:
+                raise ControlError(400, "count out of range")
+            objs = [sim.factory.emitted_event(ns, i, body) for i in range(n)]
+            created = st.create_many("events", objs)
+            out = {"first_rv": created[0]["metadata"]["resourceVersion"] if created else None,
+                   "last_rv": created[-1]["metadata"]["resourceVersion"] if created else None,
+                   "count": len(created)}
+            if body.get("uids", n <= 1000):
+                out["uids"] = [o["metadata"]["uid"] for o in created]
+                out["names"] = [o["metadata"]["name"] for o in created]
+            return 200, out
+        if path == "/faults" and method == "POST":
+            if body.get("clear"):
+                with sim.lock:
+                    sim.faults = []
+                sim.stall.clear()
+                return 200, {"cleared": True}
+            out = {}
+            if "stall_watches" in body:
+                (sim.stall.set if body["stall_watches"] else sim.stall.clear)()
+                out["stalled"] = sim.stall.is_set()
+            if body.get("drop_watches"):
+                out["dropped"] = sim.drop_watches(bool(body.get("mid_line")))
+            if body.get("status") is not None:
+                try:
+                    f = Fault(body)
+                except (ValueError, TypeError, KeyError) as e:
+                    raise ControlError(400, "bad fault: %s" % e)
+                if f.verb not in (None, "get", "list", "watch"):
+                    raise ControlError(400, "verb must be get, list, watch or null")
+                with sim.lock:
+                    sim.faults.append(f)
+                out["installed"] = True
+            if not out:
+                raise ControlError(400, "nothing to do")
+            return 200, out
+        if path == "/compact" and method == "POST":
+            return 200, {"compacted": str(st.compact())}
+        if path == "/rotate-token" and method == "POST":
+            return 200, {"token": sim.rotate_token()}
+        if path == "/tokens" and method == "POST":
+            tok = body.get("token")
+            if not tok or not isinstance(tok, str):
+                raise ControlError(400, "token required")
+            deny = body.get("deny") or []
+            user = body.get("user") or "system:serviceaccount:default:limited"
+            with sim.lock:
+                sim.tokens[tok] = {"user": user, "deny": set(deny)}
+            return 200, {"token": tok, "user": user, "deny": deny}
+        if path == "/stats" and method == "GET":
+            return 200, sim.stats()
+        if path == "/requests" and method == "GET":
+            with sim.lock:
+                items = list(sim.recent)
+            if q.get("limit"):
+                items = items[-int(q["limit"]):]
+            return 200, {"items": items}
+        if path == "/metrics-api" and method == "POST":
+            sim.metrics_api = bool(body.get("enabled", True))
+            return 200, {"enabled": sim.metrics_api}
+        raise ControlError(404, "no such control endpoint: %s %s" % (method, path))
+
+    @staticmethod
+    def key(ri, ns, name):
+        if not name:
+            raise ControlError(400, "name required")
+        if ri.namespaced:
+            return "%s/%s" % (ns or "default", name)
+        return name
+
+
+def update_managed(old, new, manager):
+    """managedFields after an Update by `manager`: it takes the top-level
+    fields whose value changed from their previous owners."""
+    changed = sorted(k for k in set(old) | set(new)
+                     if k not in ("metadata",) and old.get(k) != new.get(k))
+    entries = [dict(e) for e in (old["metadata"].get("managedFields") or [])]
+    if not changed:
+        return entries
+    t = rfc3339()
+    for e in entries:
+        if e.get("manager") != manager and isinstance(e.get("fieldsV1"), dict):
+            e["fieldsV1"] = {k: v for k, v in e["fieldsV1"].items()
+                             if k[2:] not in changed}
+    entries = [e for e in entries if e.get("manager") == manager or e.get("fieldsV1")]
+    mine = None
+    for e in entries:
+        if e.get("manager") == manager and not e.get("subresource"):
+            mine = e
+    fields = {"f:" + k: {} for k in changed if k in new}
+    if mine is None:
+        entries.append(managed_entry(manager, t, fields))
+    else:
+        mine["time"] = t
+        mine["fieldsV1"] = dict(sorted(dict(mine.get("fieldsV1") or {}, **fields).items()))
+    return entries
+
+
+class ControlServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+
+# --------------------------------------------------------------------------
+# Start-up
+
+def write_kubeconfig(sim, ca_crt):
+    kc = """apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority: {ca}
+    server: https://127.0.0.1:{port}
+  name: kubesim
+contexts:
+- context:
+    cluster: kubesim
+    namespace: default
+    user: kubesim
+  name: kubesim
+current-context: kubesim
+preferences: {{}}
+users:
+- name: kubesim
+  user:
+    token: {token}
+""".format(ca=ca_crt, port=sim.api_port, token=sim.default_token)
+    write_file(os.path.join(sim.state_dir, "kubeconfig"), kc, 0o600)
+
+
+def parse_args(argv):
+    here = os.path.dirname(os.path.abspath(__file__))
+    p = argparse.ArgumentParser(description="simulated kube-apiserver")
+    p.add_argument("--state-dir", required=True)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--control-port", type=int, default=0)
+    p.add_argument("--seed", choices=("default", "empty"), default="default")
+    p.add_argument("--seed-node-lease", action="store_true",
+                   help="also create the kube-node-lease namespace")
+    p.add_argument("--node-name", default="node-a")
+    p.add_argument("--node-labels", default="")
+    p.add_argument("--node-provider-id", default="")
+    p.add_argument("--gitversion", default="v1.28.7")
+    p.add_argument("--bookmark-interval", type=float, default=60.0)
+    p.add_argument("--watch-max-timeout", type=float, default=1800.0)
+    p.add_argument("--history-limit", type=int, default=50000,
+                   help="changes kept for watch replay and continue tokens")
+    p.add_argument("--watch-queue-limit", type=int, default=100000,
+                   help="events queued for one watcher before it is closed as too slow")
+    p.add_argument("--metrics-api", action="store_true", help="serve metrics.k8s.io")
+    p.add_argument("--samples-dir", default=os.path.join(here, "..", "..", "..", "shared",
+                                                         "kube-api-samples"))
+    a = p.parse_args(argv)
+    if not os.path.isdir(a.samples_dir):
+        a.samples_dir = "/work/shared/kube-api-samples"
+    if a.bookmark_interval <= 0 or a.watch_max_timeout <= 0 or a.history_limit < 10:
+        p.error("intervals must be positive and --history-limit >= 10")
+    if not re.match(r"^v?\d+\.\d+", a.gitversion):
+        p.error("--gitversion must look like v1.28.7")
+    return a
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    os.makedirs(args.state_dir, exist_ok=True)
+    sim = Sim(args)
+    ca_crt, srv_crt, srv_key = make_certs(sim.state_dir)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(srv_crt, srv_key)
+    ctx.set_alpn_protocols(["http/1.1"])
+
+    ApiHandler.sim = sim
+    ControlHandler.sim = sim
+    api = TLSServer(("127.0.0.1", args.port), ApiHandler, ctx)
+    ctl = ControlServer(("127.0.0.1", args.control_port), ControlHandler)
+    sim.api_port = api.server_address[1]
+    sim.control_port = ctl.server_address[1]
+
+    sim.setup_tokens()
+    sim.seed()
+    sa = os.path.join(sim.state_dir, "serviceaccount")
+    with open(ca_crt, "rb") as f:
+        write_file(os.path.join(sa, "ca.crt"), f.read())
+    write_file(os.path.join(sa, "namespace"), "default")
+    write_kubeconfig(sim, ca_crt)
+    write_file(os.path.join(sim.state_dir, "ports.json"),
+               json.dumps({"api": sim.api_port, "control": sim.control_port}) + "\n")
+
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    for srv in (api, ctl):
+        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
+                         daemon=True).start()
+    sys.stdout.write("READY https://127.0.0.1:%d http://127.0.0.1:%d\n" %
+                     (sim.api_port, sim.control_port))
+    sys.stdout.flush()
+    while not stop.wait(1.0):
+        pass
+    for srv in (api, ctl):
+        srv.shutdown()
+        srv.server_close()
+    sim.log_file.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

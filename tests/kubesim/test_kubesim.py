@@ -1,0 +1,701 @@
+"""kubesim against the responses captured from a real kube-apiserver.
+
+Run: /usr/bin/python3 -m pytest -q tests/kubesim/test_kubesim.py
+"""
+
+import base64
+import copy
+import http.client
+import json
+import os
+import re
+import signal
+import sys
+import threading
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixtures import KubeSim, RawStream, complete_chunks, parse_chunked, wait_for  # noqa: E402
+
+SAMPLES = os.environ.get("CA_SAMPLES_DIR") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "kube-api-samples")
+if not os.path.isdir(SAMPLES):
+    SAMPLES = "/work/shared/kube-api-samples"
+
+
+def sample(name):
+    with open(os.path.join(SAMPLES, name), "rb") as f:
+        data = f.read()
+    if name.endswith(".json"):
+        try:
+            return json.loads(data)
+        except ValueError:
+            return data
+    if name.endswith(".jsonl"):
+        return [json.loads(x) for x in data.splitlines() if x.strip()]
+    return data
+
+
+def sample_http(name):
+    """(status line, [header names], body) of a captured .txt response."""
+    raw = sample(name).decode().replace("\r\n", "\n")
+    head, _, body = raw.partition("\n\n")
+    lines = head.split("\n")
+    return lines[0], [x.split(":", 1)[0] for x in lines[1:]], body
+
+
+def shape(o, path=""):
+    """The set of key paths of a JSON value (list items merged)."""
+    out = set()
+    if isinstance(o, dict):
+        for k, v in o.items():
+            p = "%s.%s" % (path, k)
+            out.add(p)
+            out |= shape(v, p)
+    elif isinstance(o, list):
+        for v in o:
+            out |= shape(v, path + "[]")
+    return out
+
+
+def decode_continue(tok):
+    return json.loads(base64.urlsafe_b64decode(tok + "=" * (-len(tok) % 4)))
+
+
+VOLATILE_META = ("uid", "resourceVersion", "creationTimestamp")
+
+
+def strip_volatile(o):
+    o = copy.deepcopy(o)
+    for k in VOLATILE_META:
+        o["metadata"].pop(k, None)
+    for e in o["metadata"].get("managedFields", []):
+        e.pop("time", None)
+    return o
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    eks_labels = {k: v for k, v in sample("node-eks-ready.json")["metadata"]["labels"].items()
+                  if not k.startswith("kubernetes.io/")}
+    with KubeSim(tmp_path_factory.mktemp("shared"), bookmark_interval=1,
+                 node_labels=eks_labels,
+                 node_provider_id="aws:///eu-west-1a/i-0abc123def4567890") as s:
+        yield s
+
+
+# --------------------------------------------------------------------------
+# start-up
+
+def test_startup_files(sim):
+    with open(os.path.join(sim.state_dir, "ports.json")) as f:
+        ports = json.load(f)
+    assert sim.api_url == "https://127.0.0.1:%d" % ports["api"]
+    assert sim.control_url == "http://127.0.0.1:%d" % ports["control"]
+    kc = open(sim.kubeconfig).read()
+    assert "server: https://127.0.0.1:%d\n" % ports["api"] in kc
+    assert "certificate-authority: %s\n" % sim.ca_file in kc
+    assert "current-context: kubesim\n" in kc
+    assert "token: %s\n" % sim.token in kc
+    for f in ("token", "ca.crt", "namespace"):
+        assert os.path.exists(os.path.join(sim.sa_dir, f))
+    assert open(os.path.join(sim.sa_dir, "token")).read().strip() == sim.token
+    assert open(os.path.join(sim.sa_dir, "ca.crt")).read() == open(sim.ca_file).read()
+
+
+def test_sigterm_exits_cleanly(tmp_path):
+    s = KubeSim(tmp_path, seed="empty").start()
+    t = threading.Thread(target=s.raw_request, args=("/api/v1/pods?watch=1",), daemon=True)
+    t.start()
+    assert wait_for(lambda: s.stats()["open_watches"] == 1)
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(10) == 0      # an open watch does not hold it up
+    t.join(10)
+    s.stop()
+
+
+# --------------------------------------------------------------------------
+# discovery and plain GETs
+
+def check_api_headers(headers, apf=True):
+    assert headers["content-type"] == "application/json"
+    assert headers["cache-control"] == "no-cache, private"
+    assert re.match(r"^[0-9a-f-]{36}$", headers["audit-id"])
+    assert headers["date"].endswith(" GMT")
+    assert ("x-kubernetes-pf-flowschema-uid" in headers) == apf
+    assert ("x-kubernetes-pf-prioritylevel-uid" in headers) == apf
+    assert "server" not in headers
+
+
+def test_version(sim):
+    status, headers, body = sim.api_get("/version")
+    assert status == 200
+    check_api_headers(headers)
+    v = json.loads(body)
+    assert list(v) == list(sample("version.json"))
+    assert v["gitVersion"] == "v1.28.7" and v["major"] == "1" and v["minor"] == "28"
+
+
+def test_gitversion_option(tmp_path):
+    with KubeSim(tmp_path, gitversion="v1.29.3-eks-abcdef", seed="empty") as s:
+        v = s.api_json("/version")
+        assert v["gitVersion"] == "v1.29.3-eks-abcdef" and v["minor"] == "29"
+
+
+def test_discovery_matches_samples(sim):
+    api = sim.api_json("/api")
+    want = sample("api.json")
+    want["serverAddressByClientCIDRs"][0]["serverAddress"] = "127.0.0.1:%d" % sim.api_port
+    assert api == want
+    assert sim.api_json("/apis") == sample("apis.json")
+    assert sim.api_json("/api/v1") == sample("api-v1-resources.json")
+    ev = sim.api_json("/apis/events.k8s.io/v1")
+    assert ev["groupVersion"] == "events.k8s.io/v1"
+    assert [r["name"] for r in ev["resources"]] == ["events"]
+
+
+def test_pretty_for_curl_compact_otherwise(sim):
+    _, _, body = sim.api_get("/version", headers={"User-Agent": "curl/8.5.0"})
+    assert body.startswith(b'{\n  "major": "1",') and body.endswith(b"}\n")
+    _, _, body = sim.api_get("/version", headers={"User-Agent": "collect-agent/0.1"})
+    assert body.startswith(b'{"major":"1",') and body.endswith(b"}\n")
+
+
+def test_keepalive(sim):
+    conn = http.client.HTTPSConnection("127.0.0.1", sim.api_port, context=sim.ssl_context())
+    for _ in range(3):
+        conn.request("GET", "/api/v1/namespaces", headers={"Authorization": "Bearer " + sim.token})
+        r = conn.getresponse()
+        assert r.status == 200
+        json.loads(r.read())
+    conn.close()
+
+
+def test_namespace_kube_system_like_sample(sim):
+    ns = sim.api_json("/api/v1/namespaces/kube-system")
+    want = sample("namespace-kube-system.json")
+    assert shape(ns) == shape(want)
+    assert ns["metadata"]["uid"] == want["metadata"]["uid"]
+    assert strip_volatile(ns) == strip_volatile(want)
+    names = [n["metadata"]["name"] for n in sim.api_json("/api/v1/namespaces")["items"]]
+    assert names == ["default", "kube-public", "kube-system"]
+
+
+def test_node_like_sample(sim):
+    node = sim.api_json("/api/v1/nodes/node-a")
+    want = sample("node-eks-ready.json")
+    ours, theirs = shape(node), shape(want)
+    # the captured node had no kubelet: hence its not-ready taint; ours is Ready
+    # and carries the kubelet's attach/detach annotation
+    assert theirs - ours == {".spec.taints", ".spec.taints[].key", ".spec.taints[].effect"}
+    assert {p for p in ours - theirs if not p.startswith(".metadata.managedFields")} == {
+        ".metadata.annotations",
+        ".metadata.annotations.volumes.kubernetes.io/controller-managed-attach-detach",
+        ".status.daemonEndpoints.kubeletEndpoint.Port"} - theirs
+    assert node["metadata"]["labels"]["topology.kubernetes.io/zone"] == "eu-west-1a"
+    assert node["spec"]["providerID"] == "aws:///eu-west-1a/i-0abc123def4567890"
+    assert {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"] == "True"
+    lst = sim.api_json("/api/v1/nodes")
+    assert list(lst) == list(sample("list-nodes.json"))
+    assert "kind" not in lst["items"][0] and "apiVersion" not in lst["items"][0]
+
+
+def test_default_node_has_no_cloud_labels(tmp_path):
+    with KubeSim(tmp_path, node_name="worker-1") as s:
+        node = s.api_json("/api/v1/nodes/worker-1")
+        assert set(node["metadata"]["labels"]) == {"kubernetes.io/arch", "kubernetes.io/hostname",
+                                                   "kubernetes.io/os"}
+        assert "providerID" not in node["spec"]
+
+
+def test_pod_like_sample(sim):
+    want = sample("pod-crashloop-oomkilled.json")
+    obj = copy.deepcopy(want)
+    obj["metadata"]["namespace"] = "shape"
+    created = sim.create("pods", obj)
+    assert created["metadata"]["uid"] != want["metadata"]["uid"] or True
+    got = sim.api_json("/api/v1/namespaces/shape/pods/" + want["metadata"]["name"])
+    assert shape(got) == shape(want)
+    w = strip_volatile(want)
+    w["metadata"]["namespace"] = "shape"
+    assert strip_volatile(got) == w
+    # minimal pods get the server-side defaults of the sample pods
+    sim.create("pods", {"metadata": {"name": "mini", "namespace": "shape"},
+                        "spec": {"containers": [{"name": "web-1", "image": "registry.example/web:1.0"}]}})
+    mini = sim.api_json("/api/v1/namespaces/shape/pods/mini")
+    web1 = [p for p in sample("list-pods-page1.json")["items"] if p["metadata"]["name"] == "web-1"][0]
+    assert set(mini["spec"]) >= set(web1["spec"]) - {"volumes"}
+    assert mini["status"] == {"phase": "Pending", "qosClass": "BestEffort"}
+    assert mini["metadata"]["managedFields"]
+
+
+def test_get_not_found(sim):
+    status, headers, body = sim.api_get("/api/v1/namespaces/default/pods/nope")
+    assert status == 404
+    check_api_headers(headers)
+    assert json.loads(body) == {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                "status": "Failure", "message": 'pods "nope" not found',
+                                "reason": "NotFound", "details": {"name": "nope", "kind": "pods"},
+                                "code": 404}
+    status, _, body = sim.api_get("/api/v1/frobs")
+    assert status == 404 and json.loads(body)["reason"] == "NotFound"
+
+
+def test_metrics_api_absent(sim):
+    status, headers, body = sim.api_get("/apis/metrics.k8s.io/v1beta1/nodes")
+    assert status == 404
+    assert body == sample("metrics-api-absent-404.json")
+    assert "metrics.k8s.io" not in [g["name"] for g in sim.api_json("/apis")["groups"]]
+
+
+# --------------------------------------------------------------------------
+# authentication and authorization
+
+def test_401(sim):
+    want = sample("status-401.json")
+    for token in (None, "not-a-token"):
+        status, headers, body = sim.api_get("/api/v1/events", token=token)
+        assert status == 401
+        check_api_headers(headers, apf=False)
+        assert json.loads(body) == want
+
+
+def test_403(sim):
+    sim.add_token("limited-1", ["list events", "watch pods"],
+                  user="system:serviceaccount:capture:nopriv")
+    status, headers, body = sim.api_get("/api/v1/events", token="limited-1")
+    assert status == 403
+    check_api_headers(headers)
+    assert json.loads(body) == sample("status-403.json")
+    st = sim.api_json("/api/v1/namespaces/default/pods?watch=1", token="limited-1", expect=403)
+    assert st["message"] == ('pods is forbidden: User "system:serviceaccount:capture:nopriv" '
+                             'cannot watch resource "pods" in API group "" in the namespace "default"')
+    # what is not denied works
+    assert sim.api_json("/api/v1/pods", token="limited-1")["kind"] == "PodList"
+    st = sim.api_json("/apis/events.k8s.io/v1/events", token="limited-1")
+    assert st["kind"] == "EventList"
+
+
+def test_rotate_token(tmp_path):
+    with KubeSim(tmp_path, seed="empty") as s:
+        old = s.token
+        assert s.api_get("/api/v1/namespaces", token=old)[0] == 200
+        new = s.rotate_token()
+        assert new != old
+        assert s.token == new
+        assert open(os.path.join(s.sa_dir, "token")).read().strip() == new
+        assert s.api_get("/api/v1/namespaces", token=old)[0] == 401
+        assert s.api_get("/api/v1/namespaces", token=new)[0] == 200
+
+
+# --------------------------------------------------------------------------
+# events: the samples re-created through the control API
+
+def create_sample_events(s, ns="capture"):
+    page1 = sample("list-events-page1.json")["items"]
+    page2 = sample("list-events-page2.json")["items"]
+    k8s = sample("list-events-k8s-io-v1.json")["items"]
+    db0 = copy.deepcopy(k8s[0])
+    db0["metadata"]["namespace"] = ns
+    s.create("events.k8s.io", db0)
+    for ev in (page1[1], page2[0]):
+        ev = copy.deepcopy(ev)
+        ev["metadata"]["namespace"] = ns
+        for inv in (ev["involvedObject"],):
+            inv["namespace"] = ns
+        s.create("events", ev)
+    return page1, page2, k8s
+
+
+def test_event_pages_match_samples(tmp_path):
+    with KubeSim(tmp_path) as s:
+        page1, page2, _ = create_sample_events(s)
+        got1 = s.api_json("/api/v1/namespaces/capture/events?limit=2")
+        want1 = sample("list-events-page1.json")
+        assert shape(got1) == shape(want1)
+        assert list(got1["metadata"]) == ["resourceVersion", "continue", "remainingItemCount"]
+        assert got1["metadata"]["remainingItemCount"] == 1
+        assert [strip_volatile(i) for i in got1["items"]] == [strip_volatile(i) for i in page1]
+        tok = decode_continue(got1["metadata"]["continue"])
+        assert list(tok) == ["v", "rv", "start"]
+        assert tok["v"] == "meta.k8s.io/v1" and tok["rv"] == int(got1["metadata"]["resourceVersion"])
+        assert tok["start"] == page1[1]["metadata"]["name"] + "\u0000"
+        assert "=" not in got1["metadata"]["continue"]
+        got2 = s.api_json("/api/v1/namespaces/capture/events?limit=2&continue=" +
+                          got1["metadata"]["continue"])
+        assert shape(got2) == shape(sample("list-events-page2.json"))
+        assert got2["metadata"] == {"resourceVersion": got1["metadata"]["resourceVersion"]}
+        assert [strip_volatile(i) for i in got2["items"]] == [strip_volatile(i) for i in page2]
+        # the same events through events.k8s.io/v1
+        k8s = s.api_json("/apis/events.k8s.io/v1/namespaces/capture/events")
+        want = sample("list-events-k8s-io-v1.json")
+        assert shape(k8s) == shape(want)
+        assert [strip_volatile(i) for i in k8s["items"]] == [strip_volatile(i) for i in want["items"]]
+        for a, b in zip(k8s["items"], want["items"]):
+            assert list(a) == list(b)
+        # cluster-wide continue tokens carry namespace/name
+        c = s.api_json("/api/v1/events?limit=1")
+        assert decode_continue(c["metadata"]["continue"])["start"] == "capture/" + \
+            page1[0]["metadata"]["name"] + "\u0000"
+
+
+def test_emitted_events_realistic(sim):
+    out = sim.emit_events(namespace="emit", count=5, type="Warning", reason="BackOff",
+                          kind="Pod", name_prefix="p", count_field=3)
+    assert len(out["uids"]) == 5 and int(out["last_rv"]) - int(out["first_rv"]) == 4
+    items = sim.api_json("/api/v1/namespaces/emit/events")["items"]
+    assert [i["metadata"]["uid"] for i in items] == out["uids"]
+    want = sample("list-events-page1.json")["items"][1]
+    for ev in items:
+        assert list(ev) == list(want)
+        assert shape(ev) == shape(want)
+        assert ev["count"] == 3 and ev["type"] == "Warning" and ev["reason"] == "BackOff"
+        assert ev["involvedObject"]["kind"] == "Pod" and ev["involvedObject"]["name"].startswith("p-")
+        size = len(json.dumps({"type": "ADDED", "object": ev}, separators=(",", ":")))
+        assert 900 <= size <= 1600, size
+    big = sim.emit_events(namespace="emit-big", count=1500)
+    assert "uids" not in big and int(big["last_rv"]) - int(big["first_rv"]) == 1499
+
+
+# --------------------------------------------------------------------------
+# lists: pagination, 410, selectors
+
+def test_pagination_and_continue_expired(tmp_path):
+    with KubeSim(tmp_path, seed="empty") as s:
+        out = s.emit_events(namespace="burst", count=25)
+        seen, cont, pages, rv = [], None, 0, None
+        while True:
+            q = "/api/v1/events?limit=10" + ("&continue=" + cont if cont else "")
+            lst = s.api_json(q)
+            pages += 1
+            rv = rv or lst["metadata"]["resourceVersion"]
+            assert lst["metadata"]["resourceVersion"] == rv
+            seen += [i["metadata"]["uid"] for i in lst["items"]]
+            cont = lst["metadata"].get("continue")
+            if pages == 1:
+                first_cont = cont
+                # not visible in this list; sorted after its cursor
+                s.emit_events(namespace="burst", count=3, name_prefix="zz")
+            if not cont:
+                break
+        assert pages == 3 and sorted(seen) == sorted(out["uids"])
+        s.compact()
+        status, headers, body = s.api_get("/api/v1/events?limit=10&continue=" + first_cont)
+        line, names, wbody = sample_http("list-continue-expired-410.txt")
+        assert status == 410 and line == "HTTP/1.1 410 Gone"
+        check_api_headers(headers)
+        got, want = json.loads(body), json.loads(wbody)
+        assert shape(got) == shape(want)
+        assert {k: v for k, v in got.items() if k != "metadata"} == \
+            {k: v for k, v in want.items() if k != "metadata"}
+        tok = decode_continue(got["metadata"]["continue"])
+        assert tok["rv"] == -1 and tok["start"] == decode_continue(first_cont)["start"]
+        # the inconsistent remainder the new token offers
+        rest = s.api_json("/api/v1/events?limit=100&continue=" + got["metadata"]["continue"])
+        assert len(rest["items"]) == 28 - 10
+        # a fresh list works
+        assert len(s.api_json("/api/v1/events")["items"]) == 28
+
+
+def test_list_rv0_served_from_cache_ignores_limit(sim):
+    for i in range(3):
+        sim.create("pods", {"metadata": {"name": "cache-%d" % i, "namespace": "cache"},
+                            "spec": {"containers": [{"name": "c", "image": "x:1"}]}})
+    lst = sim.api_json("/api/v1/namespaces/cache/pods?limit=1&resourceVersion=0")
+    assert len(lst["items"]) == 3 and "continue" not in lst["metadata"]
+    lst = sim.api_json("/api/v1/namespaces/cache/pods?limit=1")
+    assert len(lst["items"]) == 1 and lst["metadata"]["continue"]
+    # events have no watch cache: limit applies
+    sim.emit_events(namespace="cache", count=3)
+    lst = sim.api_json("/api/v1/namespaces/cache/events?limit=1&resourceVersion=0")
+    assert len(lst["items"]) == 1
+
+
+def test_selectors(sim):
+    sim.emit_events(namespace="sel", count=2, type="Normal", reason="Pulled", name_prefix="a")
+    sim.emit_events(namespace="sel", count=3, type="Warning", reason="BackOff", name_prefix="b")
+    sim.emit_events(namespace="sel", count=1, type="Warning", reason="NodeNotReady", kind="Node",
+                    name="node-a")
+
+    def names(q):
+        return [i["metadata"]["name"] for i in sim.api_json(q)["items"]]
+    assert len(names("/api/v1/namespaces/sel/events?fieldSelector=type%3DNormal")) == 2
+    assert len(names("/api/v1/events?fieldSelector=metadata.namespace%3Dsel,type%3DWarning")) == 4
+    assert len(names("/api/v1/events?fieldSelector=metadata.namespace%3Dsel,reason!%3DBackOff")) == 3
+    assert len(names("/api/v1/namespaces/sel/events?fieldSelector=involvedObject.kind%3DNode")) == 1
+    one = names("/api/v1/namespaces/sel/events")[0]
+    assert names("/api/v1/events?fieldSelector=metadata.name%3D" + one) == [one]
+    assert len(names("/apis/events.k8s.io/v1/namespaces/sel/events?fieldSelector=regarding.kind%3DPod")) == 5
+    for i, (labels, node) in enumerate(((({"app": "web", "tier": "fe"}), "node-a"),
+                                        (({"app": "db"}), "node-b"), (({}), "node-a"))):
+        sim.create("pods", {"metadata": {"name": "lp-%d" % i, "namespace": "sel", "labels": labels},
+                            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x:1"}]}})
+    base = "/api/v1/namespaces/sel/pods?"
+    assert names(base + "labelSelector=app%3Dweb") == ["lp-0"]
+    assert names(base + "labelSelector=app!%3Dweb") == ["lp-1", "lp-2"]
+    assert names(base + "labelSelector=app") == ["lp-0", "lp-1"]
+    assert names(base + "labelSelector=!app") == ["lp-2"]
+    assert names(base + "labelSelector=app%20in%20(web,db),tier") == ["lp-0"]
+    assert names(base + "fieldSelector=spec.nodeName%3Dnode-a") == ["lp-0", "lp-2"]
+    status, headers, body = sim.api_get(base + "fieldSelector=spec.bogus%3Dx")
+    assert status == 400
+    check_api_headers(headers)
+    st = json.loads(body)
+    assert st["reason"] == "BadRequest" and st["code"] == 400 and st["kind"] == "Status"
+    assert sim.api_get(base + "limit=abc")[0] == 400
+    assert sim.api_get(base + "watch=1&timeoutSeconds=x")[0] == 400
+    assert sim.api_get(base + "continue=%%%")[0] == 400
+
+
+# --------------------------------------------------------------------------
+# watches
+
+WATCH_HEADER_NAMES = sample_http("watch-events-http11-headers.txt")[1]
+
+
+def check_watch_framing(raw):
+    status, headers, chunks, ended = parse_chunked(raw)
+    assert status == "HTTP/1.1 200 OK"
+    assert [h[0] for h in headers] == [h for h in WATCH_HEADER_NAMES if h]
+    hd = dict(headers)
+    assert hd["Content-Type"] == "application/json" and hd["Transfer-Encoding"] == "chunked"
+    events = []
+    for c in chunks:
+        # exactly one JSON line per chunk
+        assert c.endswith(b"\n") and c.count(b"\n") == 1, c[:200]
+        events.append(json.loads(c))
+    return events, ended
+
+
+def test_watch_raw_framing_replay_and_timeout(tmp_path):
+    with KubeSim(tmp_path) as s:
+        lst = s.api_json("/api/v1/events")
+        rv = lst["metadata"]["resourceVersion"]
+        create_sample_events(s)
+        ev = s.objects("events", namespace="capture")["items"][1]
+        s.modify("events", {"metadata": {"name": ev["metadata"]["name"], "namespace": "capture"},
+                            "count": 5, "lastTimestamp": "2026-11-22T00:26:06Z"})
+        s.delete("events", ev["metadata"]["name"], namespace="capture")
+        raw = s.raw_request("/api/v1/events?watch=1&resourceVersion=%s&timeoutSeconds=1" % rv)
+        events, ended = check_watch_framing(raw)
+        assert ended, raw[-100:]
+        assert raw.endswith(b"\r\n0\r\n\r\n")
+        assert [e["type"] for e in events] == ["ADDED", "ADDED", "ADDED", "MODIFIED", "DELETED"]
+        rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+        assert rvs == sorted(rvs) and len(set(rvs)) == 5
+        want = sample("watch-events-stream.jsonl")
+        for e in events:
+            assert list(e) == ["type", "object"]
+            assert list(e["object"])[:3] == ["kind", "apiVersion", "metadata"]
+        # kubelet-style events look like the captured kubelet-style ones
+        assert shape(events[1]) == shape(want[0])
+        assert shape(events[0]) == shape(want[5])
+        mod = events[3]["object"]
+        assert mod["count"] == 5
+        assert [m["manager"] for m in mod["metadata"]["managedFields"]] == ["kubectl-create",
+                                                                             "kubectl-patch"]
+        assert mod["metadata"]["managedFields"][1]["fieldsV1"] == {"f:count": {}, "f:lastTimestamp": {}}
+        assert "f:count" not in mod["metadata"]["managedFields"][0]["fieldsV1"]
+        # DELETED carries the last state with a new resourceVersion
+        assert events[4]["object"]["metadata"]["uid"] == mod["metadata"]["uid"]
+
+
+def test_watch_rv0_starts_with_synthetic_added(sim):
+    sim.emit_events(namespace="w0", count=4)
+    raw = sim.raw_request("/api/v1/namespaces/w0/events?watch=true&resourceVersion=0&timeoutSeconds=1")
+    events, ended = check_watch_framing(raw)
+    assert ended and [e["type"] for e in events] == ["ADDED"] * 4
+    raw = sim.raw_request("/api/v1/namespaces?watch=1&timeoutSeconds=1")
+    events, ended = check_watch_framing(raw)
+    assert ended and {e["object"]["metadata"]["name"] for e in events} >= {"default", "kube-system"}
+
+
+def test_watch_too_old(tmp_path):
+    with KubeSim(tmp_path) as s:
+        s.emit_events(namespace="old", count=3)
+        s.compact()
+        for path, sample_name in (("/api/v1/events", "watch-events-too-old.txt"),
+                                  ("/api/v1/pods", "watch-pods-too-old.txt")):
+            raw = s.raw_request(path + "?watch=1&resourceVersion=2&allowWatchBookmarks=true")
+            events, ended = check_watch_framing(raw)
+            line, names, body = sample_http(sample_name)
+            want = json.loads(body.strip().splitlines()[0])
+            assert ended and len(events) == 1
+            assert shape(events[0]) == shape(want)
+            assert events[0]["object"]["code"] == 410 and events[0]["object"]["reason"] == "Expired"
+            if "events" in path:
+                assert events[0] == want
+            else:
+                assert re.match(r"^too old resource version: 2 \(\d+\)$", events[0]["object"]["message"])
+        # from the compaction point on, replay works
+        st = s.stats()
+        raw = s.raw_request("/api/v1/events?watch=1&timeoutSeconds=1&resourceVersion=" +
+                            st["resource_version"])
+        events, ended = check_watch_framing(raw)
+        assert ended and events == []
+
+
+def test_bookmarks_on_pods_never_on_events(sim):
+    rv = sim.stats()["resource_version"]
+    streams = {r: RawStream(sim, "/api/v1/%s?watch=1&allowWatchBookmarks=true&timeoutSeconds=4"
+                               "&resourceVersion=%s" % (r, rv)) for r in ("pods", "events")}
+    try:
+        raws = {r: w.read_all() for r, w in streams.items()}
+    finally:
+        for w in streams.values():
+            w.close()
+    events, ended = check_watch_framing(raws["pods"])
+    assert ended
+    bms = [e for e in events if e["type"] == "BOOKMARK"]
+    assert bms, events
+    want = [e for e in sample("watch-pods-bookmarks.jsonl") if e["type"] == "BOOKMARK"][0]
+    for b in bms:
+        assert shape(b) == shape(want)
+        assert b["object"]["spec"] == want["object"]["spec"] and b["object"]["status"] == {}
+        assert b["object"]["metadata"]["creationTimestamp"] is None
+    events, ended = check_watch_framing(raws["events"])
+    assert ended and [e for e in events if e["type"] == "BOOKMARK"] == []
+
+
+def test_watch_selector_transitions(sim):
+    sim.create("pods", {"metadata": {"name": "tr", "namespace": "trans", "labels": {"app": "x"}},
+                        "spec": {"containers": [{"name": "c", "image": "x:1"}]}})
+    rv = sim.stats()["resource_version"]
+    sim.modify("pods", {"metadata": {"name": "tr", "namespace": "trans", "labels": {"app": "y"}}})
+    sim.modify("pods", {"metadata": {"name": "tr", "namespace": "trans", "labels": {"app": "x"}}})
+    raw = sim.raw_request("/api/v1/namespaces/trans/pods?watch=1&labelSelector=app%3Dx"
+                          "&timeoutSeconds=1&resourceVersion=" + rv)
+    events, _ = check_watch_framing(raw)
+    assert [e["type"] for e in events] == ["DELETED", "ADDED"]
+
+
+def test_live_watch_gets_new_events(sim):
+    rv = sim.stats()["resource_version"]
+    result = {}
+
+    def run():
+        result["raw"] = sim.raw_request("/api/v1/namespaces/live/events?watch=1&timeoutSeconds=3"
+                                        "&resourceVersion=" + rv)
+    t = threading.Thread(target=run)
+    t.start()
+    assert wait_for(lambda: sim.stats()["open_watches"] >= 1)
+    sim.emit_events(namespace="live", count=20)
+    t.join(20)
+    events, ended = check_watch_framing(result["raw"])
+    assert ended and len(events) == 20
+
+
+# --------------------------------------------------------------------------
+# faults
+
+def test_status_faults(sim):
+    sim.fault(status=429, count=2, retry_after=3, path_prefix="/api/v1/events", verb="list")
+    for _ in range(2):
+        status, headers, body = sim.api_get("/api/v1/events?limit=1")
+        assert status == 429 and headers["retry-after"] == "3"
+        check_api_headers(headers)
+        st = json.loads(body)
+        assert st["kind"] == "Status" and st["reason"] == "TooManyRequests" and st["code"] == 429
+        assert st["details"]["retryAfterSeconds"] == 3
+    assert sim.api_get("/api/v1/events?limit=1")[0] == 200
+    sim.fault(status=503, seconds=600, verb="watch")
+    assert sim.api_get("/api/v1/pods?watch=1&timeoutSeconds=1")[0] == 503
+    assert sim.api_get("/api/v1/pods")[0] == 200
+    sim.fault(clear=True)
+    assert sim.api_get("/api/v1/pods?watch=1&timeoutSeconds=1")[0] == 200
+    sim.fault(status=500, count=1)
+    status, _, body = sim.api_get("/version")
+    assert status == 500 and json.loads(body)["reason"] == "InternalError"
+    stats = sim.stats()
+    assert stats["statuses"]["429"] >= 2 and stats["statuses"]["503"] >= 1
+    assert stats["requests"]["list events"] >= 3
+
+
+@pytest.mark.parametrize("mid_line", [False, True])
+def test_drop_watches(sim, mid_line):
+    ns = "drop-mid" if mid_line else "drop"
+    sim.emit_events(namespace=ns, count=2)
+    w = RawStream(sim, "/api/v1/namespaces/%s/events?watch=1&timeoutSeconds=30" % ns)
+    try:
+        assert w.read_until(lambda d: complete_chunks(d) >= 2)
+        out = sim.fault(drop_watches=True, mid_line=mid_line)
+        assert out["dropped"] >= 1
+        raw = w.read_all()
+    finally:
+        w.close()
+    status, headers, chunks, ended = parse_chunked(raw)
+    assert not ended
+    assert sim.stats()["open_watches"] == 0
+    complete = [c for c in chunks if c.endswith(b"\n")]
+    assert len(complete) == 2
+    for c in complete:
+        assert json.loads(c)["type"] == "ADDED"
+    if mid_line:
+        assert len(chunks) == 3 and not chunks[-1].endswith(b"\n")
+        with pytest.raises(ValueError):
+            json.loads(chunks[-1])
+    else:
+        assert len(chunks) == 2
+
+
+def test_stats_and_requests(sim):
+    before = sim.stats()
+    sim.api_get("/api/v1/nodes")
+    after = sim.stats()
+    assert after["requests"]["list nodes"] == before["requests"].get("list nodes", 0) + 1
+    assert int(after["resource_version"]) >= int(before["resource_version"])
+    assert sim.requests(limit=1)[-1]["url"] == "/api/v1/nodes"
+
+
+def test_slow_watcher_is_ended_without_gap(tmp_path):
+    import socket
+    with KubeSim(tmp_path, seed="empty", watch_queue_limit=50) as s:
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.connect(("127.0.0.1", s.api_port))
+        tls = s.ssl_context().wrap_socket(raw, server_hostname="localhost")
+        tls.sendall(("GET /api/v1/events?watch=1&timeoutSeconds=60 HTTP/1.1\r\nHost: x\r\n"
+                     "Authorization: Bearer %s\r\nConnection: close\r\n\r\n" % s.token).encode())
+        assert wait_for(lambda: s.stats()["open_watches"] == 1)
+        # the reader reads nothing while 3000 events (~3.5 MB) are written
+        out = s.emit_events(namespace="slow", count=3000, uids=False)
+        first = int(out["first_rv"])
+        data = b""
+        tls.settimeout(30)
+        while True:
+            b = tls.recv(65536)
+            if not b:
+                break
+            data += b
+        tls.close()
+        status, headers, chunks, ended = parse_chunked(data)
+        assert ended                       # ended cleanly, like the real cacher
+        rvs = [int(json.loads(c)["object"]["metadata"]["resourceVersion"]) for c in chunks]
+        assert 0 < len(rvs) < 3000
+        assert rvs == list(range(first, first + len(rvs)))   # no gap before the end
+        # the client resumes from its last RV and gets the rest
+        raw2 = s.raw_request("/api/v1/events?watch=1&timeoutSeconds=1&resourceVersion=%d" % rvs[-1])
+        _, _, chunks2, ended2 = parse_chunked(raw2)
+        assert ended2 and len(chunks2) == 3000 - len(rvs)
+
+
+def test_stall_watches(sim):
+    rv = sim.stats()["resource_version"]
+    result = {}
+
+    def run():
+        result["raw"] = sim.raw_request("/api/v1/namespaces/stall/events?watch=1&timeoutSeconds=1"
+                                        "&resourceVersion=" + rv)
+    sim.fault(stall_watches=True)
+    try:
+        t = threading.Thread(target=run)
+        t.start()
+        assert wait_for(lambda: sim.stats()["open_watches"] >= 1)
+        sim.emit_events(namespace="stall", count=3)
+        assert sim.stats()["stalled"] is True
+    finally:
+        sim.fault(clear=True)
+    t.join(20)
+    events, ended = check_watch_framing(result["raw"])
+    assert ended and len(events) == 3
