@@ -13,6 +13,7 @@
  * it will find next time. Cloud metadata failures are not retried: they only
  * make that source hand over, because a metadata server that does not
  * answer in metadata_timeout is a metadata server that is not there. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,13 +53,46 @@ enum outcome { R_NEXT, R_PENDING, R_DONE };
 typedef void (*continuation)(struct ca_cluster *c, enum ca_err err, long status, const char *body,
                              size_t len);
 
-/* The record a request in flight carries. ca_cluster_free() detaches it
- * (c = NULL) because the kube client offers no cancel for one-shot requests;
- * the response callback then only frees it. */
+/* The record a request in flight carries. The kube client offers no cancel
+ * for one-shot requests, so ca_cluster_free() cannot take it back: it
+ * detaches the record (c = NULL) onto the orphans list below, and the
+ * response callback, if it ever comes, unlinks and frees it. If the kube
+ * client is freed first it drops the callback, and the record stays on the
+ * list: reachable, a few bytes, and never a use after free whichever of
+ * the two the agent frees first. */
 struct pending {
 	struct ca_cluster *c;
 	continuation next;
+	struct pending *prev, *next_orphan;
 };
+
+/* Detached records of every detector in the process; several loops (tests)
+ * may run detectors on different threads, hence the lock. */
+static pthread_mutex_t orphans_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pending *orphans;
+
+static void orphan_add(struct pending *p)
+{
+	pthread_mutex_lock(&orphans_lock);
+	p->prev = NULL;
+	p->next_orphan = orphans;
+	if (orphans)
+		orphans->prev = p;
+	orphans = p;
+	pthread_mutex_unlock(&orphans_lock);
+}
+
+static void orphan_remove(struct pending *p)
+{
+	pthread_mutex_lock(&orphans_lock);
+	if (p->prev)
+		p->prev->next_orphan = p->next_orphan;
+	else if (orphans == p)
+		orphans = p->next_orphan;
+	if (p->next_orphan)
+		p->next_orphan->prev = p->prev;
+	pthread_mutex_unlock(&orphans_lock);
+}
 
 /* The agent's own Node, folded at once into what the sources use. */
 struct node_facts {
@@ -203,9 +237,13 @@ static void on_response(void *arg, enum ca_err err, long status, const char *bod
 	struct pending *p = arg;
 	struct ca_cluster *c = p->c;
 	continuation next = p->next;
+	if (!c) {
+		/* The cluster was freed meanwhile. */
+		orphan_remove(p);
+		free(p);
+		return;
+	}
 	free(p);
-	if (!c)
-		return; /* the cluster was freed meanwhile */
 	c->pending = NULL;
 	next(c, err, status, body, len);
 }
@@ -337,7 +375,7 @@ static bool decide(struct ca_cluster *c, enum source src, const char *name, cons
 	c->no_id_failures = 0;
 	ca_buf_reset(&c->last_error);
 	ca_loop_timer_stop(c->timer);
-	ca_log(CA_LOG_INFO, COMPONENT, "cluster ID detected", "cluster_id", info->id, "source", info->source,
+	ca_log(CA_LOG_DEBUG, COMPONENT, "cluster ID detected", "id", info->id, "source", info->source,
 	       "provider", info->provider, "region", info->region, "cluster_name", info->cluster_name,
 	       "skipped", c->findings.len ? c->findings.data : "", NULL);
 	fetch_bg_version(c);
@@ -950,8 +988,10 @@ void ca_cluster_free(struct ca_cluster *c)
 {
 	if (!c)
 		return;
-	if (c->pending)
+	if (c->pending) {
 		c->pending->c = NULL;
+		orphan_add(c->pending);
+	}
 	ca_loop_timer_free(c->timer);
 	ca_buf_fini(&c->findings);
 	ca_buf_fini(&c->last_error);

@@ -107,9 +107,11 @@ bool ca_cluster_valid_id(const char *id);
  * never truncates below the 80 limit. Any thread. */
 void ca_cluster_normalize_id(const char *name, char *out, size_t outlen);
 
-/* Stop and free. A request still in flight is detached: its callback later
- * finds the cluster gone and only frees its small record. NULL is fine. Loop
- * thread. */
+/* Stop and free. Safe before or after ca_kube_free(). A request still in
+ * flight cannot be cancelled (kube.h has no cancel for one-shot requests):
+ * it is detached, and its callback, if it comes, only frees its small
+ * record; if the kube client drops the callback, the record (a few bytes)
+ * stays reachable until exit. NULL is fine. Loop thread. */
 void ca_cluster_free(struct ca_cluster *c);
 
 #endif

@@ -87,16 +87,22 @@ class Detect:
         self.agent = None
         self.stderr = ""
 
-    def __call__(self, sim, env=None, args=(), timeout=30, min_attempts=1):
+    def __call__(self, sim, env=None, args=(), timeout=30, min_attempts=1, until=None):
+        """until(cluster) -> bool: with the agent, also wait for this (fields
+        like kubernetes_version that may arrive after the decision)."""
         env = dict(env or {})
         if sim is not None:
             env.setdefault("KUBECONFIG", sim.kubeconfig)
         env.setdefault("NODE_NAME", "node-a")
         if backend(self.tmp_path_factory) == "agent":
             self.agent = self.agent_factory(list(args), env=env)
-            return wait_for(lambda: (lambda c: c if finished(c) and c.get("attempts", 0) >= min_attempts
-                                     else None)(self.agent.health().get("cluster")),
-                            timeout=timeout, what="cluster detection")
+
+            def ready():
+                c = self.agent.health().get("cluster")
+                if finished(c) and c.get("attempts", 0) >= min_attempts and (until is None or until(c)):
+                    return c
+                return None
+            return wait_for(ready, timeout=timeout, what="cluster detection")
         full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.tmp_path)}
         for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
             if k in os.environ:
@@ -116,7 +122,10 @@ class Detect:
 
 @pytest.fixture
 def detect(tmp_path, tmp_path_factory, agent_factory):
-    return Detect(tmp_path, tmp_path_factory, agent_factory)
+    d = Detect(tmp_path, tmp_path_factory, agent_factory)
+    yield d
+    if d.agent is not None:
+        d.agent.assert_clean_exit()  # no sanitizer report, exit 0 on SIGTERM
 
 
 @pytest.fixture
@@ -153,7 +162,7 @@ def assert_no_metadata(clouds, *except_):
 # ------------------------------------------------------------------ tests
 
 def test_env_cluster_id(tmp_path, detect, clouds, kubesim):
-    c = detect(kubesim, env={**clouds.env, "CLUSTER_ID": "prod-eu-1"})
+    c = detect(kubesim, env={**clouds.env, "CLUSTER_ID": "prod-eu-1"}, until=lambda c: c["kubernetes_version"])
     assert c["state"] == "done", c
     assert c["id"] == "prod-eu-1"
     assert c["source"] == "env"

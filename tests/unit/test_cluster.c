@@ -7,9 +7,13 @@
  * agent is not wired: it loads the config like the agent (YAML, env
  * overrides), connects to the API with $KUBECONFIG, runs one detection and
  * prints ca_cluster_health_json() as one line on stdout. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "cluster/cluster.h"
@@ -415,6 +419,193 @@ static void test_free_in_callback(void)
 	ca_loop_free(loop);
 }
 
+/* --------------------------------------------- detector against a dead API */
+
+struct run_until {
+	struct ca_loop *loop;
+	struct ca_cluster *cluster;
+	unsigned min_attempts; /* stop once health shows this many (0: never) */
+};
+
+static unsigned attempts_of(const struct ca_cluster *c, struct ca_buf *h)
+{
+	ca_buf_reset(h);
+	ca_cluster_health_json(c, h);
+	const char *a = strstr(h->data, "\"attempts\":");
+	return a ? (unsigned)strtoul(a + 11, NULL, 10) : 0;
+}
+
+static void until_tick(void *arg)
+{
+	struct run_until *u = arg;
+	struct ca_buf h;
+	ca_buf_init(&h, 0);
+	if (u->min_attempts && u->cluster && attempts_of(u->cluster, &h) >= u->min_attempts)
+		ca_loop_stop(u->loop);
+	ca_buf_fini(&h);
+}
+
+static void stop_loop(void *arg)
+{
+	ca_loop_stop(arg);
+}
+
+/* Run the loop until the condition in u holds or limit_ms passed. */
+static void run_loop(struct run_until *u, int64_t limit_ms)
+{
+	struct ca_loop_timer *tick = NULL, *limit = NULL;
+	CHECK_INT(ca_loop_timer_new(u->loop, until_tick, u, &tick), CA_OK);
+	CHECK_INT(ca_loop_timer_new(u->loop, stop_loop, u->loop, &limit), CA_OK);
+	ca_loop_timer_start(tick, 5, 5);
+	ca_loop_timer_start(limit, limit_ms, 0);
+	ca_loop_run(u->loop);
+	ca_loop_timer_free(tick);
+	ca_loop_timer_free(limit);
+}
+
+/* A kubeconfig for https://127.0.0.1:port; returns its path in path. */
+static bool write_kubeconfig(char *path, size_t pathlen, int port)
+{
+	snprintf(path, pathlen, "/tmp/test_cluster_kubeconfig_%d_%d", (int)getpid(), port);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return false;
+	fprintf(f, "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://127.0.0.1:%d\n"
+	           "    insecure-skip-tls-verify: true\n  name: c\ncontexts:\n- context:\n    cluster: c\n"
+	           "    user: u\n  name: x\ncurrent-context: x\nusers:\n- name: u\n  user:\n    token: t0k3n\n",
+	        port);
+	return fclose(f) == 0;
+}
+
+/* A loopback port that listens but never accepts (backlog only), or, with
+ * close_it, a port that was just closed (refuses). */
+static int loopback_port(int *fd_out, bool close_it)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t alen = sizeof a;
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 4) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &alen) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (close_it) {
+		close(fd);
+		fd = -1;
+	}
+	*fd_out = fd;
+	return ntohs(a.sin_port);
+}
+
+static void never_called(void *arg, const struct ca_cluster_info *info)
+{
+	(void)info;
+	(*(int *)arg)++;
+}
+
+static struct ca_kube *kube_for_port(struct ca_loop *loop, int port, char *kcpath, size_t kclen,
+                                     int64_t timeout_ms)
+{
+	if (!write_kubeconfig(kcpath, kclen, port))
+		return NULL;
+	struct ca_kube_options ko = { .kubeconfig = kcpath, .request_timeout_ms = timeout_ms,
+		                      .connect_timeout_ms = timeout_ms, .user_agent = "test" };
+	char err[512] = "";
+	struct ca_kube *kube = NULL;
+	enum ca_err rc = ca_kube_new(&kube, loop, &ko, err, sizeof err);
+	CHECK_INT(rc, CA_OK);
+	if (rc != CA_OK)
+		fprintf(stderr, "ca_kube_new: %s\n", err);
+	return kube;
+}
+
+static void test_api_unreachable(void)
+{
+	struct ca_loop *loop = NULL;
+	CHECK_INT(ca_loop_new(&loop), CA_OK);
+	struct ca_config cfg;
+	memset(&cfg, 0, sizeof cfg);
+	CHECK_INT(ca_config_init_defaults(&cfg), CA_OK);
+	cfg.kubernetes.backoff_initial_ms = 10;
+	cfg.kubernetes.backoff_max_ms = 20;
+	unsetenv("CLUSTER_ID");
+	setenv("NODE_NAME", "node-a", 1);
+	int fd = -1;
+	int port = loopback_port(&fd, true);
+	CHECK(port > 0);
+	char kc[256];
+	struct ca_kube *kube = kube_for_port(loop, port, kc, sizeof kc, 2000);
+	if (!kube)
+		goto out;
+
+	/* Refused: the whole detection is retried, never given up, and health
+	 * says why. */
+	int calls = 0;
+	struct run_until u = { .loop = loop, .min_attempts = 3 };
+	CHECK_INT(ca_cluster_new(&u.cluster, loop, kube, &cfg, NULL, never_called, &calls), CA_OK);
+	CHECK_INT(ca_cluster_start(u.cluster), CA_OK);
+	CHECK_INT(calls, 0); /* never synchronously with the API */
+	run_loop(&u, 20000);
+	struct ca_buf h;
+	ca_buf_init(&h, 0);
+	CHECK(attempts_of(u.cluster, &h) >= 3);
+	CHECK(strstr(h.data, "Kubernetes API unavailable: GET /version") != NULL);
+	CHECK(strstr(h.data, "\"id\":\"\"") != NULL);
+	CHECK_INT(calls, 0);
+	CHECK(ca_cluster_info(u.cluster) == NULL);
+	ca_buf_fini(&h);
+	ca_cluster_free(u.cluster);
+out:
+	ca_kube_free(kube);
+	unlink(kc);
+	unsetenv("NODE_NAME");
+	ca_config_fini(&cfg);
+	ca_loop_free(loop);
+}
+
+/* Free the detector while its request is in flight, before and after the
+ * kube client: no use after free either way (valgrind/ASan check this). */
+static void test_free_while_in_flight(void)
+{
+	for (int kube_first = 0; kube_first < 2; kube_first++) {
+		struct ca_loop *loop = NULL;
+		CHECK_INT(ca_loop_new(&loop), CA_OK);
+		struct ca_config cfg;
+		memset(&cfg, 0, sizeof cfg);
+		CHECK_INT(ca_config_init_defaults(&cfg), CA_OK);
+		unsetenv("CLUSTER_ID");
+		int fd = -1;
+		int port = loopback_port(&fd, false); /* listens, never answers */
+		CHECK(port > 0);
+		char kc[256];
+		struct ca_kube *kube = kube_for_port(loop, port, kc, sizeof kc, 300);
+		int calls = 0;
+		struct run_until u = { .loop = loop };
+		if (kube) {
+			CHECK_INT(ca_cluster_new(&u.cluster, loop, kube, &cfg, NULL, never_called, &calls), CA_OK);
+			CHECK_INT(ca_cluster_start(u.cluster), CA_OK);
+			run_loop(&u, 50); /* the /version request is now in flight */
+			if (kube_first) {
+				ca_kube_free(kube);
+				kube = NULL;
+				ca_cluster_free(u.cluster);
+			} else {
+				ca_cluster_free(u.cluster);
+				u.cluster = NULL;
+				run_loop(&u, 1500); /* the request times out; its callback finds no cluster */
+			}
+			CHECK_INT(calls, 0);
+		}
+		ca_kube_free(kube);
+		if (fd >= 0)
+			close(fd);
+		unlink(kc);
+		ca_config_fini(&cfg);
+		ca_loop_free(loop);
+	}
+}
+
 /* -------------------------------------------------------------- the driver */
 
 struct driver {
@@ -533,5 +724,7 @@ int main(int argc, char **argv)
 	test_trimmed();
 	test_static_sources();
 	test_free_in_callback();
+	test_api_unreachable();
+	test_free_while_in_flight();
 	return check_report();
 }
