@@ -1,7 +1,9 @@
-/* codec/codec.c: the agent's outbound messages in JSON (jansson) and
- * protobuf (protobuf-c), and the protobuf -> JSON transcoder.
+/* codec/codec.c: the agent's outbound messages in JSON and protobuf
+ * (protobuf-c), and the protobuf -> JSON transcoder.
  *
- * One JSON writer per message works from the C struct; the protobuf side
+ * One JSON writer per message works from the C struct and writes straight
+ * into the output buffer (json_writer.h; the text is what jansson's
+ * compact dump wrote before, without building a tree); the protobuf side
  * only maps structs to the generated protobuf-c types and back. The
  * transcoder maps a protobuf message back to the C struct and calls the
  * same JSON writer, so both encodings of a message agree by construction
@@ -17,16 +19,13 @@
 #include <string.h>
 #include <strings.h>
 
-#include <jansson.h>
 #include <protobuf-c/protobuf-c.h>
 
-#include "core/timeutil.h"
+#include "codec/json_writer.h"
 #include "proto/agent.pb-c.h"
 
-/* google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z to
- * 9999-12-31T23:59:59.999Z, in milliseconds. */
-#define MIN_TIME_MS (-62135596800000LL)
-#define MAX_TIME_MS (253402300799999LL)
+#define MIN_TIME_MS CA_CODEC_MIN_TIME_MS
+#define MAX_TIME_MS CA_CODEC_MAX_TIME_MS
 
 /* ------------------------------------------------------------ content type */
 
@@ -63,46 +62,12 @@ enum ca_err ca_codec_format_from_content_type(const char *ct, enum ca_codec_form
 
 /* ------------------------------------------------------------------- UTF-8 */
 
-/* Length of the well-formed UTF-8 sequence at p (Unicode table 3-7), 0 if
- * there is none. */
-static size_t utf8_seq(const unsigned char *p, size_t avail)
-{
-	unsigned c = p[0];
-	unsigned lo = 0x80, hi = 0xBF;
-	size_t n;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF) {
-		n = 2;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		n = 3;
-		if (c == 0xE0)
-			lo = 0xA0;
-		else if (c == 0xED)
-			hi = 0x9F;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		n = 4;
-		if (c == 0xF0)
-			lo = 0x90;
-		else if (c == 0xF4)
-			hi = 0x8F;
-	} else {
-		return 0;
-	}
-	if (avail < n || p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xBF)
-			return 0;
-	return n;
-}
-
 bool ca_codec_utf8_valid(const void *s, size_t len)
 {
 	const unsigned char *p = s;
 	size_t i = 0;
 	while (i < len) {
-		size_t n = utf8_seq(p + i, len - i);
+		size_t n = ca_codec_utf8_seq(p + i, len - i);
 		if (n == 0)
 			return false;
 		i += n;
@@ -128,7 +93,7 @@ static char *text_sanitize(const char *s, size_t len, size_t *outlen)
 		return NULL;
 	size_t o = 0, i = 0;
 	while (i < len) {
-		size_t n = p[i] ? utf8_seq(p + i, len - i) : 0;
+		size_t n = p[i] ? ca_codec_utf8_seq(p + i, len - i) : 0;
 		if (n == 0) {
 			memcpy(out + o, replacement, 3);
 			o += 3;
@@ -194,381 +159,283 @@ static void *scratch_array(struct scratch *s, size_t n, size_t size)
 	return scratch_keep(s, calloc(n, size));
 }
 
-/* ------------------------------------------------------------ JSON writer */
-
-struct jw {
-	enum ca_err err; /* first failure; later calls do nothing */
-};
-
-static void jw_fail(struct jw *w, enum ca_err err)
-{
-	if (!w->err)
-		w->err = err;
-}
-
-static void jset(struct jw *w, json_t *obj, const char *key, json_t *val)
-{
-	if (!val) {
-		jw_fail(w, CA_ENOMEM);
-		return;
-	}
-	if (w->err || !obj) {
-		json_decref(val);
-		return;
-	}
-	if (json_object_set_new(obj, key, val) != 0) /* decrefs val */
-		jw_fail(w, CA_ENOMEM);
-}
-
-static void jappend(struct jw *w, json_t *arr, json_t *val)
-{
-	if (!val) {
-		jw_fail(w, CA_ENOMEM);
-		return;
-	}
-	if (w->err || !arr) {
-		json_decref(val);
-		return;
-	}
-	if (json_array_append_new(arr, val) != 0)
-		jw_fail(w, CA_ENOMEM);
-}
-
-static json_t *jtext(struct jw *w, const char *s, size_t len)
-{
-	if (w->err)
-		return NULL;
-	if (text_is_clean(s, len))
-		return json_stringn_nocheck(s, len);
-	size_t n;
-	char *clean = text_sanitize(s, len, &n);
-	json_t *v = clean ? json_stringn_nocheck(clean, n) : NULL;
-	free(clean);
-	return v;
-}
-
-/* Strings: omitted when NULL or empty. */
-static void jstr(struct jw *w, json_t *o, const char *key, const char *s)
-{
-	if (s && *s)
-		jset(w, o, key, jtext(w, s, strlen(s)));
-}
-
-static void jstrn(struct jw *w, json_t *o, const char *key, const char *s, size_t len)
-{
-	if (s && len)
-		jset(w, o, key, jtext(w, s, len));
-}
-
-static void jint(struct jw *w, json_t *o, const char *key, int64_t v)
-{
-	jset(w, o, key, json_integer((json_int_t)v));
-}
-
-static void jbool(struct jw *w, json_t *o, const char *key, bool v)
-{
-	jset(w, o, key, json_boolean(v));
-}
-
-/* Timestamps: RFC 3339 UTC with milliseconds, omitted when 0. */
-static void jtime(struct jw *w, json_t *o, const char *key, int64_t ms)
-{
-	char ts[CA_RFC3339_LEN];
-	if (ms == 0)
-		return;
-	if (ms < MIN_TIME_MS || ms > MAX_TIME_MS) {
-		jw_fail(w, CA_EINVAL);
-		return;
-	}
-	ca_format_rfc3339(ms, ts);
-	jset(w, o, key, json_string(ts));
-}
-
-/* A nested object or array, always present; borrowed from its parent. */
-static json_t *jchild(struct jw *w, json_t *o, const char *key, json_t *child)
-{
-	jset(w, o, key, child);
-	return w->err ? NULL : child;
-}
-
-static void jstr_list(struct jw *w, json_t *o, const char *key, const char *const *v, size_t n)
-{
-	json_t *arr = jchild(w, o, key, json_array());
-	for (size_t i = 0; i < n && !w->err; i++) {
-		const char *s = v && v[i] ? v[i] : "";
-		jappend(w, arr, jtext(w, s, strlen(s)));
-	}
-}
-
-struct dump_ctx {
-	struct ca_buf *out;
-	enum ca_err err;
-};
-
-static int dump_cb(const char *buffer, size_t size, void *data)
-{
-	struct dump_ctx *d = data;
-	d->err = ca_buf_append(d->out, buffer, size);
-	return d->err ? -1 : 0;
-}
-
-/* Append root, compact, to out; consumes root. out is unchanged on error. */
-static enum ca_err jw_finish(struct jw *w, json_t *root, struct ca_buf *out)
-{
-	size_t start = out->len;
-	enum ca_err err = w->err ? w->err : root ? CA_OK : CA_ENOMEM;
-	if (!err) {
-		struct dump_ctx d = { out, CA_OK };
-		if (json_dump_callback(root, dump_cb, &d, JSON_COMPACT) != 0)
-			err = d.err ? d.err : CA_ENOMEM;
-	}
-	if (err && out->data) {
-		out->len = start;
-		out->data[start] = '\0';
-	}
-	json_decref(root);
-	return err;
-}
-
 /* -------------------------------------------------- JSON, one per message */
 
-static json_t *json_agent_info(struct jw *w, const struct ca_msg_agent_info *m)
-{
-	json_t *o = json_object();
-	jstr(w, o, "agent_id", m->agent_id);
-	jstr(w, o, "cluster_id", m->cluster_id);
-	jstr(w, o, "cluster_source", m->cluster_source);
-	jstr(w, o, "provider", m->provider);
-	jstr(w, o, "region", m->region);
-	jstr(w, o, "cluster_uid", m->cluster_uid);
-	jstr(w, o, "version", m->version);
-	jstr(w, o, "git_sha", m->git_sha);
-	jstr(w, o, "kubernetes_version", m->kubernetes_version);
-	jstr(w, o, "node_name", m->node_name);
-	jstr(w, o, "pod_name", m->pod_name);
-	jstr(w, o, "pod_namespace", m->pod_namespace);
-	jtime(w, o, "started_at", m->started_at);
-	json_t *caps = jchild(w, o, "capabilities", json_object());
-	jbool(w, caps, "events", m->cap_events);
-	jbool(w, caps, "metrics", m->cap_metrics);
-	jbool(w, caps, "exec", m->cap_exec);
-	jstr_list(w, caps, "allowed_tools", m->allowed_tools, m->n_allowed_tools);
-	jstr(w, o, "encoding", m->encoding);
-	jstr(w, o, "hostname", m->hostname);
-	return o;
-}
+/* Writers go straight into the output buffer (json_writer.h): fields in
+ * schema order, strings left out when NULL or empty, timestamps when 0;
+ * numbers, booleans, lists and nested objects always present. Loops stop
+ * at the first invalid input (it decides the result) but not at a buffer
+ * failure, so a bad timestamp later in the message is still reported as
+ * CA_EINVAL, as the tree-based encoder did. */
 
-static json_t *json_heartbeat(struct jw *w, const struct ca_msg_heartbeat *m)
+static void json_str_list(struct ca_jw *w, const char *const *v, size_t n)
 {
-	json_t *o = json_object();
-	jstr(w, o, "agent_id", m->agent_id);
-	jstr(w, o, "cluster_id", m->cluster_id);
-	jtime(w, o, "timestamp", m->timestamp);
-	jint(w, o, "uptime_seconds", m->uptime_seconds);
-	jstr(w, o, "status", m->status);
-	jbool(w, o, "kube_api_ok", m->kube_api_ok);
-	jbool(w, o, "nats_connected", m->nats_connected);
-	json_t *q = jchild(w, o, "queues", json_object());
-	jint(w, q, "events", m->queues.events);
-	jint(w, q, "metrics", m->queues.metrics);
-	jint(w, q, "commands", m->queues.commands);
-	jint(w, q, "results", m->queues.results);
-	jint(w, o, "events_published_total", m->events_published_total);
-	jint(w, o, "events_dropped_total", m->events_dropped_total);
-	jstr(w, o, "last_error", m->last_error);
-	return o;
-}
-
-static json_t *json_event(struct jw *w, const struct ca_msg_event *m)
-{
-	json_t *o = json_object();
-	jstr(w, o, "uid", m->uid);
-	jstr(w, o, "cluster_id", m->cluster_id);
-	jstr(w, o, "type", m->type);
-	jstr(w, o, "reason", m->reason);
-	jstr(w, o, "message", m->message);
-	jstr(w, o, "namespace", m->namespace_);
-	json_t *ref = jchild(w, o, "involved_object", json_object());
-	jstr(w, ref, "kind", m->involved_object.kind);
-	jstr(w, ref, "name", m->involved_object.name);
-	jstr(w, ref, "namespace", m->involved_object.namespace_);
-	jstr(w, ref, "uid", m->involved_object.uid);
-	jstr(w, ref, "api_version", m->involved_object.api_version);
-	jstr(w, ref, "field_path", m->involved_object.field_path);
-	json_t *src = jchild(w, o, "source", json_object());
-	jstr(w, src, "component", m->source_component);
-	jstr(w, src, "host", m->source_host);
-	jtime(w, o, "first_timestamp", m->first_timestamp);
-	jtime(w, o, "last_timestamp", m->last_timestamp);
-	jint(w, o, "count", m->count);
-	jstr(w, o, "severity", m->severity);
-	jstr(w, o, "category", m->category);
-	jstr(w, o, "resource_version", m->resource_version);
-	jtime(w, o, "observed_at", m->observed_at);
-	jbool(w, o, "message_truncated", m->message_truncated);
-	return o;
-}
-
-static void json_phases(struct jw *w, json_t *o, const struct ca_pod_phase_counts *p)
-{
-	json_t *c = jchild(w, o, "pods", json_object());
-	jint(w, c, "pending", p->pending);
-	jint(w, c, "running", p->running);
-	jint(w, c, "succeeded", p->succeeded);
-	jint(w, c, "failed", p->failed);
-	jint(w, c, "unknown", p->unknown);
-}
-
-static void json_summary(struct jw *w, json_t *parent, const struct ca_msg_cluster_summary *s)
-{
-	json_t *o = jchild(w, parent, "summary", json_object());
-	jint(w, o, "nodes_total", s->nodes_total);
-	jint(w, o, "nodes_ready", s->nodes_ready);
-	jint(w, o, "namespaces_total", s->namespaces_total);
-	json_phases(w, o, &s->pods);
-	jint(w, o, "container_restarts_total", s->container_restarts_total);
-	jint(w, o, "unhealthy_pods_total", s->unhealthy_pods_total);
-	jint(w, o, "cpu_capacity_millicores", s->cpu_capacity_millicores);
-	jint(w, o, "cpu_allocatable_millicores", s->cpu_allocatable_millicores);
-	jint(w, o, "cpu_requests_millicores", s->cpu_requests_millicores);
-	jint(w, o, "cpu_limits_millicores", s->cpu_limits_millicores);
-	jint(w, o, "cpu_usage_millicores", s->cpu_usage_millicores);
-	jint(w, o, "memory_capacity_bytes", s->memory_capacity_bytes);
-	jint(w, o, "memory_allocatable_bytes", s->memory_allocatable_bytes);
-	jint(w, o, "memory_requests_bytes", s->memory_requests_bytes);
-	jint(w, o, "memory_limits_bytes", s->memory_limits_bytes);
-	jint(w, o, "memory_usage_bytes", s->memory_usage_bytes);
-	jbool(w, o, "usage_known", s->usage_known);
-}
-
-static void json_node(struct jw *w, json_t *arr, const struct ca_msg_node_sample *n)
-{
-	json_t *o = json_object();
-	jappend(w, arr, o);
-	if (w->err)
-		return;
-	jstr(w, o, "name", n->name);
-	jbool(w, o, "ready", n->ready);
-	jbool(w, o, "unschedulable", n->unschedulable);
-	json_t *conds = jchild(w, o, "conditions", json_array());
-	for (size_t i = 0; i < n->n_conditions && !w->err; i++) {
-		const struct ca_msg_node_condition *c = &n->conditions[i];
-		json_t *co = json_object();
-		jappend(w, conds, co);
-		jstr(w, co, "type", c->type);
-		jstr(w, co, "status", c->status);
-		jstr(w, co, "reason", c->reason);
-		jtime(w, co, "last_transition_time", c->last_transition_time);
+	jw_open(w, '[');
+	for (size_t i = 0; i < n && !w->err; i++) {
+		const char *s = v && v[i] ? v[i] : "";
+		jw_elem(w);
+		ca_codec_jw_string(w, s, strlen(s));
 	}
-	jint(w, o, "cpu_capacity_millicores", n->cpu_capacity_millicores);
-	jint(w, o, "cpu_allocatable_millicores", n->cpu_allocatable_millicores);
-	jint(w, o, "cpu_usage_millicores", n->cpu_usage_millicores);
-	jint(w, o, "memory_capacity_bytes", n->memory_capacity_bytes);
-	jint(w, o, "memory_allocatable_bytes", n->memory_allocatable_bytes);
-	jint(w, o, "memory_usage_bytes", n->memory_usage_bytes);
-	jbool(w, o, "usage_known", n->usage_known);
-	jint(w, o, "pods_capacity", n->pods_capacity);
-	jint(w, o, "pod_count", n->pod_count);
-	jstr(w, o, "zone", n->zone);
-	jstr(w, o, "instance_type", n->instance_type);
-	jstr(w, o, "kubelet_version", n->kubelet_version);
+	jw_close(w, ']');
 }
 
-static void json_namespace(struct jw *w, json_t *arr, const struct ca_msg_namespace_sample *n)
+static void json_agent_info(struct ca_jw *w, const struct ca_msg_agent_info *m)
 {
-	json_t *o = json_object();
-	jappend(w, arr, o);
-	if (w->err)
-		return;
-	jstr(w, o, "name", n->name);
-	json_phases(w, o, &n->pods);
-	jint(w, o, "container_restarts", n->container_restarts);
-	jint(w, o, "cpu_requests_millicores", n->cpu_requests_millicores);
-	jint(w, o, "cpu_limits_millicores", n->cpu_limits_millicores);
-	jint(w, o, "cpu_usage_millicores", n->cpu_usage_millicores);
-	jint(w, o, "memory_requests_bytes", n->memory_requests_bytes);
-	jint(w, o, "memory_limits_bytes", n->memory_limits_bytes);
-	jint(w, o, "memory_usage_bytes", n->memory_usage_bytes);
-	jbool(w, o, "usage_known", n->usage_known);
+	jw_open(w, '{');
+	JW_STR(w, "agent_id", m->agent_id);
+	JW_STR(w, "cluster_id", m->cluster_id);
+	JW_STR(w, "cluster_source", m->cluster_source);
+	JW_STR(w, "provider", m->provider);
+	JW_STR(w, "region", m->region);
+	JW_STR(w, "cluster_uid", m->cluster_uid);
+	JW_STR(w, "version", m->version);
+	JW_STR(w, "git_sha", m->git_sha);
+	JW_STR(w, "kubernetes_version", m->kubernetes_version);
+	JW_STR(w, "node_name", m->node_name);
+	JW_STR(w, "pod_name", m->pod_name);
+	JW_STR(w, "pod_namespace", m->pod_namespace);
+	JW_TIME(w, "started_at", m->started_at);
+	JW_KEY(w, "capabilities");
+	jw_open(w, '{');
+	JW_BOOL(w, "events", m->cap_events);
+	JW_BOOL(w, "metrics", m->cap_metrics);
+	JW_BOOL(w, "exec", m->cap_exec);
+	JW_KEY(w, "allowed_tools");
+	json_str_list(w, m->allowed_tools, m->n_allowed_tools);
+	jw_close(w, '}');
+	JW_STR(w, "encoding", m->encoding);
+	JW_STR(w, "hostname", m->hostname);
+	jw_close(w, '}');
 }
 
-static void json_pod(struct jw *w, json_t *arr, const struct ca_msg_pod_sample *p)
+static void json_heartbeat(struct ca_jw *w, const struct ca_msg_heartbeat *m)
 {
-	json_t *o = json_object();
-	jappend(w, arr, o);
-	if (w->err)
-		return;
-	jstr(w, o, "namespace", p->namespace_);
-	jstr(w, o, "name", p->name);
-	jstr(w, o, "uid", p->uid);
-	jstr(w, o, "node_name", p->node_name);
-	jstr(w, o, "phase", p->phase);
-	jbool(w, o, "ready", p->ready);
-	jstr(w, o, "reason", p->reason);
-	jstr(w, o, "message", p->message);
-	jint(w, o, "restarts", p->restarts);
-	jtime(w, o, "since", p->since);
-	jstr(w, o, "last_termination_reason", p->last_termination_reason);
-	jtime(w, o, "last_terminated_at", p->last_terminated_at);
+	jw_open(w, '{');
+	JW_STR(w, "agent_id", m->agent_id);
+	JW_STR(w, "cluster_id", m->cluster_id);
+	JW_TIME(w, "timestamp", m->timestamp);
+	JW_INT(w, "uptime_seconds", m->uptime_seconds);
+	JW_STR(w, "status", m->status);
+	JW_BOOL(w, "kube_api_ok", m->kube_api_ok);
+	JW_BOOL(w, "nats_connected", m->nats_connected);
+	JW_KEY(w, "queues");
+	jw_open(w, '{');
+	JW_INT(w, "events", m->queues.events);
+	JW_INT(w, "metrics", m->queues.metrics);
+	JW_INT(w, "commands", m->queues.commands);
+	JW_INT(w, "results", m->queues.results);
+	jw_close(w, '}');
+	JW_INT(w, "events_published_total", m->events_published_total);
+	JW_INT(w, "events_dropped_total", m->events_dropped_total);
+	JW_STR(w, "last_error", m->last_error);
+	jw_close(w, '}');
 }
 
-static json_t *json_metrics_sample(struct jw *w, const struct ca_msg_metrics_sample *m)
+static void json_event(struct ca_jw *w, const struct ca_msg_event *m)
 {
-	json_t *o = json_object();
-	jstr(w, o, "cluster_id", m->cluster_id);
-	jstr(w, o, "agent_id", m->agent_id);
-	jtime(w, o, "timestamp", m->timestamp);
-	jint(w, o, "part", m->part);
-	jint(w, o, "parts", m->parts);
-	json_summary(w, o, &m->summary);
-	json_t *nodes = jchild(w, o, "nodes", json_array());
-	for (size_t i = 0; i < m->n_nodes && !w->err; i++)
-		json_node(w, nodes, &m->nodes[i]);
-	json_t *nss = jchild(w, o, "namespaces", json_array());
-	for (size_t i = 0; i < m->n_namespaces && !w->err; i++)
-		json_namespace(w, nss, &m->namespaces[i]);
-	json_t *pods = jchild(w, o, "pods", json_array());
-	for (size_t i = 0; i < m->n_pods && !w->err; i++)
-		json_pod(w, pods, &m->pods[i]);
-	jbool(w, o, "usage_available", m->usage_available);
-	jint(w, o, "pods_omitted", m->pods_omitted);
-	return o;
+	jw_open(w, '{');
+	JW_STR(w, "uid", m->uid);
+	JW_STR(w, "cluster_id", m->cluster_id);
+	JW_STR(w, "type", m->type);
+	JW_STR(w, "reason", m->reason);
+	JW_STR(w, "message", m->message);
+	JW_STR(w, "namespace", m->namespace_);
+	JW_KEY(w, "involved_object");
+	jw_open(w, '{');
+	JW_STR(w, "kind", m->involved_object.kind);
+	JW_STR(w, "name", m->involved_object.name);
+	JW_STR(w, "namespace", m->involved_object.namespace_);
+	JW_STR(w, "uid", m->involved_object.uid);
+	JW_STR(w, "api_version", m->involved_object.api_version);
+	JW_STR(w, "field_path", m->involved_object.field_path);
+	jw_close(w, '}');
+	JW_KEY(w, "source");
+	jw_open(w, '{');
+	JW_STR(w, "component", m->source_component);
+	JW_STR(w, "host", m->source_host);
+	jw_close(w, '}');
+	JW_TIME(w, "first_timestamp", m->first_timestamp);
+	JW_TIME(w, "last_timestamp", m->last_timestamp);
+	JW_INT(w, "count", m->count);
+	JW_STR(w, "severity", m->severity);
+	JW_STR(w, "category", m->category);
+	JW_STR(w, "resource_version", m->resource_version);
+	JW_TIME(w, "observed_at", m->observed_at);
+	JW_BOOL(w, "message_truncated", m->message_truncated);
+	jw_close(w, '}');
 }
 
-static json_t *json_command(struct jw *w, const struct ca_command *m)
+static void json_phases(struct ca_jw *w, const struct ca_pod_phase_counts *p)
 {
-	json_t *o = json_object();
-	jstr(w, o, "id", m->id);
-	jstr(w, o, "cluster_id", m->cluster_id);
-	jstr(w, o, "tool", m->tool);
-	jstr(w, o, "action", m->action);
-	jstr_list(w, o, "args", (const char *const *)m->args, m->n_args);
-	jstr(w, o, "namespace", m->namespace_);
-	jint(w, o, "timeout_seconds", m->timeout_seconds);
-	jtime(w, o, "issued_at", m->issued_at);
-	jtime(w, o, "expires_at", m->expires_at);
-	jstr(w, o, "issuer", m->issuer);
-	jstr(w, o, "signature", m->signature);
-	return o;
+	JW_KEY(w, "pods");
+	jw_open(w, '{');
+	JW_INT(w, "pending", p->pending);
+	JW_INT(w, "running", p->running);
+	JW_INT(w, "succeeded", p->succeeded);
+	JW_INT(w, "failed", p->failed);
+	JW_INT(w, "unknown", p->unknown);
+	jw_close(w, '}');
 }
 
-static json_t *json_command_result(struct jw *w, const struct ca_msg_command_result *m)
+static void json_summary(struct ca_jw *w, const struct ca_msg_cluster_summary *s)
 {
-	json_t *o = json_object();
-	jstr(w, o, "command_id", m->command_id);
-	jstr(w, o, "agent_id", m->agent_id);
-	jstr(w, o, "cluster_id", m->cluster_id);
-	jstr(w, o, "status", m->status);
-	jint(w, o, "exit_code", m->exit_code);
-	jstrn(w, o, "stdout", m->stdout_data, m->stdout_len);
-	jstrn(w, o, "stderr", m->stderr_data, m->stderr_len);
-	jbool(w, o, "stdout_truncated", m->stdout_truncated);
-	jbool(w, o, "stderr_truncated", m->stderr_truncated);
-	jtime(w, o, "started_at", m->started_at);
-	jtime(w, o, "finished_at", m->finished_at);
-	jint(w, o, "duration_ms", m->duration_ms);
-	jstr(w, o, "error", m->error);
-	return o;
+	JW_KEY(w, "summary");
+	jw_open(w, '{');
+	JW_INT(w, "nodes_total", s->nodes_total);
+	JW_INT(w, "nodes_ready", s->nodes_ready);
+	JW_INT(w, "namespaces_total", s->namespaces_total);
+	json_phases(w, &s->pods);
+	JW_INT(w, "container_restarts_total", s->container_restarts_total);
+	JW_INT(w, "unhealthy_pods_total", s->unhealthy_pods_total);
+	JW_INT(w, "cpu_capacity_millicores", s->cpu_capacity_millicores);
+	JW_INT(w, "cpu_allocatable_millicores", s->cpu_allocatable_millicores);
+	JW_INT(w, "cpu_requests_millicores", s->cpu_requests_millicores);
+	JW_INT(w, "cpu_limits_millicores", s->cpu_limits_millicores);
+	JW_INT(w, "cpu_usage_millicores", s->cpu_usage_millicores);
+	JW_INT(w, "memory_capacity_bytes", s->memory_capacity_bytes);
+	JW_INT(w, "memory_allocatable_bytes", s->memory_allocatable_bytes);
+	JW_INT(w, "memory_requests_bytes", s->memory_requests_bytes);
+	JW_INT(w, "memory_limits_bytes", s->memory_limits_bytes);
+	JW_INT(w, "memory_usage_bytes", s->memory_usage_bytes);
+	JW_BOOL(w, "usage_known", s->usage_known);
+	jw_close(w, '}');
+}
+
+static void json_node(struct ca_jw *w, const struct ca_msg_node_sample *n)
+{
+	jw_elem(w);
+	jw_open(w, '{');
+	JW_STR(w, "name", n->name);
+	JW_BOOL(w, "ready", n->ready);
+	JW_BOOL(w, "unschedulable", n->unschedulable);
+	JW_KEY(w, "conditions");
+	jw_open(w, '[');
+	for (size_t i = 0; i < n->n_conditions && !w->bad; i++) {
+		const struct ca_msg_node_condition *c = &n->conditions[i];
+		jw_elem(w);
+		jw_open(w, '{');
+		JW_STR(w, "type", c->type);
+		JW_STR(w, "status", c->status);
+		JW_STR(w, "reason", c->reason);
+		JW_TIME(w, "last_transition_time", c->last_transition_time);
+		jw_close(w, '}');
+	}
+	jw_close(w, ']');
+	JW_INT(w, "cpu_capacity_millicores", n->cpu_capacity_millicores);
+	JW_INT(w, "cpu_allocatable_millicores", n->cpu_allocatable_millicores);
+	JW_INT(w, "cpu_usage_millicores", n->cpu_usage_millicores);
+	JW_INT(w, "memory_capacity_bytes", n->memory_capacity_bytes);
+	JW_INT(w, "memory_allocatable_bytes", n->memory_allocatable_bytes);
+	JW_INT(w, "memory_usage_bytes", n->memory_usage_bytes);
+	JW_BOOL(w, "usage_known", n->usage_known);
+	JW_INT(w, "pods_capacity", n->pods_capacity);
+	JW_INT(w, "pod_count", n->pod_count);
+	JW_STR(w, "zone", n->zone);
+	JW_STR(w, "instance_type", n->instance_type);
+	JW_STR(w, "kubelet_version", n->kubelet_version);
+	jw_close(w, '}');
+}
+
+static void json_namespace(struct ca_jw *w, const struct ca_msg_namespace_sample *n)
+{
+	jw_elem(w);
+	jw_open(w, '{');
+	JW_STR(w, "name", n->name);
+	json_phases(w, &n->pods);
+	JW_INT(w, "container_restarts", n->container_restarts);
+	JW_INT(w, "cpu_requests_millicores", n->cpu_requests_millicores);
+	JW_INT(w, "cpu_limits_millicores", n->cpu_limits_millicores);
+	JW_INT(w, "cpu_usage_millicores", n->cpu_usage_millicores);
+	JW_INT(w, "memory_requests_bytes", n->memory_requests_bytes);
+	JW_INT(w, "memory_limits_bytes", n->memory_limits_bytes);
+	JW_INT(w, "memory_usage_bytes", n->memory_usage_bytes);
+	JW_BOOL(w, "usage_known", n->usage_known);
+	jw_close(w, '}');
+}
+
+static void json_pod(struct ca_jw *w, const struct ca_msg_pod_sample *p)
+{
+	jw_elem(w);
+	jw_open(w, '{');
+	JW_STR(w, "namespace", p->namespace_);
+	JW_STR(w, "name", p->name);
+	JW_STR(w, "uid", p->uid);
+	JW_STR(w, "node_name", p->node_name);
+	JW_STR(w, "phase", p->phase);
+	JW_BOOL(w, "ready", p->ready);
+	JW_STR(w, "reason", p->reason);
+	JW_STR(w, "message", p->message);
+	JW_INT(w, "restarts", p->restarts);
+	JW_TIME(w, "since", p->since);
+	JW_STR(w, "last_termination_reason", p->last_termination_reason);
+	JW_TIME(w, "last_terminated_at", p->last_terminated_at);
+	jw_close(w, '}');
+}
+
+static void json_metrics_sample(struct ca_jw *w, const struct ca_msg_metrics_sample *m)
+{
+	jw_open(w, '{');
+	JW_STR(w, "cluster_id", m->cluster_id);
+	JW_STR(w, "agent_id", m->agent_id);
+	JW_TIME(w, "timestamp", m->timestamp);
+	JW_INT(w, "part", m->part);
+	JW_INT(w, "parts", m->parts);
+	json_summary(w, &m->summary);
+	JW_KEY(w, "nodes");
+	jw_open(w, '[');
+	for (size_t i = 0; i < m->n_nodes && !w->bad; i++)
+		json_node(w, &m->nodes[i]);
+	jw_close(w, ']');
+	JW_KEY(w, "namespaces");
+	jw_open(w, '[');
+	for (size_t i = 0; i < m->n_namespaces && !w->bad; i++)
+		json_namespace(w, &m->namespaces[i]);
+	jw_close(w, ']');
+	JW_KEY(w, "pods");
+	jw_open(w, '[');
+	for (size_t i = 0; i < m->n_pods && !w->bad; i++)
+		json_pod(w, &m->pods[i]);
+	jw_close(w, ']');
+	JW_BOOL(w, "usage_available", m->usage_available);
+	JW_INT(w, "pods_omitted", m->pods_omitted);
+	jw_close(w, '}');
+}
+
+static void json_command(struct ca_jw *w, const struct ca_command *m)
+{
+	jw_open(w, '{');
+	JW_STR(w, "id", m->id);
+	JW_STR(w, "cluster_id", m->cluster_id);
+	JW_STR(w, "tool", m->tool);
+	JW_STR(w, "action", m->action);
+	JW_KEY(w, "args");
+	json_str_list(w, (const char *const *)m->args, m->n_args);
+	JW_STR(w, "namespace", m->namespace_);
+	JW_INT(w, "timeout_seconds", m->timeout_seconds);
+	JW_TIME(w, "issued_at", m->issued_at);
+	JW_TIME(w, "expires_at", m->expires_at);
+	JW_STR(w, "issuer", m->issuer);
+	JW_STR(w, "signature", m->signature);
+	jw_close(w, '}');
+}
+
+static void json_command_result(struct ca_jw *w, const struct ca_msg_command_result *m)
+{
+	jw_open(w, '{');
+	JW_STR(w, "command_id", m->command_id);
+	JW_STR(w, "agent_id", m->agent_id);
+	JW_STR(w, "cluster_id", m->cluster_id);
+	JW_STR(w, "status", m->status);
+	JW_INT(w, "exit_code", m->exit_code);
+	JW_STRN(w, "stdout", m->stdout_data, m->stdout_len);
+	JW_STRN(w, "stderr", m->stderr_data, m->stderr_len);
+	JW_BOOL(w, "stdout_truncated", m->stdout_truncated);
+	JW_BOOL(w, "stderr_truncated", m->stderr_truncated);
+	JW_TIME(w, "started_at", m->started_at);
+	JW_TIME(w, "finished_at", m->finished_at);
+	JW_INT(w, "duration_ms", m->duration_ms);
+	JW_STR(w, "error", m->error);
+	jw_close(w, '}');
 }
 
 /* --------------------------------------------- protobuf, struct -> wire */
@@ -937,9 +804,10 @@ static enum ca_err pb_command_result(const struct ca_msg_command_result *m, stru
 			return pb_fn((m), (out));                                 \
 		if ((fmt) != CA_CODEC_JSON)                                       \
 			return CA_EINVAL;                                         \
-		struct jw w_ = { CA_OK };                                         \
-		json_t *root_ = json_fn(&w_, (m));                                \
-		return jw_finish(&w_, root_, (out));                              \
+		struct ca_jw w_;                                                  \
+		ca_codec_jw_begin(&w_, (out));                                    \
+		json_fn(&w_, (m));                                                \
+		return ca_codec_jw_finish(&w_);                                   \
 	} while (0)
 
 enum ca_err ca_codec_encode_agent_info(enum ca_codec_format f, const struct ca_msg_agent_info *m, struct ca_buf *out)
@@ -997,7 +865,7 @@ static const char *const *from_pstr_list(char **v)
 	return (const char *const *)v;
 }
 
-static json_t *to_json_agent_info(struct jw *w, const ProtobufCMessage *msg)
+static void to_json_agent_info(struct ca_jw *w, const ProtobufCMessage *msg)
 {
 	const Collectagent__V1__AgentInfo *p = (const Collectagent__V1__AgentInfo *)msg;
 	struct ca_msg_agent_info m = {
@@ -1016,10 +884,10 @@ static json_t *to_json_agent_info(struct jw *w, const ProtobufCMessage *msg)
 		m.allowed_tools = from_pstr_list(p->capabilities->allowed_tools);
 		m.n_allowed_tools = p->capabilities->n_allowed_tools;
 	}
-	return json_agent_info(w, &m);
+	json_agent_info(w, &m);
 }
 
-static json_t *to_json_heartbeat(struct jw *w, const ProtobufCMessage *msg)
+static void to_json_heartbeat(struct ca_jw *w, const ProtobufCMessage *msg)
 {
 	const Collectagent__V1__Heartbeat *p = (const Collectagent__V1__Heartbeat *)msg;
 	struct ca_msg_heartbeat m = {
@@ -1036,10 +904,10 @@ static json_t *to_json_heartbeat(struct jw *w, const ProtobufCMessage *msg)
 		m.queues.commands = p->queues->commands;
 		m.queues.results = p->queues->results;
 	}
-	return json_heartbeat(w, &m);
+	json_heartbeat(w, &m);
 }
 
-static json_t *to_json_event(struct jw *w, const ProtobufCMessage *msg)
+static void to_json_event(struct ca_jw *w, const ProtobufCMessage *msg)
 {
 	const Collectagent__V1__Event *p = (const Collectagent__V1__Event *)msg;
 	struct ca_msg_event m = {
@@ -1062,7 +930,7 @@ static json_t *to_json_event(struct jw *w, const ProtobufCMessage *msg)
 	if (!from_ptime(p->first_timestamp, &m.first_timestamp) ||
 	    !from_ptime(p->last_timestamp, &m.last_timestamp) || !from_ptime(p->observed_at, &m.observed_at))
 		jw_fail(w, CA_EPROTO);
-	return json_event(w, &m);
+	json_event(w, &m);
 }
 
 static void from_phases(struct ca_pod_phase_counts *c, const Collectagent__V1__PodPhaseCounts *p)
@@ -1100,7 +968,7 @@ static void from_summary(struct ca_msg_cluster_summary *s, const Collectagent__V
 	from_phases(&s->pods, p->pods);
 }
 
-static void from_node(struct jw *w, struct scratch *sc, struct ca_msg_node_sample *n,
+static void from_node(struct ca_jw *w, struct scratch *sc, struct ca_msg_node_sample *n,
                       const Collectagent__V1__NodeSample *p)
 {
 	*n = (struct ca_msg_node_sample){
@@ -1125,7 +993,7 @@ static void from_node(struct jw *w, struct scratch *sc, struct ca_msg_node_sampl
 	n->n_conditions = conds ? p->n_conditions : 0;
 }
 
-static json_t *to_json_metrics_sample(struct jw *w, const ProtobufCMessage *msg)
+static void to_json_metrics_sample(struct ca_jw *w, const ProtobufCMessage *msg)
 {
 	const Collectagent__V1__MetricsSample *p = (const Collectagent__V1__MetricsSample *)msg;
 	struct scratch sc = { 0 };
@@ -1133,7 +1001,6 @@ static json_t *to_json_metrics_sample(struct jw *w, const ProtobufCMessage *msg)
 		.cluster_id = p->cluster_id, .agent_id = p->agent_id, .part = p->part, .parts = p->parts,
 		.usage_available = p->usage_available, .pods_omitted = p->pods_omitted,
 	};
-	json_t *root = NULL;
 	if (!from_ptime(p->timestamp, &m.timestamp))
 		jw_fail(w, CA_EPROTO);
 	from_summary(&m.summary, p->summary);
@@ -1177,13 +1044,12 @@ static json_t *to_json_metrics_sample(struct jw *w, const ProtobufCMessage *msg)
 	m.n_namespaces = p->n_namespaces;
 	m.pods = pods;
 	m.n_pods = p->n_pods;
-	root = json_metrics_sample(w, &m);
+	json_metrics_sample(w, &m);
 out:
 	scratch_fini(&sc);
-	return root;
 }
 
-static json_t *to_json_command_result(struct jw *w, const ProtobufCMessage *msg)
+static void to_json_command_result(struct ca_jw *w, const ProtobufCMessage *msg)
 {
 	const Collectagent__V1__CommandResult *p = (const Collectagent__V1__CommandResult *)msg;
 	struct ca_msg_command_result m = {
@@ -1196,13 +1062,13 @@ static json_t *to_json_command_result(struct jw *w, const ProtobufCMessage *msg)
 	};
 	if (!from_ptime(p->started_at, &m.started_at) || !from_ptime(p->finished_at, &m.finished_at))
 		jw_fail(w, CA_EPROTO);
-	return json_command_result(w, &m);
+	json_command_result(w, &m);
 }
 
 struct pb_type {
 	const char *name;
 	const ProtobufCMessageDescriptor *descriptor;
-	json_t *(*to_json)(struct jw *w, const ProtobufCMessage *msg);
+	void (*to_json)(struct ca_jw *w, const ProtobufCMessage *msg);
 };
 
 static const struct pb_type pb_types[] = {
@@ -1233,9 +1099,10 @@ enum ca_err ca_codec_protobuf_to_json(const char *message_type, const void *data
 		                                                  data ? data : (const void *)"");
 		if (!msg)
 			return CA_EPROTO;
-		struct jw w = { CA_OK };
-		json_t *root = pb_types[i].to_json(&w, msg);
-		enum ca_err err = jw_finish(&w, root, out);
+		struct ca_jw w;
+		ca_codec_jw_begin(&w, out);
+		pb_types[i].to_json(&w, msg);
+		enum ca_err err = ca_codec_jw_finish(&w);
 		protobuf_c_message_free_unpacked(msg, NULL);
 		return err;
 	}

@@ -587,6 +587,11 @@ static enum ca_err setup_easy(struct ca_kube_xfer *x, const struct xfer_spec *s)
 		rc |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->body_len);
 		rc |= curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, s->body);
 	}
+	/* Absolute URLs are cloud metadata endpoints: link-local, answering
+	 * only the node itself, so an http_proxy from the environment must
+	 * never carry them (Azure IMDS documents this). */
+	if (!x->api)
+		rc |= curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
 	if (rc != CURLE_OK)
 		return CA_EINVAL;
 	if (x->api) {
