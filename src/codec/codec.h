@@ -1,8 +1,10 @@
 /* codec/codec.h: the agent's messages and their two wire encodings.
  *
  * The structs below mirror proto/agent.proto (the single schema). Encoding
- * is JSON (jansson; proto field names, RFC 3339 UTC timestamps, 64-bit
- * integers as JSON numbers) or protobuf (protobuf-c). Structs are plain data
+ * is JSON (proto field names, RFC 3339 UTC timestamps, 64-bit integers as
+ * JSON numbers; written directly by json_writer.c because it sits on the
+ * events hot path; commands are decoded with jansson) or protobuf
+ * (protobuf-c). Structs are plain data
  * with borrowed strings when encoding; decoding a Command fills a struct
  * whose strings are owned by it (ca_command_fini frees them).
  *

@@ -1482,6 +1482,12 @@ static void test_writer_matches_reference_random(void)
 		};
 		same_as_reference("random command", enc_command, ref_command, &cmd);
 
+		/* The validator (with its ASCII fast path) agrees with the
+		 * reference's byte-by-byte check. */
+		size_t vn;
+		const char *vt = random_text(&p, &vn, false);
+		CHECK(ca_codec_utf8_valid(vt, vn) == ref_text_is_clean(vt, vn));
+
 		if (iter % 4 == 1 || allow_bad) {
 			struct ca_msg_node_condition conds[3][3];
 			struct ca_msg_node_sample nodes[3];
