@@ -602,6 +602,18 @@ enum ca_err ca_events_new_internal(struct ca_events **out, struct ca_loop *loop,
 		const struct ca_strlist *types = &cfg->events.include_types;
 		if (!ev->v1new && types->count == 1 && selector_value(types->items[0]))
 			snprintf(selector, sizeof selector, "type=%s", types->items[0]);
+		/* Event watches carry no bookmarks, so on a quiet cluster the only
+		 * progress a healthy watch shows is its renewal when the server
+		 * ends it after timeoutSeconds. Keep that renewal well inside
+		 * kubernetes.stall_timeout, or liveness would fail on quiet clusters. */
+		int64_t watch_max = cfg->kubernetes.watch_timeout_max_ms;
+		int64_t watch_min = cfg->kubernetes.watch_timeout_min_ms;
+		if (cfg->kubernetes.stall_timeout_ms > 0 && watch_max > cfg->kubernetes.stall_timeout_ms / 2)
+			watch_max = cfg->kubernetes.stall_timeout_ms / 2;
+		if (watch_max < 1000)
+			watch_max = 1000; /* timeoutSeconds counts whole seconds */
+		if (watch_min > watch_max)
+			watch_min = watch_max;
 		for (size_t i = 0; i < ev->nrefl; i++) {
 			struct refl *rf = &ev->refl[i];
 			const char *resume = NULL;
@@ -616,8 +628,8 @@ enum ca_err ca_events_new_internal(struct ca_events **out, struct ca_loop *loop,
 				.path = rf->path,
 				.field_selector = selector[0] ? selector : NULL,
 				.page_size = cfg->kubernetes.page_size,
-				.watch_timeout_min_ms = cfg->kubernetes.watch_timeout_min_ms,
-				.watch_timeout_max_ms = cfg->kubernetes.watch_timeout_max_ms,
+				.watch_timeout_min_ms = watch_min,
+				.watch_timeout_max_ms = watch_max,
 				.backoff_initial_ms = cfg->kubernetes.backoff_initial_ms,
 				.backoff_max_ms = cfg->kubernetes.backoff_max_ms,
 				.max_object_bytes = cfg->kubernetes.max_object_bytes > 0
