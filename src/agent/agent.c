@@ -622,7 +622,8 @@ enum ca_err ca_agent_new(struct ca_agent **out, const struct ca_config *cfg,
 		.service_account_dir = cfg->kubernetes.service_account_dir,
 	};
 	rc = ca_kube_new(&a->kube, a->loop, &kopts, a->kube_error, sizeof a->kube_error);
-	if (rc == CA_ENOTFOUND) {
+	bool named = cfg->kubernetes.kubeconfig && *cfg->kubernetes.kubeconfig;
+	if (rc == CA_ENOTFOUND && !named) {
 		/* Keep running without the API: NATS, probes and commands still
 		 * work, and readiness says exactly what is missing. */
 		ca_log(CA_LOG_ERROR, "kube", "no Kubernetes credentials; not ready until configured",

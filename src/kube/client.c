@@ -643,8 +643,12 @@ static enum ca_err xfer_start(struct ca_kube *k, const struct xfer_spec *s,
 	if (x->api) {
 		x->url = printf_str("%s%s", k->api_base, s->path);
 		/* A projected token rotates: pick up a new file cheaply (stat). */
-		if (k->cred.token_file)
+		if (k->cred.token_file) {
+			int64_t seen = k->cred.token_mtime_ns;
 			ca_kube_credentials_refresh_token(&k->cred, false);
+			if (k->cred.token_mtime_ns != seen)
+				k->token_refreshes++;
+		}
 		if ((err = update_auth(k)) != CA_OK)
 			goto out;
 		err = CA_ENOMEM;
