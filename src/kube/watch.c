@@ -35,6 +35,7 @@ struct ca_watch_parser {
 	size_t off;
 	size_t scanned;
 	bool discarding; /* inside an oversized line; kept is empty then */
+	struct ca_buf scratch; /* a line with its managedFields cut out */
 	struct ca_watch_parser_stats stats;
 };
 
@@ -51,6 +52,7 @@ enum ca_err ca_watch_parser_new(struct ca_watch_parser **out, size_t max_line,
 	p->cb = cb;
 	p->arg = arg;
 	ca_buf_init(&p->kept, max_line > KEPT_MIN_CAP ? max_line + 1 : KEPT_MIN_CAP);
+	ca_buf_init(&p->scratch, max_line + 1);
 	*out = p;
 	return CA_OK;
 }
@@ -60,6 +62,7 @@ void ca_watch_parser_free(struct ca_watch_parser *p)
 	if (!p)
 		return;
 	ca_buf_fini(&p->kept);
+	ca_buf_fini(&p->scratch);
 	free(p);
 }
 
@@ -118,6 +121,66 @@ static bool event_type(const json_t *t, enum ca_watch_event_type *out)
 	return false;
 }
 
+/* metadata.managedFields is server-side-apply bookkeeping that no consumer
+ * reads, yet it is often the largest part of an object and, being made of
+ * many small objects, the most expensive part for jansson to build (about
+ * 40% of the parse time of a typical Event). It is cut out before parsing:
+ * consumers see "managedFields":[].
+ *
+ * The key is found with memmem. The API server writes compact JSON, so the
+ * key is exactly `"managedFields":[`. The quote after the name cannot be
+ * inside a string (it would have to be escaped), so the match is a real key
+ * unless its opening quote is itself escaped, i.e. preceded by '\'. The
+ * array is skipped with a string-aware bracket matcher; when it does not
+ * close, the line is left alone for jansson to reject. Bytes inside a
+ * well-bracketed managedFields array are not validated. */
+static const char MANAGED_FIELDS_KEY[] = "\"managedFields\":[";
+
+/* Index just past the ']' closing the array whose '[' is at s[open], or 0. */
+static size_t skip_array(const char *s, size_t n, size_t open)
+{
+	size_t depth = 0;
+	for (size_t i = open; i < n; i++) {
+		char c = s[i];
+		if (c == '"') {
+			for (i++; i < n && s[i] != '"'; i++) {
+				if (s[i] == '\\')
+					i++;
+			}
+			if (i >= n)
+				return 0;
+		} else if (c == '[' || c == '{') {
+			depth++;
+		} else if (c == ']' || c == '}') {
+			if (depth == 0)
+				return 0;
+			if (--depth == 0)
+				return c == ']' ? i + 1 : 0;
+		}
+	}
+	return 0;
+}
+
+/* Point *s, *n at a copy of the line without the managedFields entries, when
+ * it has any. */
+static void strip_managed_fields(struct ca_watch_parser *p, const char **s, size_t *n)
+{
+	const size_t klen = sizeof MANAGED_FIELDS_KEY - 1;
+	const char *hit = memmem(*s, *n, MANAGED_FIELDS_KEY, klen);
+	if (!hit || (hit > *s && hit[-1] == '\\'))
+		return;
+	size_t open = (size_t)(hit - *s) + klen - 1;
+	size_t end = skip_array(*s, *n, open);
+	if (end == 0 || end - open <= 2)
+		return; /* unbalanced (jansson will say so) or already empty */
+	ca_buf_reset(&p->scratch);
+	if (ca_buf_append(&p->scratch, *s, open + 1) != CA_OK ||
+	    ca_buf_append(&p->scratch, *s + end - 1, *n - end + 1) != CA_OK)
+		return; /* parse the original */
+	*s = p->scratch.data;
+	*n = p->scratch.len;
+}
+
 /* Parse one complete line (without its '\n'). Returns what the callback
  * returned; bad and blank lines return true (keep going). */
 static bool parse_line(struct ca_watch_parser *p, const char *s, size_t n)
@@ -130,6 +193,7 @@ static bool parse_line(struct ca_watch_parser *p, const char *s, size_t n)
 	 * and either blank (tolerated) or an error that jansson will report. */
 	if (n == 0 || (s[0] != '{' && is_blank(s, n)))
 		return true;
+	strip_managed_fields(p, &s, &n);
 	json_error_t error;
 	/* Flags 0: the top level must be an object or array, NUL bytes
 	 * (\u0000) are rejected so every string is a whole C string, and a
