@@ -5,7 +5,9 @@
  * lines. Feed bytes as they arrive; each complete line is parsed and handed
  * to the callback. Memory is bounded: a line longer than max_line is skipped
  * (counted in oversized) without being stored. The cost per byte does not
- * depend on how the stream was cut. Not thread safe; one owner. */
+ * depend on how the stream was cut. metadata.managedFields (often half of
+ * an object, and of no use to the agent) is cut out before parsing:
+ * consumers see it as an empty list. Not thread safe; one owner. */
 #ifndef CA_KUBE_WATCH_H
 #define CA_KUBE_WATCH_H
 
@@ -47,7 +49,9 @@ void ca_watch_parser_free(struct ca_watch_parser *p);
 void ca_watch_parser_reset(struct ca_watch_parser *p);
 /* Feed bytes. CA_OK when all were consumed; CA_EAGAIN when the callback
  * asked to stop (call ca_watch_feed(p, NULL, 0) later to go on with the
- * bytes kept); CA_ENOMEM. Bad lines never fail the feed: they are counted. */
+ * bytes kept); CA_ETOOBIG when more than max(64 MiB, max_line) would have
+ * to be kept across a pause (the parser is then reset); CA_ENOMEM. Bad
+ * lines never fail the feed: they are counted. */
 enum ca_err ca_watch_feed(struct ca_watch_parser *p, const char *data, size_t len);
 /* True if bytes of an incomplete line are pending (a stream cut mid-line). */
 bool ca_watch_parser_partial(const struct ca_watch_parser *p);
