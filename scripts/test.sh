@@ -43,7 +43,7 @@ pytest_run() { # agent binary, name
 }
 
 if build build; then
-	meson_suites build plain --suite unit --suite fuzz
+	meson_suites build plain --suite unit --suite fuzz --suite lint
 	meson_suites build valgrind --suite unit \
 		--wrap='valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 --quiet' \
 		--timeout-multiplier 4
