@@ -1,0 +1,98 @@
+"""NATS authentication through the real agent: NKey seed file (a real
+Ed25519 key pair in the NKey encoding) and a token file."""
+import base64
+import json
+import time
+
+import pytest
+
+from lib.nats import NatsClient, NatsServer
+
+cryptography = pytest.importorskip("cryptography")
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+
+PREFIX_SEED = 18 << 3
+PREFIX_USER = 20 << 3
+
+
+def crc16(data):
+    """CRC-16/XMODEM, the checksum of the NKey encoding."""
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def encode(raw):
+    raw = bytes(raw)
+    c = crc16(raw)
+    return base64.b32encode(raw + bytes([c & 0xFF, c >> 8])).decode().rstrip("=")
+
+
+def user_nkey_pair():
+    key = Ed25519PrivateKey.generate()
+    seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                             serialization.NoEncryption())
+    pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    seed_str = encode([PREFIX_SEED | (PREFIX_USER >> 5), (PREFIX_USER & 31) << 3, *seed])
+    pub_str = encode([PREFIX_USER, *pub])
+    assert seed_str.startswith("SU") and pub_str.startswith("U")
+    return seed_str, pub_str
+
+
+def test_nkey_seed_file(tmp_path, kubesim, agent_factory):
+    seed, pub = user_nkey_pair()
+    conf = tmp_path / "nats.conf"
+    conf.write_text('authorization { users = [ { nkey: "%s" } ] }\n' % pub)
+    seed_file = tmp_path / "agent.nk"
+    seed_file.write_text(seed + "\n")
+    (tmp_path / "agent.nk.pub").write_text(pub + "\n")
+    server = NatsServer(args=["-c", str(conf)])
+    server.start()
+    try:
+        agent = agent_factory(["--nats", server.url, "--cluster-id", "c1", "--kubeconfig", kubesim.kubeconfig],
+                              env={"COLLECT_AGENT_NATS_AUTH_NKEY_SEED_FILE": str(seed_file)})
+        agent.wait_ready(timeout=20)
+        assert agent.health()["nats"]["connected"] is True
+        logs = agent.logs()
+        assert seed not in logs, "the seed must never be logged"
+        agent.assert_clean_exit()
+
+        # The same server refuses an agent without the key.
+        bad = agent_factory(["--nats", server.url, "--cluster-id", "c1", "--kubeconfig", kubesim.kubeconfig],
+                            env={"COLLECT_AGENT_NATS_RECONNECT_WAIT": "100ms"})
+        # Over many reconnect attempts (100 ms apart) it never gets in.
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            status, body = bad.get("/health/ready")
+            assert status == 503
+            assert "NATS" in json.loads(body)["reason"]
+            assert bad.health()["nats"]["connected"] is False
+            time.sleep(0.1)
+        bad.assert_clean_exit()
+    finally:
+        server.stop()
+
+
+def test_token_file(tmp_path, kubesim, agent_factory):
+    server = NatsServer(args=["--auth", "s3cret-token"])
+    server.start()
+    try:
+        token_file = tmp_path / "token"
+        token_file.write_text("s3cret-token\n")
+        client = NatsClient(server.url, token="s3cret-token")
+        reg = client.subscribe("agent.register.c1")
+        client.flush()
+        agent = agent_factory(["--nats", server.url, "--cluster-id", "c1", "--kubeconfig", kubesim.kubeconfig],
+                              env={"COLLECT_AGENT_NATS_AUTH_TOKEN_FILE": str(token_file)})
+        assert json.loads(reg.next(timeout=15).data)["cluster_id"] == "c1"
+        assert "s3cret-token" not in agent.logs()
+        assert "s3cret-token" not in agent.get("/health")[1]
+        client.close()
+        agent.assert_clean_exit()
+    finally:
+        server.stop()
