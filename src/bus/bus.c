@@ -13,6 +13,7 @@
  * loop is freed is dropped without its argument being freed. With an fd the
  * bus owns, ca_bus_free() deregisters the fd and frees the queue itself, so
  * nothing outlives the bus. */
+#include "core/file.h"
 #include "bus/bus.h"
 
 #include <errno.h>
@@ -116,19 +117,6 @@ struct ca_bus {
 
 /* ------------------------------------------------------------------ helpers */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static char *xstrdup(const char *s)
 {
 	return s ? strdup(s) : NULL;
@@ -165,54 +153,15 @@ static void redact_url(const char *url, char *out, size_t outlen)
 /* Read a small secret file; trailing whitespace is cut. */
 static enum ca_err read_secret(const char *path, char **out)
 {
-	enum ca_err rc = CA_EIO;
-	char *buf = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		goto out;
-	buf = malloc(SECRET_FILE_MAX + 1);
-	if (!buf) {
-		rc = CA_ENOMEM;
-		goto out;
-	}
 	size_t len = 0;
-	for (;;) {
-		if (len == SECRET_FILE_MAX) {
-			rc = CA_ETOOBIG;
-			goto out;
-		}
-		ssize_t n = read(fd, buf + len, SECRET_FILE_MAX - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			goto out;
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
+	enum ca_err rc = ca_read_file(path, SECRET_FILE_MAX, out, &len, NULL, NULL);
+	if (rc != CA_OK)
+		return rc == CA_ENOMEM || rc == CA_ETOOBIG ? rc : CA_EIO;
+	char *buf = *out;
 	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
 	                   buf[len - 1] == ' ' || buf[len - 1] == '\t'))
-		len--;
-	buf[len] = '\0';
-	*out = buf;
-	buf = NULL;
-	rc = CA_OK;
-out:
-	if (buf) {
-		explicit_bzero(buf, SECRET_FILE_MAX + 1);
-		free(buf);
-	}
-	if (fd >= 0)
-		close(fd);
-	return rc;
-}
-
-static void free_secret(char *s)
-{
-	if (s) {
-		explicit_bzero(s, strlen(s));
-		free(s);
-	}
+		buf[--len] = '\0';
+	return CA_OK;
 }
 
 static void record_error(struct ca_bus *bus, const char *text)
@@ -553,12 +502,12 @@ static enum ca_err nkey_public(const char *seed_file, char **out)
 			if (n == 56 && line[0] == 'U') {
 				line[n] = '\0';
 				*out = strdup(line);
-				free_secret(text);
+				ca_free_secret(text);
 				return *out ? CA_OK : CA_ENOMEM;
 			}
 			line = nl ? nl + 1 : NULL;
 		}
-		free_secret(text);
+		ca_free_secret(text);
 		text = NULL;
 	}
 	return CA_ENOTFOUND;
@@ -568,7 +517,7 @@ static enum ca_err nkey_public(const char *seed_file, char **out)
 	do {                                                                   \
 		natsStatus st_ = (call);                                       \
 		if (st_ != NATS_OK) {                                          \
-			set_err(err, errlen, "nats: %s: %s", (what),           \
+			ca_set_err(err, errlen, "nats: %s: %s", (what),           \
 			        natsStatus_GetText(st_));                      \
 			rc = st_ == NATS_NO_MEMORY ? CA_ENOMEM : CA_EINVAL;   \
 			goto out;                                              \
@@ -583,7 +532,7 @@ static enum ca_err build_options(struct ca_bus *bus, char *err, size_t errlen)
 	natsOptions *o = NULL;
 
 	if (cfg->nats.servers.count == 0 || cfg->nats.servers.count > 1024) {
-		set_err(err, errlen, "nats.servers: expected 1 to 1024 server URLs");
+		ca_set_err(err, errlen, "nats.servers: expected 1 to 1024 server URLs");
 		goto out;
 	}
 	bus->servers = calloc(cfg->nats.servers.count, sizeof *bus->servers);
@@ -624,7 +573,7 @@ static enum ca_err build_options(struct ca_bus *bus, char *err, size_t errlen)
 	TRY_NATS(natsOptions_SetCustomReconnectDelay(o, reconnect_delay, bus), "nats.reconnect_wait_max");
 	if (cfg->nats.reconnect_buffer_bytes > 0) {
 		if (cfg->nats.reconnect_buffer_bytes > INT32_MAX) {
-			set_err(err, errlen, "nats.reconnect_buffer_bytes: at most %d", INT32_MAX);
+			ca_set_err(err, errlen, "nats.reconnect_buffer_bytes: at most %d", INT32_MAX);
 			goto out;
 		}
 		TRY_NATS(natsOptions_SetReconnectBufSize(o, (int)cfg->nats.reconnect_buffer_bytes),
@@ -642,7 +591,7 @@ static enum ca_err build_options(struct ca_bus *bus, char *err, size_t errlen)
 			TRY_NATS(natsOptions_LoadCATrustedCertificates(o, cfg->nats.tls.ca_file), "nats.tls.ca_file");
 		if (nonempty(cfg->nats.tls.cert_file) || nonempty(cfg->nats.tls.key_file)) {
 			if (!nonempty(cfg->nats.tls.cert_file) || !nonempty(cfg->nats.tls.key_file)) {
-				set_err(err, errlen, "nats.tls: cert_file and key_file go together");
+				ca_set_err(err, errlen, "nats.tls: cert_file and key_file go together");
 				goto out;
 			}
 			TRY_NATS(natsOptions_LoadCertificatesChain(o, cfg->nats.tls.cert_file, cfg->nats.tls.key_file),
@@ -659,7 +608,7 @@ static enum ca_err build_options(struct ca_bus *bus, char *err, size_t errlen)
 	} else if (nonempty(a->nkey_seed_file)) {
 		enum ca_err r = nkey_public(a->nkey_seed_file, &nkey_pub);
 		if (r != CA_OK) {
-			set_err(err, errlen, "nats.auth.nkey_seed_file: %s: no user public key (a line \"U...\" "
+			ca_set_err(err, errlen, "nats.auth.nkey_seed_file: %s: no user public key (a line \"U...\" "
 			        "in the file or in <file>.pub)", a->nkey_seed_file);
 			rc = r == CA_ENOMEM ? CA_ENOMEM : CA_EINVAL;
 			goto out;
@@ -670,7 +619,7 @@ static enum ca_err build_options(struct ca_bus *bus, char *err, size_t errlen)
 		if (nonempty(a->token_file)) {
 			enum ca_err r = read_secret(a->token_file, &bus->token);
 			if (r != CA_OK) {
-				set_err(err, errlen, "nats.auth.token_file: %s: %s", a->token_file, ca_strerror(r));
+				ca_set_err(err, errlen, "nats.auth.token_file: %s: %s", a->token_file, ca_strerror(r));
 				rc = r == CA_ENOMEM ? CA_ENOMEM : CA_EINVAL;
 				goto out;
 			}
@@ -681,7 +630,7 @@ static enum ca_err build_options(struct ca_bus *bus, char *err, size_t errlen)
 		if (nonempty(a->password_file)) {
 			enum ca_err r = read_secret(a->password_file, &bus->password);
 			if (r != CA_OK) {
-				set_err(err, errlen, "nats.auth.password_file: %s: %s", a->password_file, ca_strerror(r));
+				ca_set_err(err, errlen, "nats.auth.password_file: %s: %s", a->password_file, ca_strerror(r));
 				rc = r == CA_ENOMEM ? CA_ENOMEM : CA_EINVAL;
 				goto out;
 			}
@@ -725,13 +674,13 @@ enum ca_err ca_bus_new(struct ca_bus **out, struct ca_loop *loop, const struct c
 	bus->qlock_init = true;
 	bus->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (bus->efd < 0) {
-		set_err(err, errlen, "eventfd: %s", strerror(errno));
+		ca_set_err(err, errlen, "eventfd: %s", strerror(errno));
 		rc = CA_EIO;
 		goto out;
 	}
 	rc = ca_loop_fd_add(loop, bus->efd, CA_LOOP_READ, on_wake, bus, &bus->efd_handle);
 	if (rc != CA_OK) {
-		set_err(err, errlen, "cannot watch the bus eventfd: %s", ca_strerror(rc));
+		ca_set_err(err, errlen, "cannot watch the bus eventfd: %s", ca_strerror(rc));
 		goto out;
 	}
 	rc = build_options(bus, err, errlen);
@@ -741,7 +690,7 @@ enum ca_err ca_bus_new(struct ca_bus **out, struct ca_loop *loop, const struct c
 	bus = NULL;
 out:
 	if (rc == CA_ENOMEM && err && errlen && !err[0])
-		set_err(err, errlen, "out of memory");
+		ca_set_err(err, errlen, "out of memory");
 	ca_bus_free(bus);
 	return rc;
 }
@@ -1126,8 +1075,8 @@ void ca_bus_free(struct ca_bus *bus)
 	for (int i = 0; i < bus->nservers; i++)
 		free(bus->servers[i]);
 	free(bus->servers);
-	free_secret(bus->token);
-	free_secret(bus->password);
+	ca_free_secret(bus->token);
+	ca_free_secret(bus->password);
 	if (bus->efd >= 0)
 		close(bus->efd);
 	if (bus->qlock_init) {

@@ -6,6 +6,7 @@
  * cannot disagree about which keys exist. Values from every source go through
  * the same text parser (set_text), so "30s" means the same in the file, in
  * the environment and on the command line. */
+#include "core/file.h"
 #include "config/config.h"
 
 #include <arpa/inet.h>
@@ -184,19 +185,6 @@ static void *field_of(struct ca_config *cfg, const struct key_def *k)
 /* ------------------------------------------------------------------------ */
 /* Errors                                                                   */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* Quote a value for a message: escapes quotes, backslashes and control
  * bytes, and cuts long values so one bad key cannot flood the log. */
 static void quote(const char *s, char *out, size_t outlen)
@@ -245,7 +233,7 @@ static enum ca_err bad_value(char *err, size_t errlen, const char *key, const ch
 {
 	char q[400];
 	quote(value ? value : "", q, sizeof q);
-	set_err(err, errlen, "%s: %s is not %s; allowed: %s", key, q, what, allowed);
+	ca_set_err(err, errlen, "%s: %s is not %s; allowed: %s", key, q, what, allowed);
 	return CA_EINVAL;
 }
 
@@ -338,14 +326,6 @@ static bool parse_int64(const char *s, int64_t *out)
 	return true;
 }
 
-static void secret_free(char *s)
-{
-	if (s) {
-		explicit_bzero(s, strlen(s));
-		free(s);
-	}
-}
-
 /* Set key k from its text form (defaults, YAML scalars, environment, flags).
  * Lists are comma-separated. */
 static enum ca_err set_text(struct ca_config *cfg, const struct key_def *k, const char *text,
@@ -360,7 +340,7 @@ static enum ca_err set_text(struct ca_config *cfg, const struct key_def *k, cons
 			return CA_ENOMEM;
 		char **sp = f;
 		if (k->kind == K_SECRET)
-			secret_free(*sp);
+			ca_free_secret(*sp);
 		else
 			free(*sp);
 		*sp = copy;
@@ -432,7 +412,7 @@ void ca_config_fini(struct ca_config *cfg)
 		void *f = field_of(cfg, &keys[i]);
 		switch (keys[i].kind) {
 		case K_STR: free(*(char **)f); break;
-		case K_SECRET: secret_free(*(char **)f); break;
+		case K_SECRET: ca_free_secret(*(char **)f); break;
 		case K_LIST: strlist_clear(f); break;
 		default: break;
 		}
@@ -500,7 +480,7 @@ static const char *scalar_text(struct yaml_ctx *c, const yaml_node_t *n, const c
 {
 	const char *v = (const char *)n->data.scalar.value;
 	if (strlen(v) != n->data.scalar.length) {
-		set_err(c->err, c->errlen, "%s: the value at line %lu of %s contains a NUL byte", key,
+		ca_set_err(c->err, c->errlen, "%s: the value at line %lu of %s contains a NUL byte", key,
 		        (unsigned long)n->start_mark.line + 1, c->name);
 		return NULL;
 	}
@@ -510,7 +490,7 @@ static const char *scalar_text(struct yaml_ctx *c, const yaml_node_t *n, const c
 static enum ca_err wrong_type(struct yaml_ctx *c, const char *key, const char *expected,
                               const yaml_node_t *n)
 {
-	set_err(c->err, c->errlen, "%s: expected %s at line %lu of %s, got %s", key, expected,
+	ca_set_err(c->err, c->errlen, "%s: expected %s at line %lu of %s, got %s", key, expected,
 	        (unsigned long)n->start_mark.line + 1, c->name, node_type_name(n));
 	return CA_EINVAL;
 }
@@ -540,7 +520,7 @@ static enum ca_err apply_node(struct yaml_ctx *c, const struct key_def *k, yaml_
 			goto out;
 		}
 		if (node_is_null(item)) {
-			set_err(c->err, c->errlen, "%s: \"\" is not a list entry (line %lu of %s); allowed: non-empty entries",
+			ca_set_err(c->err, c->errlen, "%s: \"\" is not a list entry (line %lu of %s); allowed: non-empty entries",
 			        k->path, (unsigned long)item->start_mark.line + 1, c->name);
 			rc = CA_EINVAL;
 			goto out;
@@ -573,7 +553,7 @@ static enum ca_err walk_mapping(struct yaml_ctx *c, yaml_node_t *map, const char
 		if (!kn || !vn)
 			return CA_EINVAL;
 		if (kn->type != YAML_SCALAR_NODE) {
-			set_err(c->err, c->errlen, "%s: line %lu: a key must be a plain name, not %s",
+			ca_set_err(c->err, c->errlen, "%s: line %lu: a key must be a plain name, not %s",
 			        c->name, (unsigned long)kn->start_mark.line + 1, node_type_name(kn));
 			return CA_EINVAL;
 		}
@@ -606,7 +586,7 @@ static enum ca_err yaml_syntax_error(const yaml_parser_t *parser, const char *na
 {
 	if (parser->error == YAML_MEMORY_ERROR)
 		return CA_ENOMEM;
-	set_err(err, errlen, "%s: YAML syntax error at line %lu, column %lu: %s%s%s", name,
+	ca_set_err(err, errlen, "%s: YAML syntax error at line %lu, column %lu: %s%s%s", name,
 	        (unsigned long)parser->problem_mark.line + 1,
 	        (unsigned long)parser->problem_mark.column + 1,
 	        parser->problem ? parser->problem : "malformed document",
@@ -624,7 +604,7 @@ static enum ca_err apply_yaml(struct ca_config *cfg, const char *data, size_t le
 	enum ca_err rc = CA_EINVAL;
 
 	if (len > MAX_CONFIG_BYTES) {
-		set_err(err, errlen, "%s: larger than %zu bytes", name, MAX_CONFIG_BYTES);
+		ca_set_err(err, errlen, "%s: larger than %zu bytes", name, MAX_CONFIG_BYTES);
 		return CA_ETOOBIG;
 	}
 	if (!yaml_parser_initialize(&parser))
@@ -647,7 +627,7 @@ static enum ca_err apply_yaml(struct ca_config *cfg, const char *data, size_t le
 	}
 	have_extra = true;
 	if (yaml_document_get_root_node(&extra)) {
-		set_err(err, errlen, "%s: holds more than one YAML document; allowed: one", name);
+		ca_set_err(err, errlen, "%s: holds more than one YAML document; allowed: one", name);
 		goto out;
 	}
 	if (node_is_null(root)) {
@@ -655,7 +635,7 @@ static enum ca_err apply_yaml(struct ca_config *cfg, const char *data, size_t le
 		goto out;
 	}
 	if (root->type != YAML_MAPPING_NODE) {
-		set_err(err, errlen, "%s: the top level is %s; allowed: a mapping of sections (cluster, nats, ...)",
+		ca_set_err(err, errlen, "%s: the top level is %s; allowed: a mapping of sections (cluster, nats, ...)",
 		        name, node_type_name(root));
 		goto out;
 	}
@@ -1154,44 +1134,16 @@ out:
 /* ------------------------------------------------------------------------ */
 /* Loading                                                                  */
 
+/* CA_EIO with *err_no for every way a file can be unreadable (EFBIG: over
+ * max), so callers phrase one message. */
 static enum ca_err read_file(const char *path, size_t max, char **out, size_t *len, int *err_no)
 {
-	enum ca_err rc = CA_EIO;
-	struct ca_buf b;
-	ca_buf_init(&b, max);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		*err_no = errno;
-		goto out;
-	}
-	for (;;) {
-		char chunk[4096];
-		ssize_t n = read(fd, chunk, sizeof chunk);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			*err_no = errno;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		rc = ca_buf_append(&b, chunk, (size_t)n);
-		explicit_bzero(chunk, sizeof chunk);
-		if (rc != CA_OK) {
-			*err_no = rc == CA_ETOOBIG ? EFBIG : ENOMEM;
-			rc = CA_EIO;
-			goto out;
-		}
-	}
-	*out = ca_buf_take(&b, len);
-	rc = *out ? CA_OK : CA_ENOMEM;
-out:
-	if (fd >= 0)
-		close(fd);
-	if (b.data)
-		explicit_bzero(b.data, b.len);
-	ca_buf_fini(&b);
-	return rc;
+	enum ca_err rc = ca_read_file(path, max, out, len, NULL, err_no);
+	if (rc == CA_ENOTFOUND)
+		*err_no = ENOENT;
+	else if (rc == CA_ETOOBIG)
+		*err_no = EFBIG;
+	return rc == CA_ENOTFOUND || rc == CA_ETOOBIG ? CA_EIO : rc;
 }
 
 enum ca_err ca_config_load_from_memory(struct ca_config *cfg, const char *data, size_t len,
@@ -1210,7 +1162,7 @@ static enum ca_err load_file(struct ca_config *cfg, const char *path, char *err,
 	int err_no = 0;
 	enum ca_err rc = read_file(path, MAX_CONFIG_BYTES, &data, &len, &err_no);
 	if (rc == CA_EIO) {
-		set_err(err, errlen, "%s: cannot read the config file: %s", path,
+		ca_set_err(err, errlen, "%s: cannot read the config file: %s", path,
 		        err_no == EFBIG ? "larger than 1 MiB" : strerror(err_no));
 		return rc;
 	}
@@ -1297,12 +1249,12 @@ static enum ca_err read_secret(char **dst, const char *file_key, const char *pat
 	if (len > 0 && data[len - 1] == '\r')
 		data[--len] = '\0';
 	if (len == 0 || strlen(data) != len) {
-		secret_free(data);
+		ca_free_secret(data);
 		bad_value(err, errlen, file_key, path, "a file holding a secret",
 		          "a non-empty text file without NUL bytes");
 		return CA_EINVAL;
 	}
-	secret_free(*dst);
+	ca_free_secret(*dst);
 	*dst = data;
 	return CA_OK;
 }

@@ -4,6 +4,7 @@
  * (first entry of a name wins, relative paths resolve against the file's
  * directory) and stops at what collect-agent cannot do (exec plugins and
  * auth providers) with a sentence that says so. Never logs. */
+#include "core/file.h"
 #include "config/kubeconfig.h"
 
 #include <errno.h>
@@ -29,27 +30,6 @@ struct kctx {
 	size_t budget;        /* mapping pairs we may still look at (alias fan-out guard) */
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-static void wipe_free(char *p, size_t n)
-{
-	if (p) {
-		explicit_bzero(p, n);
-		free(p);
-	}
-}
-
 void ca_kubeconfig_fini(struct ca_kubeconfig *kc)
 {
 	if (!kc)
@@ -60,14 +40,14 @@ void ca_kubeconfig_fini(struct ca_kubeconfig *kc)
 	free(kc->tls_server_name);
 	free(kc->certificate_authority);
 	free(kc->certificate_authority_data);
-	wipe_free(kc->token, kc->token ? strlen(kc->token) : 0);
+	ca_free_secret_n(kc->token, kc->token ? strlen(kc->token) : 0);
 	free(kc->token_file);
 	free(kc->client_certificate);
 	free(kc->client_certificate_data);
 	free(kc->client_key);
-	wipe_free(kc->client_key_data, kc->client_key_data_len);
+	ca_free_secret_n(kc->client_key_data, kc->client_key_data_len);
 	free(kc->username);
-	wipe_free(kc->password, kc->password ? strlen(kc->password) : 0);
+	ca_free_secret_n(kc->password, kc->password ? strlen(kc->password) : 0);
 	memset(kc, 0, sizeof *kc);
 }
 
@@ -144,7 +124,7 @@ static enum ca_err b64_decode(const char *in, size_t inlen, char **out, size_t *
 	*outlen = o;
 	return CA_OK;
 bad:
-	wipe_free(buf, inlen / 4 * 3 + 4);
+	ca_free_secret_n(buf, inlen / 4 * 3 + 4);
 	return CA_EINVAL;
 }
 
@@ -187,12 +167,12 @@ static enum ca_err get_str(struct kctx *c, yaml_node_t *map, const char *key, co
 	if (is_null(n))
 		return CA_OK;
 	if (n->type != YAML_SCALAR_NODE) {
-		set_err(c->err, c->errlen, "%s: %s: %s at line %lu is not a single value", c->name, where,
+		ca_set_err(c->err, c->errlen, "%s: %s: %s at line %lu is not a single value", c->name, where,
 		        key, (unsigned long)n->start_mark.line + 1);
 		return CA_EINVAL;
 	}
 	if (strlen((const char *)n->data.scalar.value) != n->data.scalar.length) {
-		set_err(c->err, c->errlen, "%s: %s: %s contains a NUL byte", c->name, where, key);
+		ca_set_err(c->err, c->errlen, "%s: %s: %s contains a NUL byte", c->name, where, key);
 		return CA_EINVAL;
 	}
 	*out = (const char *)n->data.scalar.value;
@@ -238,7 +218,7 @@ static enum ca_err get_b64(struct kctx *c, yaml_node_t *map, const char *key, co
 		return rc;
 	rc = b64_decode(v, strlen(v), dst, dst_len);
 	if (rc == CA_EINVAL || rc == CA_ETOOBIG) {
-		set_err(c->err, c->errlen, "%s: %s: %s is not valid base64", c->name, where, key);
+		ca_set_err(c->err, c->errlen, "%s: %s: %s is not valid base64", c->name, where, key);
 		return CA_EINVAL;
 	}
 	return rc;
@@ -265,7 +245,7 @@ static enum ca_err check_list(struct kctx *c, yaml_node_t *list, const char *key
 {
 	if (is_null(list) || list->type == YAML_SEQUENCE_NODE)
 		return CA_OK;
-	set_err(c->err, c->errlen, "%s: %s at line %lu is not a list", c->name, key,
+	ca_set_err(c->err, c->errlen, "%s: %s at line %lu is not a list", c->name, key,
 	        (unsigned long)list->start_mark.line + 1);
 	return CA_EINVAL;
 }
@@ -291,7 +271,7 @@ static enum ca_err resolve(struct kctx *c, yaml_node_t *root, const char *contex
 		if ((rc = get_str(c, root, "current-context", "top level", &ctx_name)) != CA_OK)
 			return rc;
 		if (!ctx_name || !*ctx_name) {
-			set_err(c->err, c->errlen, "%s: no context was given and current-context is not set",
+			ca_set_err(c->err, c->errlen, "%s: no context was given and current-context is not set",
 			        c->name);
 			return CA_EINVAL;
 		}
@@ -301,7 +281,7 @@ static enum ca_err resolve(struct kctx *c, yaml_node_t *root, const char *contex
 
 	yaml_node_t *ctx = find_named(c, contexts, ctx_name, "context");
 	if (!ctx || ctx->type != YAML_MAPPING_NODE) {
-		set_err(c->err, c->errlen, "%s: context \"%s\" not found", c->name, ctx_name);
+		ca_set_err(c->err, c->errlen, "%s: context \"%s\" not found", c->name, ctx_name);
 		return CA_EINVAL;
 	}
 	snprintf(where, sizeof where, "context \"%.200s\"", ctx_name);
@@ -313,14 +293,14 @@ static enum ca_err resolve(struct kctx *c, yaml_node_t *root, const char *contex
 	if (ns && *ns && (rc = dup_to(&out->namespace_, ns)) != CA_OK)
 		return rc;
 	if (!cluster_name || !*cluster_name) {
-		set_err(c->err, c->errlen, "%s: context \"%s\" names no cluster", c->name, ctx_name);
+		ca_set_err(c->err, c->errlen, "%s: context \"%s\" names no cluster", c->name, ctx_name);
 		return CA_EINVAL;
 	}
 
 	/* cluster */
 	yaml_node_t *cl = find_named(c, clusters, cluster_name, "cluster");
 	if (!cl || cl->type != YAML_MAPPING_NODE) {
-		set_err(c->err, c->errlen, "%s: cluster \"%s\" (of context \"%s\") not found", c->name,
+		ca_set_err(c->err, c->errlen, "%s: cluster \"%s\" (of context \"%s\") not found", c->name,
 		        cluster_name, ctx_name);
 		return CA_EINVAL;
 	}
@@ -331,7 +311,7 @@ static enum ca_err resolve(struct kctx *c, yaml_node_t *root, const char *contex
 	    (rc = get_str(c, cl, "insecure-skip-tls-verify", where, &insecure)) != CA_OK)
 		return rc;
 	if (!server || !*server) {
-		set_err(c->err, c->errlen, "%s: cluster \"%s\" has no server", c->name, cluster_name);
+		ca_set_err(c->err, c->errlen, "%s: cluster \"%s\" has no server", c->name, cluster_name);
 		return CA_EINVAL;
 	}
 	if ((rc = dup_to(&out->server, server)) != CA_OK)
@@ -342,7 +322,7 @@ static enum ca_err resolve(struct kctx *c, yaml_node_t *root, const char *contex
 		if (strcmp(insecure, "true") == 0 || strcmp(insecure, "True") == 0)
 			out->insecure_skip_tls_verify = true;
 		else if (strcmp(insecure, "false") != 0 && strcmp(insecure, "False") != 0) {
-			set_err(c->err, c->errlen,
+			ca_set_err(c->err, c->errlen,
 			        "%s: %s: insecure-skip-tls-verify is not a boolean; allowed: true, false",
 			        c->name, where);
 			return CA_EINVAL;
@@ -358,7 +338,7 @@ static enum ca_err resolve(struct kctx *c, yaml_node_t *root, const char *contex
 		return CA_OK;
 	yaml_node_t *u = find_named(c, users, user_name, "user");
 	if (!u || (u->type != YAML_MAPPING_NODE && !is_null(u))) {
-		set_err(c->err, c->errlen, "%s: user \"%s\" (of context \"%s\") not found", c->name,
+		ca_set_err(c->err, c->errlen, "%s: user \"%s\" (of context \"%s\") not found", c->name,
 		        user_name, ctx_name);
 		return CA_EINVAL;
 	}
@@ -386,13 +366,13 @@ static enum ca_err resolve(struct kctx *c, yaml_node_t *root, const char *contex
 	                (out->client_key || out->client_key_data);
 	bool usable = out->token || out->token_file || has_cert || out->username;
 	if (!usable && out->has_exec) {
-		set_err(c->err, c->errlen,
+		ca_set_err(c->err, c->errlen,
 		        "%s: user \"%s\" uses an exec credential plugin, which collect-agent does not support; use a token or client certificate",
 		        c->name, user_name);
 		return CA_EUNSUPPORTED;
 	}
 	if (!usable && out->has_auth_provider) {
-		set_err(c->err, c->errlen,
+		ca_set_err(c->err, c->errlen,
 		        "%s: user \"%s\" uses an auth-provider, which collect-agent does not support; use a token or client certificate",
 		        c->name, user_name);
 		return CA_EUNSUPPORTED;
@@ -411,7 +391,7 @@ static enum ca_err parse_named(const char *data, size_t len, const char *name, c
 
 	memset(out, 0, sizeof *out);
 	if (len > MAX_KUBECONFIG_BYTES) {
-		set_err(err, errlen, "%s: larger than %zu bytes", name, MAX_KUBECONFIG_BYTES);
+		ca_set_err(err, errlen, "%s: larger than %zu bytes", name, MAX_KUBECONFIG_BYTES);
 		return CA_EINVAL;
 	}
 	if (!yaml_parser_initialize(&parser))
@@ -421,7 +401,7 @@ static enum ca_err parse_named(const char *data, size_t len, const char *name, c
 		if (parser.error == YAML_MEMORY_ERROR) {
 			rc = CA_ENOMEM;
 		} else {
-			set_err(err, errlen, "%s: YAML syntax error at line %lu, column %lu: %s", name,
+			ca_set_err(err, errlen, "%s: YAML syntax error at line %lu, column %lu: %s", name,
 			        (unsigned long)parser.problem_mark.line + 1,
 			        (unsigned long)parser.problem_mark.column + 1,
 			        parser.problem ? parser.problem : "malformed document");
@@ -431,7 +411,7 @@ static enum ca_err parse_named(const char *data, size_t len, const char *name, c
 	have_doc = true;
 	yaml_node_t *root = yaml_document_get_root_node(&doc);
 	if (!root || root->type != YAML_MAPPING_NODE) {
-		set_err(err, errlen, "%s: not a kubeconfig (the top level is not a mapping)", name);
+		ca_set_err(err, errlen, "%s: not a kubeconfig (the top level is not a mapping)", name);
 		goto out;
 	}
 	size_t nodes = (size_t)(doc.nodes.top - doc.nodes.start);
@@ -440,7 +420,7 @@ static enum ca_err parse_named(const char *data, size_t len, const char *name, c
 	rc = resolve(&c, root, context, out);
 	if (c.budget == 0) {
 		/* Aliases let a small file fan out into a huge walk. */
-		set_err(err, errlen, "%s: too many references to walk; is it really a kubeconfig?", name);
+		ca_set_err(err, errlen, "%s: too many references to walk; is it really a kubeconfig?", name);
 		rc = CA_EINVAL;
 	}
 out:
@@ -471,7 +451,7 @@ enum ca_err ca_kubeconfig_load(const char *path, const char *context, struct ca_
 	ca_buf_init(&b, MAX_KUBECONFIG_BYTES);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		set_err(err, errlen, "%s: cannot read the kubeconfig: %s", path, strerror(errno));
+		ca_set_err(err, errlen, "%s: cannot read the kubeconfig: %s", path, strerror(errno));
 		goto out;
 	}
 	for (;;) {
@@ -480,7 +460,7 @@ enum ca_err ca_kubeconfig_load(const char *path, const char *context, struct ca_
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			set_err(err, errlen, "%s: cannot read the kubeconfig: %s", path, strerror(errno));
+			ca_set_err(err, errlen, "%s: cannot read the kubeconfig: %s", path, strerror(errno));
 			goto out;
 		}
 		if (n == 0)
@@ -488,7 +468,7 @@ enum ca_err ca_kubeconfig_load(const char *path, const char *context, struct ca_
 		enum ca_err arc = ca_buf_append(&b, chunk, (size_t)n);
 		explicit_bzero(chunk, sizeof chunk);
 		if (arc == CA_ETOOBIG) {
-			set_err(err, errlen, "%s: larger than %zu bytes", path, MAX_KUBECONFIG_BYTES);
+			ca_set_err(err, errlen, "%s: larger than %zu bytes", path, MAX_KUBECONFIG_BYTES);
 			rc = CA_EINVAL;
 			goto out;
 		}

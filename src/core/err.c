@@ -1,5 +1,8 @@
 #include "core/err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *ca_strerror(enum ca_err err)
 {
 	switch (err) {
@@ -17,4 +20,14 @@ const char *ca_strerror(enum ca_err err)
 	case CA_EUNSUPPORTED: return "unsupported";
 	}
 	return "unknown error";
+}
+
+void ca_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (!err || errlen == 0)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
 }

@@ -24,4 +24,12 @@ enum ca_err {
 /* Static English text for an error code; never NULL. Any thread. */
 const char *ca_strerror(enum ca_err err);
 
+#include <stddef.h>
+
+/* Write a printf-formatted sentence into err (always terminated, cut to
+ * errlen). err may be NULL or errlen 0: then nothing is written. The one
+ * helper every module uses for its "char *err, size_t errlen" outputs. */
+void ca_set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif

@@ -8,6 +8,7 @@
  * socket, timer) only store bytes and flags, so nothing a user callback does
  * (cancel, free, start another request) can pull an easy handle out from
  * under libcurl while it is using it. */
+#include "core/file.h"
 #include "kube/kube.h"
 
 #include <curl/curl.h>
@@ -122,14 +123,6 @@ static char *dup_str(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
-static void free_secret(char *s)
-{
-	if (s) {
-		explicit_bzero(s, strlen(s));
-		free(s);
-	}
-}
-
 /* snprintf that may cut the text short on purpose (messages for humans). */
 static void set_text(char *dst, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void set_text(char *dst, size_t n, const char *fmt, ...)
@@ -222,7 +215,7 @@ static void count_code(struct ca_kube *k, long status)
 static enum ca_err update_auth(struct ca_kube *k)
 {
 	if (!k->cred.token || !*k->cred.token) {
-		free_secret(k->auth_header);
+		ca_free_secret(k->auth_header);
 		k->auth_header = NULL;
 		return CA_OK;
 	}
@@ -233,7 +226,7 @@ static enum ca_err update_auth(struct ca_kube *k)
 	char *h = printf_str("%s%s", prefix, k->cred.token);
 	if (!h)
 		return CA_ENOMEM;
-	free_secret(k->auth_header);
+	ca_free_secret(k->auth_header);
 	k->auth_header = h;
 	return CA_OK;
 }
@@ -1046,7 +1039,7 @@ void ca_kube_free(struct ca_kube *kube)
 	free(kube->api_base);
 	free(kube->host_header);
 	curl_slist_free_all(kube->connect_to);
-	free_secret(kube->auth_header);
+	ca_free_secret(kube->auth_header);
 	free(kube);
 	if (--global_refs == 0)
 		curl_global_cleanup();

@@ -12,6 +12,7 @@
  * used on its own.
  *
  * Leaf code: never logs; every failure writes one sentence into err. */
+#include "core/file.h"
 #include "kube/kube_int.h"
 
 #include <errno.h>
@@ -32,33 +33,6 @@
  * not a token. */
 #define MAX_TOKEN_FILE ((size_t)64 << 10)
 #define MAX_NAMESPACE_FILE ((size_t)4 << 10)
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (!err || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-static void free_secret(char *s, size_t len)
-{
-	if (!s)
-		return;
-	explicit_bzero(s, len);
-	free(s);
-}
-
-static void free_secret_str(char *s)
-{
-	if (s)
-		free_secret(s, strlen(s));
-}
 
 static enum ca_err dup_str(const char *s, char **out)
 {
@@ -102,68 +76,15 @@ static size_t trim_trailing_space(char *s, size_t len)
 	return len;
 }
 
-/* Read a whole small file into a NUL-terminated heap buffer, zeroing what
- * it read on every failure (the file may hold a secret). mtime_ns may be
- * NULL. CA_ENOTFOUND (missing), CA_EIO, CA_ETOOBIG, CA_ENOMEM; errno is kept
- * meaningful for CA_EIO / CA_ENOTFOUND. */
+/* ca_read_file, with errno left meaningful for CA_EIO / CA_ENOTFOUND so
+ * callers can say strerror(errno). */
 static enum ca_err read_small_file(const char *path, size_t max, char **out, size_t *out_len,
                                    int64_t *mtime_ns)
 {
-	enum ca_err rc = CA_EIO;
-	struct ca_buf b;
-	char chunk[4096];
-	int fd = -1;
-	int saved_errno = 0;
-
-	ca_buf_init(&b, max);
-	*out = NULL;
-	*out_len = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		saved_errno = errno;
-		rc = errno == ENOENT ? CA_ENOTFOUND : CA_EIO;
-		goto out;
-	}
-	struct stat st;
-	if (fstat(fd, &st) != 0) {
-		saved_errno = errno;
-		goto out;
-	}
-	if (mtime_ns)
-		*mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-	for (;;) {
-		ssize_t n = read(fd, chunk, sizeof chunk);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			saved_errno = errno;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		rc = ca_buf_append(&b, chunk, (size_t)n);
-		if (rc != CA_OK)
-			goto out;
-		rc = CA_EIO;
-	}
-	if (!b.data) {
-		rc = ca_buf_reserve(&b, 0);
-		if (rc != CA_OK)
-			goto out;
-		b.data[0] = '\0';
-	}
-	*out_len = b.len;
-	*out = b.data;
-	b.data = NULL;
-	rc = CA_OK;
-out:
-	explicit_bzero(chunk, sizeof chunk);
-	if (b.data)
-		explicit_bzero(b.data, b.cap);
-	ca_buf_fini(&b);
-	if (fd >= 0)
-		close(fd);
-	errno = saved_errno;
+	int err_no = 0;
+	enum ca_err rc = ca_read_file(path, max, out, out_len, mtime_ns, &err_no);
+	if (rc == CA_EIO || rc == CA_ENOTFOUND)
+		errno = rc == CA_ENOTFOUND ? ENOENT : err_no;
 	return rc;
 }
 
@@ -188,10 +109,10 @@ enum ca_err ca_kube_credentials_refresh_token(struct ca_kube_credentials *c, boo
 	len = trim_trailing_space(data, len);
 	if (len == 0) {
 		/* Possibly caught mid-rotation; keep the old token. */
-		free_secret(data, len + 1);
+		ca_free_secret_n(data, len + 1);
 		return CA_EINVAL;
 	}
-	free_secret_str(c->token);
+	ca_free_secret(c->token);
 	c->token = data;
 	c->token_mtime_ns = mtime;
 	return CA_OK;
@@ -210,11 +131,11 @@ void ca_kube_credentials_fini(struct ca_kube_credentials *c)
 	free(c->client_cert_file);
 	free(c->client_key_file);
 	free(c->client_cert_pem);
-	free_secret(c->client_key_pem, c->client_key_pem_len);
-	free_secret_str(c->token);
+	ca_free_secret_n(c->client_key_pem, c->client_key_pem_len);
+	ca_free_secret(c->token);
 	free(c->token_file);
-	free_secret_str(c->username);
-	free_secret_str(c->password);
+	ca_free_secret(c->username);
+	ca_free_secret(c->password);
 	memset(c, 0, sizeof *c);
 }
 
@@ -234,7 +155,7 @@ static enum ca_err from_kubeconfig(const char *path, const char *context,
 		goto out; /* err says which file and what is wrong */
 	if (!kc.server || !*kc.server) {
 		rc = CA_EINVAL;
-		set_err(err, errlen, "kubeconfig %s: the cluster of context %s has no server",
+		ca_set_err(err, errlen, "kubeconfig %s: the cluster of context %s has no server",
 		        path, kc.context_name ? kc.context_name : "(current)");
 		goto out;
 	}
@@ -278,7 +199,7 @@ static enum ca_err from_kubeconfig(const char *path, const char *context,
 		if (rc == CA_ENOMEM)
 			goto out;
 		if (rc != CA_OK && !kc.token) {
-			set_err(err, errlen, "kubeconfig %s: cannot read tokenFile %s: %s", path,
+			ca_set_err(err, errlen, "kubeconfig %s: cannot read tokenFile %s: %s", path,
 			        kc.token_file,
 			        rc == CA_EINVAL ? "the file is empty" : ca_strerror(rc));
 			rc = CA_EINVAL;
@@ -294,7 +215,7 @@ static enum ca_err from_kubeconfig(const char *path, const char *context,
 	rc = CA_OK;
 out:
 	if (rc == CA_ENOMEM)
-		set_err(err, errlen, "kubeconfig %s: out of memory", path);
+		ca_set_err(err, errlen, "kubeconfig %s: out of memory", path);
 	ca_buf_fini(&b);
 	ca_kubeconfig_fini(&kc);
 	return rc;
@@ -313,7 +234,7 @@ static enum ca_err in_cluster(const char *host, const char *port, const char *di
 	errno = 0;
 	long p = strtol(port, &end, 10);
 	if (errno != 0 || end == port || *end != '\0' || p < 1 || p > 65535) {
-		set_err(err, errlen, "KUBERNETES_SERVICE_PORT=%s is not a port number (1-65535)",
+		ca_set_err(err, errlen, "KUBERNETES_SERVICE_PORT=%s is not a port number (1-65535)",
 		        port);
 		goto out;
 	}
@@ -335,9 +256,9 @@ static enum ca_err in_cluster(const char *host, const char *port, const char *di
 	rc = ca_kube_credentials_refresh_token(out, true);
 	if (rc != CA_OK) {
 		if (rc == CA_EINVAL)
-			set_err(err, errlen, "service account token %s is empty", out->token_file);
+			ca_set_err(err, errlen, "service account token %s is empty", out->token_file);
 		else
-			set_err(err, errlen, "cannot read service account token %s: %s",
+			ca_set_err(err, errlen, "cannot read service account token %s: %s",
 			        out->token_file, rc == CA_ENOMEM ? "out of memory" : strerror(errno));
 		goto out;
 	}
@@ -377,7 +298,7 @@ static enum ca_err in_cluster(const char *host, const char *port, const char *di
 	rc = CA_OK;
 out:
 	if (rc == CA_ENOMEM)
-		set_err(err, errlen, "in-cluster credentials: out of memory");
+		ca_set_err(err, errlen, "in-cluster credentials: out of memory");
 	free(ns);
 	ca_buf_fini(&b);
 	return rc;
@@ -401,7 +322,7 @@ enum ca_err ca_kube_credentials_find(const struct ca_kube_options *opts,
 	/* 1. Named explicitly: it must be there. */
 	if (opts && opts->kubeconfig && *opts->kubeconfig) {
 		if (!path_exists(opts->kubeconfig)) {
-			set_err(err, errlen,
+			ca_set_err(err, errlen,
 			        "kubeconfig file %s (from --kubeconfig or kubernetes.kubeconfig) "
 			        "cannot be read: %s",
 			        opts->kubeconfig, strerror(errno));
@@ -458,13 +379,13 @@ enum ca_err ca_kube_credentials_find(const struct ca_kube_options *opts,
 		const char *dir = opts && opts->service_account_dir && *opts->service_account_dir
 		                          ? opts->service_account_dir
 		                          : DEFAULT_SERVICE_ACCOUNT_DIR;
-		set_err(err, errlen,
+		ca_set_err(err, errlen,
 		        "no Kubernetes credentials: set --kubeconfig, KUBECONFIG, or run in a pod "
 		        "with a service account (KUBERNETES_SERVICE_HOST is set but %s/token is "
 		        "missing)",
 		        dir);
 	} else {
-		set_err(err, errlen,
+		ca_set_err(err, errlen,
 		        "no Kubernetes credentials: set --kubeconfig, KUBECONFIG, or run in a pod "
 		        "with a service account");
 	}

@@ -3,6 +3,7 @@
 
 #include "check.h"
 #include "core/buf.h"
+#include "core/file.h"
 #include "core/loop.h"
 #include "core/prom.h"
 #include "core/timeutil.h"
@@ -154,11 +155,52 @@ static void test_prom(void)
 	ca_buf_fini(&b);
 }
 
+static void test_file(void)
+{
+	char dir[] = "/tmp/ca-test-core-XXXXXX";
+	char path[256], *data = NULL;
+	size_t len = 0;
+	int64_t mtime = 0;
+	int err_no = 0;
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof path, "%s/secret", dir);
+	FILE *f = fopen(path, "w");
+	CHECK(f != NULL);
+	fputs("s3cret\n", f);
+	fclose(f);
+
+	CHECK_INT(ca_read_file(path, 7, &data, &len, &mtime, &err_no), CA_OK);
+	CHECK_STR(data, "s3cret\n");
+	CHECK_INT(len, 7);
+	CHECK(mtime > 0);
+	ca_free_secret(data);
+	data = NULL;
+	CHECK_INT(ca_read_file(path, 6, &data, &len, NULL, NULL), CA_ETOOBIG);
+	CHECK(data == NULL);
+	CHECK_INT(ca_read_file(dir, 100, &data, &len, NULL, &err_no), CA_EIO);
+	CHECK(data == NULL);
+	snprintf(path, sizeof path, "%s/missing", dir);
+	CHECK_INT(ca_read_file(path, 100, &data, &len, NULL, &err_no), CA_ENOTFOUND);
+	/* /proc files report size 0: the buffer must grow as it reads. */
+	CHECK_INT(ca_read_file("/proc/self/status", 1 << 20, &data, &len, NULL, NULL), CA_OK);
+	CHECK(data && len > 100 && strstr(data, "VmRSS") != NULL && strlen(data) == len);
+	free(data);
+
+	char err[16];
+	ca_set_err(err, sizeof err, "key %s is bad", "nats.servers");
+	CHECK_STR(err, "key nats.server");
+	ca_set_err(NULL, 0, "ignored %d", 1);
+	snprintf(path, sizeof path, "%s/secret", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	test_buf();
 	test_time();
 	test_loop();
 	test_prom();
+	test_file();
 	return check_report();
 }
