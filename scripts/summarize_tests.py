@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Adds up the results of every test run in a results folder (meson's
-testlog.json files and pytest's JUnit XML files) and prints one line
+testlog.json files, pytest's JUnit XML files, and one marker file per
+build step, NAME-ok or NAME-failed) and prints one line
 "N passed, N failed". Exits 1 when anything failed or nothing ran."""
 import glob
 import json
@@ -35,6 +36,7 @@ def main(folder):
             skipped += sk
             passed += total - f - sk
     failed += len(glob.glob(os.path.join(folder, "*-failed")))
+    passed += len(glob.glob(os.path.join(folder, "*-ok")))
     line = f"{passed} passed, {failed} failed"
     if skipped:
         line += f", {skipped} skipped"

@@ -102,8 +102,9 @@ static enum ca_err publish(struct ca_agent *a, const char *subject, const char *
 	enum ca_err err = ca_bus_publish(a->bus, subject, ca_codec_content_type(a->format), msg_id,
 	                                 payload->data ? payload->data : "", payload->len);
 	if (err) {
-		char why[256];
-		snprintf(why, sizeof why, "publish to %s failed: %s", subject, ca_strerror(err));
+		char why[sizeof a->last_error];
+		/* A long reply subject may be cut: the message is for people. */
+		ca_set_err(why, sizeof why, "publish to %s failed: %s", subject, ca_strerror(err));
 		set_last_error(a, why);
 	}
 	return err;

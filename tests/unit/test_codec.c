@@ -23,11 +23,17 @@ static bool contains(const char *hay, const char *needle)
 	return hay && needle && strstr(hay, needle) != NULL;
 }
 
+static const char *or_null(const char *s)
+{
+	return s ? s : "(null)";
+}
+
 #define CHECK_CONTAINS(hay, needle)                                                        \
 	do {                                                                               \
 		CHECK(contains((hay), (needle)));                                          \
 		if (!contains((hay), (needle)))                                            \
-			fprintf(stderr, "   \"%s\" does not contain \"%s\"\n", (hay), (needle)); \
+			fprintf(stderr, "   \"%s\" does not contain \"%s\"\n",               \
+			        or_null(hay), or_null(needle));                            \
 	} while (0)
 
 /* ------------------------------------------------------------- helpers */
