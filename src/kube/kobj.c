@@ -8,6 +8,8 @@
 #include <jansson.h>
 #include <string.h>
 
+#include "kube/json_parse.h"
+
 static const json_t *as_json(const struct ca_kobj *o)
 {
 	return (const json_t *)(const void *)o;
@@ -20,17 +22,17 @@ static const struct ca_kobj *as_kobj(const json_t *j)
 
 enum ca_err ca_kobj_parse(const char *data, size_t len, struct ca_kobj **out)
 {
-	json_error_t error;
 	*out = NULL;
 	if (!data)
 		return CA_EINVAL;
-	/* JSON_DECODE_ANY: a bare value is a valid document too; the lookups
-	 * below simply find nothing in it. NUL bytes inside strings stay
-	 * rejected (the default), so every string a caller gets is a C string
+	/* Accepts what json_loadb(JSON_DECODE_ANY) accepts: a bare value is a
+	 * valid document too (the lookups below simply find nothing in it),
+	 * and \u0000 is rejected, so every string a caller gets is a C string
 	 * of its full length. */
-	json_t *j = json_loadb(data, len, JSON_DECODE_ANY, &error);
-	if (!j)
-		return CA_EPROTO;
+	json_t *j = NULL;
+	enum ca_err err = ca_kube_json_parse(data, len, &j, NULL, 0);
+	if (err != CA_OK)
+		return err == CA_ENOMEM ? CA_ENOMEM : CA_EPROTO;
 	*out = (struct ca_kobj *)(void *)j;
 	return CA_OK;
 }

@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kube/json_parse.h"
+
 /* What a paused parser may hold when its owner keeps feeding it. A partial
  * line is bounded by max_line; this bounds the bytes kept across pauses. */
 #define KEPT_MIN_CAP ((size_t)64 << 20)
@@ -132,7 +134,7 @@ static bool event_type(const json_t *t, enum ca_watch_event_type *out)
  * inside a string (it would have to be escaped), so the match is a real key
  * unless its opening quote is itself escaped, i.e. preceded by '\'. The
  * array is skipped with a string-aware bracket matcher; when it does not
- * close, the line is left alone for jansson to reject. Bytes inside a
+ * close, the line is left alone for the parser to reject. Bytes inside a
  * well-bracketed managedFields array are not validated. */
 static const char MANAGED_FIELDS_KEY[] = "\"managedFields\":[";
 
@@ -172,7 +174,7 @@ static void strip_managed_fields(struct ca_watch_parser *p, const char **s, size
 	size_t open = (size_t)(hit - *s) + klen - 1;
 	size_t end = skip_array(*s, *n, open);
 	if (end == 0 || end - open <= 2)
-		return; /* unbalanced (jansson will say so) or already empty */
+		return; /* unbalanced (the parser will say so) or already empty */
 	ca_buf_reset(&p->scratch);
 	if (ca_buf_append(&p->scratch, *s, open + 1) != CA_OK ||
 	    ca_buf_append(&p->scratch, *s + end - 1, *n - end + 1) != CA_OK)
@@ -190,15 +192,15 @@ static bool parse_line(struct ca_watch_parser *p, const char *s, size_t n)
 		return true;
 	}
 	/* The server writes "{...}\n"; anything not starting with '{' is rare
-	 * and either blank (tolerated) or an error that jansson will report. */
+	 * and either blank (tolerated) or an error that the parser will report. */
 	if (n == 0 || (s[0] != '{' && is_blank(s, n)))
 		return true;
 	strip_managed_fields(p, &s, &n);
-	json_error_t error;
-	/* Flags 0: the top level must be an object or array, NUL bytes
-	 * (\u0000) are rejected so every string is a whole C string, and a
-	 * duplicated key keeps its last value, as Go's decoder does. */
-	json_t *root = json_loadb(s, n, 0, &error);
+	/* \u0000 is rejected so every string is a whole C string, and a
+	 * duplicated key keeps its last value, as Go's decoder does. A top
+	 * level that is not an object is a bad line below. */
+	json_t *root = NULL;
+	(void)ca_kube_json_parse(s, n, &root, NULL, 0);
 	enum ca_watch_event_type type;
 	json_t *object = json_is_object(root) ? json_object_get(root, "object") : NULL;
 	if (!json_is_object(object) || !event_type(json_object_get(root, "type"), &type)) {

@@ -1,11 +1,18 @@
 /* Unit tests for kube/kobj.h: the read-only view over parsed Kubernetes
- * objects, on objects captured from a real kube-apiserver. */
+ * objects, on objects captured from a real kube-apiserver; and for
+ * kube/json_parse.h, the parser under it, on the edge cases where a JSON
+ * parser usually goes wrong. */
+#include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "check.h"
+#include "kube/json_parse.h"
 #include "kube/kobj.h"
 
 static struct ca_kobj *parse_sample(const char *name)
@@ -244,10 +251,362 @@ static void test_parse_edges(void)
 	CHECK(ca_kobj_array_at(NULL, 0) == NULL);
 }
 
+/* ------------------------------------------------------------------------ */
+/* kube/json_parse.h */
+
+/* Parse a copy of s[0..n) in a buffer of exactly n bytes, so a read past
+ * the end shows under ASan and valgrind. */
+static enum ca_err jparse_n(const char *s, size_t n, json_t **out, char *why, size_t whylen)
+{
+	char *copy = malloc(n ? n : 1);
+	CHECK(copy != NULL);
+	if (!copy)
+		return CA_ENOMEM;
+	memcpy(copy, s, n);
+	enum ca_err err = ca_kube_json_parse(copy, n, out, why, whylen);
+	free(copy);
+	return err;
+}
+
+static json_t *jparse(const char *s)
+{
+	json_t *j = NULL;
+	char why[128];
+	enum ca_err err = jparse_n(s, strlen(s), &j, why, sizeof why);
+	if (err != CA_OK)
+		fprintf(stderr, "parse of %s failed: %s\n", s, why);
+	CHECK_INT(err, CA_OK);
+	CHECK(j != NULL);
+	return j;
+}
+
+static bool jaccepts_n(const char *s, size_t n)
+{
+	json_t *j = (json_t *)1;
+	char why[128];
+	enum ca_err err = jparse_n(s, n, &j, why, sizeof why);
+	bool ok = err == CA_OK;
+	CHECK(ok ? j != NULL && why[0] == '\0' : j == NULL && err == CA_EPROTO && why[0] != '\0');
+	json_decref(ok ? j : NULL);
+	return ok;
+}
+
+static bool jaccepts(const char *s)
+{
+	return jaccepts_n(s, strlen(s));
+}
+
+/* n nested arrays (or {"a": objects) around an optional scalar. */
+static char *nested(size_t n, bool objects, const char *inner)
+{
+	size_t open = objects ? 5 : 1, il = strlen(inner);
+	char *s = malloc(n * (open + 1) + il + 1);
+	if (!s)
+		return NULL;
+	size_t at = 0;
+	for (size_t i = 0; i < n; i++) {
+		memcpy(s + at, objects ? "{\"a\":" : "[", open);
+		at += open;
+	}
+	memcpy(s + at, inner, il);
+	at += il;
+	for (size_t i = 0; i < n; i++)
+		s[at++] = objects ? '}' : ']';
+	s[at] = '\0';
+	return s;
+}
+
+static void test_json_grammar(void)
+{
+	CHECK(jaccepts("{}"));
+	CHECK(jaccepts("[]"));
+	CHECK(jaccepts(" \t\r\n{ \"a\" : [ 1 , 2 , { } , [ ] ] } \n"));
+	CHECK(jaccepts("true"));
+	CHECK(jaccepts("null"));
+	CHECK(jaccepts(" 42 "));
+	CHECK(jaccepts("\"x\""));
+
+	CHECK(!jaccepts(""));
+	CHECK(!jaccepts("   "));
+	CHECK(!jaccepts("[1,]"));            /* trailing comma */
+	CHECK(!jaccepts("{\"a\":1,}"));
+	CHECK(!jaccepts("[,1]"));
+	CHECK(!jaccepts("[1,,2]"));
+	CHECK(!jaccepts("{\"a\" 1}"));
+	CHECK(!jaccepts("{\"a\":}"));
+	CHECK(!jaccepts("{1:2}"));           /* keys are strings */
+	CHECK(!jaccepts("{'a':1}"));
+	CHECK(!jaccepts("{\"a\":[1,2"));     /* unclosed */
+	CHECK(!jaccepts("[1,2}"));           /* mismatched */
+	CHECK(!jaccepts("{\"a\":1}x"));      /* trailing garbage */
+	CHECK(!jaccepts("{} {}"));
+	CHECK(!jaccepts("[tru]"));
+	CHECK(!jaccepts("[nul]"));
+	CHECK(!jaccepts("[True]"));
+	CHECK(!jaccepts("[truex]"));
+	CHECK(!jaccepts("[true1]"));
+	CHECK(!jaccepts("[Infinity]"));
+	CHECK(!jaccepts("[NaN]"));
+	CHECK(!jaccepts("{\v\"a\":1}"));     /* not JSON whitespace */
+	CHECK(!jaccepts("\xef\xbb\xbf{}"));  /* a BOM is not skipped (as jansson) */
+	CHECK(!jaccepts("/* c */ {}"));
+
+	/* jansson loses a NUL byte read just after a number or bare word;
+	 * the parser matches that, and only that. */
+	CHECK(jaccepts_n("1\0", 2));
+	CHECK(jaccepts_n("[true\0,null\0]", 13));
+	CHECK(!jaccepts_n("[1\0\0]", 5));
+	CHECK(!jaccepts_n("\"a\"\0", 4));
+	CHECK(!jaccepts_n("{}\0", 3));
+	CHECK(!jaccepts_n("[1,\0 2]", 7));
+
+	/* The error text says where. */
+	json_t *j = (json_t *)1;
+	char why[128];
+	CHECK_INT(jparse_n("{\"a\":[1,2}", 10, &j, why, sizeof why), CA_EPROTO);
+	CHECK(j == NULL);
+	CHECK(strstr(why, "at byte 9") != NULL);
+	CHECK_INT(jparse_n("[1] x", 5, &j, NULL, 0), CA_EPROTO); /* no error buffer */
+	CHECK_INT(ca_kube_json_parse(NULL, 0, &j, why, sizeof why), CA_EINVAL);
+	CHECK_INT(ca_kube_json_parse("{}", 2, NULL, why, sizeof why), CA_EINVAL);
+	char tiny[4];
+	CHECK_INT(jparse_n("[", 1, &j, tiny, sizeof tiny), CA_EPROTO);
+	CHECK_INT(strlen(tiny), 3); /* truncated, terminated */
+}
+
+static void test_json_strings(void)
+{
+	json_t *j = jparse("[\"\\\"\\\\\\/\\b\\f\\n\\r\\t\", \"\\u00e9\\u20AC\\u0001\", "
+	                   "\"\\ud83d\\ude00\", \"caf\xc3\xa9 \xf0\x9d\x84\x9e\", \"a\x7f\"]");
+	CHECK_STR(json_string_value(json_array_get(j, 0)), "\"\\/\b\f\n\r\t");
+	CHECK_STR(json_string_value(json_array_get(j, 1)), "\xc3\xa9\xe2\x82\xac\x01");
+	CHECK_STR(json_string_value(json_array_get(j, 2)), "\xf0\x9f\x98\x80");
+	CHECK_STR(json_string_value(json_array_get(j, 3)), "caf\xc3\xa9 \xf0\x9d\x84\x9e");
+	CHECK_STR(json_string_value(json_array_get(j, 4)), "a\x7f");
+	CHECK_INT(json_string_length(json_array_get(j, 2)), 4);
+	json_decref(j);
+
+	/* Escaped keys, and a key escaped while the value is escaped too. */
+	j = jparse("{\"k\\\"ey\":\"v\\n\",\"\\u00e9\":2,\"a\\/b\":\"\\t\"}");
+	CHECK_STR(json_string_value(json_object_get(j, "k\"ey")), "v\n");
+	CHECK_INT(json_integer_value(json_object_get(j, "\xc3\xa9")), 2);
+	CHECK_STR(json_string_value(json_object_get(j, "a/b")), "\t");
+	json_decref(j);
+
+	/* Escaped strings longer than the parser's local scratch space. */
+	{
+		char src[9000], want[2000];
+		size_t at = 0, w = 0;
+		src[at++] = '{';
+		src[at++] = '"';
+		for (int i = 0; i < 600; i++) {
+			memcpy(src + at, "k\\t", 3);
+			at += 3;
+			want[w++] = 'k';
+			want[w++] = '\t';
+		}
+		want[w] = '\0';
+		memcpy(src + at, "\":\"", 3);
+		at += 3;
+		for (int i = 0; i < 900; i++) {
+			memcpy(src + at, "\\u00e9x", 7);
+			at += 7;
+		}
+		memcpy(src + at, "\"}", 3);
+		j = jparse(src);
+		CHECK_INT(json_object_size(j), 1);
+		const char *v = json_string_value(json_object_get(j, want));
+		CHECK(v != NULL);
+		CHECK_INT(v ? strlen(v) : 0, 900 * 3);
+		CHECK(v && memcmp(v, "\xc3\xa9x\xc3\xa9x", 6) == 0);
+		json_decref(j);
+	}
+
+	/* Surrogates: pairs only, in the right order. */
+	CHECK(!jaccepts("[\"\\ud800\"]"));
+	CHECK(!jaccepts("[\"\\ud800x\"]"));
+	CHECK(!jaccepts("[\"\\ud800\\ud800\"]"));
+	CHECK(!jaccepts("[\"\\ud800\\n\"]"));
+	CHECK(!jaccepts("[\"\\udc00\"]"));
+	CHECK(!jaccepts("[\"\\udc00\\ud800\"]"));
+	CHECK(!jaccepts("[\"\\ud800\\u"));
+	/* Bad escapes. */
+	CHECK(!jaccepts("[\"\\x\"]"));
+	CHECK(!jaccepts("[\"\\'\"]"));
+	CHECK(!jaccepts("[\"\\u12\"]"));
+	CHECK(!jaccepts("[\"\\u12g4\"]"));
+	CHECK(!jaccepts("[\"\\U0041\"]"));
+	CHECK(!jaccepts("[\"abc\\"));
+	CHECK(!jaccepts("[\"abc"));
+	/* NUL, escaped or raw, and control bytes. */
+	CHECK(!jaccepts("{\"a\":\"x\\u0000y\"}"));
+	CHECK(!jaccepts("{\"a\\u0000\":1}"));
+	CHECK(!jaccepts_n("{\"a\":\"x\0y\"}", 11));
+	CHECK(!jaccepts("[\"a\tb\"]"));
+	CHECK(!jaccepts("[\"a\nb\"]"));
+	CHECK(!jaccepts("[\"a\x1f\"]"));
+	/* Invalid UTF-8: overlong, encoded surrogate, above U+10FFFF, bad
+	 * leads, truncated, stray continuation, outside a string. */
+	CHECK(jaccepts("[\"\xf4\x8f\xbf\xbf\"]")); /* U+10FFFF */
+	CHECK(jaccepts("[\"\xed\x9f\xbf\xee\x80\x80\"]")); /* around the surrogates */
+	CHECK(!jaccepts("[\"\xc0\xaf\"]"));
+	CHECK(!jaccepts("[\"\xc1\xbf\"]"));
+	CHECK(!jaccepts("[\"\xe0\x80\xaf\"]"));
+	CHECK(!jaccepts("[\"\xf0\x80\x80\xaf\"]"));
+	CHECK(!jaccepts("[\"\xed\xa0\x80\"]"));
+	CHECK(!jaccepts("[\"\xf4\x90\x80\x80\"]"));
+	CHECK(!jaccepts("[\"\xf5\x80\x80\x80\"]"));
+	CHECK(!jaccepts("[\"\xff\"]"));
+	CHECK(!jaccepts("[\"\xe2\x82\"]"));
+	CHECK(!jaccepts("[\"\xe2\x82"));
+	CHECK(!jaccepts("[\"\x80\"]"));
+	CHECK(!jaccepts("[\"\xc3\"\"]"));
+	CHECK(!jaccepts("\xc3\xa9"));
+}
+
+static void test_json_numbers(void)
+{
+	json_t *j = jparse("[9223372036854775807,-9223372036854775808,-0,0,1.0,1e2,-0.0,"
+	                   "1e-400,1.5E+3,0.1,-12,123456789012345678]");
+	CHECK(json_is_integer(json_array_get(j, 0)));
+	CHECK(json_integer_value(json_array_get(j, 0)) == INT64_MAX);
+	CHECK(json_integer_value(json_array_get(j, 1)) == INT64_MIN);
+	CHECK(json_is_integer(json_array_get(j, 2)));
+	CHECK_INT(json_integer_value(json_array_get(j, 2)), 0);
+	CHECK(json_is_real(json_array_get(j, 4))); /* 1.0 stays a real */
+	CHECK(json_real_value(json_array_get(j, 4)) == 1.0);
+	CHECK(json_is_real(json_array_get(j, 5)));
+	CHECK(json_real_value(json_array_get(j, 5)) == 100.0);
+	CHECK(json_is_real(json_array_get(j, 6)));
+	CHECK(signbit(json_real_value(json_array_get(j, 6))));
+	CHECK(json_is_real(json_array_get(j, 7))); /* underflow is accepted */
+	CHECK(json_real_value(json_array_get(j, 7)) == 0.0);
+	CHECK(json_real_value(json_array_get(j, 8)) == 1500.0);
+	CHECK(json_real_value(json_array_get(j, 9)) == 0.1);
+	CHECK_INT(json_integer_value(json_array_get(j, 10)), -12);
+	CHECK(json_integer_value(json_array_get(j, 11)) == 123456789012345678LL);
+	json_decref(j);
+
+	/* A real longer than the parser's local copy. */
+	char lng[300] = "0.";
+	memset(lng + 2, '0', 250);
+	memcpy(lng + 252, "15e250", 7);
+	j = jparse(lng);
+	CHECK(json_is_real(j));
+	CHECK(json_real_value(j) == 0.15);
+	json_decref(j);
+
+	CHECK(!jaccepts("[9223372036854775808]"));  /* too big integer */
+	CHECK(!jaccepts("[-9223372036854775809]"));
+	CHECK(!jaccepts("[9999999999999999999]"));
+	CHECK(!jaccepts("[123456789012345678901234567890]"));
+	CHECK(jaccepts("[9223372036854775808.0]"));   /* a real may be large */
+	CHECK(!jaccepts("[1e400]"));                  /* overflow to infinity */
+	CHECK(!jaccepts("[-1e400]"));
+	CHECK(!jaccepts("[01]"));
+	CHECK(!jaccepts("[-01]"));
+	CHECK(!jaccepts("[00]"));
+	CHECK(!jaccepts("[1.]"));
+	CHECK(!jaccepts("[.5]"));
+	CHECK(!jaccepts("[1.e5]"));
+	CHECK(!jaccepts("[1e]"));
+	CHECK(!jaccepts("[1e+]"));
+	CHECK(!jaccepts("[-]"));
+	CHECK(!jaccepts("[+1]"));
+	CHECK(!jaccepts("[0x10]"));
+	CHECK(!jaccepts("-"));
+	CHECK(!jaccepts("1."));
+}
+
+static void test_json_structure(void)
+{
+	/* A duplicated key keeps its last value (jansson's default). */
+	json_t *j = jparse("{\"a\":1,\"b\":2,\"a\":{\"x\":1},\"a\":\"last\"}");
+	CHECK_INT(json_object_size(j), 2);
+	CHECK_STR(json_string_value(json_object_get(j, "a")), "last");
+	json_decref(j);
+
+	/* Empty containers at every level. */
+	j = jparse("{\"a\":[],\"b\":{},\"c\":[[],{}],\"d\":\"\"}");
+	CHECK_INT(json_array_size(json_object_get(j, "a")), 0);
+	CHECK_INT(json_object_size(json_object_get(j, "b")), 0);
+	CHECK_INT(json_array_size(json_object_get(j, "c")), 2);
+	CHECK_STR(json_string_value(json_object_get(j, "d")), "");
+	json_decref(j);
+
+	/* Depth: jansson's limit, the top-level value counting as 1. */
+	char *s = nested(2048, false, "");
+	CHECK(s && jaccepts(s));
+	free(s);
+	s = nested(2049, false, "");
+	CHECK(s && !jaccepts(s));
+	free(s);
+	s = nested(2047, false, "1");
+	CHECK(s && jaccepts(s));
+	free(s);
+	s = nested(2048, false, "1"); /* the scalar is at depth 2049 */
+	CHECK(s && !jaccepts(s));
+	free(s);
+	s = nested(2047, true, "null");
+	CHECK(s && jaccepts(s));
+	free(s);
+	s = nested(2048, true, "{}");
+	CHECK(s && !jaccepts(s));
+	free(s);
+	s = nested(100000, false, "");
+	CHECK(s && !jaccepts(s));
+	free(s);
+}
+
+/* Every captured API response parses to the tree jansson builds. */
+static void test_json_samples_match_jansson(void)
+{
+	static const char *const names[] = {
+		"api-v1-resources.json", "list-events-page1.json", "list-events-k8s-io-v1.json",
+		"list-nodes.json", "list-pods-page1.json", "node-eks-ready.json",
+		"pod-crashloop-oomkilled.json", "status-403.json", "watch-events-stream.jsonl",
+		"watch-pods-bookmarks.jsonl",
+	};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		char path[1024];
+		snprintf(path, sizeof path, "%s/%s", CA_SAMPLES_DIR, names[i]);
+		size_t len = 0;
+		char *data = check_read_file(path, &len);
+		CHECK(data != NULL);
+		if (!data)
+			continue;
+		bool lines = strstr(names[i], ".jsonl") != NULL;
+		size_t docs = 0;
+		for (char *at = data; at < data + len;) {
+			char *nl = lines ? memchr(at, '\n', (size_t)(data + len - at)) : NULL;
+			size_t n = nl ? (size_t)(nl - at) : (size_t)(data + len - at);
+			if (n > 0) {
+				json_error_t error;
+				json_t *ref = json_loadb(at, n, JSON_DECODE_ANY, &error);
+				json_t *mine = NULL;
+				CHECK(ref != NULL);
+				CHECK_INT(jparse_n(at, n, &mine, NULL, 0), CA_OK);
+				CHECK(json_equal(ref, mine));
+				json_decref(ref);
+				json_decref(mine);
+				docs++;
+			}
+			at += n + 1;
+		}
+		CHECK(docs > 0);
+		free(data);
+	}
+}
+
 int main(void)
 {
 	test_pod();
 	test_node();
 	test_parse_edges();
+	test_json_grammar();
+	test_json_strings();
+	test_json_numbers();
+	test_json_structure();
+	test_json_samples_match_jansson();
 	return check_report();
 }
