@@ -31,7 +31,8 @@ enum ca_err ca_buf_append(struct ca_buf *b, const void *data, size_t n);
 enum ca_err ca_buf_append_str(struct ca_buf *b, const char *s);
 enum ca_err ca_buf_printf(struct ca_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-enum ca_err ca_buf_vprintf(struct ca_buf *b, const char *fmt, va_list ap);
+enum ca_err ca_buf_vprintf(struct ca_buf *b, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 /* Drop the first n bytes (n <= len), moving the rest to the front. */
 void ca_buf_consume(struct ca_buf *b, size_t n);
 /* Hand the storage to the caller (free() it) and leave the buffer empty.

@@ -17,7 +17,7 @@
 struct ca_kobj;
 
 /* Parse one JSON document; the result is owned by the caller
- * (ca_kobj_free). CA_EPROTO on bad JSON. */
+ * (ca_kobj_free). CA_EPROTO on bad JSON, CA_ENOMEM. */
 enum ca_err ca_kobj_parse(const char *data, size_t len, struct ca_kobj **out);
 void ca_kobj_free(struct ca_kobj *o);
 

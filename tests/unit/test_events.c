@@ -1174,7 +1174,7 @@ static void test_state_file(void)
 		"# collect-agent events state v1\nsaved_at 12\nrv /a 5",         /* no final newline */
 		"# collect-agent events state v1\nsaved_at 12\nwhat 1\n",
 		"# collect-agent events state v1\nsaved_at -3\n",
-		"\x7f" "ELF\x01\x02",
+		("\x7f" "ELF\x01\x02"), /* one string: the split ends the hex escape */
 	};
 	for (size_t i = 0; i < sizeof corrupt / sizeof corrupt[0]; i++) {
 		write_file(path, corrupt[i]);
