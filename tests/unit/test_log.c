@@ -1,0 +1,102 @@
+/* log module: one record per line, JSON escaping, text format, levels. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "log/log.h"
+
+static char captured[65536];
+
+/* Run fn with the log redirected into a temp file; leave the text in
+ * captured. */
+static void capture(void (*fn)(void))
+{
+	char path[] = "/tmp/ca-test-log-XXXXXX";
+	int fd = mkstemp(path);
+	CHECK(fd >= 0);
+	ca_log_set_fd(fd);
+	fn();
+	ca_log_set_fd(2);
+	lseek(fd, 0, SEEK_SET);
+	ssize_t n = read(fd, captured, sizeof captured - 1);
+	captured[n > 0 ? n : 0] = '\0';
+	close(fd);
+	unlink(path);
+}
+
+static void write_json_records(void)
+{
+	ca_log_configure(CA_LOG_INFO, true);
+	ca_log_set_cluster_id("prod-1");
+	ca_log(CA_LOG_DEBUG, "bus", "dropped: below the level", NULL);
+	ca_log(CA_LOG_WARN, "bus", "quote \" backslash \\ newline \n tab \t bell \a", "server",
+	       "nats://a:4222", "reason", NULL, NULL);
+	ca_logf(CA_LOG_ERROR, "kube", "status %d from %s", 503, "/api/v1/events");
+}
+
+static void test_json(void)
+{
+	capture(write_json_records);
+	/* Exactly two records, one per line, each a JSON object. */
+	char *second = strchr(captured, '\n');
+	CHECK(second != NULL);
+	CHECK(second && strchr(second + 1, '\n') != NULL && *(strchr(second + 1, '\n') + 1) == '\0');
+	json_error_t jerr;
+	json_t *a = json_loadb(captured, (size_t)(second - captured), 0, &jerr);
+	json_t *b = second ? json_loads(second + 1, JSON_DISABLE_EOF_CHECK, &jerr) : NULL;
+	CHECK(a != NULL && b != NULL);
+	if (a && b) {
+		CHECK_STR(json_string_value(json_object_get(a, "level")), "warn");
+		CHECK_STR(json_string_value(json_object_get(a, "component")), "bus");
+		CHECK_STR(json_string_value(json_object_get(a, "cluster_id")), "prod-1");
+		CHECK_STR(json_string_value(json_object_get(a, "msg")),
+		          "quote \" backslash \\ newline \n tab \t bell \a");
+		CHECK_STR(json_string_value(json_object_get(a, "server")), "nats://a:4222");
+		CHECK(json_is_null(json_object_get(a, "reason")));
+		const char *ts = json_string_value(json_object_get(a, "ts"));
+		CHECK(ts && strlen(ts) == 24 && ts[10] == 'T' && ts[23] == 'Z');
+		CHECK_STR(json_string_value(json_object_get(b, "level")), "error");
+		CHECK_STR(json_string_value(json_object_get(b, "msg")), "status 503 from /api/v1/events");
+	}
+	json_decref(a);
+	json_decref(b);
+}
+
+static void write_text_records(void)
+{
+	ca_log_configure(CA_LOG_DEBUG, false);
+	ca_log(CA_LOG_DEBUG, "agent", "two\nlines", "k", "v\nw", NULL);
+}
+
+static void test_text(void)
+{
+	capture(write_text_records);
+	/* A record stays on one line even when its text has newlines. */
+	CHECK(strchr(captured, '\n') == captured + strlen(captured) - 1);
+	CHECK(strstr(captured, "debug agent: two?lines k=v?w\n") != NULL);
+}
+
+static void test_levels(void)
+{
+	enum ca_log_level l;
+	CHECK_INT(ca_log_level_parse("WARNING", &l), CA_OK);
+	CHECK_INT(l, CA_LOG_WARN);
+	CHECK_INT(ca_log_level_parse("error", &l), CA_OK);
+	CHECK_INT(l, CA_LOG_ERROR);
+	CHECK_INT(ca_log_level_parse("loud", &l), CA_EINVAL);
+	CHECK_INT(ca_log_level_parse(NULL, &l), CA_EINVAL);
+	ca_log_configure(CA_LOG_WARN, true);
+	CHECK(!ca_log_enabled(CA_LOG_INFO));
+	CHECK(ca_log_enabled(CA_LOG_ERROR));
+}
+
+int main(void)
+{
+	test_json();
+	test_text();
+	test_levels();
+	return check_report();
+}
