@@ -120,7 +120,6 @@ static void send_registration(struct ca_agent *a)
 {
 	struct ca_buf payload;
 	char msg_id[320];
-	const char *tools[] = { "kubectl" };
 	struct ca_msg_agent_info info = {
 		.agent_id = a->agent_id,
 		.cluster_id = a->cluster_id,
@@ -139,9 +138,7 @@ static void send_registration(struct ca_agent *a)
 		.started_at = a->started_unix_ms,
 		.cap_events = a->events != NULL,
 		.cap_metrics = false,
-		.cap_exec = false,
-		.allowed_tools = tools,
-		.n_allowed_tools = 0,
+		.cap_exec = false, /* no executor in this build: no tools to advertise */
 	};
 	ca_buf_init(&payload, 0);
 	if (ca_codec_encode_agent_info(a->format, &info, &payload) == CA_OK) {
