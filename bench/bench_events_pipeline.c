@@ -6,7 +6,7 @@
  * (fold, classify, filter, dedup, aggregation, queue) and the JSON (or
  * protobuf) encoding a NATS sink performs. Reports events/s and CPU
  * seconds per 100k events. No network: the end-to-end numbers (kubesim ->
- * agent -> nats-server) come from bench_events_e2e.
+ * agent -> nats-server) come from bench/events_pipeline.py.
  *
  * usage: bench_events_pipeline [N] [json|protobuf] */
 #include <stdio.h>
