@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "bus/bus.h"
 #include "build_config.h"
 #include "config/config.h"
 #include "log/log.h"
@@ -107,5 +108,7 @@ int main(int argc, char **argv)
 out:
 	ca_agent_free(agent);
 	ca_config_fini(&cfg);
+	if (agent)
+		ca_bus_openssl_exit(); /* last: see bus/openssl_exit.c */
 	return status;
 }

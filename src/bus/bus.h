@@ -140,4 +140,10 @@ void ca_bus_free(struct ca_bus *bus);
  * process exit after every bus is freed; waits at most timeout_ms. */
 void ca_bus_library_cleanup(int64_t timeout_ms);
 
+/* Call once, last, at process exit, after ca_bus_library_cleanup() and
+ * after every other user of TLS (the kube client) is freed: works around a
+ * double free between nats.c 3.4.1's and OpenSSL's exit handlers (see
+ * openssl_exit.c). No OpenSSL call may follow. Main thread. */
+void ca_bus_openssl_exit(void);
+
 #endif

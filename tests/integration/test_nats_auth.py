@@ -2,6 +2,7 @@
 Ed25519 key pair in the NKey encoding) and a token file."""
 import base64
 import json
+import subprocess
 import time
 
 import pytest
@@ -94,5 +95,47 @@ def test_token_file(tmp_path, kubesim, agent_factory):
         assert "s3cret-token" not in agent.get("/health")[1]
         client.close()
         agent.assert_clean_exit()
+    finally:
+        server.stop()
+
+
+def make_pki(tmp_path):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate."""
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=str(tmp_path))
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
+        "-keyout", "ca.key", "-out", "ca.crt")
+    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name, ext in (("server", ["-extfile", "san.ext"]), ("client", [])):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
+            "-out", f"{name}.csr")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "1", "-out", f"{name}.crt", *ext)
+    return tmp_path
+
+
+def test_tls_with_client_certificate(tmp_path, kubesim, agent_factory):
+    pki = make_pki(tmp_path)
+    server = NatsServer(args=["--tls", "--tlscert", str(pki / "server.crt"), "--tlskey", str(pki / "server.key"),
+                              "--tlsverify", "--tlscacert", str(pki / "ca.crt")])
+    server.start()
+    tls = {"COLLECT_AGENT_NATS_TLS_ENABLED": "true", "COLLECT_AGENT_NATS_TLS_CA_FILE": str(pki / "ca.crt"),
+           "COLLECT_AGENT_NATS_RECONNECT_WAIT": "100ms"}
+    try:
+        agent = agent_factory(["--nats", server.url, "--cluster-id", "c1", "--kubeconfig", kubesim.kubeconfig],
+                              env={**tls, "COLLECT_AGENT_NATS_TLS_CERT_FILE": str(pki / "client.crt"),
+                                   "COLLECT_AGENT_NATS_TLS_KEY_FILE": str(pki / "client.key")})
+        agent.wait_ready(timeout=20)
+        assert agent.health()["nats"]["connected"] is True
+        agent.assert_clean_exit()
+
+        # The server demands a client certificate: without one, no connection.
+        anonymous = agent_factory(["--nats", server.url, "--cluster-id", "c1", "--kubeconfig", kubesim.kubeconfig],
+                                  env=tls)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            assert anonymous.health()["nats"]["connected"] is False
+            time.sleep(0.1)
+        anonymous.assert_clean_exit()
     finally:
         server.stop()
