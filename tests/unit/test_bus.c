@@ -802,6 +802,7 @@ int main(void)
 	test_tls();
 	ca_loop_free(loop);
 	ca_bus_library_cleanup(5000);
+	ca_bus_openssl_exit(); /* the TLS tests ran: see bus/openssl_exit.c */
 	cleanup_tmpdir();
 	return check_report();
 }
