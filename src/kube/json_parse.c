@@ -1,20 +1,17 @@
-/* kube/json_parse.c: strict JSON to jansson tree, without jansson's lexer.
+/* kube/json_parse.c: strict JSON to a flat tape, in a reusable arena.
  *
- * jansson reads its input one byte at a time through a function pointer,
- * re-validating UTF-8 and copying every token into a growing buffer before
- * it looks at it; on a ~1.2 KB watch event that lexer costs about three
- * times what building the tree costs. Here the input is one contiguous
- * buffer, so:
+ * The input is one contiguous buffer, copied once into the arena, so:
  *  - strings are scanned eight bytes at a time (a word test for '"', '\\',
- *    control bytes and non-ASCII), and a string without escapes is handed
- *    to jansson straight from the input, with no intermediate copy;
- *  - only strings with escapes are unescaped, into a scratch buffer reused
- *    for the whole document;
+ *    control bytes and non-ASCII); the closing quote becomes the string's
+ *    NUL terminator and the node points at the copy, so no string is copied
+ *    again;
+ *  - only strings with escapes are rewritten, in place (the output never
+ *    outruns the input being read);
  *  - integers are accumulated in place; only reals go through strtod, on a
  *    bounded NUL-terminated copy;
- *  - containers are attached to their parent as soon as they open, so the
- *    parser needs no recursion and no copy of pending keys: an explicit
- *    stack of the open containers is all the state.
+ *  - nodes are appended to one array as they are read; a container's span
+ *    and count are filled in when it closes, so the parser needs no
+ *    recursion: a stack of the open containers' indexes is all the state.
  *
  * What is accepted matches jansson's json_loadb(..., JSON_DECODE_ANY)
  * exactly; where a rule looks arbitrary, the comment names the jansson
@@ -34,76 +31,78 @@
 #define JSON_PARSER_MAX_DEPTH 2048 /* jansson's default */
 #endif
 #define MAX_DEPTH ((size_t)JSON_PARSER_MAX_DEPTH)
-#define STACK_LOCAL 64     /* open containers held without a heap stack */
-#define SCRATCH_LOCAL 512  /* unescaped string bytes held without malloc */
 #define NUMBER_LOCAL 64    /* real-number text held without malloc */
+#define MAX_NODES ((size_t)UINT32_MAX - 1) /* spans and offsets are uint32_t */
+/* Arrays with at least this many elements get a table of element offsets,
+ * so ca_kobj_array_at (the reflector walks LIST pages of hundreds of items
+ * with it) is O(1) instead of a walk over the preceding siblings. */
+#define INDEX_MIN 16
 
-/* ------------------------------------------------------------------------ */
-/* Scratch buffers for unescaped strings */
-
-struct scratch {
-	char *data;
-	size_t len;
-	size_t cap;
-	char local[SCRATCH_LOCAL];
+struct ca_json_doc {
+	struct ca_kobj *nodes; /* nodes[0] is the header */
+	size_t len, cap;
+	char *text; /* the input's copy, with the strings rewritten */
+	size_t text_cap;
+	uint32_t *stack; /* indexes of the open containers */
+	size_t stack_cap;
+	uint32_t *indexed; /* arrays that get an element table */
+	size_t indexed_len, indexed_cap;
+	uint32_t *tables; /* their tables, back to back */
+	size_t tables_cap;
 };
 
-static void scratch_init(struct scratch *s)
+enum ca_err ca_kube_json_doc_new(struct ca_json_doc **out)
 {
-	s->data = s->local;
-	s->len = 0;
-	s->cap = sizeof s->local;
+	if (!out)
+		return CA_EINVAL;
+	*out = calloc(1, sizeof **out);
+	return *out ? CA_OK : CA_ENOMEM;
 }
 
-static void scratch_fini(struct scratch *s)
+void ca_kube_json_doc_free(struct ca_json_doc *doc)
 {
-	if (s->data != s->local)
-		free(s->data);
+	if (!doc)
+		return;
+	free(doc->nodes);
+	free(doc->text);
+	free(doc->stack);
+	free(doc->indexed);
+	free(doc->tables);
+	free(doc);
 }
 
-/* Room for `extra` more bytes. The total never exceeds the input length
- * (an unescaped string is never longer than its source), so the growth is
- * bounded by what the caller already holds. */
-static bool scratch_reserve(struct scratch *s, size_t extra)
+/* Grow *buf (of *cap elements of size sz) to hold at least need elements.
+ * The callers' needs are bounded by the input length (a node, a stack slot
+ * or a table entry per input byte at most), so the arena never holds more
+ * than a constant times the largest document it was given. */
+static bool grow(void **buf, size_t *cap, size_t need, size_t sz)
 {
-	if (extra <= s->cap - s->len)
+	if (need <= *cap)
 		return true;
-	if (extra > SIZE_MAX / 2 - s->len)
-		return false;
-	size_t cap = s->cap * 2;
-	if (cap < s->len + extra)
-		cap = s->len + extra;
-	char *d;
-	if (s->data == s->local) {
-		d = malloc(cap);
-		if (d)
-			memcpy(d, s->local, s->len);
-	} else {
-		d = realloc(s->data, cap);
+	size_t c = *cap ? *cap : 64;
+	while (c < need) {
+		if (c > SIZE_MAX / 2 / sz)
+			return false;
+		c *= 2;
 	}
-	if (!d)
+	if (c > SIZE_MAX / sz)
 		return false;
-	s->data = d;
-	s->cap = cap;
+	void *p = realloc(*buf, c * sz);
+	if (!p)
+		return false;
+	*buf = p;
+	*cap = c;
 	return true;
-}
-
-static void scratch_put(struct scratch *s, const void *src, size_t n)
-{
-	memcpy(s->data + s->len, src, n); /* room reserved by the caller */
-	s->len += n;
 }
 
 /* ------------------------------------------------------------------------ */
 /* Lexical helpers */
 
 struct parser {
-	const unsigned char *start;
-	const unsigned char *end;
+	unsigned char *start; /* the arena's copy of the input */
+	unsigned char *end;
 	const char *why; /* reason of a syntax error */
 	const unsigned char *at; /* where it was found */
-	struct scratch key;   /* an escaped key */
-	struct scratch value; /* an escaped string value */
 };
 
 /* What a byte means inside a string. */
@@ -232,11 +231,14 @@ static enum scan syntax(struct parser *ps, const unsigned char *at, const char *
 	return SCAN_SYNTAX;
 }
 
-/* The escape sequence at p (p[0] == '\\') appended to scr; *pp moves past
- * it. Room for 4 bytes must be reserved. */
-static enum scan unescape(struct parser *ps, const unsigned char **pp, struct scratch *scr)
+/* The escape sequence at p (p[0] == '\\') written at *wp; *pp moves past
+ * it and *wp past what was written. Everything is read before anything is
+ * written, and the output is never longer than the escape, so *wp stays at
+ * or before *pp. */
+static enum scan unescape(struct parser *ps, unsigned char **pp, unsigned char **wp)
 {
-	const unsigned char *p = *pp, *end = ps->end;
+	unsigned char *p = *pp;
+	const unsigned char *end = ps->end;
 	if (end - p < 2)
 		return syntax(ps, p, "premature end of input");
 	char c;
@@ -269,33 +271,33 @@ static enum scan unescape(struct parser *ps, const unsigned char **pp, struct sc
 			 * whole C string. */
 			return syntax(ps, p, "\\u0000 is not allowed");
 		}
-		scr->len += utf8_put(scr->data + scr->len, cp);
+		*wp += utf8_put((char *)*wp, cp);
 		*pp = p;
 		return SCAN_OK;
 	}
 	default:
 		return syntax(ps, p, "invalid escape");
 	}
-	scr->data[scr->len++] = c;
+	*(*wp)++ = (unsigned char)c;
 	*pp = p + 2;
 	return SCAN_OK;
 }
 
 /* The string whose opening quote is at *pp. On SCAN_OK, *s and *n give its
- * unescaped bytes (pointing into the input when it had no escapes, into
- * scr otherwise; valid until scr is next used) and *pp is past the closing
- * quote. */
-static enum scan scan_string(struct parser *ps, const unsigned char **pp, struct scratch *scr,
-                             const char **s, size_t *n)
+ * unescaped bytes, NUL-terminated, in the arena's copy of the input, and
+ * *pp is past the closing quote (which the NUL may have replaced). */
+static enum scan scan_string(struct parser *ps, unsigned char **pp, const char **s, size_t *n)
 {
-	const unsigned char *begin = *pp + 1, *p = begin, *end = ps->end;
-	/* Fast path: no escapes, so the bytes can be used where they are. */
+	unsigned char *begin = *pp + 1, *p = begin;
+	const unsigned char *end = ps->end;
+	/* Fast path: no escapes, so the bytes stay where they are. */
 	for (;;) {
-		p = skip_plain(p, end);
+		p = (unsigned char *)skip_plain(p, end);
 		if (p == end)
 			return syntax(ps, p, "premature end of input in a string");
 		switch (str_class[*p]) {
 		case C_QUOTE:
+			*p = '\0';
 			*s = (const char *)begin;
 			*n = (size_t)(p - begin);
 			*pp = p + 1;
@@ -314,25 +316,26 @@ static enum scan scan_string(struct parser *ps, const unsigned char **pp, struct
 		}
 	}
 
-escaped:
-	scr->len = 0;
-	for (const unsigned char *run = begin;;) {
+escaped:;
+	unsigned char *w = p; /* the unescaped text ends here */
+	for (unsigned char *run = p;;) {
 		/* Here p is at a byte that is not plain; run..p is plain or
-		 * valid UTF-8 still to be copied. */
+		 * valid UTF-8 still to be moved down to w. */
 		switch (str_class[*p]) {
 		case C_QUOTE:
 		case C_ESCAPE: {
 			size_t k = (size_t)(p - run);
-			if (!scratch_reserve(scr, k + 4))
-				return SCAN_NOMEM;
-			scratch_put(scr, run, k);
+			if (w != run)
+				memmove(w, run, k);
+			w += k;
 			if (*p == '"') {
-				*s = scr->data;
-				*n = scr->len;
+				*w = '\0';
+				*s = (const char *)begin;
+				*n = (size_t)(w - begin);
 				*pp = p + 1;
 				return SCAN_OK;
 			}
-			enum scan r = unescape(ps, &p, scr);
+			enum scan r = unescape(ps, &p, &w);
 			if (r != SCAN_OK)
 				return r;
 			run = p;
@@ -350,7 +353,7 @@ escaped:
 		default:
 			break;
 		}
-		p = skip_plain(p, end);
+		p = (unsigned char *)skip_plain(p, end);
 		if (p == end)
 			return syntax(ps, p, "premature end of input in a string");
 	}
@@ -361,11 +364,11 @@ static inline bool is_digit(unsigned c)
 	return c - '0' < 10;
 }
 
-/* The number starting at *pp ('-' or a digit). On SCAN_OK, *v is a new
- * json_integer or json_real. */
-static enum scan scan_number(struct parser *ps, const unsigned char **pp, json_t **v)
+/* The number starting at *pp ('-' or a digit), into node v. */
+static enum scan scan_number(struct parser *ps, unsigned char **pp, struct ca_kobj *v)
 {
-	const unsigned char *start = *pp, *p = start, *end = ps->end;
+	unsigned char *start = *pp, *p = start;
+	const unsigned char *end = ps->end;
 	bool neg = false, real = false;
 	if (*p == '-') {
 		neg = true;
@@ -417,7 +420,8 @@ static enum scan scan_number(struct parser *ps, const unsigned char **pp, json_t
 		int64_t i = neg ? (int64_t)(0 - u) : (int64_t)u;
 		if (neg && u == (uint64_t)INT64_MAX + 1)
 			i = INT64_MIN;
-		*v = json_integer((json_int_t)i);
+		v->type = CA_JSON_INT;
+		v->v.i = i;
 	} else {
 		/* strtod needs a terminator the input does not have. */
 		size_t n = (size_t)(p - start);
@@ -436,42 +440,21 @@ static enum scan scan_number(struct parser *ps, const unsigned char **pp, json_t
 		 * does; only an overflow to infinity is an error. */
 		if (overflow)
 			return syntax(ps, start, "real number overflow");
-		*v = json_real(d);
+		v->type = CA_JSON_REAL;
+		v->v.d = d;
 	}
-	if (!*v)
-		return SCAN_NOMEM;
 	*pp = p;
 	return SCAN_OK;
 }
 
-static inline const unsigned char *skip_ws(const unsigned char *p, const unsigned char *end)
+static inline unsigned char *skip_ws(unsigned char *p, const unsigned char *end)
 {
 	while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
 		p++;
 	return p;
 }
 
-/* ------------------------------------------------------------------------ */
-/* The parser: a loop over three states (value, key, after a value) with the
- * open containers on a stack. */
-
-
-/* Hand v to its parent, or make it the root. jansson's setters consume the
- * reference even when they fail, so v is never leaked. */
-static inline bool attach(json_t **root, json_t *const *stack, size_t depth, const char *key,
-                          size_t key_len, json_t *v)
-{
-	if (depth == 0) {
-		*root = v;
-		return true;
-	}
-	json_t *top = stack[depth - 1];
-	if (json_is_object(top))
-		return json_object_setn_new_nocheck(top, key, key_len, v) == 0;
-	return json_array_append_new(top, v) == 0;
-}
-
-static bool literal(const unsigned char **pp, const unsigned char *end, const char *word, size_t n)
+static bool literal(unsigned char **pp, const unsigned char *end, const char *word, size_t n)
 {
 	if ((size_t)(end - *pp) < n || memcmp(*pp, word, n) != 0)
 		return false;
@@ -479,40 +462,103 @@ static bool literal(const unsigned char **pp, const unsigned char *end, const ch
 	return true;
 }
 
-enum ca_err ca_kube_json_parse(const char *data, size_t len, json_t **out, char *err,
-                               size_t errlen)
+/* A new node at the end of the tape, or NULL when out of memory. */
+static inline struct ca_kobj *push(struct ca_json_doc *doc, uint8_t type)
+{
+	if (doc->len == doc->cap) {
+		if (doc->len >= MAX_NODES ||
+		    !grow((void **)&doc->nodes, &doc->cap, doc->len + 1, sizeof *doc->nodes))
+			return NULL;
+	}
+	struct ca_kobj *v = &doc->nodes[doc->len++];
+	v->type = type;
+	v->span = 1;
+	v->n = 0;
+	v->v.i = 0;
+	return v;
+}
+
+/* A container closes: its span is known now. */
+static inline bool close_container(struct ca_json_doc *doc, uint32_t at)
+{
+	struct ca_kobj *c = &doc->nodes[at];
+	c->span = (uint32_t)(doc->len - at);
+	if (c->type == CA_JSON_ARRAY && c->n >= INDEX_MIN) {
+		if (!grow((void **)&doc->indexed, &doc->indexed_cap, doc->indexed_len + 1,
+		          sizeof *doc->indexed))
+			return false;
+		doc->indexed[doc->indexed_len++] = at;
+	}
+	return true;
+}
+
+/* Fill the element tables of the large arrays, once the tape is final (its
+ * nodes no longer move) and the tables' total size is known. */
+static bool build_tables(struct ca_json_doc *doc)
+{
+	size_t total = 0;
+	for (size_t k = 0; k < doc->indexed_len; k++)
+		total += doc->nodes[doc->indexed[k]].n; /* each <= nodes, no overflow */
+	if (!grow((void **)&doc->tables, &doc->tables_cap, total, sizeof *doc->tables))
+		return false;
+	uint32_t *t = doc->tables;
+	for (size_t k = 0; k < doc->indexed_len; k++) {
+		struct ca_kobj *a = &doc->nodes[doc->indexed[k]];
+		uint32_t off = 1;
+		for (size_t i = 0; i < a->n; i++) {
+			t[i] = off;
+			off += a[off].span;
+		}
+		a->v.idx = t;
+		t += a->n;
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The parser: a loop over three states (value, key, after a value) with the
+ * open containers on a stack. */
+
+enum ca_err ca_kube_json_parse(struct ca_json_doc *doc, const char *data, size_t len,
+                               const struct ca_kobj **root, char *err, size_t errlen)
 {
 	enum ca_err rc = CA_EPROTO;
 	struct parser ps;
-	json_t *local_stack[STACK_LOCAL];
-	json_t **stack = local_stack; /* open containers, borrowed from root */
-	size_t depth = 0, stack_cap = STACK_LOCAL;
-	json_t *root = NULL;
-	const char *key = NULL; /* the pending key when the top is an object */
-	size_t key_len = 0;
-	const unsigned char *p, *end;
+	size_t depth = 0;
+	unsigned char *p = NULL;
+	const unsigned char *end;
 	enum scan r = SCAN_OK;
-	json_t *v = NULL;
+	struct ca_kobj *v = NULL;
 	bool lookahead; /* the value just read was a number or a bare word */
 
 	if (err && errlen)
 		err[0] = '\0';
-	if (!out)
-		return CA_EINVAL;
-	*out = NULL;
-	if (!data) {
+	if (root)
+		*root = NULL;
+	if (!doc || !root || !data) {
 		if (err && errlen)
 			snprintf(err, errlen, "no input");
 		return CA_EINVAL;
 	}
-	ps.start = (const unsigned char *)data;
-	ps.end = ps.start + len;
 	ps.why = NULL;
+	ps.at = NULL;
+	ps.start = NULL;
+	doc->len = 0;
+	doc->indexed_len = 0;
+	if (len == SIZE_MAX || !grow((void **)&doc->text, &doc->text_cap, len + 1, 1) ||
+	    !grow((void **)&doc->nodes, &doc->cap, len / 16 + 2, sizeof *doc->nodes))
+		goto nomem;
+	if (len)
+		memcpy(doc->text, data, len);
+	doc->text[len] = '\0';
+	ps.start = (unsigned char *)doc->text;
+	ps.end = ps.start + len;
 	ps.at = ps.start;
-	scratch_init(&ps.key);
-	scratch_init(&ps.value);
 	end = ps.end;
-	p = skip_ws(ps.start, end);
+	p = ps.start;
+	v = push(doc, CA_JSON_HEADER);
+	v->v.doc = doc;
+	p = skip_ws(p, end);
 
 	/* Three states joined by gotos, as a hand-written lexer usually is:
 	 * `value` reads one value at p, `after` reads what may follow a value
@@ -528,32 +574,23 @@ value:
 		syntax(&ps, p, "premature end of input");
 		goto out;
 	}
+	if (depth && doc->nodes[doc->stack[depth - 1]].type == CA_JSON_ARRAY)
+		doc->nodes[doc->stack[depth - 1]].n++;
 	lookahead = true;
 	switch (*p) {
 	case '{':
 	case '[': {
 		bool is_object = *p == '{';
-		v = is_object ? json_object() : json_array();
-		if (!v || !attach(&root, stack, depth, key, key_len, v))
+		if (!push(doc, is_object ? CA_JSON_OBJECT : CA_JSON_ARRAY))
 			goto nomem;
-		/* Attached before it is filled: the parent (ultimately root)
-		 * owns it, so an error anywhere below frees it with root. */
-		if (depth == stack_cap) {
-			size_t cap = stack_cap * 2 < MAX_DEPTH ? stack_cap * 2 : MAX_DEPTH;
-			json_t **grown = stack == local_stack ? malloc(cap * sizeof *grown)
-			                                      : realloc(stack, cap * sizeof *grown);
-			if (!grown)
-				goto nomem;
-			if (stack == local_stack)
-				memcpy(grown, local_stack, sizeof local_stack);
-			stack = grown;
-			stack_cap = cap;
-		}
-		stack[depth++] = v;
+		if (!grow((void **)&doc->stack, &doc->stack_cap, depth + 1, sizeof *doc->stack))
+			goto nomem;
+		doc->stack[depth++] = (uint32_t)(doc->len - 1);
 		p = skip_ws(p + 1, end);
 		if (p < end && *p == (is_object ? '}' : ']')) {
 			p++;
-			depth--;
+			if (!close_container(doc, doc->stack[--depth]))
+				goto nomem;
 			goto after;
 		}
 		if (is_object)
@@ -561,29 +598,32 @@ value:
 		goto value;
 	}
 	case '"': {
-		const char *s = NULL;
-		size_t n = 0;
-		r = scan_string(&ps, &p, &ps.value, &s, &n);
+		v = push(doc, CA_JSON_STRING);
+		if (!v)
+			goto nomem;
+		r = scan_string(&ps, &p, &v->v.s, &v->n);
 		if (r != SCAN_OK)
 			goto scan_failed;
-		v = json_stringn_nocheck(s, n);
 		lookahead = false;
 		break;
 	}
 	case 't':
 		if (!literal(&p, end, "true", 4))
 			goto bad_token;
-		v = json_true();
+		if (!push(doc, CA_JSON_TRUE))
+			goto nomem;
 		break;
 	case 'f':
 		if (!literal(&p, end, "false", 5))
 			goto bad_token;
-		v = json_false();
+		if (!push(doc, CA_JSON_FALSE))
+			goto nomem;
 		break;
 	case 'n':
 		if (!literal(&p, end, "null", 4))
 			goto bad_token;
-		v = json_null();
+		if (!push(doc, CA_JSON_NULL))
+			goto nomem;
 		break;
 	case '-':
 	case '0':
@@ -596,21 +636,23 @@ value:
 	case '7':
 	case '8':
 	case '9':
-		r = scan_number(&ps, &p, &v);
+		v = push(doc, CA_JSON_NULL);
+		if (!v)
+			goto nomem;
+		r = scan_number(&ps, &p, v);
 		if (r != SCAN_OK)
 			goto scan_failed;
 		break;
 	default:
 		goto bad_token;
 	}
-	if (!v || !attach(&root, stack, depth, key, key_len, v))
-		goto nomem;
 	/* jansson quirk, copied so both parsers accept the same inputs: its
 	 * lexer ends a number or a bare word by reading one byte too many and
 	 * pushing it back, and a pushed-back NUL byte is lost (its lookahead
 	 * buffer takes NUL for empty). So "1\0" and "[true\0]" are accepted,
 	 * as if that one NUL were not there. A string ends at its quote and
-	 * reads nothing more. */
+	 * reads nothing more. (The NUL written over a closing quote is behind
+	 * p, so it is never mistaken for such a byte.) */
 	if (lookahead && p < end && *p == '\0')
 		p++;
 
@@ -622,7 +664,7 @@ after:
 		syntax(&ps, p, "premature end of input");
 		goto out;
 	} else {
-		bool is_object = json_is_object(stack[depth - 1]);
+		bool is_object = doc->nodes[doc->stack[depth - 1]].type == CA_JSON_OBJECT;
 		if (*p == ',') {
 			p = skip_ws(p + 1, end);
 			if (is_object)
@@ -631,7 +673,8 @@ after:
 		}
 		if (*p == (is_object ? '}' : ']')) {
 			p++;
-			depth--;
+			if (!close_container(doc, doc->stack[--depth]))
+				goto nomem;
 			goto after;
 		}
 		syntax(&ps, p, is_object ? "',' or '}' expected" : "',' or ']' expected");
@@ -643,9 +686,13 @@ key:
 		syntax(&ps, p, "string expected as object key");
 		goto out;
 	}
-	r = scan_string(&ps, &p, &ps.key, &key, &key_len);
+	v = push(doc, CA_JSON_KEY);
+	if (!v)
+		goto nomem;
+	r = scan_string(&ps, &p, &v->v.s, &v->n);
 	if (r != SCAN_OK)
 		goto scan_failed;
+	doc->nodes[doc->stack[depth - 1]].n++;
 	p = skip_ws(p, end);
 	if (p == end || *p != ':') {
 		syntax(&ps, p, "':' expected");
@@ -660,8 +707,9 @@ done:
 		syntax(&ps, p, "end of input expected");
 		goto out;
 	}
-	*out = root;
-	root = NULL;
+	if (doc->indexed_len && !build_tables(doc))
+		goto nomem;
+	*root = &doc->nodes[1];
 	rc = CA_OK;
 	goto out;
 
@@ -679,11 +727,8 @@ nomem:
 out:
 	if (rc != CA_OK && err && errlen)
 		snprintf(err, errlen, "%s at byte %zu", ps.why ? ps.why : "invalid JSON",
-		         (size_t)(ps.at - ps.start));
-	json_decref(root);
-	if (stack != local_stack)
-		free(stack);
-	scratch_fini(&ps.key);
-	scratch_fini(&ps.value);
+		         ps.at && ps.start ? (size_t)(ps.at - ps.start) : (size_t)0);
+	if (rc != CA_OK)
+		doc->len = 0;
 	return rc;
 }

@@ -16,7 +16,6 @@
  * and parsing resumes from there on the next feed. */
 #include "kube/watch.h"
 
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +37,7 @@ struct ca_watch_parser {
 	size_t scanned;
 	bool discarding; /* inside an oversized line; kept is empty then */
 	struct ca_buf scratch; /* a line with its managedFields cut out */
+	struct ca_json_doc *doc; /* the arena every line is parsed into */
 	struct ca_watch_parser_stats stats;
 };
 
@@ -53,6 +53,10 @@ enum ca_err ca_watch_parser_new(struct ca_watch_parser **out, size_t max_line,
 	p->max_line = max_line;
 	p->cb = cb;
 	p->arg = arg;
+	if (ca_kube_json_doc_new(&p->doc) != CA_OK) {
+		free(p);
+		return CA_ENOMEM;
+	}
 	ca_buf_init(&p->kept, max_line > KEPT_MIN_CAP ? max_line + 1 : KEPT_MIN_CAP);
 	ca_buf_init(&p->scratch, max_line + 1);
 	*out = p;
@@ -65,6 +69,7 @@ void ca_watch_parser_free(struct ca_watch_parser *p)
 		return;
 	ca_buf_fini(&p->kept);
 	ca_buf_fini(&p->scratch);
+	ca_kube_json_doc_free(p->doc);
 	free(p);
 }
 
@@ -97,7 +102,7 @@ static bool is_blank(const char *s, size_t n)
 	return true;
 }
 
-static bool event_type(const json_t *t, enum ca_watch_event_type *out)
+static bool event_type(const struct ca_kobj *t, enum ca_watch_event_type *out)
 {
 	static const struct {
 		const char *name;
@@ -110,10 +115,10 @@ static bool event_type(const json_t *t, enum ca_watch_event_type *out)
 		{"BOOKMARK", 8, CA_WATCH_EVENT_BOOKMARK},
 		{"ERROR", 5, CA_WATCH_EVENT_ERROR},
 	};
-	if (!json_is_string(t))
+	if (!t || t->type != CA_JSON_STRING)
 		return false;
-	const char *s = json_string_value(t);
-	size_t n = json_string_length(t);
+	const char *s = t->v.s;
+	size_t n = t->n;
 	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
 		if (n == types[i].len && memcmp(s, types[i].name, n) == 0) {
 			*out = types[i].type;
@@ -125,8 +130,8 @@ static bool event_type(const json_t *t, enum ca_watch_event_type *out)
 
 /* metadata.managedFields is server-side-apply bookkeeping that no consumer
  * reads, yet it is often the largest part of an object and, being made of
- * many small objects, the most expensive part for jansson to build (about
- * 40% of the parse time of a typical Event). It is cut out before parsing:
+ * many small objects, the most expensive part to parse (about 40% of the
+ * parse time of a typical Event when it was a jansson tree). It is cut out before parsing:
  * consumers see "managedFields":[].
  *
  * The key is found with memmem. The API server writes compact JSON, so the
@@ -199,18 +204,19 @@ static bool parse_line(struct ca_watch_parser *p, const char *s, size_t n)
 	/* \u0000 is rejected so every string is a whole C string, and a
 	 * duplicated key keeps its last value, as Go's decoder does. A top
 	 * level that is not an object is a bad line below. */
-	json_t *root = NULL;
-	(void)ca_kube_json_parse(s, n, &root, NULL, 0);
+	const struct ca_kobj *root = NULL;
+	(void)ca_kube_json_parse(p->doc, s, n, &root, NULL, 0);
 	enum ca_watch_event_type type;
-	json_t *object = json_is_object(root) ? json_object_get(root, "object") : NULL;
-	if (!json_is_object(object) || !event_type(json_object_get(root, "type"), &type)) {
+	const struct ca_kobj *object = ca_kobj_member(root, "object");
+	if (!object || object->type != CA_JSON_OBJECT ||
+	    !event_type(ca_kobj_member(root, "type"), &type)) {
 		p->stats.parse_errors++;
-		json_decref(root);
 		return true;
 	}
 	p->stats.events++;
-	bool go_on = p->cb(p->arg, type, (const struct ca_kobj *)(const void *)object);
-	json_decref(root);
+	/* The view lives in p->doc, which the next line overwrites: it is
+	 * valid during the callback only (kube/watch.h). */
+	bool go_on = p->cb(p->arg, type, object);
 	return go_on;
 }
 

@@ -1,6 +1,11 @@
 /* Differential fuzz target for kube/json_parse.h: every input goes through
- * jansson's json_loadb and through ca_kube_json_parse, and the two must
- * agree, or the target aborts:
+ * jansson's json_loadb and through ca_kube_json_parse (into one arena reused
+ * for every input, as watch.c does), and the two must agree, or the target
+ * aborts. The tape is compared by rebuilding the jansson tree it stands for
+ * through the kobj API (ca_kobj_foreach, ca_kobj_array_at, ca_kobj_str) and
+ * the node types: so the lookups, not only the parser, must match jansson,
+ * including its duplicate keys (each key once, at its first position, with
+ * its last value; ca_kobj_member must give that same value). Checks:
  *  - on accept/reject, with JSON_DECODE_ANY (what kobj.c asked jansson
  *    for) and with flags 0 (what watch.c asked for: the top level must be
  *    an object or an array);
@@ -16,8 +21,75 @@
 #include <string.h>
 
 #include "kube/json_parse.h"
+#include "kube/kobj.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void fail(const char *what)
+{
+	fprintf(stderr, "fuzz_json: %s\n", what);
+	abort();
+}
+
+static json_t *to_json(const struct ca_kobj *o);
+
+struct to_json_ctx {
+	json_t *obj;
+	const struct ca_kobj *parent;
+};
+
+static bool add_member(void *arg, const char *key, const struct ca_kobj *v)
+{
+	struct to_json_ctx *c = arg;
+	if (json_object_get(c->obj, key))
+		fail("ca_kobj_foreach gave a key twice");
+	if (ca_kobj_member(c->parent, key) != v)
+		fail("ca_kobj_foreach and ca_kobj_member disagree");
+	if (json_object_set_new(c->obj, key, to_json(v)))
+		fail("out of memory");
+	return true;
+}
+
+/* The tree a tape stands for, read through the kobj API. */
+static json_t *to_json(const struct ca_kobj *o)
+{
+	json_t *j = NULL;
+	switch (o->type) {
+	case CA_JSON_NULL: j = json_null(); break;
+	case CA_JSON_TRUE: j = json_true(); break;
+	case CA_JSON_FALSE: j = json_false(); break;
+	case CA_JSON_INT: j = json_integer((json_int_t)o->v.i); break;
+	case CA_JSON_REAL: j = json_real(o->v.d); break;
+	case CA_JSON_STRING: {
+		const char *s = ca_kobj_str(o, NULL);
+		if (!s || strlen(s) != o->n)
+			fail("a string is not a C string of its length");
+		j = json_stringn_nocheck(s, o->n);
+		break;
+	}
+	case CA_JSON_ARRAY:
+		j = json_array();
+		for (size_t i = 0; j && i < ca_kobj_array_len(o); i++) {
+			if (json_array_append_new(j, to_json(ca_kobj_array_at(o, i))))
+				fail("out of memory");
+		}
+		if (ca_kobj_array_at(o, ca_kobj_array_len(o)))
+			fail("an element past the end");
+		break;
+	case CA_JSON_OBJECT: {
+		struct to_json_ctx c = {json_object(), o};
+		if (c.obj)
+			ca_kobj_foreach(o, add_member, &c);
+		j = c.obj;
+		break;
+	}
+	default:
+		fail("unexpected node type");
+	}
+	if (!j)
+		fail("out of memory");
+	return j;
+}
 
 static bool same(const json_t *a, const json_t *b)
 {
@@ -80,13 +152,17 @@ static void disagree(const char *what, const uint8_t *data, size_t size, const c
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	static struct ca_json_doc *doc;
 	const char *text = (const char *)data;
 	json_error_t error;
 	char why[160];
 	json_t *mine = NULL;
+	const struct ca_kobj *root = NULL;
 
+	if (!doc && ca_kube_json_doc_new(&doc) != CA_OK)
+		return 0;
 	json_t *ref = json_loadb(text, size, JSON_DECODE_ANY, &error);
-	enum ca_err rc = ca_kube_json_parse(text, size, &mine, why, sizeof why);
+	enum ca_err rc = ca_kube_json_parse(doc, text, size, &root, why, sizeof why);
 	if (rc == CA_ENOMEM) {
 		/* Not a verdict on the input (a fuzzing engine's malloc limit). */
 		json_decref(ref);
@@ -98,13 +174,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		disagree(ref ? "jansson accepts, we reject" : "jansson rejects, we accept", data, size,
 		         ref ? "ok" : error.text, rc == CA_OK ? "ok" : why);
 	if (rc == CA_OK) {
-		if (!mine || why[0])
-			disagree("accepted without a tree, or with an error text", data, size, "ok", why);
+		if (!root || why[0])
+			disagree("accepted without a tape, or with an error text", data, size, "ok", why);
+		mine = to_json(root);
 		if (!json_equal(ref, mine) || !same(ref, mine))
 			disagree("trees differ", data, size, "ok", "ok");
-	} else if (mine || !why[0]) {
-		disagree("rejected with a tree, or without a reason", data, size, error.text, why);
+	} else if (root || !why[0]) {
+		disagree("rejected with a tape, or without a reason", data, size, error.text, why);
 	}
+
+	/* The owning parse (its own arena) agrees with the reused one. */
+	struct ca_kobj *owned = NULL;
+	enum ca_err orc = ca_kobj_parse(text, size, &owned);
+	if (orc != CA_ENOMEM) {
+		if ((orc == CA_OK) != (rc == CA_OK))
+			disagree("ca_kobj_parse disagrees", data, size, "-", ca_strerror(orc));
+		if (owned) {
+			json_t *again = to_json(owned);
+			if (!same(mine, again))
+				disagree("ca_kobj_parse gives another tree", data, size, "ok", "ok");
+			json_decref(again);
+		}
+	}
+	ca_kobj_free(owned);
 
 	/* watch.c used flags 0: only an object or array at the top. */
 	json_t *ref0 = json_loadb(text, size, 0, &error);

@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "check.h"
+#include "core/buf.h"
 #include "kube/json_parse.h"
 #include "kube/kobj.h"
 
@@ -254,6 +255,59 @@ static void test_parse_edges(void)
 /* ------------------------------------------------------------------------ */
 /* kube/json_parse.h */
 
+/* One arena for every test document, so its reuse across documents of all
+ * shapes and sizes is exercised too. */
+static struct ca_json_doc *jdoc;
+
+struct to_json_ctx {
+	json_t *obj;
+	const struct ca_kobj *parent;
+};
+
+static json_t *to_json(const struct ca_kobj *o);
+
+static bool add_member(void *arg, const char *key, const struct ca_kobj *v)
+{
+	struct to_json_ctx *c = arg;
+	/* foreach gives each key once, with the value a lookup gives. */
+	CHECK(json_object_get(c->obj, key) == NULL);
+	CHECK(ca_kobj_member(c->parent, key) == v);
+	json_object_set_new(c->obj, key, to_json(v));
+	return true;
+}
+
+/* The tape seen through the kobj API (and the node types), as the jansson
+ * tree it stands for, so the tests below compare trees. */
+static json_t *to_json(const struct ca_kobj *o)
+{
+	switch (o->type) {
+	case CA_JSON_NULL: return json_null();
+	case CA_JSON_TRUE: return json_true();
+	case CA_JSON_FALSE: return json_false();
+	case CA_JSON_INT: return json_integer((json_int_t)o->v.i);
+	case CA_JSON_REAL: return json_real(o->v.d);
+	case CA_JSON_STRING:
+		CHECK_INT(strlen(ca_kobj_str(o, NULL)), o->n);
+		return json_stringn_nocheck(o->v.s, o->n);
+	case CA_JSON_ARRAY: {
+		json_t *a = json_array();
+		CHECK_INT(ca_kobj_array_len(o), o->n);
+		for (size_t i = 0; i < ca_kobj_array_len(o); i++)
+			json_array_append_new(a, to_json(ca_kobj_array_at(o, i)));
+		CHECK(ca_kobj_array_at(o, o->n) == NULL);
+		return a;
+	}
+	case CA_JSON_OBJECT: {
+		struct to_json_ctx c = {json_object(), o};
+		ca_kobj_foreach(o, add_member, &c);
+		return c.obj;
+	}
+	default:
+		CHECK(!"unexpected node type");
+		return NULL;
+	}
+}
+
 /* Parse a copy of s[0..n) in a buffer of exactly n bytes, so a read past
  * the end shows under ASan and valgrind. */
 static enum ca_err jparse_n(const char *s, size_t n, json_t **out, char *why, size_t whylen)
@@ -263,8 +317,11 @@ static enum ca_err jparse_n(const char *s, size_t n, json_t **out, char *why, si
 	if (!copy)
 		return CA_ENOMEM;
 	memcpy(copy, s, n);
-	enum ca_err err = ca_kube_json_parse(copy, n, out, why, whylen);
+	const struct ca_kobj *root = (const struct ca_kobj *)1;
+	enum ca_err err = ca_kube_json_parse(jdoc, copy, n, &root, why, whylen);
 	free(copy);
+	CHECK(err == CA_OK ? root != NULL : root == NULL);
+	*out = err == CA_OK && root ? to_json(root) : NULL;
 	return err;
 }
 
@@ -367,8 +424,10 @@ static void test_json_grammar(void)
 	CHECK(j == NULL);
 	CHECK(strstr(why, "at byte 9") != NULL);
 	CHECK_INT(jparse_n("[1] x", 5, &j, NULL, 0), CA_EPROTO); /* no error buffer */
-	CHECK_INT(ca_kube_json_parse(NULL, 0, &j, why, sizeof why), CA_EINVAL);
-	CHECK_INT(ca_kube_json_parse("{}", 2, NULL, why, sizeof why), CA_EINVAL);
+	const struct ca_kobj *r = NULL;
+	CHECK_INT(ca_kube_json_parse(jdoc, NULL, 0, &r, why, sizeof why), CA_EINVAL);
+	CHECK_INT(ca_kube_json_parse(jdoc, "{}", 2, NULL, why, sizeof why), CA_EINVAL);
+	CHECK_INT(ca_kube_json_parse(NULL, "{}", 2, &r, why, sizeof why), CA_EINVAL);
 	char tiny[4];
 	CHECK_INT(jparse_n("[", 1, &j, tiny, sizeof tiny), CA_EPROTO);
 	CHECK_INT(strlen(tiny), 3); /* truncated, terminated */
@@ -598,8 +657,131 @@ static void test_json_samples_match_jansson(void)
 	}
 }
 
+/* ------------------------------------------------------------------------ */
+/* The tape under the view: duplicates, large objects and arrays, arena reuse */
+
+struct seen {
+	char keys[64][16];
+	const struct ca_kobj *values[64];
+	size_t n, stop_after;
+};
+
+static bool note_member(void *arg, const char *key, const struct ca_kobj *v)
+{
+	struct seen *c = arg;
+	if (c->n < 64) {
+		snprintf(c->keys[c->n], sizeof c->keys[0], "%s", key);
+		c->values[c->n] = v;
+	}
+	c->n++;
+	return !(c->stop_after && c->n >= c->stop_after);
+}
+
+static void test_tape(void)
+{
+	/* Duplicated keys, as jansson resolved them: the last value, at the
+	 * position of the first occurrence; every duplicate still on the tape. */
+	struct ca_kobj *o = NULL;
+	const char *dup = "{\"a\":1,\"b\":2,\"a\":{\"x\":1},\"c\":[1],\"a\":\"last\"}";
+	CHECK_INT(ca_kobj_parse(dup, strlen(dup), &o), CA_OK);
+	CHECK_STR(ca_kobj_str(o, "a"), "last");
+	CHECK_STR(ca_kobj_str(ca_kobj_member(o, "a"), NULL), "last");
+	CHECK(ca_kobj_get(o, "a.x") == NULL);
+	CHECK_INT(ca_kobj_int(o, "b", 0), 2);
+	struct seen c;
+	memset(&c, 0, sizeof c);
+	ca_kobj_foreach(o, note_member, &c);
+	CHECK_INT(c.n, 3);
+	CHECK_STR(c.keys[0], "a");
+	CHECK_STR(ca_kobj_str(c.values[0], NULL), "last");
+	CHECK_STR(c.keys[1], "b");
+	CHECK_STR(c.keys[2], "c");
+	CHECK_INT(ca_kobj_array_len(c.values[2]), 1);
+	ca_kobj_free(o);
+
+	/* An object large enough to be deduplicated by sorting. */
+	struct ca_buf b;
+	ca_buf_init(&b, 1 << 20);
+	CHECK(ca_buf_append(&b, "{", 1) == CA_OK);
+	for (int i = 0; i < 40; i++)
+		CHECK(ca_buf_printf(&b, "\"k%d\":{\"v\":%d,\"l\":[%d,[]]},", i, i, i) == CA_OK);
+	CHECK(ca_buf_printf(&b, "\"k5\":\"dup5\",\"k0\":\"dup0\",\"k39\":{\"v\":-1},\"z\":null}") == CA_OK);
+	CHECK_INT(ca_kobj_parse(b.data, b.len, &o), CA_OK);
+	memset(&c, 0, sizeof c);
+	ca_kobj_foreach(o, note_member, &c);
+	CHECK_INT(c.n, 41);
+	CHECK_STR(c.keys[0], "k0");
+	CHECK_STR(ca_kobj_str(c.values[0], NULL), "dup0");
+	CHECK_STR(c.keys[5], "k5");
+	CHECK_STR(ca_kobj_str(c.values[5], NULL), "dup5");
+	CHECK_INT(ca_kobj_int(c.values[7], "v", 0), 7);
+	CHECK_STR(c.keys[39], "k39");
+	CHECK_INT(ca_kobj_int(c.values[39], "v", 0), -1);
+	CHECK_STR(c.keys[40], "z");
+	CHECK(ca_kobj_is_null(c.values[40]));
+	for (size_t i = 0; i < c.n && i < 64; i++)
+		CHECK(ca_kobj_member(o, c.keys[i]) == c.values[i]);
+	memset(&c, 0, sizeof c);
+	c.stop_after = 3;
+	ca_kobj_foreach(o, note_member, &c);
+	CHECK_INT(c.n, 3);
+	CHECK_INT(ca_kobj_int(o, "k12.l", -5), -5); /* an array is not an int */
+	CHECK_INT(ca_kobj_int(ca_kobj_array_at(ca_kobj_get(o, "k12.l"), 0), NULL, 0), 12);
+	ca_kobj_free(o);
+
+	/* Arrays below and above the size that gets an element table, with
+	 * elements of different sizes, nested. */
+	for (int n = 0; n < 70; n += 3) {
+		ca_buf_reset(&b);
+		CHECK(ca_buf_append(&b, "{\"a\":[", 6) == CA_OK);
+		for (int i = 0; i < n; i++) {
+			if (i % 3 == 0)
+				CHECK(ca_buf_printf(&b, "%s%d", i ? "," : "", i) == CA_OK);
+			else if (i % 3 == 1)
+				CHECK(ca_buf_printf(&b, "%s{\"i\":%d,\"x\":[1,2,{}]}", i ? "," : "", i) == CA_OK);
+			else
+				CHECK(ca_buf_printf(&b, "%s[%d,[[],[%d]]]", i ? "," : "", i, i) == CA_OK);
+		}
+		CHECK(ca_buf_printf(&b, "],\"after\":true}") == CA_OK);
+		CHECK_INT(ca_kobj_parse(b.data, b.len, &o), CA_OK);
+		const struct ca_kobj *a = ca_kobj_get(o, "a");
+		CHECK_INT(ca_kobj_array_len(a), (size_t)n);
+		for (int i = n - 1; i >= 0; i--) {
+			const struct ca_kobj *e = ca_kobj_array_at(a, (size_t)i);
+			int64_t got = i % 3 == 0 ? ca_kobj_int(e, NULL, -1)
+			              : i % 3 == 1 ? ca_kobj_int(e, "i", -1)
+			                           : ca_kobj_int(ca_kobj_array_at(e, 0), NULL, -1);
+			CHECK_INT(got, i);
+		}
+		CHECK(ca_kobj_array_at(a, (size_t)n) == NULL);
+		CHECK(ca_kobj_bool(o, "after", false));
+		ca_kobj_free(o);
+	}
+
+	/* One arena, documents of very different sizes in turn: each result
+	 * is right, and the input is never written (strings are rewritten in
+	 * the arena's copy). */
+	const struct ca_kobj *r = NULL;
+	char small[] = "{\"k\\u00e9y\":\"a\\nb\",\"plain\":\"x\"}";
+	CHECK_INT(ca_kube_json_parse(jdoc, b.data, b.len, &r, NULL, 0), CA_OK);
+	CHECK_INT(ca_kube_json_parse(jdoc, small, strlen(small), &r, NULL, 0), CA_OK);
+	CHECK_STR(small, "{\"k\\u00e9y\":\"a\\nb\",\"plain\":\"x\"}");
+	CHECK_STR(ca_kobj_str(r, "k\xc3\xa9y"), "a\nb");
+	CHECK_STR(ca_kobj_str(r, "plain"), "x");
+	CHECK_INT(ca_kube_json_parse(jdoc, "[1,", 3, &r, NULL, 0), CA_EPROTO);
+	CHECK(r == NULL);
+	CHECK_INT(ca_kube_json_parse(jdoc, "[1]", 3, &r, NULL, 0), CA_OK);
+	CHECK_INT(ca_kobj_int(ca_kobj_array_at(r, 0), NULL, 0), 1);
+	CHECK_INT(ca_kube_json_parse(jdoc, b.data, b.len, &r, NULL, 0), CA_OK);
+	CHECK_INT(ca_kobj_array_len(ca_kobj_get(r, "a")), 69);
+	CHECK_INT(ca_kobj_int(ca_kobj_array_at(ca_kobj_get(r, "a"), 67), "i", 0), 67);
+	ca_buf_fini(&b);
+}
+
 int main(void)
 {
+	if (ca_kube_json_doc_new(&jdoc) != CA_OK)
+		return 1;
 	test_pod();
 	test_node();
 	test_parse_edges();
@@ -608,5 +790,8 @@ int main(void)
 	test_json_numbers();
 	test_json_structure();
 	test_json_samples_match_jansson();
+	test_tape();
+	ca_kube_json_doc_free(jdoc);
+	ca_kube_json_doc_free(NULL);
 	return check_report();
 }
