@@ -71,6 +71,26 @@ void ca_kube_json_doc_free(struct ca_json_doc *doc)
 	free(doc);
 }
 
+void ca_kube_json_doc_trim(struct ca_json_doc *doc, size_t keep_bytes)
+{
+	if (!doc)
+		return;
+	size_t held = doc->cap * sizeof *doc->nodes + doc->text_cap +
+	              (doc->stack_cap + doc->indexed_cap + doc->tables_cap) * sizeof(uint32_t);
+	if (held <= keep_bytes)
+		return;
+	free(doc->nodes);
+	free(doc->text);
+	free(doc->stack);
+	free(doc->indexed);
+	free(doc->tables);
+	doc->nodes = NULL;
+	doc->text = NULL;
+	doc->stack = doc->indexed = doc->tables = NULL;
+	doc->len = doc->cap = doc->text_cap = doc->stack_cap = 0;
+	doc->indexed_len = doc->indexed_cap = doc->tables_cap = 0;
+}
+
 /* Grow *buf (of *cap elements of size sz) to hold at least need elements.
  * The callers' needs are bounded by the input length (a node, a stack slot
  * or a table entry per input byte at most), so the arena never holds more

@@ -88,6 +88,9 @@ struct ca_kobj {
  * time. */
 enum ca_err ca_kube_json_doc_new(struct ca_json_doc **out);
 void ca_kube_json_doc_free(struct ca_json_doc *doc); /* NULL is fine */
+/* Give the memory back when the arena holds more than keep_bytes (one huge
+ * document must not stay resident); any view into it is gone. */
+void ca_kube_json_doc_trim(struct ca_json_doc *doc, size_t keep_bytes);
 
 /* Parse the one JSON document held in data[0..len) (no NUL terminator
  * needed; only len bytes are read; data is copied, not kept) into doc,

@@ -25,6 +25,10 @@
  * line is bounded by max_line; this bounds the bytes kept across pauses. */
 #define KEPT_MIN_CAP ((size_t)64 << 20)
 
+/* What the line arena may keep between lines: ~40 ordinary 1.3 KB events
+ * worth of tape. */
+#define ARENA_KEEP_BYTES ((size_t)1 << 20)
+
 struct ca_watch_parser {
 	size_t max_line;
 	ca_watch_event_cb cb;
@@ -211,12 +215,16 @@ static bool parse_line(struct ca_watch_parser *p, const char *s, size_t n)
 	if (!object || object->type != CA_JSON_OBJECT ||
 	    !event_type(ca_kobj_member(root, "type"), &type)) {
 		p->stats.parse_errors++;
+		ca_kube_json_doc_trim(p->doc, ARENA_KEEP_BYTES);
 		return true;
 	}
 	p->stats.events++;
 	/* The view lives in p->doc, which the next line overwrites: it is
 	 * valid during the callback only (kube/watch.h). */
 	bool go_on = p->cb(p->arg, type, object);
+	/* A near-max_line document can expand to many times its size in
+	 * nodes; keep only what ordinary events need between lines. */
+	ca_kube_json_doc_trim(p->doc, ARENA_KEEP_BYTES);
 	return go_on;
 }
 

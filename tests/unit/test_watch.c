@@ -689,9 +689,42 @@ static void test_api(void)
 	}
 }
 
+/* A document just under max_line that expands to a large tape (a 900 KB
+ * list of zeros: one 24-byte node per two input bytes) is delivered, and the
+ * arena does not keep that memory once the line is done. */
+static void test_big_document_not_kept(void)
+{
+	if (!heap_measurable()) {
+		printf("test_big_document_not_kept: heap not measurable here, skipped\n");
+		return;
+	}
+	const size_t zeros = 450000;
+	struct ca_buf line;
+	ca_buf_init(&line, 0);
+	ca_buf_append_str(&line, "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"uid\":\"big\"},\"data\":[");
+	for (size_t i = 0; i < zeros; i++)
+		ca_buf_append_str(&line, i ? ",0" : "0");
+	ca_buf_append_str(&line, "]}}\n{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"uid\":\"small\"}}}\n");
+	struct sink *s = calloc(1, sizeof *s);
+	struct ca_watch_parser *p = NULL;
+	CHECK_INT(ca_watch_parser_new(&p, (size_t)1 << 20, on_event, s), CA_OK);
+	size_t before = heap_in_use();
+	CHECK_INT(ca_watch_feed(p, line.data, line.len), CA_OK);
+	size_t after = heap_in_use();
+	CHECK_INT(s->n, 2);
+	CHECK_STR(s->recs[0].id, "big");
+	CHECK_STR(s->recs[1].id, "small");
+	/* The tape for the big line is ~10 MB; what stays must be small. */
+	CHECK(after < before + ((size_t)2 << 20));
+	ca_watch_parser_free(p);
+	free(s);
+	ca_buf_fini(&line);
+}
+
 int main(void)
 {
 	test_api();
+	test_big_document_not_kept();
 	test_events_stream();
 	test_bookmarks();
 	test_too_old();
