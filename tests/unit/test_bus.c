@@ -3,6 +3,7 @@
  * running in this thread. */
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -16,6 +17,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <nats/nats.h>
 
 #include "check.h"
 #include "bus/bus.h"
@@ -186,6 +189,7 @@ struct client {
 	bool last_reconnected;
 	struct got msgs[MAX_MSGS];
 	int nmsgs;
+	int total; /* every message, also past MAX_MSGS */
 };
 
 static void cb_connected(void *arg, bool reconnected)
@@ -208,6 +212,7 @@ static void cb_disconnected(void *arg)
 static void cb_message(void *arg, const struct ca_bus_msg *m)
 {
 	struct client *c = arg;
+	c->total++;
 	if (c->nmsgs >= MAX_MSGS)
 		return;
 	struct got *g = &c->msgs[c->nmsgs++];
@@ -643,6 +648,110 @@ out:
 	server_stop(&srv);
 }
 
+static bool pred_total(void *a)
+{
+	const struct count_wait *w = a;
+	return w->c[0]->total >= w->want;
+}
+
+/* Many publishes in a row (the bus frees each published nats.c message on
+ * the loop thread instead of through nats.c's collector thread): all of
+ * them arrive, in order, with their headers, payloads and reply subjects;
+ * valgrind and ASan runs of this test catch a message freed too early. */
+static void test_publish_many(void)
+{
+	enum { N = 3000 };
+	struct server srv = { .port = free_port() };
+	CHECK(server_start(&srv));
+	char url[64];
+	url_for(url, sizeof url, "nats", NULL, srv.port);
+	struct client c;
+	client_init(&c, url);
+	CHECK_INT(client_make(&c), CA_OK);
+	if (!c.bus)
+		goto out;
+	CHECK_INT(ca_bus_subscribe(c.bus, "t.many", NULL), CA_OK);
+	CHECK_INT(ca_bus_connect(c.bus), CA_OK);
+	CHECK(run_until(pred_connected, &c, 5000));
+	int ok = 0;
+	for (int i = 0; i < N; i++) {
+		char id[32], data[128], reply[32];
+		snprintf(id, sizeof id, "id-%d", i);
+		int len = snprintf(data, sizeof data, "payload-%d-%.*s", i, i % 60,
+		                   "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+		snprintf(reply, sizeof reply, "r.%d", i);
+		enum ca_err rc;
+		if (i % 3 == 0)
+			rc = ca_bus_publish(c.bus, "t.many", "application/json", id, data, (size_t)len);
+		else if (i % 3 == 1)
+			rc = ca_bus_publish(c.bus, "t.many", NULL, NULL, data, (size_t)len);
+		else
+			rc = ca_bus_publish_request(c.bus, "t.many", reply, "text/plain", id, data, (size_t)len);
+		ok += rc == CA_OK;
+	}
+	CHECK_INT(ok, N);
+	CHECK_INT(ca_bus_flush(c.bus, 5000), CA_OK);
+	struct count_wait w = { { &c, NULL, NULL }, N };
+	CHECK(run_until(pred_total, &w, 10000));
+	CHECK_INT(c.total, N);
+	CHECK_INT(c.nmsgs, MAX_MSGS);
+	for (int i = 0; i < c.nmsgs; i++) {
+		const struct got *g = &c.msgs[i];
+		char id[32], data[128], reply[32];
+		snprintf(id, sizeof id, "id-%d", i);
+		int len = snprintf(data, sizeof data, "payload-%d-%.*s", i, i % 60,
+		                   "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+		snprintf(reply, sizeof reply, "r.%d", i);
+		CHECK_INT(g->len, (size_t)len);
+		CHECK_STR(g->data, data);
+		CHECK_STR(g->subject, "t.many");
+		CHECK_INT(g->has_ct, i % 3 != 1);
+		CHECK_INT(g->has_id, i % 3 != 1);
+		if (i % 3 == 0) {
+			CHECK_STR(g->content_type, "application/json");
+			CHECK_STR(g->msg_id, id);
+			CHECK_STR(g->reply, "");
+		} else if (i % 3 == 2) {
+			CHECK_STR(g->content_type, "text/plain");
+			CHECK_STR(g->msg_id, id);
+			CHECK_STR(g->reply, reply);
+		}
+	}
+	struct ca_buf b;
+	ca_buf_init(&b, 0);
+	struct ca_prom p;
+	ca_prom_init(&p, &b, "test-cluster");
+	ca_bus_render_metrics(c.bus, &p);
+	CHECK(b.data && strstr(b.data, "agent_nats_published_messages_total{cluster_id=\"test-cluster\"} 3000\n"));
+	CHECK(b.data && strstr(b.data, "agent_nats_publish_errors_total{cluster_id=\"test-cluster\"} 0\n"));
+	ca_buf_fini(&b);
+out:
+	ca_bus_free(c.bus);
+	server_stop(&srv);
+}
+
+/* The bus frees published messages in place only when nats.c's message
+ * starts with {next = NULL, freeCb = natsMsg_free} (destroy_published() in
+ * bus.c); otherwise it silently falls back to nats.c's collector thread and
+ * its per-publish wake-ups. Check that the installed libnats still matches,
+ * so an upgrade that changes the layout fails here instead of quietly
+ * costing ~2 context switches per event. Runs after a bus connected, so the
+ * library (and its collector) is initialised. */
+static void test_msg_layout(void)
+{
+	void *sym = dlsym(RTLD_DEFAULT, "natsMsg_free");
+	CHECK(sym != NULL);
+	natsMsg *m = NULL;
+	CHECK_INT(natsMsg_Create(&m, "t.layout", NULL, "x", 1), NATS_OK);
+	if (!m)
+		return;
+	void *words[2];
+	memcpy(words, m, sizeof words);
+	CHECK(words[0] == NULL);
+	CHECK(sym != NULL && words[1] == sym);
+	natsMsg_Destroy(m);
+}
+
 static bool make_certs(void)
 {
 	char ca_key[128], ca_pem[128], other_key[128], other_pem[128];
@@ -795,6 +904,8 @@ int main(void)
 	}
 	test_bad_config();
 	test_pubsub_headers();
+	test_msg_layout();
+	test_publish_many();
 	test_queue_group();
 	test_server_down_and_reconnect();
 	test_auth();
