@@ -123,15 +123,6 @@ static char *dup_str(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
-/* snprintf that may cut the text short on purpose (messages for humans). */
-static void set_text(char *dst, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_text(char *dst, size_t n, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(dst, n, fmt, ap);
-	va_end(ap);
-}
 
 static char *printf_str(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *printf_str(const char *fmt, ...)
@@ -772,7 +763,7 @@ static void note_result(struct ca_kube *k, struct ca_kube_xfer *x, enum ca_err e
 		return;
 	count_code(k, status);
 	if (status == 0) {
-		set_text(k->last_error, sizeof k->last_error, "%s %s: %s",
+		ca_set_err(k->last_error, sizeof k->last_error, "%s %s: %s",
 		         x->method ? x->method : "GET", x->path, error);
 		k->api_ok = false;
 		return;
@@ -811,7 +802,7 @@ static void complete(struct ca_kube *k, struct ca_kube_xfer *x)
 	if (x->too_big)
 		snprintf(msg, sizeof msg, "response body larger than %zu bytes", x->max_body);
 	else if (x->result != CURLE_OK)
-		set_text(msg, sizeof msg, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(x->result));
+		ca_set_err(msg, sizeof msg, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(x->result));
 	/* The server answered even when we refused the body (too big). */
 	note_result(k, x, err, status, msg);
 	/* A one-shot answer counts only when it arrived whole. */

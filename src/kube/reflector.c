@@ -91,15 +91,6 @@ struct ca_reflector {
 
 static void destroy(struct ca_reflector *r);
 
-/* snprintf that may cut the text short on purpose (messages for humans). */
-static void set_text(char *dst, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_text(char *dst, size_t n, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(dst, n, fmt, ap);
-	va_end(ap);
-}
 
 static void enter(struct ca_reflector *r)
 {
@@ -247,7 +238,7 @@ static void fail(struct ca_reflector *r, long status, const char *what, const ch
 	int64_t now = ca_now_monotonic_ms();
 	r->st.errors++;
 	r->st.last_status = status;
-	set_text(r->st.last_error, sizeof r->st.last_error, "%s: %s", what, message);
+	ca_set_err(r->st.last_error, sizeof r->st.last_error, "%s: %s", what, message);
 	if (r->healthy_since_ms && now - r->healthy_since_ms >= HEALTHY_RESET_MS)
 		r->attempt = 0;
 	r->healthy_since_ms = 0;
