@@ -2,6 +2,7 @@
 Ed25519 key pair in the NKey encoding) and a token file."""
 import base64
 import json
+import os
 import subprocess
 import time
 
@@ -137,5 +138,89 @@ def test_tls_with_client_certificate(tmp_path, kubesim, agent_factory):
             assert anonymous.health()["nats"]["connected"] is False
             time.sleep(0.1)
         anonymous.assert_clean_exit()
+    finally:
+        server.stop()
+
+
+# ---- decentralized auth: operator -> account -> user JWTs and a .creds file
+
+PREFIX_OPERATOR = 14 << 3
+PREFIX_ACCOUNT = 0
+
+
+def nkey_pair(prefix):
+    key = Ed25519PrivateKey.generate()
+    seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                             serialization.NoEncryption())
+    pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    seed_str = encode([PREFIX_SEED | (prefix >> 5), (prefix & 31) << 3, *seed])
+    return key, seed_str, encode([prefix, *pub])
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def jwt(signing_key, issuer, subject, name, nats_claims):
+    header = b64url(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}).encode())
+    claims = {"jti": b64url(os.urandom(16)).upper(), "iat": int(time.time()), "iss": issuer,
+              "name": name, "sub": subject, "nats": nats_claims}
+    payload = b64url(json.dumps(claims).encode())
+    sig = signing_key.sign(f"{header}.{payload}".encode())
+    return f"{header}.{payload}.{b64url(sig)}"
+
+
+def decentralized_setup(tmp_path):
+    """Returns (server config path, good creds path, foreign creds path)."""
+    op_key, _, op_pub = nkey_pair(PREFIX_OPERATOR)
+    acc_key, _, acc_pub = nkey_pair(PREFIX_ACCOUNT)
+    operator_jwt = jwt(op_key, op_pub, op_pub, "test-operator", {"type": "operator", "version": 2})
+    unlimited = {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                 "wildcards": True, "conn": -1, "leaf": -1}
+    account_jwt = jwt(op_key, op_pub, acc_pub, "agents",
+                      {"limits": unlimited, "default_permissions": {"pub": {}, "sub": {}},
+                       "type": "account", "version": 2})
+
+    def user_creds(signing_key, issuer, path):
+        _, seed, pub = nkey_pair(PREFIX_USER)
+        user_jwt = jwt(signing_key, issuer, pub, "collect-agent",
+                       {"pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+                        "type": "user", "version": 2})
+        path.write_text("-----BEGIN NATS USER JWT-----\n%s\n------END NATS USER JWT------\n\n"
+                        "-----BEGIN USER NKEY SEED-----\n%s\n------END USER NKEY SEED------\n" % (user_jwt, seed))
+        return path, seed
+
+    good, good_seed = user_creds(acc_key, acc_pub, tmp_path / "agent.creds")
+    # Signed by an account the server does not know.
+    other_key, _, other_pub = nkey_pair(PREFIX_ACCOUNT)
+    foreign, _ = user_creds(other_key, other_pub, tmp_path / "foreign.creds")
+    conf = tmp_path / "operator.conf"
+    conf.write_text('operator: "%s"\nresolver: MEMORY\nresolver_preload: {\n  %s: "%s"\n}\n'
+                    % (operator_jwt, acc_pub, account_jwt))
+    return conf, good, good_seed, foreign
+
+
+def test_credentials_file(tmp_path, kubesim, agent_factory):
+    conf, good, good_seed, foreign = decentralized_setup(tmp_path)
+    server = NatsServer(args=["-c", str(conf)])
+    server.start()
+    try:
+        agent = agent_factory(["--nats", server.url, "--cluster-id", "c1", "--kubeconfig", kubesim.kubeconfig],
+                              env={"COLLECT_AGENT_NATS_AUTH_CREDENTIALS_FILE": str(good)})
+        agent.wait_ready(timeout=20)
+        health = agent.health()
+        assert health["nats"]["connected"] is True
+        assert health["registrations"] >= 1
+        assert good_seed not in agent.logs()
+        agent.assert_clean_exit()
+
+        stranger = agent_factory(["--nats", server.url, "--cluster-id", "c1", "--kubeconfig", kubesim.kubeconfig],
+                                 env={"COLLECT_AGENT_NATS_AUTH_CREDENTIALS_FILE": str(foreign),
+                                      "COLLECT_AGENT_NATS_RECONNECT_WAIT": "100ms"})
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            assert stranger.health()["nats"]["connected"] is False
+            time.sleep(0.1)
+        stranger.assert_clean_exit()
     finally:
         server.stop()
