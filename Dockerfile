@@ -4,7 +4,7 @@
 # libraries, ship only the binary, its shared libraries, CA certificates and
 # kubectl. Runs as nobody (65534).
 #
-#   docker build -t collect-agent:0.1.0 .
+#   docker build --build-arg GIT_SHA=$(git rev-parse --short=12 HEAD) -t collect-agent:0.1.0 .
 #
 # Both stages use the same Debian release so the runtime libraries are the
 # exact versions the binary was linked against.
@@ -16,7 +16,7 @@ FROM ${DEBIAN_IMAGE} AS build
 
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      gcc libc6-dev meson ninja-build pkg-config python3 git \
+      gcc libc6-dev meson ninja-build pkg-config python3 \
       protobuf-c-compiler libprotobuf-dev \
       libnats-dev libcurl4-openssl-dev libyaml-dev libjansson-dev \
       libprotobuf-c-dev libmicrohttpd-dev libseccomp-dev \
@@ -24,10 +24,11 @@ RUN apt-get update \
 
 WORKDIR /src
 COPY . .
-# .git is not in the build context (.dockerignore), so the version reports
-# git sha "unknown" unless the tree is built from a context that has it.
-RUN meson setup build --buildtype=release \
- && ninja -C build \
+# .git is not in the build context (.dockerignore): pass the commit with
+# --build-arg GIT_SHA=..., or the version reports git sha "unknown".
+ARG GIT_SHA=""
+RUN meson setup build --buildtype=release -Dgit_sha="${GIT_SHA}" \
+ && ninja -C build collect-agent \
  && strip build/collect-agent \
  && build/collect-agent --version
 
