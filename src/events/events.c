@@ -892,7 +892,18 @@ enum ca_err ca_events_msg_id(const struct ca_msg_event *ev, char *out, size_t ou
 {
 	if (!out || outlen == 0)
 		return CA_EINVAL;
-	int n = snprintf(out, outlen, "%s-%lld", ev->uid ? ev->uid : "", (long long)ev->count);
+	/* uid + resourceVersion: each version of an Event object is published
+	 * at most once, so this never names two different messages, and a
+	 * replay of the same version (restart, relist) gets the same id.
+	 * uid + count would not do: an aggregated message's count includes
+	 * other Events' occurrences, and a lastTimestamp-only update keeps the
+	 * count, so a later, different message could reuse the id and a
+	 * JetStream stream would drop it as a duplicate. */
+	int n;
+	if (ev->resource_version && *ev->resource_version)
+		n = snprintf(out, outlen, "%s-%s", ev->uid ? ev->uid : "", ev->resource_version);
+	else
+		n = snprintf(out, outlen, "%s-c%lld", ev->uid ? ev->uid : "", (long long)ev->count);
 	if (n < 0)
 		return CA_EINVAL;
 	return (size_t)n < outlen ? CA_OK : CA_ETOOBIG;

@@ -107,8 +107,11 @@ bool ca_events_stalled(const struct ca_events *ev, int64_t stall_timeout_ms);
  * are lost; a restart resumes before them). NULL is fine. */
 void ca_events_free(struct ca_events *ev);
 
-/* The Nats-Msg-Id of an event: "<uid>-<count>". Writes at most outlen
- * bytes (always terminated); CA_ETOOBIG when it did not fit. Any thread. */
+/* The Nats-Msg-Id of an event: "<uid>-<resourceVersion>" (one message per
+ * version of an Event object, the same id when a version is replayed), or
+ * "<uid>-c<count>" for an object without a resourceVersion. Writes at most
+ * outlen bytes (always terminated); CA_ETOOBIG when it did not fit. Any
+ * thread. */
 enum ca_err ca_events_msg_id(const struct ca_msg_event *ev, char *out, size_t outlen);
 
 /* ---- classification (classify.c): the reason table --------------------- */

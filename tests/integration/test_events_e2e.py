@@ -3,7 +3,7 @@ watcher -> a real nats-server -> a test subscriber playing the central
 orchestrator.
 
 Every test asserts on what the subscriber receives (by uid and count, the
-Nats-Msg-Id "<uid>-<count>"), on the simulator's request statistics and on
+Nats-Msg-Id "<uid>-<resourceVersion>"), on the simulator's request statistics and on
 the agent's /metrics and /health counters. Conditions are polled with
 deadlines; "nothing more arrives" is checked over a quiet period after the
 expected messages came, so a duplicate sent late is still caught."""
@@ -107,7 +107,8 @@ def test_every_warning_arrives_exactly_once_with_its_fields(nats_server, nats_cl
         o, e = objs[r.uid], r.event
         inv = o["involvedObject"]
         assert r.headers["Content-Type"] == want_ct
-        assert r.headers["Nats-Msg-Id"] == f"{o['metadata']['uid']}-{o['count']}"
+        assert r.headers["Nats-Msg-Id"] == f"{o['metadata']['uid']}-{o['metadata']['resourceVersion']}"
+        assert e["resource_version"] == o["metadata"]["resourceVersion"]
         assert e["cluster_id"] == CID
         assert e["type"] == "Warning"
         assert e["reason"] == o["reason"]
@@ -236,7 +237,9 @@ def test_count_1_to_5(nats_server, nats_client, kubesim, agent_factory, window):
     col.quiet(1.5)
     counts = [r.count for r in col.items]
     assert {r.uid for r in col.items} == {uid}
-    assert [r.headers["Nats-Msg-Id"] for r in col.items] == [f"{uid}-{n}" for n in counts]
+    ids = [r.headers["Nats-Msg-Id"] for r in col.items]
+    assert ids == [f"{uid}-{r.event['resource_version']}" for r in col.items]
+    assert len(set(ids)) == len(ids), "every published version has its own Nats-Msg-Id"
     if window == "0s":
         assert counts == [1, 2, 3, 4, 5]
     else:
@@ -575,7 +578,7 @@ def test_bad_input_is_published_sensibly(nats_server, nats_client, kubesim, agen
     e = bare.event
     assert e["reason"] == "BackOff" and e["message"] == "bare event" and e["namespace"] == ns
     assert field(e, "involved_object.kind") == "" and field(e, "involved_object.name") == ""
-    assert e["count"] == 1 and bare.headers["Nats-Msg-Id"] == f"{bare.uid}-1"
+    assert e["count"] == 1 and bare.headers["Nats-Msg-Id"] == f"{bare.uid}-{e['resource_version']}"
     assert (e["category"], e["severity"]) == ("crash", "warning")
     # the last timestamp falls back to metadata.creationTimestamp
     assert same_time(e["last_timestamp"], made["bare"]["metadata"]["creationTimestamp"])
@@ -583,9 +586,9 @@ def test_bad_input_is_published_sensibly(nats_server, nats_client, kubesim, agen
     assert field(e, "first_timestamp", None) in (None, "", e["last_timestamp"])
 
     r = got[published["negative"]]
-    assert r.event["count"] == 1 and r.headers["Nats-Msg-Id"] == f"{r.uid}-1"
+    assert r.event["count"] == 1 and r.headers["Nats-Msg-Id"] == f"{r.uid}-{r.event['resource_version']}"
     r = got[published["huge_count"]]
-    assert r.event["count"] == 2 ** 31 - 1 and r.headers["Nats-Msg-Id"] == f"{r.uid}-{2 ** 31 - 1}"
+    assert r.event["count"] == 2 ** 31 - 1 and r.headers["Nats-Msg-Id"] == f"{r.uid}-{r.event['resource_version']}"
     r = got[published["string_count"]]
     assert r.event["count"] == 1
 

@@ -35,6 +35,7 @@ struct sink {
 	int64_t first_ts[MAX_SEEN];
 	size_t msglen[MAX_SEEN];
 	bool truncated[MAX_SEEN];
+	char msg_id[MAX_SEEN][96];
 };
 
 static enum ca_err sink_publish(void *arg, const struct ca_msg_event *m)
@@ -58,6 +59,7 @@ static enum ca_err sink_publish(void *arg, const struct ca_msg_event *m)
 		s->first_ts[s->n] = m->first_timestamp;
 		s->msglen[s->n] = strlen(m->message);
 		s->truncated[s->n] = m->message_truncated;
+		ca_events_msg_id(m, s->msg_id[s->n], sizeof s->msg_id[0]);
 	}
 	s->n++;
 	return CA_OK;
@@ -1275,13 +1277,58 @@ static void test_state_file(void)
 
 static void test_msg_id(void)
 {
-	struct ca_msg_event m = { .uid = "7a348571-07da", .count = 5 };
+	struct ca_msg_event m = { .uid = "7a348571-07da", .count = 5, .resource_version = "4711" };
 	char id[64];
 	CHECK(ca_events_msg_id(&m, id, sizeof id) == CA_OK);
-	CHECK_STR(id, "7a348571-07da-5");
+	CHECK_STR(id, "7a348571-07da-4711");
+	m.resource_version = "";
+	CHECK(ca_events_msg_id(&m, id, sizeof id) == CA_OK);
+	CHECK_STR(id, "7a348571-07da-c5");
 	char small[8];
 	CHECK(ca_events_msg_id(&m, small, sizeof small) == CA_ETOOBIG);
 	CHECK(strlen(small) == 7);
+}
+
+/* Two different messages must never share a Nats-Msg-Id (JetStream would
+ * drop the second). An aggregated message carries other Events'
+ * occurrences in its count, and a later real update of the same Event can
+ * reach that count; a lastTimestamp-only update keeps its count. */
+static void test_msg_ids_unique(void)
+{
+	struct ca_config cfg;
+	struct sink *s = calloc(1, sizeof *s);
+	base_config(&cfg);
+	cfg.events.dedup_window_ms = 60000;
+	reset_clock();
+	struct ca_events *ev = mk(&cfg, s);
+	if (!ev)
+		goto out;
+	deliver(ev, (struct evspec){ .uid = "A", .obj = "web", .rv = "1" }, CA_WATCH_ADDED, false);
+	deliver(ev, (struct evspec){ .uid = "A", .obj = "web", .rv = "2", .count = 2,
+	                             .last = "2026-11-22T00:29:10Z" }, CA_WATCH_MODIFIED, false);
+	deliver(ev, (struct evspec){ .uid = "B", .obj = "web", .rv = "3" }, CA_WATCH_ADDED, false);
+	clk.mono += 60000;
+	ca_events_tick(ev);
+	deliver(ev, (struct evspec){ .uid = "B", .obj = "web", .rv = "4", .count = 2,
+	                             .last = "2026-11-22T00:29:20Z" }, CA_WATCH_MODIFIED, false);
+	clk.mono += 60000;
+	ca_events_tick(ev);
+	deliver(ev, (struct evspec){ .uid = "C", .obj = "db", .rv = "5" }, CA_WATCH_ADDED, false);
+	deliver(ev, (struct evspec){ .uid = "C", .obj = "db", .rv = "6",
+	                             .last = "2026-11-22T00:29:30Z" }, CA_WATCH_MODIFIED, false);
+	clk.mono += 60000;
+	ca_events_tick(ev);
+	CHECK(s->n >= 4);
+	for (size_t i = 0; i < s->n && i < MAX_SEEN; i++)
+		for (size_t j = i + 1; j < s->n && j < MAX_SEEN; j++) {
+			CHECK(strcmp(s->msg_id[i], s->msg_id[j]) != 0);
+			if (strcmp(s->msg_id[i], s->msg_id[j]) == 0)
+				fprintf(stderr, "   messages %zu and %zu share the id %s\n", i, j, s->msg_id[i]);
+		}
+out:
+	ca_events_free(ev);
+	ca_config_fini(&cfg);
+	free(s);
 }
 
 int main(void)
@@ -1298,6 +1345,7 @@ int main(void)
 	test_relist_dedup();
 	test_count_1_to_5();
 	test_aggregation_uids();
+	test_msg_ids_unique();
 	test_filters();
 	test_since();
 	test_queue_pipeline();
