@@ -482,8 +482,9 @@ static int handle_health(void *arg, struct ca_buf *body)
 	else
 		ca_buf_printf(body, "{\"enabled\":%s,\"running\":false}", a->cfg->events.enabled ? "true" : "false");
 	ca_buf_printf(body, ",\"stalled\":%s}", events_stalled(a) ? "true" : "false");
+	int code = why.len ? 503 : 200; /* before fini, which zeroes len */
 	ca_buf_fini(&why);
-	return why.len ? 503 : 200;
+	return code;
 }
 
 static void handle_metrics(void *arg, struct ca_buf *body)

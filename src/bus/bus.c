@@ -140,9 +140,10 @@ static void redact_url(const char *url, char *out, size_t outlen)
 	}
 	const char *scheme_end = strstr(url, "://");
 	const char *host = scheme_end ? scheme_end + 3 : url;
-	const char *at = strchr(host, '@');
-	const char *slash = strchr(host, '/');
-	if (at && (!slash || at < slash)) {
+	/* nats.c (url.c) takes everything up to the last '@' as user info, so
+	 * a password may hold '@' or '/': cut at the last '@' as it does. */
+	const char *at = strrchr(host, '@');
+	if (at) {
 		size_t prefix = (size_t)(host - url);
 		if (prefix >= outlen)
 			prefix = outlen - 1;

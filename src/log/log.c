@@ -18,6 +18,20 @@ static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
+/* A record's content stops growing at LOG_SOFT_MAX bytes; the slack above it
+ * always holds what closes the record (a quote, an escape, the truncation
+ * marker, "}\n"), so even a cut record is one line of valid JSON. */
+#define LOG_SOFT_MAX ((size_t)1 << 20)
+#define LOG_SLACK 256
+
+static bool room(const struct ca_buf *b, bool *truncated)
+{
+	if (b->len < LOG_SOFT_MAX)
+		return true;
+	*truncated = true;
+	return false;
+}
+
 enum ca_err ca_log_level_parse(const char *s, enum ca_log_level *out)
 {
 	if (!s)
@@ -63,10 +77,10 @@ bool ca_log_enabled(enum ca_log_level level)
 	return level >= min_level;
 }
 
-static void json_string(struct ca_buf *b, const char *s)
+static void json_string(struct ca_buf *b, const char *s, bool *truncated)
 {
 	ca_buf_append(b, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+	for (const unsigned char *p = (const unsigned char *)s; *p && room(b, truncated); p++) {
 		switch (*p) {
 		case '"': ca_buf_append(b, "\\\"", 2); break;
 		case '\\': ca_buf_append(b, "\\\\", 2); break;
@@ -84,9 +98,9 @@ static void json_string(struct ca_buf *b, const char *s)
 }
 
 /* Text format keeps a record on one line: control bytes become '?'. */
-static void text_string(struct ca_buf *b, const char *s)
+static void text_string(struct ca_buf *b, const char *s, bool *truncated)
 {
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+	for (const unsigned char *p = (const unsigned char *)s; *p && room(b, truncated); p++) {
 		char c = *p < 0x20 ? '?' : (char)*p;
 		ca_buf_append(b, &c, 1);
 	}
@@ -97,7 +111,8 @@ static void emit(enum ca_log_level level, const char *component, const char *msg
 	struct ca_buf b;
 	char ts[CA_RFC3339_LEN];
 	char id[128];
-	ca_buf_init(&b, 1 << 20);
+	bool truncated = false;
+	ca_buf_init(&b, LOG_SOFT_MAX + LOG_SLACK);
 	ca_format_rfc3339(ca_now_unix_ms(), ts);
 	pthread_mutex_lock(&id_lock);
 	memcpy(id, cluster_id, sizeof id);
@@ -105,33 +120,39 @@ static void emit(enum ca_log_level level, const char *component, const char *msg
 
 	if (use_json) {
 		ca_buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":", ts, ca_log_level_name(level));
-		json_string(&b, component);
+		json_string(&b, component, &truncated);
 		ca_buf_append_str(&b, ",\"cluster_id\":");
-		json_string(&b, id);
+		json_string(&b, id, &truncated);
 		ca_buf_append_str(&b, ",\"msg\":");
-		json_string(&b, msg);
+		json_string(&b, msg, &truncated);
 	} else {
 		ca_buf_printf(&b, "%s %-5s %s: ", ts, ca_log_level_name(level), component);
-		text_string(&b, msg);
+		text_string(&b, msg, &truncated);
 	}
 	if (fields) {
 		const char *key;
 		while ((key = va_arg(fields, const char *)) != NULL) {
 			const char *val = va_arg(fields, const char *);
+			if (!room(&b, &truncated))
+				break; /* the sentinel need not be reached */
 			if (use_json) {
 				ca_buf_append(&b, ",", 1);
-				json_string(&b, key);
+				json_string(&b, key, &truncated);
 				ca_buf_append(&b, ":", 1);
 				if (val)
-					json_string(&b, val);
+					json_string(&b, val, &truncated);
 				else
 					ca_buf_append_str(&b, "null");
 			} else {
-				ca_buf_printf(&b, " %s=", key);
-				text_string(&b, val ? val : "-");
+				ca_buf_append(&b, " ", 1);
+				text_string(&b, key, &truncated);
+				ca_buf_append(&b, "=", 1);
+				text_string(&b, val ? val : "-", &truncated);
 			}
 		}
 	}
+	if (truncated)
+		ca_buf_append_str(&b, use_json ? ",\"log_truncated\":true" : " log_truncated=true");
 	ca_buf_append_str(&b, use_json ? "}\n" : "\n");
 	if (b.data) {
 		size_t off = 0;

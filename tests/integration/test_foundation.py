@@ -142,6 +142,11 @@ def test_not_ready_without_cluster_id_or_credentials(nats_server, agent_factory)
     assert "cluster ID" in reason
     assert "no Kubernetes credentials" in reason
     assert agent.get("/health/live")[0] == 200
+    # /health says the same as /health/ready, in its status code too.
+    status, body = agent.get("/health")
+    health = json.loads(body)
+    assert health["ready"] is False and health["status"] == "degraded"
+    assert status == 503
     agent.assert_clean_exit()
 
 
@@ -177,6 +182,7 @@ def test_health_endpoints(nats_server, kubesim, agent_factory):
     agent.wait_ready()
     health = agent.health()
     assert health["cluster_id"] == "c1"
+    assert agent.get("/health")[0] == 200
     assert health["nats"]["connected"] is True
     assert agent.get("/nope")[0] == 404
     agent.assert_clean_exit()

@@ -872,6 +872,29 @@ static void test_bad_config(void)
 	}
 }
 
+/* Passwords may hold '@' or '/': nats.c takes the user info up to the last
+ * '@' (url.c uses strrchr), so the redacted URL must cut there too. */
+static void test_redacted_urls(void)
+{
+	struct client c;
+	client_init(&c, "nats://agent:p@ss@127.0.0.1:1");
+	c.servers[1] = (char *)"nats://agent:pa/ss@127.0.0.1:2";
+	c.cfg.nats.servers.count = 2;
+	CHECK_INT(client_make(&c), CA_OK);
+	if (!c.bus)
+		return;
+	struct ca_buf b;
+	ca_buf_init(&b, 0);
+	ca_bus_health_json(c.bus, &b);
+	CHECK(b.data && strstr(b.data, "\"nats://127.0.0.1:1\""));
+	CHECK(b.data && strstr(b.data, "\"nats://127.0.0.1:2\""));
+	CHECK(b.data && !strstr(b.data, "ss@"));
+	CHECK(b.data && !strstr(b.data, "pa/ss"));
+	CHECK(b.data && !strstr(b.data, "agent"));
+	ca_buf_fini(&b);
+	ca_bus_free(c.bus);
+}
+
 static void cleanup_tmpdir(void)
 {
 	DIR *d = opendir(tmpdir);
@@ -903,6 +926,7 @@ int main(void)
 		return 1;
 	}
 	test_bad_config();
+	test_redacted_urls();
 	test_pubsub_headers();
 	test_msg_layout();
 	test_publish_many();

@@ -93,10 +93,75 @@ static void test_levels(void)
 	CHECK(ca_log_enabled(CA_LOG_ERROR));
 }
 
+/* A record too big for the log's buffer is cut, but still one line of
+ * valid JSON, and the next record starts on a line of its own. */
+static void test_oversized_record(void)
+{
+	size_t big = (size_t)3 << 20;
+	char *value = malloc(big + 1);
+	char *ctl = malloc(400001);
+	size_t outcap = (size_t)16 << 20;
+	char *out = malloc(outcap);
+	CHECK(value && ctl && out);
+	if (!value || !ctl || !out)
+		goto out;
+	memset(value, 'x', big);
+	value[big] = '\0';
+	memset(ctl, '\x01', 400000); /* 6 bytes each once escaped */
+	ctl[400000] = '\0';
+	char path[] = "/tmp/ca-test-log-XXXXXX";
+	int fd = mkstemp(path);
+	CHECK(fd >= 0);
+	if (fd < 0)
+		goto out;
+	for (int json = 1; json >= 0; json--) {
+		ca_log_configure(CA_LOG_INFO, json);
+		CHECK(ftruncate(fd, 0) == 0);
+		lseek(fd, 0, SEEK_SET);
+		ca_log_set_fd(fd);
+		ca_log(CA_LOG_INFO, "test", "big", "a", ctl, "b", value, "c", "after", NULL);
+		ca_log(CA_LOG_INFO, "test", "next", NULL);
+		ca_log_set_fd(2);
+		lseek(fd, 0, SEEK_SET);
+		ssize_t n = read(fd, out, outcap - 1);
+		CHECK(n > 0);
+		if (n <= 0)
+			continue;
+		out[n] = '\0';
+		char *nl = strchr(out, '\n');
+		CHECK(nl != NULL);
+		if (!nl)
+			continue;
+		CHECK(strchr(nl + 1, '\n') == out + n - 1); /* exactly two lines */
+		if (json) {
+			json_error_t jerr;
+			json_t *a = json_loadb(out, (size_t)(nl - out), 0, &jerr);
+			json_t *b = json_loads(nl + 1, 0, &jerr);
+			CHECK(a != NULL);
+			CHECK(b != NULL);
+			if (a)
+				CHECK_STR(json_string_value(json_object_get(a, "msg")), "big");
+			if (b)
+				CHECK_STR(json_string_value(json_object_get(b, "msg")), "next");
+			json_decref(a);
+			json_decref(b);
+		} else {
+			CHECK(strstr(nl + 1, "next") != NULL);
+		}
+	}
+	close(fd);
+	unlink(path);
+out:
+	free(value);
+	free(ctl);
+	free(out);
+}
+
 int main(void)
 {
 	test_json();
 	test_text();
 	test_levels();
+	test_oversized_record();
 	return check_report();
 }
