@@ -411,6 +411,12 @@ static int handle_live(void *arg, struct ca_buf *body)
 	/* This handler runs on the loop thread, so answering at all proves the
 	 * loop turns; a stuck loop makes the probe time out. What remains is a
 	 * watch that silently stopped making progress. */
+	if (!a->stopping && ca_bus_gave_up(a->bus)) {
+		/* nats.max_reconnects ran out: only a restart reconnects. */
+		ca_buf_append_str(body, "{\"status\":\"failed\",\"reason\":\"NATS connection closed for good "
+		                        "(nats.max_reconnects exhausted)\"}");
+		return 503;
+	}
 	if (events_stalled(a)) {
 		char why[160];
 		char limit[32];

@@ -108,7 +108,6 @@ int main(int argc, char **argv)
 out:
 	ca_agent_free(agent);
 	ca_config_fini(&cfg);
-	if (agent)
-		ca_bus_openssl_exit(); /* last: see bus/openssl_exit.c */
+	ca_bus_openssl_exit(); /* last, even after a failed start: see bus/openssl_exit.c */
 	return status;
 }

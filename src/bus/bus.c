@@ -1145,6 +1145,15 @@ void ca_bus_free(struct ca_bus *bus)
 	free(bus);
 }
 
+bool ca_bus_gave_up(const struct ca_bus *bus)
+{
+	struct ca_bus *b = (struct ca_bus *)bus;
+	pthread_mutex_lock(&b->qlock);
+	bool closed = b->nats_closed;
+	pthread_mutex_unlock(&b->qlock);
+	return closed;
+}
+
 void ca_bus_library_cleanup(int64_t timeout_ms)
 {
 	nats_CloseAndWait(timeout_ms > 0 ? timeout_ms : 1);

@@ -136,6 +136,10 @@ void ca_bus_close(struct ca_bus *bus);
 /* Close (if not yet) and free. NULL and half-built buses are fine. */
 void ca_bus_free(struct ca_bus *bus);
 
+/* True once nats.c has closed the connection for good: nats.max_reconnects
+ * ran out, or ca_bus_close() was called. Any thread. */
+bool ca_bus_gave_up(const struct ca_bus *bus);
+
 /* Release nats.c's global resources (its threads and pools). Call once at
  * process exit after every bus is freed; waits at most timeout_ms. */
 void ca_bus_library_cleanup(int64_t timeout_ms);

@@ -35,7 +35,7 @@ static void value(struct ca_buf *b, double v)
 		ca_buf_append_str(b, "NaN");
 	else if (isinf(v))
 		ca_buf_append_str(b, v > 0 ? "+Inf" : "-Inf");
-	else if (v == (double)(long long)v && fabs(v) < 9e15)
+	else if (fabs(v) < 9e15 && v == (double)(long long)v) /* range first: the cast is UB beyond it */
 		ca_buf_printf(b, "%lld", (long long)v);
 	else {
 		/* Shortest of %.15g / %.17g that reads back as the same double. */

@@ -265,3 +265,17 @@ def test_unreadable_config_file(tmp_path):
     r = run_agent_once(["--check-config", "--config", str(tmp_path / "missing.yaml")])
     assert r.returncode == 2
     assert "missing.yaml" in r.stderr
+
+
+def test_liveness_fails_when_nats_reconnects_run_out(nats_server, kubesim, agent_factory):
+    """With a finite nats.max_reconnects, nats.c closes the connection for
+    good when they run out; only a restart helps, so liveness says so."""
+    agent = agent_factory(agent_args(nats_server, kubesim),
+                          env={**FAST, "COLLECT_AGENT_NATS_MAX_RECONNECTS": "2"})
+    agent.wait_ready()
+    assert agent.get("/health/live")[0] == 200
+    nats_server.stop()
+    wait_for(lambda: agent.get("/health/live")[0] == 503, timeout=20, what="live 503 after reconnects ran out")
+    body = json.loads(agent.get("/health/live")[1])
+    assert "max_reconnects" in body["reason"]
+    agent.assert_clean_exit()
