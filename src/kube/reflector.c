@@ -78,6 +78,7 @@ struct ca_reflector {
 	bool stream_failed;       /* an in-stream ERROR ended the stream */
 
 	unsigned attempt;         /* backoff exponent */
+	unsigned gone_streak;     /* 410 relists since a watch last made progress */
 	int64_t healthy_since_ms; /* 0 after a failure */
 	bool logged_403;
 	struct ca_reflector_stats st;
@@ -154,9 +155,15 @@ static enum ca_err append_selectors(struct ca_reflector *r, struct ca_buf *b)
 	return err;
 }
 
-static void set_rv(struct ca_reflector *r, const char *rv)
+/* A resourceVersion is opaque: one that does not fit is never cut short
+ * (a prefix is a different, wrong resume point). The old one is kept, so a
+ * resume replays a little instead of skipping or failing for ever. */
+static bool set_rv(struct ca_reflector *r, const char *rv)
 {
+	if (strlen(rv) >= sizeof r->st.resource_version)
+		return false;
 	ca_strlcpy(r->st.resource_version, rv, sizeof r->st.resource_version);
+	return true;
 }
 
 /* The "message" of a Status body, or a short excerpt of whatever it is. */
@@ -222,13 +229,22 @@ static void drop_page(struct ca_reflector *r)
 	r->page_continue = NULL;
 }
 
+/* The first relist after a 410 is immediate; 410s in a row (each LIST
+ * succeeding, each WATCH Gone again) back off like failures, as client-go's
+ * BackoffUntil does, so a misbehaving server cannot make us re-list the
+ * whole collection in a busy loop. */
 static void relist(struct ca_reflector *r)
 {
+	int64_t delay = 0;
+	if (r->gone_streak > 0)
+		delay = ca_backoff_ms(r->gone_streak - 1, r->backoff_initial_ms, r->backoff_max_ms);
+	if (r->gone_streak < 30)
+		r->gone_streak++;
 	r->need_list = true;
 	free(r->continue_token);
 	r->continue_token = NULL;
 	drop_page(r);
-	schedule(r, 0);
+	schedule(r, delay);
 }
 
 /* A request failed: count it, log it, and try again after a backoff. */
@@ -245,8 +261,15 @@ static void fail(struct ca_reflector *r, long status, const char *what, const ch
 	int64_t delay = ca_backoff_ms(r->attempt, r->backoff_initial_ms, r->backoff_max_ms);
 	if (r->attempt < 30)
 		r->attempt++;
-	if (status == 429 && retry_after_s >= 0)
-		delay = retry_after_s * 1000 < r->backoff_max_ms ? retry_after_s * 1000 : r->backoff_max_ms;
+	/* Retry-After comes from the server: compare in seconds so a huge value
+	 * cannot overflow, and never wait less than the backoff, so
+	 * "Retry-After: 0" cannot make us hammer a server that throttles. */
+	if (status == 429 && retry_after_s >= 0) {
+		int64_t ra_ms = retry_after_s > r->backoff_max_ms / 1000 ? r->backoff_max_ms
+		                                                          : retry_after_s * 1000;
+		if (ra_ms > delay)
+			delay = ra_ms;
+	}
 	/* A LIST that failed half way starts over: its continue token may
 	 * outlive its snapshot. */
 	if (!r->xfer_is_watch) {
@@ -444,24 +467,22 @@ static bool on_watch_event(void *arg, enum ca_watch_event_type type, const struc
 		                       : type == CA_WATCH_EVENT_MODIFIED ? CA_WATCH_MODIFIED
 		                                                         : CA_WATCH_DELETED;
 		r->watch_events++;
+		r->gone_streak = 0;
 		progress(r);
 		call_object(r, t, obj, false);
 		if (r->dying)
 			return false;
-		if (rv && *rv) {
-			set_rv(r, rv);
+		if (rv && *rv && set_rv(r, rv))
 			call_rv(r);
-		}
 		break;
 	}
 	case CA_WATCH_EVENT_BOOKMARK:
 		r->watch_events++;
+		r->gone_streak = 0;
 		r->st.bookmarks++;
 		progress(r);
-		if (rv && *rv) {
-			set_rv(r, rv);
+		if (rv && *rv && set_rv(r, rv))
 			call_rv(r);
-		}
 		break;
 	case CA_WATCH_EVENT_ERROR: {
 		/* The server ends the stream after this; act now. */

@@ -10,13 +10,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1034,6 +1037,232 @@ static void test_throttle_and_errors(void)
 	ca_kube_free(k);
 }
 
+/* A hostile Retry-After must not turn the backoff into a busy loop: a
+ * value so large that seconds * 1000 overflows int64, and Retry-After: 0.
+ * Each fault lasts two seconds; in 1.5 s the reflector (backoff 100..800 ms)
+ * may retry only a handful of times, never hundreds. */
+static void retry_after_case(struct ca_kube *k, const char *ns, const char *retry_after)
+{
+	struct rec *rc = calloc(1, sizeof *rc);
+	if (!rc)
+		return;
+	char a[1][64];
+	CHECK(emit(ns, 1, a));
+	char body[300];
+	snprintf(body, sizeof body,
+	         "{\"status\":429,\"seconds\":2,\"retry_after\":%s,"
+	         "\"path_prefix\":\"/api/v1/namespaces/%s/events\",\"verb\":\"list\"}",
+	         retry_after, ns);
+	int64_t before = sim_status_count("429");
+	CHECK_INT(fault(body), 200);
+	struct ca_reflector *r = reflector(k, ns, rc, 0, NULL);
+	run_for(1500);
+	int64_t tries = sim_status_count("429") - before;
+	if (tries >= 20)
+		fprintf(stderr, "Retry-After %s: %lld LIST requests in 1.5 s\n", retry_after,
+		        (long long)tries);
+	CHECK(tries >= 1 && tries < 20);
+	CHECK(run_until(is_synced_watching, r, DEADLINE_MS)); /* recovers after the fault */
+	CHECK_INT(rc->list_objects, 1);
+	ca_reflector_free(r);
+	free(rc);
+}
+
+static void test_retry_after_hostile(void)
+{
+	struct ca_kube *k = kube_with(sim.kubeconfig);
+	if (!k)
+		return;
+	retry_after_case(k, "rah", "9223372036854775807");
+	retry_after_case(k, "ra0", "0");
+	ca_kube_free(k);
+}
+
+/* ------------------------------------------------------------------ */
+/* A canned plain-HTTP server, for answers kubesim never gives: one thread,
+ * one request per connection, the answer chosen by canned_answer(). */
+
+struct canned {
+	int fd;
+	int port;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	char requests[16][1024]; /* request lines, in order */
+	int nrequests;
+	int watches;
+};
+
+static const char *canned_answer(struct canned *c, const char *line, char *buf, size_t len)
+{
+	if (!strstr(line, "watch=1"))
+		return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+		       "{\"kind\":\"EventList\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":\"10\"},"
+		       "\"items\":[]}";
+	if (c->watches++ > 0)
+		return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n";
+	/* One event whose resourceVersion does not fit the reflector's 128
+	 * bytes; then the stream ends (a server timeout). */
+	char rv[201];
+	memset(rv, '7', sizeof rv - 1);
+	rv[sizeof rv - 1] = '\0';
+	snprintf(buf, len,
+	         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+	         "{\"type\":\"ADDED\",\"object\":{\"kind\":\"Event\",\"metadata\":{\"name\":\"e1\","
+	         "\"namespace\":\"c\",\"uid\":\"u-1\",\"resourceVersion\":\"%s\"}}}\n",
+	         rv);
+	return buf;
+}
+
+static void *canned_main(void *arg)
+{
+	struct canned *c = arg;
+	for (;;) {
+		int s = accept(c->fd, NULL, NULL);
+		if (s < 0)
+			break;
+		char req[8192];
+		size_t n = 0;
+		while (n < sizeof req - 1) {
+			ssize_t r = read(s, req + n, sizeof req - 1 - n);
+			if (r <= 0)
+				break;
+			n += (size_t)r;
+			req[n] = '\0';
+			if (strstr(req, "\r\n\r\n"))
+				break;
+		}
+		req[n] = '\0';
+		req[strcspn(req, "\r\n")] = '\0';
+		char buf[4096];
+		pthread_mutex_lock(&c->lock);
+		if (c->nrequests < 16)
+			ca_strlcpy(c->requests[c->nrequests++], req, sizeof c->requests[0]);
+		const char *a = canned_answer(c, req, buf, sizeof buf);
+		pthread_mutex_unlock(&c->lock);
+		size_t off = 0, alen = strlen(a);
+		while (off < alen) {
+			ssize_t w = write(s, a + off, alen - off);
+			if (w <= 0)
+				break;
+			off += (size_t)w;
+		}
+		close(s);
+	}
+	return NULL;
+}
+
+static bool canned_start(struct canned *c)
+{
+	memset(c, 0, sizeof *c);
+	pthread_mutex_init(&c->lock, NULL);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof a;
+	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0 || bind(c->fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(c->fd, 16) != 0 ||
+	    getsockname(c->fd, (struct sockaddr *)&a, &al) != 0)
+		return false;
+	c->port = ntohs(a.sin_port);
+	return pthread_create(&c->thread, NULL, canned_main, c) == 0;
+}
+
+static void canned_stop(struct canned *c)
+{
+	shutdown(c->fd, SHUT_RDWR); /* accept() returns */
+	pthread_join(c->thread, NULL);
+	close(c->fd);
+	pthread_mutex_destroy(&c->lock);
+}
+
+static int canned_requests(struct canned *c)
+{
+	pthread_mutex_lock(&c->lock);
+	int n = c->nrequests;
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+static bool canned_three(void *arg)
+{
+	return canned_requests(arg) >= 3;
+}
+
+/* A server that answers every WATCH with 410 for two seconds: each relist
+ * succeeds, each watch is Gone again. The first relist may be immediate
+ * (DESIGN.md §3), but repeated ones must back off (client-go's
+ * BackoffUntil does) instead of re-listing the collection in a busy loop. */
+static void test_gone_storm(void)
+{
+	struct ca_kube *k = kube_with(sim.kubeconfig);
+	struct rec *rc = calloc(1, sizeof *rc);
+	if (k && rc) {
+		CHECK(emit("gs", 1, NULL));
+		int64_t before = sim_status_count("410");
+		CHECK_INT(fault("{\"status\":410,\"seconds\":2,\"path_prefix\":\"/api/v1/namespaces/gs/events\","
+		                "\"verb\":\"watch\"}"),
+		          200);
+		struct ca_reflector *r = reflector(k, "gs", rc, 0, NULL);
+		run_for(1500);
+		int64_t gone = sim_status_count("410") - before;
+		if (gone >= 10)
+			fprintf(stderr, "410 storm: %lld relists in 1.5 s\n", (long long)gone);
+		CHECK(gone >= 1 && gone < 10);
+		CHECK(run_until(is_synced_watching, r, DEADLINE_MS));
+		ca_reflector_free(r);
+	}
+	free(rc);
+	ca_kube_free(k);
+}
+
+/* resourceVersions are opaque strings: one longer than the reflector can
+ * store must never be cut into a different (wrong) resume point. */
+static void test_long_resource_version(void)
+{
+	struct canned c;
+	if (!canned_start(&c)) {
+		CHECK(!"canned server");
+		return;
+	}
+	char path[256];
+	snprintf(path, sizeof path, "%s/kc-canned", sim.dir);
+	FILE *f = fopen(path, "w");
+	CHECK(f != NULL);
+	if (f) {
+		fprintf(f,
+		        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: http://127.0.0.1:%d\n"
+		        "  name: c\ncontexts:\n- context:\n    cluster: c\n    user: u\n  name: x\n"
+		        "current-context: x\nusers:\n- name: u\n  user:\n    token: t\n",
+		        c.port);
+		fclose(f);
+	}
+	struct ca_kube *k = kube_with(path);
+	struct rec *rc = calloc(1, sizeof *rc);
+	if (k && rc) {
+		struct ca_reflector *r = reflector(k, "c", rc, 0, NULL);
+		/* LIST, the WATCH with the long rv, then the WATCH that resumes. */
+		CHECK(run_until(canned_three, &c, DEADLINE_MS));
+		CHECK_INT(rc->watch_objects, 1);
+		pthread_mutex_lock(&c.lock);
+		const char *resume = c.requests[2];
+		const char *p = strstr(resume, "resourceVersion=");
+		CHECK(p != NULL);
+		if (p) {
+			p += strlen("resourceVersion=");
+			size_t n = strcspn(p, "& ");
+			/* the list's "10" (replaying is safe), or the whole value */
+			if (!(n == 2 && strncmp(p, "10", 2) == 0) && n != 200)
+				fprintf(stderr, "watch resumed from a resourceVersion of %zu bytes\n", n);
+			CHECK((n == 2 && strncmp(p, "10", 2) == 0) || n == 200);
+		}
+		pthread_mutex_unlock(&c.lock);
+		struct ca_reflector_stats s = stats_of(r);
+		CHECK(strlen(s.resource_version) != sizeof s.resource_version - 1);
+		ca_reflector_free(r);
+	}
+	free(rc);
+	ca_kube_free(k);
+	canned_stop(&c);
+}
+
 /* pause from inside on_object, resume later: nothing lost or repeated;
  * free from inside on_object is safe. */
 static bool watch_objects_1(void *arg)
@@ -1276,6 +1505,9 @@ int main(void)
 	test_drops();
 	test_gone();
 	test_throttle_and_errors();
+	test_retry_after_hostile();
+	test_long_resource_version();
+	test_gone_storm();
 	test_pause_and_free();
 	test_bookmarks();
 	test_forbidden();
