@@ -90,6 +90,18 @@ static enum ca_err read_small_file(const char *path, size_t max, char **out, siz
 
 /* ------------------------------------------------------------------------ */
 
+/* A token goes into an HTTP header: a CR or LF in it would end the header
+ * and let the file's content write others. One line of printable bytes. */
+static bool header_safe(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 || c == 0x7f)
+			return false;
+	}
+	return true;
+}
+
 enum ca_err ca_kube_credentials_refresh_token(struct ca_kube_credentials *c, bool force)
 {
 	if (!c->token_file)
@@ -111,6 +123,10 @@ enum ca_err ca_kube_credentials_refresh_token(struct ca_kube_credentials *c, boo
 		/* Possibly caught mid-rotation; keep the old token. */
 		ca_free_secret_n(data, len + 1);
 		return CA_EINVAL;
+	}
+	if (!header_safe(data, len)) {
+		ca_free_secret_n(data, len + 1);
+		return CA_EPROTO;
 	}
 	ca_free_secret(c->token);
 	c->token = data;
@@ -201,7 +217,9 @@ static enum ca_err from_kubeconfig(const char *path, const char *context,
 		if (rc != CA_OK && !kc.token) {
 			ca_set_err(err, errlen, "kubeconfig %s: cannot read tokenFile %s: %s", path,
 			        kc.token_file,
-			        rc == CA_EINVAL ? "the file is empty" : ca_strerror(rc));
+			        rc == CA_EINVAL   ? "the file is empty"
+			        : rc == CA_EPROTO ? "it holds control characters (a token is one line)"
+			                          : ca_strerror(rc));
 			rc = CA_EINVAL;
 			goto out;
 		}
@@ -210,7 +228,13 @@ static enum ca_err from_kubeconfig(const char *path, const char *context,
 	if (!out->token && kc.token) {
 		if (dup_str(kc.token, &out->token) != CA_OK)
 			goto out;
-		trim_trailing_space(out->token, strlen(out->token));
+		size_t token_len = trim_trailing_space(out->token, strlen(out->token));
+		if (!header_safe(out->token, token_len)) {
+			ca_set_err(err, errlen, "kubeconfig %s: the user's token holds control characters "
+			           "(a token is one line)", path);
+			rc = CA_EINVAL;
+			goto out;
+		}
 	}
 	rc = CA_OK;
 out:
@@ -257,6 +281,9 @@ static enum ca_err in_cluster(const char *host, const char *port, const char *di
 	if (rc != CA_OK) {
 		if (rc == CA_EINVAL)
 			ca_set_err(err, errlen, "service account token %s is empty", out->token_file);
+		else if (rc == CA_EPROTO)
+			ca_set_err(err, errlen, "service account token %s holds control characters "
+			           "(a token is one line)", out->token_file);
 		else
 			ca_set_err(err, errlen, "cannot read service account token %s: %s",
 			        out->token_file, rc == CA_ENOMEM ? "out of memory" : strerror(errno));

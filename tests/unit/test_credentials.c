@@ -183,6 +183,13 @@ static void test_in_cluster(void)
 	CHECK_INT(ca_kube_credentials_refresh_token(&c, true), CA_OK);
 	CHECK_STR(c.token, "tok-3");
 
+	/* A token with a line break would inject HTTP headers: refused, the
+	 * old token stays. */
+	write_file("sa/token", "tok-4\r\nX-Injected: yes\n");
+	set_mtime("sa/token", 1700000150);
+	CHECK_INT(ca_kube_credentials_refresh_token(&c, false), CA_EPROTO);
+	CHECK_STR(c.token, "tok-3");
+
 	/* Caught mid-rotation (empty) or gone: an error, the old token stays. */
 	write_file("sa/token", "");
 	set_mtime("sa/token", 1700000200);
@@ -483,13 +490,42 @@ static void test_kubeconfig_exec(void)
 	ca_kube_credentials_fini(&c);
 }
 
+static void test_kubeconfig_token_control_bytes(void)
+{
+	clear_env();
+	write_file("crlf.yaml",
+	           "apiVersion: v1\n"
+	           "kind: Config\n"
+	           "current-context: c\n"
+	           "clusters:\n"
+	           "- name: c\n"
+	           "  cluster: {server: \"https://127.0.0.1:6443\"}\n"
+	           "contexts:\n"
+	           "- name: c\n"
+	           "  context: {cluster: c, user: u}\n"
+	           "users:\n"
+	           "- name: u\n"
+	           "  user: {token: \"abc\\r\\nX-Injected: yes\"}\n");
+	char path[512];
+	path_of(path, sizeof path, "crlf.yaml");
+	struct ca_kube_options o = sa_opts();
+	o.kubeconfig = path;
+	struct ca_kube_credentials c;
+	char err[512] = "";
+	CHECK_INT(ca_kube_credentials_find(&o, &c, err, sizeof err), CA_EINVAL);
+	CHECK(contains(err, "control characters"));
+	CHECK(!contains(err, "X-Injected"));
+	ca_kube_credentials_fini(&c);
+}
+
 static void remove_tree(const char *dir)
 {
 	/* The test made every name below; remove them in reverse order. */
 	static const char *const files[] = {
 		"sa/token", "sa/ca.crt", "sa/namespace", "flag.yaml", "env.yaml",
 		"home/.kube/config", "broken.yaml", "inline.yaml", "certs/client.crt",
-		"certs/client.key", "certs/ca.crt", "certs/token", "certs/kubeconfig", "exec.yaml"};
+		"certs/client.key", "certs/ca.crt", "certs/token", "certs/kubeconfig", "exec.yaml",
+		"crlf.yaml"};
 	static const char *const dirs[] = {"sa", "home/.kube", "home", "certs", "emptyhome"};
 	char path[512];
 	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
@@ -516,6 +552,7 @@ int main(void)
 	test_kubeconfig_inline_ca();
 	test_kubeconfig_client_cert();
 	test_kubeconfig_exec();
+	test_kubeconfig_token_control_bytes();
 	remove_tree(root);
 	return check_report();
 }
