@@ -412,9 +412,12 @@ static int handle_live(void *arg, struct ca_buf *body)
 	 * loop turns; a stuck loop makes the probe time out. What remains is a
 	 * watch that silently stopped making progress. */
 	if (!a->stopping && ca_bus_gave_up(a->bus)) {
-		/* nats.max_reconnects ran out: only a restart reconnects. */
-		ca_buf_append_str(body, "{\"status\":\"failed\",\"reason\":\"NATS connection closed for good "
-		                        "(nats.max_reconnects exhausted)\"}");
+		/* nats.c gave up: reconnects ran out, or the server refused the
+		 * credentials (nats.c stops retrying then, even with -1). Only a
+		 * restart reconnects, and it re-reads credentials from files. */
+		ca_buf_append_str(body, "{\"status\":\"failed\",\"reason\":\"NATS connection closed for good: "
+		                        "the server refused the credentials or nats.max_reconnects ran out "
+		                        "(see /health nats.last_error); a restart reconnects\"}");
 		return 503;
 	}
 	if (events_stalled(a)) {

@@ -277,5 +277,5 @@ def test_liveness_fails_when_nats_reconnects_run_out(nats_server, kubesim, agent
     nats_server.stop()
     wait_for(lambda: agent.get("/health/live")[0] == 503, timeout=20, what="live 503 after reconnects ran out")
     body = json.loads(agent.get("/health/live")[1])
-    assert "max_reconnects" in body["reason"]
+    assert "closed for good" in body["reason"] and "max_reconnects" in body["reason"]
     agent.assert_clean_exit()

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from lib.agentproc import wait_for
 from lib.nats import NatsClient, NatsServer
 
 cryptography = pytest.importorskip("cryptography")
@@ -46,6 +47,18 @@ def user_nkey_pair():
     return seed_str, pub_str
 
 
+def assert_refused_for_good(agent):
+    """nats.c stops retrying once the server refuses the credentials: the
+    agent never connects, is not ready, and liveness asks for a restart
+    (which re-reads credential files)."""
+    wait_for(lambda: agent.get("/health/live")[0] == 503, timeout=15, what="liveness 503 after refusal")
+    live = json.loads(agent.get("/health/live")[1])
+    assert "refused the credentials" in live["reason"]
+    status, body = agent.get("/health/ready")
+    assert status == 503 and "NATS" in json.loads(body)["reason"]
+    assert agent.health()["nats"]["connected"] is False
+
+
 def test_nkey_seed_file(tmp_path, kubesim, agent_factory):
     seed, pub = user_nkey_pair()
     conf = tmp_path / "nats.conf"
@@ -66,15 +79,8 @@ def test_nkey_seed_file(tmp_path, kubesim, agent_factory):
 
         # The same server refuses an agent without the key.
         bad = agent_factory(["--nats", server.url, "--cluster-id", "c1", "--kubeconfig", kubesim.kubeconfig],
-                            env={"COLLECT_AGENT_NATS_RECONNECT_WAIT": "100ms"})
-        # Over many reconnect attempts (100 ms apart) it never gets in.
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            status, body = bad.get("/health/ready")
-            assert status == 503
-            assert "NATS" in json.loads(body)["reason"]
-            assert bad.health()["nats"]["connected"] is False
-            time.sleep(0.1)
+                            env={"COLLECT_AGENT_NATS_RECONNECT_WAIT": "100ms"}, wait_live=False)
+        assert_refused_for_good(bad)
         bad.assert_clean_exit()
     finally:
         server.stop()
@@ -132,11 +138,8 @@ def test_tls_with_client_certificate(tmp_path, kubesim, agent_factory):
 
         # The server demands a client certificate: without one, no connection.
         anonymous = agent_factory(["--nats", server.url, "--cluster-id", "c1", "--kubeconfig", kubesim.kubeconfig],
-                                  env=tls)
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            assert anonymous.health()["nats"]["connected"] is False
-            time.sleep(0.1)
+                                  env=tls, wait_live=False)
+        assert_refused_for_good(anonymous)
         anonymous.assert_clean_exit()
     finally:
         server.stop()
@@ -216,11 +219,8 @@ def test_credentials_file(tmp_path, kubesim, agent_factory):
 
         stranger = agent_factory(["--nats", server.url, "--cluster-id", "c1", "--kubeconfig", kubesim.kubeconfig],
                                  env={"COLLECT_AGENT_NATS_AUTH_CREDENTIALS_FILE": str(foreign),
-                                      "COLLECT_AGENT_NATS_RECONNECT_WAIT": "100ms"})
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            assert stranger.health()["nats"]["connected"] is False
-            time.sleep(0.1)
+                                      "COLLECT_AGENT_NATS_RECONNECT_WAIT": "100ms"}, wait_live=False)
+        assert_refused_for_good(stranger)
         stranger.assert_clean_exit()
     finally:
         server.stop()
