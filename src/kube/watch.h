@@ -5,8 +5,9 @@
  * lines. Feed bytes as they arrive; each complete line is parsed and handed
  * to the callback. Memory is bounded: a line longer than max_line is skipped
  * (counted in oversized) without being stored. The cost per byte does not
- * depend on how the stream was cut. metadata.managedFields (often half of
- * an object, and of no use to the agent) is cut out before parsing:
+ * depend on how the stream was cut. managedFields (often half of an
+ * object, and of no use to the agent) is cut out before parsing: the first
+ * "managedFields":[ key of a line, which the API server writes in metadata;
  * consumers see it as an empty list. Not thread safe; one owner. */
 #ifndef CA_KUBE_WATCH_H
 #define CA_KUBE_WATCH_H
