@@ -704,20 +704,6 @@ enum ca_err ca_events_new_loop(struct ca_events **out, struct ca_loop *loop,
 	                              err, errlen);
 }
 
-/* The kube client's loop. Defined by kube/client.c but declared only in
- * kube's internal header (kube/client_int.h), which other modules must not
- * include; declared here until kube.h exports it (asked of the lead). */
-struct ca_loop *ca_kube_loop(const struct ca_kube *kube);
-
-enum ca_err ca_events_new(struct ca_events **out, struct ca_kube *kube,
-                          const struct ca_config *cfg, const char *cluster_id,
-                          const struct ca_events_sink *sink, void *sink_arg,
-                          char *err, size_t errlen)
-{
-	return ca_events_new_internal(out, kube ? ca_kube_loop(kube) : NULL, kube, cfg, cluster_id,
-	                              sink, sink_arg, NULL, err, errlen);
-}
-
 enum ca_err ca_events_start(struct ca_events *ev)
 {
 	ev->started_mono = ca_now_monotonic_ms();

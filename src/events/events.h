@@ -61,17 +61,12 @@ struct ca_events_sink {
 
 /* Set up the watcher: compiles the filters, reads the state file, creates
  * (but does not start) one reflector per watched namespace (one for all
- * namespaces when events.namespaces is empty) on kube, and timers on loop.
- * kube, cfg and loop are borrowed and must outlive the watcher; cluster_id
- * is copied; sink is copied, sink_arg borrowed. On failure writes one
- * sentence into err (e.g. an invalid regular expression, naming the key)
- * and returns CA_EINVAL or CA_ENOMEM. */
-enum ca_err ca_events_new(struct ca_events **out, struct ca_kube *kube,
-                          const struct ca_config *cfg, const char *cluster_id,
-                          const struct ca_events_sink *sink, void *sink_arg,
-                          char *err, size_t errlen);
-/* As ca_events_new, with the loop that runs timers (window closing, state
- * file writes) given explicitly. ca_events_new uses the kube client's loop. */
+ * namespaces when events.namespaces is empty) on kube, and the timers
+ * (window closing, state file writes) on loop, which must be the loop kube
+ * runs on. kube, cfg and loop are borrowed and must outlive the watcher;
+ * cluster_id is copied; sink is copied, sink_arg borrowed. On failure
+ * writes one sentence into err (e.g. an invalid regular expression, naming
+ * the key) and returns CA_EINVAL or CA_ENOMEM. */
 enum ca_err ca_events_new_loop(struct ca_events **out, struct ca_loop *loop,
                                struct ca_kube *kube, const struct ca_config *cfg,
                                const char *cluster_id, const struct ca_events_sink *sink,
