@@ -390,21 +390,6 @@ static void reasons_not_ready(const struct ca_agent *a, struct ca_buf *why)
 		why->len -= 2, why->data[why->len] = '\0';
 }
 
-static void json_escaped(struct ca_buf *b, const char *s)
-{
-	ca_buf_append(b, "\"", 1);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			ca_buf_printf(b, "\\%c", c);
-		else if (c < 0x20)
-			ca_buf_printf(b, "\\u%04x", c);
-		else
-			ca_buf_append(b, s, 1);
-	}
-	ca_buf_append(b, "\"", 1);
-}
-
 static int handle_live(void *arg, struct ca_buf *body)
 {
 	struct ca_agent *a = arg;
@@ -426,7 +411,7 @@ static int handle_live(void *arg, struct ca_buf *body)
 		ca_format_duration(a->cfg->kubernetes.stall_timeout_ms, limit, sizeof limit);
 		snprintf(why, sizeof why, "event watch made no progress for %s (kubernetes.stall_timeout)", limit);
 		ca_buf_append_str(body, "{\"status\":\"stalled\",\"reason\":");
-		json_escaped(body, why);
+		ca_buf_append_json_string(body, why);
 		ca_buf_append_str(body, "}");
 		return 503;
 	}
@@ -445,7 +430,7 @@ static int handle_ready(void *arg, struct ca_buf *body)
 		ca_buf_append_str(body, "{\"status\":\"ok\"}");
 	} else {
 		ca_buf_append_str(body, "{\"status\":\"not ready\",\"reason\":");
-		json_escaped(body, why.data);
+		ca_buf_append_json_string(body, why.data);
 		ca_buf_append_str(body, "}");
 	}
 	ca_buf_fini(&why);
@@ -460,19 +445,19 @@ static int handle_health(void *arg, struct ca_buf *body)
 	reasons_not_ready(a, &why);
 	ca_buf_printf(body, "{\"status\":\"%s\",\"ready\":%s,\"reason\":", why.len ? "degraded" : "ok",
 	              why.len ? "false" : "true");
-	json_escaped(body, why.len ? why.data : "");
+	ca_buf_append_json_string(body, why.len ? why.data : "");
 	ca_buf_append_str(body, ",\"agent_id\":");
-	json_escaped(body, a->agent_id);
+	ca_buf_append_json_string(body, a->agent_id);
 	ca_buf_append_str(body, ",\"cluster_id\":");
-	json_escaped(body, a->cluster_id);
+	ca_buf_append_json_string(body, a->cluster_id);
 	ca_buf_append_str(body, ",\"cluster_source\":");
-	json_escaped(body, a->cluster_source);
+	ca_buf_append_json_string(body, a->cluster_source);
 	ca_buf_printf(body, ",\"version\":\"%s\",\"uptime_seconds\":%" PRId64
 	              ",\"loop_last_turn_ms_ago\":%" PRId64 ",\"registrations\":%" PRIu64
 	              ",\"heartbeats\":%" PRIu64 ",\"last_error\":",
 	              CA_VERSION, (ca_now_monotonic_ms() - a->started_mono_ms) / 1000,
 	              ca_now_monotonic_ms() - ca_loop_last_turn_ms(a->loop), a->registrations, a->heartbeats);
-	json_escaped(body, a->last_error);
+	ca_buf_append_json_string(body, a->last_error);
 	ca_buf_append_str(body, ",\"nats\":");
 	ca_bus_health_json(a->bus, body);
 	ca_buf_append_str(body, ",\"kubernetes\":");
@@ -480,7 +465,7 @@ static int handle_health(void *arg, struct ca_buf *body)
 		ca_kube_health_json(a->kube, body);
 	} else {
 		ca_buf_append_str(body, "{\"error\":");
-		json_escaped(body, a->kube_error);
+		ca_buf_append_json_string(body, a->kube_error);
 		ca_buf_append_str(body, "}");
 	}
 	ca_buf_append_str(body, ",\"cluster\":");

@@ -990,20 +990,6 @@ void ca_bus_render_metrics(const struct ca_bus *bus, struct ca_prom *p)
 	               buffered > 0 ? buffered : 0);
 }
 
-static void json_str(struct ca_buf *out, const char *s)
-{
-	ca_buf_append_str(out, "\"");
-	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-		if (*c == '"' || *c == '\\')
-			ca_buf_printf(out, "\\%c", *c);
-		else if (*c < 0x20)
-			ca_buf_printf(out, "\\u%04x", *c);
-		else
-			ca_buf_append(out, c, 1);
-	}
-	ca_buf_append_str(out, "\"");
-}
-
 void ca_bus_health_json(const struct ca_bus *bus, struct ca_buf *out)
 {
 	struct ca_bus *b = (struct ca_bus *)bus;
@@ -1022,7 +1008,7 @@ void ca_bus_health_json(const struct ca_bus *bus, struct ca_buf *out)
 	}
 	ca_buf_printf(out, "{\"connected\":%s,\"server\":", up ? "true" : "false");
 	if (up && url[0])
-		json_str(out, url);
+		ca_buf_append_json_string(out, url);
 	else
 		ca_buf_append_str(out, "null");
 	ca_buf_append_str(out, ",\"servers\":[");
@@ -1031,13 +1017,13 @@ void ca_bus_health_json(const struct ca_bus *bus, struct ca_buf *out)
 		redact_url(b->servers[i], clean, sizeof clean);
 		if (i)
 			ca_buf_append_str(out, ",");
-		json_str(out, clean);
+		ca_buf_append_json_string(out, clean);
 	}
 	ca_buf_printf(out, "],\"reconnects\":%llu,\"disconnects\":%llu,\"max_payload\":%zu,\"last_error\":",
 	              (unsigned long long)atomic_load(&b->reconnects),
 	              (unsigned long long)atomic_load(&b->disconnects), ca_bus_max_payload(bus));
 	if (last[0])
-		json_str(out, last);
+		ca_buf_append_json_string(out, last);
 	else
 		ca_buf_append_str(out, "null");
 	ca_buf_append_str(out, "}");

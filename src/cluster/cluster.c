@@ -943,24 +943,10 @@ const struct ca_cluster_info *ca_cluster_info(const struct ca_cluster *c)
 	return c && c->known ? &c->info : NULL;
 }
 
-static void json_str(struct ca_buf *out, const char *s)
-{
-	(void)ca_buf_append_str(out, "\"");
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			(void)ca_buf_printf(out, "\\%c", *p);
-		else if (*p < 0x20)
-			(void)ca_buf_printf(out, "\\u%04x", *p);
-		else
-			(void)ca_buf_append(out, p, 1);
-	}
-	(void)ca_buf_append_str(out, "\"");
-}
-
 static void json_field(struct ca_buf *out, const char *key, const char *value)
 {
 	(void)ca_buf_printf(out, ",\"%s\":", key);
-	json_str(out, value ? value : "");
+	ca_buf_append_json_string(out, value ? value : "");
 }
 
 void ca_cluster_health_json(const struct ca_cluster *c, struct ca_buf *out)

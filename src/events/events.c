@@ -782,20 +782,6 @@ void ca_events_render_metrics(const struct ca_events *ev, struct ca_prom *p)
 	               (double)ev->st.aggregated);
 }
 
-static void json_str(struct ca_buf *out, const char *s)
-{
-	ca_buf_append_str(out, "\"");
-	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-		if (*p == '"' || *p == '\\')
-			ca_buf_printf(out, "\\%c", *p);
-		else if (*p < 0x20)
-			ca_buf_printf(out, "\\u%04x", *p);
-		else
-			ca_buf_append(out, p, 1);
-	}
-	ca_buf_append_str(out, "\"");
-}
-
 void ca_events_health_json(const struct ca_events *ev, struct ca_buf *out)
 {
 	int64_t stall = ev->cfg ? ev->cfg->kubernetes.stall_timeout_ms : 0;
@@ -814,9 +800,9 @@ void ca_events_health_json(const struct ca_events *ev, struct ca_buf *out)
 	              (unsigned long long)ev->st.aggregated, (unsigned long long)ev->invalid);
 	if (ev->state_file) {
 		ca_buf_append_str(out, "{\"path\":");
-		json_str(out, ev->state_file);
+		ca_buf_append_json_string(out, ev->state_file);
 		ca_buf_append_str(out, ",\"error\":");
-		json_str(out, ev->state_error);
+		ca_buf_append_json_string(out, ev->state_error);
 		ca_buf_append_str(out, "}");
 	} else {
 		ca_buf_append_str(out, "null");
@@ -826,9 +812,9 @@ void ca_events_health_json(const struct ca_events *ev, struct ca_buf *out)
 		if (i)
 			ca_buf_append_str(out, ",");
 		ca_buf_append_str(out, "{\"path\":");
-		json_str(out, ev->refl[i].path);
+		ca_buf_append_json_string(out, ev->refl[i].path);
 		ca_buf_append_str(out, ",\"resource_version\":");
-		json_str(out, ev->refl[i].rv);
+		ca_buf_append_json_string(out, ev->refl[i].rv);
 		if (ev->refl[i].r) {
 			ca_buf_append_str(out, ",\"watch\":");
 			ca_reflector_health_json(ev->refl[i].r, out);

@@ -140,26 +140,6 @@ static char *printf_str(const char *fmt, ...)
 	return ca_buf_take(&b, NULL);
 }
 
-void ca_kube_json_str(struct ca_buf *out, const char *s)
-{
-	ca_buf_append_str(out, "\"");
-	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-		switch (*p) {
-		case '"': ca_buf_append_str(out, "\\\""); break;
-		case '\\': ca_buf_append_str(out, "\\\\"); break;
-		case '\n': ca_buf_append_str(out, "\\n"); break;
-		case '\r': ca_buf_append_str(out, "\\r"); break;
-		case '\t': ca_buf_append_str(out, "\\t"); break;
-		default:
-			if (*p < 0x20)
-				ca_buf_printf(out, "\\u%04x", *p);
-			else
-				ca_buf_append(out, p, 1);
-		}
-	}
-	ca_buf_append_str(out, "\"");
-}
-
 static enum ca_err map_curl(CURLcode c)
 {
 	switch (c) {
@@ -1111,9 +1091,9 @@ void ca_kube_render_metrics(const struct ca_kube *kube, struct ca_prom *p)
 void ca_kube_health_json(const struct ca_kube *kube, struct ca_buf *out)
 {
 	ca_buf_append_str(out, "{\"server\":");
-	ca_kube_json_str(out, ca_kube_server(kube));
+	ca_buf_append_json_string(out, ca_kube_server(kube));
 	ca_buf_append_str(out, ",\"credentials\":");
-	ca_kube_json_str(out, ca_kube_credential_source(kube));
+	ca_buf_append_json_string(out, ca_kube_credential_source(kube));
 	ca_buf_printf(out, ",\"api_ok\":%s", kube->api_ok ? "true" : "false");
 	if (kube->last_success_ms)
 		ca_buf_printf(out, ",\"last_success_age_ms\":%lld",
@@ -1132,6 +1112,6 @@ void ca_kube_health_json(const struct ca_kube *kube, struct ca_buf *out)
 	ca_buf_printf(out, ",\"watch_restarts\":%llu,\"token_reloads\":%llu,\"last_error\":",
 	              (unsigned long long)kube->watch_restarts,
 	              (unsigned long long)kube->token_refreshes);
-	ca_kube_json_str(out, kube->last_error);
+	ca_buf_append_json_string(out, kube->last_error);
 	ca_buf_append_str(out, "}");
 }

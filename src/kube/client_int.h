@@ -70,7 +70,4 @@ enum ca_err ca_kube_refresh_token(struct ca_kube *kube);
  * agent_kube_watch_restarts_total. */
 void ca_kube_count_watch_restart(struct ca_kube *kube);
 
-/* Append s as a quoted, escaped JSON string (health output). */
-void ca_kube_json_str(struct ca_buf *out, const char *s);
-
 #endif

@@ -824,11 +824,11 @@ void ca_reflector_health_json(const struct ca_reflector *r, struct ca_buf *out)
 	struct ca_reflector_stats s;
 	ca_reflector_get_stats(r, &s);
 	ca_buf_append_str(out, "{\"name\":");
-	ca_kube_json_str(out, r->name);
+	ca_buf_append_json_string(out, r->name);
 	ca_buf_printf(out, ",\"synced\":%s,\"watching\":%s,\"paused\":%s,\"resource_version\":",
 	              s.synced ? "true" : "false", s.watching ? "true" : "false",
 	              r->paused ? "true" : "false");
-	ca_kube_json_str(out, s.resource_version);
+	ca_buf_append_json_string(out, s.resource_version);
 	ca_buf_printf(out,
 	              ",\"last_progress_age_ms\":%lld,\"lists\":%llu,\"pages\":%llu,\"watches\":%llu,"
 	              "\"watch_restarts\":%llu,\"relists_gone\":%llu,\"errors\":%llu,\"objects\":%llu,"
@@ -841,6 +841,6 @@ void ca_reflector_health_json(const struct ca_reflector *r, struct ca_buf *out)
 	              (unsigned long long)s.objects, (unsigned long long)s.bookmarks,
 	              (unsigned long long)s.oversized, (unsigned long long)s.parse_errors,
 	              s.last_status);
-	ca_kube_json_str(out, s.last_error);
+	ca_buf_append_json_string(out, s.last_error);
 	ca_buf_append_str(out, "}");
 }

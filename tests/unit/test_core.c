@@ -34,6 +34,30 @@ static void test_buf(void)
 	CHECK_STR(small, "ab");
 }
 
+static void test_json_string(void)
+{
+	struct ca_buf b;
+	ca_buf_init(&b, 0);
+	CHECK_INT(ca_buf_append_json_string(&b, "a\"b\\c\n\x01 caf\xC3\xA9 \xE2\x82\xAC"), CA_OK);
+	CHECK_STR(b.data, "\"a\\\"b\\\\c\\u000a\\u0001 caf\xC3\xA9 \xE2\x82\xAC\"");
+	ca_buf_reset(&b);
+	/* Invalid UTF-8 (a lone continuation byte, an overlong '/', a
+	 * truncated sequence, an encoded surrogate) becomes U+FFFD per byte. */
+	CHECK_INT(ca_buf_append_json_string(&b, "x\x80y\xC0\xAFz\xE2\x82"), CA_OK);
+	CHECK_STR(b.data, "\"x\xEF\xBF\xBDy\xEF\xBF\xBD\xEF\xBF\xBDz\xEF\xBF\xBD\xEF\xBF\xBD\"");
+	ca_buf_reset(&b);
+	CHECK_INT(ca_buf_append_json_string(&b, "\xED\xA0\x80"), CA_OK);
+	CHECK_STR(b.data, "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"");
+	ca_buf_reset(&b);
+	CHECK_INT(ca_buf_append_json_string(&b, NULL), CA_OK);
+	CHECK_STR(b.data, "\"\"");
+	ca_buf_fini(&b);
+	/* The cap is respected. */
+	ca_buf_init(&b, 4);
+	CHECK_INT(ca_buf_append_json_string(&b, "abcdef"), CA_ETOOBIG);
+	ca_buf_fini(&b);
+}
+
 static void test_time(void)
 {
 	int64_t ms = 0;
@@ -198,6 +222,7 @@ static void test_file(void)
 int main(void)
 {
 	test_buf();
+	test_json_string();
 	test_time();
 	test_loop();
 	test_prom();
