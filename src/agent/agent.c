@@ -59,6 +59,7 @@ struct ca_agent {
 	struct ca_cluster_info cluster_info; /* copy of what the detector found */
 	char subject_register[SUBJECT_MAX];
 	char subject_heartbeat[SUBJECT_MAX];
+	char subject_event[SUBJECT_MAX];
 	char subject_result[SUBJECT_MAX];
 	char subject_command[SUBJECT_MAX];
 	char queue_group[SUBJECT_MAX];
@@ -79,6 +80,7 @@ static void build_subjects(struct ca_agent *a)
 	const char *prefix = a->cfg->nats.subject_prefix;
 	snprintf(a->subject_register, SUBJECT_MAX, "%s.register.%s", prefix, a->cluster_id);
 	snprintf(a->subject_heartbeat, SUBJECT_MAX, "%s.heartbeat.%s", prefix, a->cluster_id);
+	snprintf(a->subject_event, SUBJECT_MAX, "%s.event.%s", prefix, a->cluster_id);
 	snprintf(a->subject_result, SUBJECT_MAX, "%s.result.%s", prefix, a->cluster_id);
 	snprintf(a->subject_command, SUBJECT_MAX, "%s.command.%s", prefix, a->cluster_id);
 	snprintf(a->queue_group, SUBJECT_MAX, "collect-agent.%s", a->cluster_id);
@@ -290,7 +292,6 @@ static enum ca_err publish_event(void *arg, const struct ca_msg_event *ev)
 	struct ca_agent *a = arg;
 	struct ca_buf payload;
 	char msg_id[320];
-	char subject[SUBJECT_MAX];
 	enum ca_err err;
 
 	/* While NATS is down, the bus takes events into the nats.c reconnect
@@ -300,8 +301,7 @@ static enum ca_err publish_event(void *arg, const struct ca_msg_event *ev)
 	err = ca_codec_encode_event(a->format, ev, &payload);
 	if (err == CA_OK) {
 		ca_events_msg_id(ev, msg_id, sizeof msg_id);
-		snprintf(subject, sizeof subject, "%s.event.%s", a->cfg->nats.subject_prefix, a->cluster_id);
-		err = ca_bus_publish(a->bus, subject, ca_codec_content_type(a->format), msg_id,
+		err = ca_bus_publish(a->bus, a->subject_event, ca_codec_content_type(a->format), msg_id,
 		                     payload.data ? payload.data : "", payload.len);
 	}
 	ca_buf_fini(&payload);
