@@ -16,9 +16,9 @@ def agent_binary():
 
 
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    # Outside the ephemeral range: see tests/lib/nats.py free_port.
+    from lib.nats import free_port as _free_port
+    return _free_port()
 
 
 def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):

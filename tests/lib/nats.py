@@ -21,6 +21,7 @@ import json
 import os
 import queue
 import shutil
+import random
 import socket
 import ssl
 import subprocess
@@ -50,7 +51,34 @@ def find_nats_server() -> str:
     return found
 
 
+def _ephemeral_range() -> tuple:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
+    """A free loopback port for a test server, chosen OUTSIDE the kernel's
+    ephemeral range. A port from bind(0) is ephemeral: between closing the
+    probe socket and the server's own bind, any outbound connection on the
+    machine may take it as its source port, and the client under test then
+    reaches the wrong peer. Listeners placed below the range cannot collide
+    with outbound connections."""
+    lo, _ = _ephemeral_range()
+    low = 20000 if lo > 21000 else 1024
+    high = min(lo, 32768) - 1
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randint(low, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
