@@ -1,7 +1,7 @@
 /* bench_watch_parse: throughput of the WATCH stream parser (kube/watch.h).
  *
  * Builds N realistic core/v1 Event watch lines in memory (~1.2 KB each,
- * managedFields included, shaped like shared/kube-api-samples/
+ * managedFields included, shaped like tests/fixtures/kube-api-samples/
  * watch-events-stream.jsonl), then parses them twice: fed one event per
  * feed (how a real API server delivers them: one HTTP/1.1 chunk or HTTP/2
  * DATA frame per event) and fed in 64 KiB reads. The callback reads the

@@ -5,7 +5,7 @@ Speaks the real wire protocol over HTTPS (HTTP/1.1, bearer tokens):
 discovery, GET, paginated LIST with continue tokens, WATCH with bookmarks,
 410 Expired in both forms, chunked watch streams with one event per chunk.
 Shapes, status codes, headers and framing follow the responses captured from
-a real kube-apiserver v1.28.7 in shared/kube-api-samples/.
+a real kube-apiserver v1.28.7 in tests/fixtures/kube-api-samples/.
 
 A plain-HTTP control interface on another loopback port lets tests create,
 modify and delete objects, emit bursts of events, inject faults, compact the
@@ -2249,11 +2249,11 @@ def parse_args(argv):
     p.add_argument("--watch-queue-limit", type=int, default=100000,
                    help="events queued for one watcher before it is closed as too slow")
     p.add_argument("--metrics-api", action="store_true", help="serve metrics.k8s.io")
-    p.add_argument("--samples-dir", default=os.path.join(here, "..", "..", "..", "shared",
-                                                         "kube-api-samples"))
+    p.add_argument("--samples-dir", default=os.path.join(here, "..", "fixtures", "kube-api-samples"),
+                   help="responses captured from a real kube-apiserver (default: the repository's copy)")
     a = p.parse_args(argv)
     if not os.path.isdir(a.samples_dir):
-        a.samples_dir = "/work/shared/kube-api-samples"
+        p.error(f"--samples-dir {a.samples_dir}: no such directory")
     if a.bookmark_interval <= 0 or a.watch_max_timeout <= 0 or a.history_limit < 10:
         p.error("intervals must be positive and --history-limit >= 10")
     if not re.match(r"^v?\d+\.\d+", a.gitversion):

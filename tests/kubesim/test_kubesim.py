@@ -18,10 +18,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fixtures import KubeSim, RawStream, complete_chunks, parse_chunked, wait_for  # noqa: E402
 
-SAMPLES = os.environ.get("CA_SAMPLES_DIR") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "kube-api-samples")
-if not os.path.isdir(SAMPLES):
-    SAMPLES = "/work/shared/kube-api-samples"
+SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "fixtures", "kube-api-samples")
 
 
 def sample(name):
