@@ -1,17 +1,34 @@
 #!/usr/bin/env bash
-# Installs what collect-agent needs to build, test and run its demo on a
-# Debian 12 machine. Uses sudo when not root. Safe to run again.
+# Installs what collect-agent needs on a Debian 12 machine, for one purpose:
+#   scripts/install-deps.sh build   compile the agent
+#   scripts/install-deps.sh demo    build + run scripts/demo.sh (nats-server, the simulated API server)
+#   scripts/install-deps.sh test    build + every test suite (the default)
+# Uses sudo when not root. Safe to run again: installs only what is missing,
+# and says what it installs.
 set -euo pipefail
 
-packages=(
-	# build
-	gcc meson ninja-build pkg-config protobuf-c-compiler
+profile=${1:-test}
+build=(gcc meson ninja-build pkg-config protobuf-c-compiler
 	libnats-dev libcurl4-openssl-dev libyaml-dev libjansson-dev libprotobuf-c-dev
-	libmicrohttpd-dev libseccomp-dev libprotobuf-dev
-	# tests and demo: real NATS, Prometheus' promtool, Python test runner
-	nats-server prometheus python3 python3-pytest python3-yaml python3-cryptography
-	python3-protobuf protobuf-compiler openssl curl valgrind
-)
+	libmicrohttpd-dev libseccomp-dev libprotobuf-dev)
+# The demo: a real nats-server, the simulated API server (Python with
+# python3-cryptography for its certificates), curl for the control API.
+demo=(nats-server python3 python3-cryptography openssl curl)
+# Tests: promtool lints /metrics; pytest drives processes; protobuf decodes
+# messages independently of our codec; valgrind; etcd for the real
+# kube-apiserver tier (skipped when its binary is not given).
+tests=(prometheus python3-pytest python3-yaml python3-protobuf protobuf-compiler valgrind
+	etcd-server etcd-client)
+
+case "$profile" in
+build) packages=("${build[@]}") ;;
+demo) packages=("${build[@]}" "${demo[@]}") ;;
+test) packages=("${build[@]}" "${demo[@]}" "${tests[@]}") ;;
+*)
+	echo "usage: $0 [build|demo|test]" >&2
+	exit 2
+	;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
@@ -24,6 +41,10 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
 	SUDO="sudo"
 fi
-echo "installing: ${missing[*]}"
+echo "   installing ${#missing[@]} Debian packages: ${missing[*]}"
+echo "   apt-get update..."
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# One line per package as it is set up, so a slow mirror shows progress.
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+	-o Dpkg::Progress-Fancy=0 "${missing[@]}" |
+	{ grep --line-buffered -E '^(Get:|Setting up)' || true; } | sed -u 's/^/   /'

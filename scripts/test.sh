@@ -30,11 +30,16 @@ build() { # dir, extra meson args...
 		{ tail -50 "$results/ninja-$(basename "$dir").log"; return 1; }
 }
 
-meson_suites() { # dir, name, extra meson test args...
-	local dir=$1 name=$2
-	shift 2
+meson_suites() { # dir, name, log, extra meson test args...
+	# meson names its log after the wrapper: testlog-valgrind.json for
+	# --wrap=valgrind..., testlog.json without one. A missing log counts as
+	# a failure, never as the previous run's results.
+	local dir=$1 name=$2 log=$3
+	shift 3
+	rm -f "$dir/meson-logs/$log"
 	meson test -C "$dir" --no-rebuild --print-errorlogs "$@" || status=1
-	cp "$dir/meson-logs/testlog.json" "$results/meson-$name.json" 2>/dev/null || true
+	cp "$dir/meson-logs/$log" "$results/meson-$name.json" 2>/dev/null ||
+		{ echo "no $log after the $name run"; echo 1 >"$results/meson-$name-failed"; status=1; }
 }
 
 pytest_run() { # agent binary, name
@@ -43,8 +48,8 @@ pytest_run() { # agent binary, name
 }
 
 if build build; then
-	meson_suites build plain --suite unit --suite fuzz --suite lint
-	meson_suites build valgrind --suite unit \
+	meson_suites build plain testlog.json --suite unit --suite fuzz --suite lint
+	meson_suites build valgrind testlog-valgrind.json --suite unit \
 		--wrap='valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 --quiet' \
 		--timeout-multiplier 4
 	pytest_run "$root/build/collect-agent" plain
@@ -66,7 +71,7 @@ fi
 
 if build build-asan -Db_sanitize=address,undefined -Db_lundef=false; then
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-	meson_suites build-asan asan --suite unit --suite fuzz
+	meson_suites build-asan asan testlog.json --suite unit --suite fuzz
 	pytest_run "$root/build-asan/collect-agent" asan
 	unset ASAN_OPTIONS UBSAN_OPTIONS
 else

@@ -26,6 +26,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import tempfile
 import time
 import urllib.parse
 import uuid
@@ -121,23 +122,37 @@ class NatsServer:
         if self.running:
             return self
         cmd = [find_nats_server(), "-a", "127.0.0.1", "-p", str(self.port), *self.args]
-        if self.log_path:
-            self._log = open(self.log_path, "ab")
-            out = self._log
-        else:
-            out = subprocess.DEVNULL
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        # Without a log file the output still goes to a temporary one, so a
+        # server that does not start is reported with its own words.
+        self._log = open(self.log_path, "ab") if self.log_path else tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 code = self.proc.returncode
+                said = self._said()
                 self._cleanup()
-                raise RuntimeError(f"nats-server exited with {code}: {' '.join(cmd)}")
+                raise RuntimeError(f"nats-server exited with {code}: {' '.join(cmd)}\n{said}")
             if _port_open(self.port):
                 return self
             time.sleep(0.02)
+        said = self._said()
         self.stop()
-        raise TimeoutError(f"nats-server did not accept on port {self.port}")
+        raise TimeoutError(f"nats-server did not accept on port {self.port}:\n{said}")
+
+    def _said(self) -> str:
+        """The last lines the server wrote."""
+        try:
+            self._log.flush()
+            if self.log_path:
+                with open(self.log_path, "rb") as f:
+                    data = f.read()
+            else:
+                self._log.seek(0)
+                data = self._log.read()
+            return data.decode(errors="replace")[-2000:]
+        except (OSError, ValueError):
+            return ""
 
     def stop(self, kill: bool = False) -> None:
         """Stop the server (SIGTERM, or SIGKILL when kill or it lingers)."""
