@@ -38,7 +38,6 @@
 #include "log/log.h"
 
 #define COMPONENT "bus"
-#define SECRET_FILE_MAX 4096
 #define LAST_ERROR_LEN 256
 #define URL_LEN 256
 /* How long close waits for nats.c to report its last callback. */
@@ -79,8 +78,6 @@ struct ca_bus {
 	natsConnection *conn;
 	char **servers;                   /* copies handed to nats.c */
 	int nservers;
-	char *token;                      /* secrets read from files; wiped on free */
-	char *password;
 
 	struct sub **subs;
 	size_t nsubs, subs_cap;
@@ -153,20 +150,6 @@ static void redact_url(const char *url, char *out, size_t outlen)
 	} else {
 		ca_strlcpy(out, url, outlen);
 	}
-}
-
-/* Read a small secret file; trailing whitespace is cut. */
-static enum ca_err read_secret(const char *path, char **out)
-{
-	size_t len = 0;
-	enum ca_err rc = ca_read_file(path, SECRET_FILE_MAX, out, &len, NULL, NULL);
-	if (rc != CA_OK)
-		return rc == CA_ENOMEM || rc == CA_ETOOBIG ? rc : CA_EIO;
-	char *buf = *out;
-	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
-	                   buf[len - 1] == ' ' || buf[len - 1] == '\t'))
-		buf[--len] = '\0';
-	return CA_OK;
 }
 
 static void record_error(struct ca_bus *bus, const char *text)
@@ -548,7 +531,7 @@ static enum ca_err nkey_public(const char *seed_file, char **out)
 				return CA_EINVAL;
 			path = pubpath;
 		}
-		rc = read_secret(path, &text);
+		rc = ca_read_secret(path, CA_SECRET_LINES, &text, NULL, NULL, NULL, 0);
 		if (rc != CA_OK)
 			continue;
 		for (char *line = text; line && *line;) {
@@ -674,30 +657,12 @@ static enum ca_err build_options(struct ca_bus *bus, char *err, size_t errlen)
 		}
 		TRY_NATS(natsOptions_SetNKeyFromSeed(o, nkey_pub, a->nkey_seed_file), "nats.auth.nkey_seed_file");
 	}
-	if (nonempty(a->token) || nonempty(a->token_file)) {
-		if (nonempty(a->token_file)) {
-			enum ca_err r = read_secret(a->token_file, &bus->token);
-			if (r != CA_OK) {
-				ca_set_err(err, errlen, "nats.auth.token_file: %s: %s", a->token_file, ca_strerror(r));
-				rc = r == CA_ENOMEM ? CA_ENOMEM : CA_EINVAL;
-				goto out;
-			}
-		}
-		TRY_NATS(natsOptions_SetToken(o, bus->token ? bus->token : a->token), "nats.auth.token");
-	}
-	if (nonempty(a->user)) {
-		if (nonempty(a->password_file)) {
-			enum ca_err r = read_secret(a->password_file, &bus->password);
-			if (r != CA_OK) {
-				ca_set_err(err, errlen, "nats.auth.password_file: %s: %s", a->password_file, ca_strerror(r));
-				rc = r == CA_ENOMEM ? CA_ENOMEM : CA_EINVAL;
-				goto out;
-			}
-		}
-		TRY_NATS(natsOptions_SetUserInfo(o, a->user, bus->password ? bus->password
-		                                             : (a->password ? a->password : "")),
-		         "nats.auth.user");
-	}
+	/* token_file and password_file were read by the config loader, with
+	 * the same reader and rules --check-config uses (config.c). */
+	if (nonempty(a->token))
+		TRY_NATS(natsOptions_SetToken(o, a->token), "nats.auth.token");
+	if (nonempty(a->user))
+		TRY_NATS(natsOptions_SetUserInfo(o, a->user, a->password ? a->password : ""), "nats.auth.user");
 	if (cfg->nats.jetstream)
 		ca_log(CA_LOG_WARN, COMPONENT, "nats.jetstream is not supported yet; publishing with core NATS "
 		       "(messages carry Nats-Msg-Id, so a stream on the subjects still deduplicates)", NULL);
@@ -1120,8 +1085,6 @@ void ca_bus_free(struct ca_bus *bus)
 	for (int i = 0; i < bus->nservers; i++)
 		free(bus->servers[i]);
 	free(bus->servers);
-	ca_free_secret(bus->token);
-	ca_free_secret(bus->password);
 	if (bus->efd >= 0)
 		close(bus->efd);
 	if (bus->qlock_init) {

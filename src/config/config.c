@@ -1134,18 +1134,6 @@ out:
 /* ------------------------------------------------------------------------ */
 /* Loading                                                                  */
 
-/* CA_EIO with *err_no for every way a file can be unreadable (EFBIG: over
- * max), so callers phrase one message. */
-static enum ca_err read_file(const char *path, size_t max, char **out, size_t *len, int *err_no)
-{
-	enum ca_err rc = ca_read_file(path, max, out, len, NULL, err_no);
-	if (rc == CA_ENOTFOUND)
-		*err_no = ENOENT;
-	else if (rc == CA_ETOOBIG)
-		*err_no = EFBIG;
-	return rc == CA_ENOTFOUND || rc == CA_ETOOBIG ? CA_EIO : rc;
-}
-
 enum ca_err ca_config_load_from_memory(struct ca_config *cfg, const char *data, size_t len,
                                        const char *name, char *err, size_t errlen)
 {
@@ -1159,15 +1147,12 @@ static enum ca_err load_file(struct ca_config *cfg, const char *path, char *err,
 {
 	char *data = NULL;
 	size_t len = 0;
-	int err_no = 0;
-	enum ca_err rc = read_file(path, MAX_CONFIG_BYTES, &data, &len, &err_no);
-	if (rc == CA_EIO) {
-		ca_set_err(err, errlen, "%s: cannot read the config file: %s", path,
-		        err_no == EFBIG ? "larger than 1 MiB" : strerror(err_no));
-		return rc;
+	char why[128];
+	enum ca_err rc = ca_read_file(path, MAX_CONFIG_BYTES, &data, &len, NULL, why, sizeof why);
+	if (rc != CA_OK) {
+		ca_set_err(err, errlen, "%s: cannot read the config file: %s", path, why);
+		return rc == CA_ENOMEM ? rc : CA_EIO;
 	}
-	if (rc != CA_OK)
-		return rc;
 	rc = apply_yaml(cfg, data, len, path, err, errlen);
 	free(data);
 	return rc;
@@ -1226,33 +1211,19 @@ static enum ca_err apply_env(struct ca_config *cfg, char *const *envp, char *err
 	return CA_OK;
 }
 
+/* The same reader and rules as every other secret (core/file.h), so what
+ * --check-config accepts is what the agent uses. */
 static enum ca_err read_secret(char **dst, const char *file_key, const char *path, char *err,
                                size_t errlen)
 {
 	char *data = NULL;
-	size_t len = 0;
-	int err_no = 0;
-	enum ca_err rc = read_file(path, MAX_SECRET_BYTES, &data, &len, &err_no);
-	if (rc == CA_EIO) {
-		char what[160];
-		snprintf(what, sizeof what, "a readable file (%s)",
-		         err_no == EFBIG ? "larger than 64 KiB" : strerror(err_no));
-		bad_value(err, errlen, file_key, path, what, "a readable file of at most 64 KiB holding the secret");
-		return CA_EIO;
-	}
-	if (rc != CA_OK)
-		return rc;
-	/* Files written by editors or `echo` end with a newline that is not
-	 * part of the secret. */
-	if (len > 0 && data[len - 1] == '\n')
-		data[--len] = '\0';
-	if (len > 0 && data[len - 1] == '\r')
-		data[--len] = '\0';
-	if (len == 0 || strlen(data) != len) {
-		ca_free_secret(data);
-		bad_value(err, errlen, file_key, path, "a file holding a secret",
-		          "a non-empty text file without NUL bytes");
-		return CA_EINVAL;
+	char why[128];
+	enum ca_err rc = ca_read_secret(path, CA_SECRET_LINE, &data, NULL, NULL, why, sizeof why);
+	if (rc != CA_OK) {
+		if (rc != CA_ENOMEM)
+			ca_set_err(err, errlen, "%s: %s: %s (expected a readable regular file of at most "
+			           "64 KiB holding one line)", file_key, path, why);
+		return rc == CA_ENOMEM ? rc : (rc == CA_EINVAL || rc == CA_ETOOBIG) ? CA_EINVAL : CA_EIO;
 	}
 	ca_free_secret(*dst);
 	*dst = data;

@@ -442,40 +442,19 @@ enum ca_err ca_kubeconfig_parse(const char *data, size_t len, const char *base_d
 enum ca_err ca_kubeconfig_load(const char *path, const char *context, struct ca_kubeconfig *out,
                                char *err, size_t errlen)
 {
-	enum ca_err rc = CA_EIO;
-	struct ca_buf b;
-	char *dir = NULL;
-	int fd = -1;
+	enum ca_err rc;
+	char *data = NULL, *dir = NULL;
+	size_t len = 0;
+	char why[128];
 
 	memset(out, 0, sizeof *out);
-	ca_buf_init(&b, MAX_KUBECONFIG_BYTES);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ca_set_err(err, errlen, "%s: cannot read the kubeconfig: %s", path, strerror(errno));
-		goto out;
-	}
-	for (;;) {
-		char chunk[4096];
-		ssize_t n = read(fd, chunk, sizeof chunk);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			ca_set_err(err, errlen, "%s: cannot read the kubeconfig: %s", path, strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		enum ca_err arc = ca_buf_append(&b, chunk, (size_t)n);
-		explicit_bzero(chunk, sizeof chunk);
-		if (arc == CA_ETOOBIG) {
-			ca_set_err(err, errlen, "%s: larger than %zu bytes", path, MAX_KUBECONFIG_BYTES);
-			rc = CA_EINVAL;
-			goto out;
-		}
-		if (arc != CA_OK) {
-			rc = arc;
-			goto out;
-		}
+	/* A kubeconfig may hold tokens and keys: read it like a secret (wiped
+	 * from freed memory), but it is YAML of many lines, so not with the
+	 * one-line secret rules. */
+	rc = ca_read_file(path, MAX_KUBECONFIG_BYTES, &data, &len, NULL, why, sizeof why);
+	if (rc != CA_OK) {
+		ca_set_err(err, errlen, "%s: cannot read the kubeconfig: %s", path, why);
+		return rc == CA_ETOOBIG ? CA_EINVAL : rc == CA_ENOMEM ? rc : CA_EIO;
 	}
 	const char *slash = strrchr(path, '/');
 	dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
@@ -483,13 +462,9 @@ enum ca_err ca_kubeconfig_load(const char *path, const char *context, struct ca_
 		rc = CA_ENOMEM;
 		goto out;
 	}
-	rc = parse_named(b.data ? b.data : "", b.len, path, dir, context, out, err, errlen);
+	rc = parse_named(data, len, path, dir, context, out, err, errlen);
 out:
-	if (fd >= 0)
-		close(fd);
-	if (b.data)
-		explicit_bzero(b.data, b.len);
-	ca_buf_fini(&b);
+	ca_free_secret_n(data, len + 1);
 	free(dir);
 	return rc;
 }

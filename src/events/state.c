@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/file.h"
 #include "events/events_int.h"
 
 #define HEADER "# collect-agent events state v1"
@@ -58,40 +59,22 @@ enum ca_err ca_events_state_read(const char *path, struct ca_events_state_entry 
                                  char *err, size_t errlen)
 {
 	char *data = NULL;
-	enum ca_err rc = CA_EIO;
-	int fd = -1;
+	enum ca_err rc;
 	size_t len = 0;
 
 	*n = 0;
 	*saved_at = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		snprintf(err, errlen, "%s", strerror(errno));
-		rc = errno == ENOENT ? CA_ENOTFOUND : CA_EIO;
-		goto out;
-	}
-	data = malloc(MAX_STATE_BYTES + 1);
-	if (!data) {
-		rc = CA_ENOMEM;
-		goto out;
-	}
-	for (;;) {
-		ssize_t r = read(fd, data + len, MAX_STATE_BYTES + 1 - len);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			snprintf(err, errlen, "%s", strerror(errno));
-			goto out;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
-		if (len > MAX_STATE_BYTES) {
+	/* A FIFO or device here would block open() on the loop: the one file
+	 * reader opens without blocking and refuses anything but a regular
+	 * file. */
+	rc = ca_read_file(path, MAX_STATE_BYTES, &data, &len, NULL, err, errlen);
+	if (rc != CA_OK) {
+		if (rc == CA_ETOOBIG)
 			rc = corrupt(err, errlen, 0, "file larger than 64 KiB");
-			goto out;
-		}
+		else if (rc == CA_EINVAL)
+			rc = CA_EPROTO; /* not a regular file: nothing usable there */
+		goto out;
 	}
-	data[len] = '\0';
 	if (memchr(data, '\0', len)) {
 		rc = corrupt(err, errlen, 0, "binary content");
 		goto out;
@@ -154,8 +137,6 @@ enum ca_err ca_events_state_read(const char *path, struct ca_events_state_entry 
 out:
 	if (rc != CA_OK)
 		*n = 0;
-	if (fd >= 0)
-		close(fd);
 	free(data);
 	return rc;
 }

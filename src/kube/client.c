@@ -609,7 +609,7 @@ static enum ca_err xfer_start(struct ca_kube *k, const struct xfer_spec *s,
 		/* A projected token rotates: pick up a new file cheaply (stat). */
 		if (k->cred.token_file) {
 			int64_t seen = k->cred.token_mtime_ns;
-			ca_kube_credentials_refresh_token(&k->cred, false);
+			ca_kube_credentials_refresh_token(&k->cred, false, NULL, 0);
 			if (k->cred.token_mtime_ns != seen)
 				k->token_refreshes++;
 		}
@@ -701,7 +701,7 @@ enum ca_err ca_kube_refresh_token(struct ca_kube *kube)
 	if (!kube->cred.token_file)
 		return CA_ENOTFOUND;
 	kube->token_refreshes++;
-	enum ca_err err = ca_kube_credentials_refresh_token(&kube->cred, true);
+	enum ca_err err = ca_kube_credentials_refresh_token(&kube->cred, true, NULL, 0);
 	if (err != CA_OK)
 		return err;
 	return update_auth(kube);

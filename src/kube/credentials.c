@@ -29,9 +29,6 @@
 #include "core/buf.h"
 
 #define DEFAULT_SERVICE_ACCOUNT_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
-/* A projected service-account token is about 1 KB; anything far larger is
- * not a token. */
-#define MAX_TOKEN_FILE ((size_t)64 << 10)
 #define MAX_NAMESPACE_FILE ((size_t)4 << 10)
 
 static enum ca_err dup_str(const char *s, char **out)
@@ -76,22 +73,12 @@ static size_t trim_trailing_space(char *s, size_t len)
 	return len;
 }
 
-/* ca_read_file, with errno left meaningful for CA_EIO / CA_ENOTFOUND so
- * callers can say strerror(errno). */
-static enum ca_err read_small_file(const char *path, size_t max, char **out, size_t *out_len,
-                                   int64_t *mtime_ns)
-{
-	int err_no = 0;
-	enum ca_err rc = ca_read_file(path, max, out, out_len, mtime_ns, &err_no);
-	if (rc == CA_EIO || rc == CA_ENOTFOUND)
-		errno = rc == CA_ENOTFOUND ? ENOENT : err_no;
-	return rc;
-}
-
 /* ------------------------------------------------------------------------ */
 
 /* A token goes into an HTTP header: a CR or LF in it would end the header
- * and let the file's content write others. One line of printable bytes. */
+ * and let the rest write others. One line of printable bytes. (Token files
+ * go through ca_read_secret, which applies the same rule; this is for a
+ * token written inline in a kubeconfig.) */
 static bool header_safe(const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
@@ -102,32 +89,29 @@ static bool header_safe(const char *s, size_t len)
 	return true;
 }
 
-enum ca_err ca_kube_credentials_refresh_token(struct ca_kube_credentials *c, bool force)
+enum ca_err ca_kube_credentials_refresh_token(struct ca_kube_credentials *c, bool force,
+                                              char *why, size_t whylen)
 {
+	if (why && whylen)
+		why[0] = '\0';
 	if (!c->token_file)
 		return c->token ? CA_OK : CA_ENOTFOUND;
 	struct stat st;
-	if (stat(c->token_file, &st) != 0)
+	if (stat(c->token_file, &st) != 0) {
+		ca_set_err(why, whylen, "%s", errno == ENOENT ? "no such file" : strerror(errno));
 		return errno == ENOENT ? CA_ENOTFOUND : CA_EIO;
+	}
 	int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 	if (!force && c->token && mtime == c->token_mtime_ns)
 		return CA_OK;
 
+	/* The one secret reader refuses an empty file (maybe caught
+	 * mid-rotation) and control bytes (a CR/LF would inject headers); on
+	 * every failure the old token, if any, stays in use. */
 	char *data = NULL;
-	size_t len = 0;
-	enum ca_err rc = read_small_file(c->token_file, MAX_TOKEN_FILE, &data, &len, &mtime);
+	enum ca_err rc = ca_read_secret(c->token_file, CA_SECRET_LINE, &data, NULL, &mtime, why, whylen);
 	if (rc != CA_OK)
-		return rc; /* the old token, if any, stays in use */
-	len = trim_trailing_space(data, len);
-	if (len == 0) {
-		/* Possibly caught mid-rotation; keep the old token. */
-		ca_free_secret_n(data, len + 1);
-		return CA_EINVAL;
-	}
-	if (!header_safe(data, len)) {
-		ca_free_secret_n(data, len + 1);
-		return CA_EPROTO;
-	}
+		return rc;
 	ca_free_secret(c->token);
 	c->token = data;
 	c->token_mtime_ns = mtime;
@@ -211,15 +195,13 @@ static enum ca_err from_kubeconfig(const char *path, const char *context,
 	if (kc.token_file) {
 		if (dup_str(kc.token_file, &out->token_file) != CA_OK)
 			goto out;
-		rc = ca_kube_credentials_refresh_token(out, true);
+		char why[128];
+		rc = ca_kube_credentials_refresh_token(out, true, why, sizeof why);
 		if (rc == CA_ENOMEM)
 			goto out;
 		if (rc != CA_OK && !kc.token) {
-			ca_set_err(err, errlen, "kubeconfig %s: cannot read tokenFile %s: %s", path,
-			        kc.token_file,
-			        rc == CA_EINVAL   ? "the file is empty"
-			        : rc == CA_EPROTO ? "it holds control characters (a token is one line)"
-			                          : ca_strerror(rc));
+			ca_set_err(err, errlen, "kubeconfig %s: cannot use tokenFile %s: %s", path,
+			           kc.token_file, why);
 			rc = CA_EINVAL;
 			goto out;
 		}
@@ -277,16 +259,11 @@ static enum ca_err in_cluster(const char *host, const char *port, const char *di
 	out->token_file = ca_buf_take(&b, NULL);
 	if (!out->token_file)
 		goto out;
-	rc = ca_kube_credentials_refresh_token(out, true);
+	char why[128];
+	rc = ca_kube_credentials_refresh_token(out, true, why, sizeof why);
 	if (rc != CA_OK) {
-		if (rc == CA_EINVAL)
-			ca_set_err(err, errlen, "service account token %s is empty", out->token_file);
-		else if (rc == CA_EPROTO)
-			ca_set_err(err, errlen, "service account token %s holds control characters "
-			           "(a token is one line)", out->token_file);
-		else
-			ca_set_err(err, errlen, "cannot read service account token %s: %s",
-			        out->token_file, rc == CA_ENOMEM ? "out of memory" : strerror(errno));
+		ca_set_err(err, errlen, "service account token %s: %s", out->token_file,
+		           rc == CA_ENOMEM ? "out of memory" : why);
 		goto out;
 	}
 
@@ -304,7 +281,7 @@ static enum ca_err in_cluster(const char *host, const char *port, const char *di
 
 	if (ca_buf_printf(&b, "%s/namespace", dir) != CA_OK)
 		goto out;
-	rc = read_small_file(b.data, MAX_NAMESPACE_FILE, &ns, &ns_len, NULL);
+	rc = ca_read_file(b.data, MAX_NAMESPACE_FILE, &ns, &ns_len, NULL, NULL, 0);
 	if (rc == CA_ENOMEM)
 		goto out;
 	if (rc == CA_OK) {

@@ -36,9 +36,13 @@ struct ca_kube_credentials {
 enum ca_err ca_kube_credentials_find(const struct ca_kube_options *opts,
                                      struct ca_kube_credentials *out,
                                      char *err, size_t errlen);
-/* Re-read token_file if set. force: even when its mtime has not changed.
- * Returns CA_OK when a token is loaded (changed or not). */
-enum ca_err ca_kube_credentials_refresh_token(struct ca_kube_credentials *c, bool force);
+/* Re-read token_file if set, with the one secret reader (core/file.h).
+ * force: even when its mtime has not changed. Returns CA_OK when a token is
+ * loaded (changed or not); otherwise the old token stays in use and why
+ * (may be NULL) says what is wrong with the file (CA_EINVAL: empty or
+ * holding control bytes; CA_ENOTFOUND; CA_EIO; CA_ETOOBIG). */
+enum ca_err ca_kube_credentials_refresh_token(struct ca_kube_credentials *c, bool force,
+                                              char *why, size_t whylen);
 void ca_kube_credentials_fini(struct ca_kube_credentials *c);
 
 #endif

@@ -533,7 +533,7 @@ static void test_auth(void)
 {
 	struct server srv = { .port = free_port(), .extra = { "--auth", "s3cret-token" } };
 	CHECK(server_start(&srv));
-	char url[64], path[128];
+	char url[64];
 	url_for(url, sizeof url, "nats", NULL, srv.port);
 	struct client c;
 
@@ -541,11 +541,24 @@ static void test_auth(void)
 	c.cfg.nats.auth.token = (char *)"s3cret-token";
 	CHECK(try_connect(&c, 5000));
 
-	tmp_path(path, sizeof path, "token");
-	CHECK(write_file(path, "s3cret-token\n"));
-	client_init(&c, url);
-	c.cfg.nats.auth.token_file = path;
+	/* A 5 KiB token (any size the config loader accepts) goes through to
+	 * a server whose control lines are long enough for it (nats-server's
+	 * default max_control_line, 4 KiB, would refuse the CONNECT line). */
+	static char long_token[5 * 1024 + 1], conf_text[6 * 1024];
+	char conf[128];
+	memset(long_token, 't', sizeof long_token - 1);
+	snprintf(conf_text, sizeof conf_text, "max_control_line: 16384\nauthorization { token: \"%s\" }\n",
+	         long_token);
+	tmp_path(conf, sizeof conf, "long-token.conf");
+	CHECK(write_file(conf, conf_text));
+	struct server srv_long = { .port = free_port(), .extra = { "-c", conf } };
+	CHECK(server_start(&srv_long));
+	char url_long[64];
+	url_for(url_long, sizeof url_long, "nats", NULL, srv_long.port);
+	client_init(&c, url_long);
+	c.cfg.nats.auth.token = long_token;
 	CHECK(try_connect(&c, 5000));
+	server_stop(&srv_long);
 
 	client_init(&c, url);
 	c.cfg.nats.auth.token = (char *)"wrong";
@@ -569,10 +582,6 @@ static void test_auth(void)
 	client_init(&c, url);
 	CHECK(!try_connect(&c, 500)); /* no credentials at all */
 
-	client_init(&c, url);
-	c.cfg.nats.auth.token_file = (char *)"/nonexistent/token";
-	CHECK_INT(client_make(&c), CA_EINVAL);
-	CHECK(c.bus == NULL);
 	server_stop(&srv);
 
 	struct server srv2 = { .port = free_port(), .extra = { "--user", "agent", "--pass", "pw-123" } };
@@ -581,13 +590,6 @@ static void test_auth(void)
 	client_init(&c, url);
 	c.cfg.nats.auth.user = (char *)"agent";
 	c.cfg.nats.auth.password = (char *)"pw-123";
-	CHECK(try_connect(&c, 5000));
-
-	client_init(&c, url);
-	c.cfg.nats.auth.user = (char *)"agent";
-	tmp_path(path, sizeof path, "password");
-	CHECK(write_file(path, "pw-123"));
-	c.cfg.nats.auth.password_file = path;
 	CHECK(try_connect(&c, 5000));
 
 	client_init(&c, url);

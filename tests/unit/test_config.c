@@ -509,7 +509,7 @@ static void test_unreadable(void)
 	char *env[] = { NULL };
 	CHECK_INT(ca_config_load(&c, &f, env, err, sizeof err), CA_EIO);
 	CHECK(strstr(err, path) == err);
-	CHECK(strstr(err, "No such file") != NULL);
+	CHECK(strstr(err, "no such file") != NULL);
 	ca_config_fini(&c);
 
 	/* A directory is not a config file either. */
@@ -677,8 +677,51 @@ static void test_secrets(void)
 	/* An unreadable secret file names its key and path, not a secret. */
 	char *env_missing[] = { "COLLECT_AGENT_NATS_AUTH_TOKEN_FILE=/nonexistent/token", NULL };
 	CHECK_INT(ca_config_load(&c, NULL, env_missing, err, sizeof err), CA_EIO);
-	CHECK(strstr(err, "nats.auth.token_file: \"/nonexistent/token\"") == err);
+	CHECK(strstr(err, "nats.auth.token_file: /nonexistent/token: no such file") == err);
 	ca_config_fini(&c);
+
+	/* The rules of the one secret reader (core/file.h), each named: a
+	 * directory, a FIFO (refused without blocking), control bytes inside,
+	 * more than 64 KiB. A 5 KiB token is fine, here and in the bus. */
+	char dir[512], fifo[512], ctl[512], env_bad[600];
+	write_file("secret-dir-placeholder", "x", dir, sizeof dir);
+	unlink(dir);
+	CHECK(mkdir(dir, 0700) == 0);
+	write_file("fifo-placeholder", "x", fifo, sizeof fifo);
+	unlink(fifo);
+	CHECK(mkfifo(fifo, 0600) == 0);
+	write_file("ctl", "tok\r\nX-Injected: 1\n", ctl, sizeof ctl);
+	static char big[70 * 1024], five_k[5 * 1024 + 1];
+	memset(big, 'a', sizeof big - 1);
+	memset(five_k, 'b', sizeof five_k - 1);
+	char bigpath[512], fivepath[512];
+	write_file("big", big, bigpath, sizeof bigpath);
+	write_file("five-k", five_k, fivepath, sizeof fivepath);
+	const struct {
+		const char *path, *says;
+		enum ca_err rc;
+	} bad[] = {
+		{ dir, "is a directory", CA_EINVAL },
+		{ fifo, "is a FIFO", CA_EINVAL },
+		{ ctl, "holds control bytes", CA_EINVAL },
+		{ bigpath, "larger than 64 KiB", CA_EINVAL },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(env_bad, sizeof env_bad, "COLLECT_AGENT_NATS_AUTH_TOKEN_FILE=%s", bad[i].path);
+		char *env_b[] = { env_bad, NULL };
+		CHECK_INT(ca_config_load(&c, NULL, env_b, err, sizeof err), bad[i].rc);
+		CHECK(strstr(err, "nats.auth.token_file: ") == err);
+		CHECK(strstr(err, bad[i].says) != NULL);
+		CHECK(strstr(err, "X-Injected") == NULL);
+		ca_config_fini(&c);
+	}
+	snprintf(env_bad, sizeof env_bad, "COLLECT_AGENT_NATS_AUTH_TOKEN_FILE=%s", fivepath);
+	char *env_5k[] = { env_bad, NULL };
+	CHECK_INT(ca_config_load(&c, NULL, env_5k, err, sizeof err), CA_OK);
+	CHECK_INT(strlen(c.nats.auth.token), sizeof five_k - 1);
+	ca_config_fini(&c);
+	unlink(fifo);
+	rmdir(dir);
 
 	/* An empty secret file is a mistake, not an empty password. */
 	char empty[512];

@@ -1,3 +1,4 @@
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -185,7 +186,6 @@ static void test_file(void)
 	char path[256], *data = NULL;
 	size_t len = 0;
 	int64_t mtime = 0;
-	int err_no = 0;
 	CHECK(mkdtemp(dir) != NULL);
 	snprintf(path, sizeof path, "%s/secret", dir);
 	FILE *f = fopen(path, "w");
@@ -193,22 +193,86 @@ static void test_file(void)
 	fputs("s3cret\n", f);
 	fclose(f);
 
-	CHECK_INT(ca_read_file(path, 7, &data, &len, &mtime, &err_no), CA_OK);
+	char why[128] = "";
+	CHECK_INT(ca_read_file(path, 7, &data, &len, &mtime, why, sizeof why), CA_OK);
 	CHECK_STR(data, "s3cret\n");
 	CHECK_INT(len, 7);
 	CHECK(mtime > 0);
 	ca_free_secret(data);
 	data = NULL;
-	CHECK_INT(ca_read_file(path, 6, &data, &len, NULL, NULL), CA_ETOOBIG);
+	CHECK_INT(ca_read_file(path, 6, &data, &len, NULL, why, sizeof why), CA_ETOOBIG);
+	CHECK_STR(why, "larger than 6 bytes");
 	CHECK(data == NULL);
-	CHECK_INT(ca_read_file(dir, 100, &data, &len, NULL, &err_no), CA_EIO);
+	CHECK_INT(ca_read_file(dir, 100, &data, &len, NULL, why, sizeof why), CA_EINVAL);
+	CHECK_STR(why, "is a directory");
 	CHECK(data == NULL);
 	snprintf(path, sizeof path, "%s/missing", dir);
-	CHECK_INT(ca_read_file(path, 100, &data, &len, NULL, &err_no), CA_ENOTFOUND);
+	CHECK_INT(ca_read_file(path, 100, &data, &len, NULL, why, sizeof why), CA_ENOTFOUND);
+	CHECK_STR(why, "no such file");
+	/* A FIFO without a writer would block open() for ever: refused at
+	 * once (the test would hang otherwise). */
+	char fifo[256];
+	snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+	CHECK(mkfifo(fifo, 0600) == 0);
+	CHECK_INT(ca_read_file(fifo, 100, &data, &len, NULL, why, sizeof why), CA_EINVAL);
+	CHECK_STR(why, "is a FIFO, not a regular file");
+	CHECK_INT(ca_read_secret(fifo, CA_SECRET_LINE, &data, &len, NULL, why, sizeof why), CA_EINVAL);
+	unlink(fifo);
 	/* /proc files report size 0: the buffer must grow as it reads. */
-	CHECK_INT(ca_read_file("/proc/self/status", 1 << 20, &data, &len, NULL, NULL), CA_OK);
+	CHECK_INT(ca_read_file("/proc/self/status", 1 << 20, &data, &len, NULL, NULL, 0), CA_OK);
 	CHECK(data && len > 100 && strstr(data, "VmRSS") != NULL && strlen(data) == len);
 	free(data);
+
+	/* The one secret reader: trailing whitespace cut, one line of
+	 * printable text, not empty, at most CA_SECRET_MAX. */
+	static const struct {
+		const char *content;
+		unsigned flags;
+		enum ca_err rc;
+		const char *value_or_why;
+	} secrets[] = {
+		{ "tok\n", CA_SECRET_LINE, CA_OK, "tok" },
+		{ "tok \t\r\n\n", CA_SECRET_LINE, CA_OK, "tok" },
+		{ "  lead", CA_SECRET_LINE, CA_OK, "  lead" },
+		{ "\n\n", CA_SECRET_LINE, CA_EINVAL, "is empty" },
+		{ "", CA_SECRET_LINE, CA_EINVAL, "is empty" },
+		{ "a\r\nInjected: 1", CA_SECRET_LINE, CA_EINVAL, "holds control bytes (a secret is one line of printable text)" },
+		{ "a\x7f", CA_SECRET_LINE, CA_EINVAL, "holds control bytes (a secret is one line of printable text)" },
+		{ "a\x01b", CA_SECRET_LINES, CA_EINVAL, "holds control bytes (NUL or other non-text bytes)" },
+		{ "SUSEED\nUPUB\n", CA_SECRET_LINES, CA_OK, "SUSEED\nUPUB" },
+	};
+	snprintf(path, sizeof path, "%s/secret", dir);
+	for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
+		f = fopen(path, "w");
+		CHECK(f != NULL);
+		fputs(secrets[i].content, f);
+		fclose(f);
+		data = NULL;
+		why[0] = '\0';
+		CHECK_INT(ca_read_secret(path, secrets[i].flags, &data, &len, NULL, why, sizeof why), secrets[i].rc);
+		if (secrets[i].rc == CA_OK) {
+			CHECK_STR(data, secrets[i].value_or_why);
+			CHECK_INT(len, strlen(secrets[i].value_or_why));
+		} else {
+			CHECK(data == NULL);
+			CHECK_STR(why, secrets[i].value_or_why);
+		}
+		ca_free_secret(data);
+	}
+	/* NUL inside: refused, not cut at the NUL. */
+	f = fopen(path, "w");
+	CHECK(f != NULL);
+	fwrite("ab\0cd", 1, 5, f);
+	fclose(f);
+	CHECK_INT(ca_read_secret(path, CA_SECRET_LINE, &data, &len, NULL, why, sizeof why), CA_EINVAL);
+	/* Over the cap. */
+	f = fopen(path, "w");
+	CHECK(f != NULL);
+	for (size_t i = 0; i <= CA_SECRET_MAX; i++)
+		fputc('x', f);
+	fclose(f);
+	CHECK_INT(ca_read_secret(path, CA_SECRET_LINE, &data, &len, NULL, why, sizeof why), CA_ETOOBIG);
+	CHECK_STR(why, "larger than 64 KiB");
 
 	char err[16];
 	ca_set_err(err, sizeof err, "key %s is bad", "nats.servers");

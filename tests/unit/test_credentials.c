@@ -166,39 +166,41 @@ static void test_in_cluster(void)
 	CHECK(!c.insecure_skip_tls_verify);
 
 	/* Unchanged file: same token. */
-	CHECK_INT(ca_kube_credentials_refresh_token(&c, false), CA_OK);
+	CHECK_INT(ca_kube_credentials_refresh_token(&c, false, NULL, 0), CA_OK);
 	CHECK_STR(c.token, "tok-1");
 
 	/* The kubelet rotates the projected token: a new mtime is noticed. */
 	write_file("sa/token", "tok-2 \r\n");
 	set_mtime("sa/token", 1700000100);
-	CHECK_INT(ca_kube_credentials_refresh_token(&c, false), CA_OK);
+	CHECK_INT(ca_kube_credentials_refresh_token(&c, false, NULL, 0), CA_OK);
 	CHECK_STR(c.token, "tok-2");
 
 	/* Same mtime: not re-read unless forced (as after a 401). */
 	write_file("sa/token", "tok-3");
 	set_mtime("sa/token", 1700000100);
-	CHECK_INT(ca_kube_credentials_refresh_token(&c, false), CA_OK);
+	CHECK_INT(ca_kube_credentials_refresh_token(&c, false, NULL, 0), CA_OK);
 	CHECK_STR(c.token, "tok-2");
-	CHECK_INT(ca_kube_credentials_refresh_token(&c, true), CA_OK);
+	CHECK_INT(ca_kube_credentials_refresh_token(&c, true, NULL, 0), CA_OK);
 	CHECK_STR(c.token, "tok-3");
 
 	/* A token with a line break would inject HTTP headers: refused, the
 	 * old token stays. */
 	write_file("sa/token", "tok-4\r\nX-Injected: yes\n");
 	set_mtime("sa/token", 1700000150);
-	CHECK_INT(ca_kube_credentials_refresh_token(&c, false), CA_EPROTO);
+	char why[128] = "";
+	CHECK_INT(ca_kube_credentials_refresh_token(&c, false, why, sizeof why), CA_EINVAL);
+	CHECK(strstr(why, "control bytes") != NULL);
 	CHECK_STR(c.token, "tok-3");
 
 	/* Caught mid-rotation (empty) or gone: an error, the old token stays. */
 	write_file("sa/token", "");
 	set_mtime("sa/token", 1700000200);
-	CHECK(ca_kube_credentials_refresh_token(&c, false) != CA_OK);
+	CHECK(ca_kube_credentials_refresh_token(&c, false, NULL, 0) != CA_OK);
 	CHECK_STR(c.token, "tok-3");
 	char tok[512];
 	path_of(tok, sizeof tok, "sa/token");
 	CHECK(unlink(tok) == 0);
-	CHECK_INT(ca_kube_credentials_refresh_token(&c, true), CA_ENOTFOUND);
+	CHECK_INT(ca_kube_credentials_refresh_token(&c, true, NULL, 0), CA_ENOTFOUND);
 	CHECK_STR(c.token, "tok-3");
 	ca_kube_credentials_fini(&c);
 	CHECK(c.token == NULL && c.server == NULL);
@@ -372,7 +374,7 @@ static void test_kubeconfig_inline_ca(void)
 	snprintf(want, sizeof want, "kubeconfig %s (context prod-ctx)", path);
 	CHECK_STR(c.source, want);
 	/* No token file: refresh keeps the inline token. */
-	CHECK_INT(ca_kube_credentials_refresh_token(&c, true), CA_OK);
+	CHECK_INT(ca_kube_credentials_refresh_token(&c, true, NULL, 0), CA_OK);
 	CHECK_STR(c.token, "abc.def.ghi");
 	ca_kube_credentials_fini(&c);
 
@@ -441,7 +443,7 @@ static void test_kubeconfig_client_cert(void)
 	CHECK_STR(c.token, "file-token");
 	write_file("certs/token", "file-token-2\n");
 	set_mtime("certs/token", 1700000500);
-	CHECK_INT(ca_kube_credentials_refresh_token(&c, false), CA_OK);
+	CHECK_INT(ca_kube_credentials_refresh_token(&c, false, NULL, 0), CA_OK);
 	CHECK_STR(c.token, "file-token-2");
 	ca_kube_credentials_fini(&c);
 
