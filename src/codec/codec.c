@@ -22,6 +22,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "codec/json_writer.h"
+#include "core/utf8.h"
 #include "proto/agent.pb-c.h"
 
 #define MIN_TIME_MS CA_CODEC_MIN_TIME_MS
@@ -62,31 +63,9 @@ enum ca_err ca_codec_format_from_content_type(const char *ct, enum ca_codec_form
 
 /* ------------------------------------------------------------------- UTF-8 */
 
-bool ca_codec_utf8_valid(const void *s, size_t len)
-{
-	const unsigned char *p = s;
-	size_t i = 0;
-	while (i < len) {
-		/* Most text is ASCII: skip it eight bytes at a time. */
-		if (len - i >= 8) {
-			uint64_t x;
-			memcpy(&x, p + i, 8);
-			if (!(x & 0x8080808080808080ULL)) {
-				i += 8;
-				continue;
-			}
-		}
-		size_t n = ca_codec_utf8_seq(p + i, len - i);
-		if (n == 0)
-			return false;
-		i += n;
-	}
-	return true;
-}
-
 static bool text_is_clean(const char *s, size_t len)
 {
-	return memchr(s, '\0', len) == NULL && ca_codec_utf8_valid(s, len);
+	return memchr(s, '\0', len) == NULL && ca_utf8_valid(s, len);
 }
 
 /* Heap copy of s[0..len) with each byte that does not start a well-formed
@@ -102,7 +81,7 @@ static char *text_sanitize(const char *s, size_t len, size_t *outlen)
 		return NULL;
 	size_t o = 0, i = 0;
 	while (i < len) {
-		size_t n = p[i] ? ca_codec_utf8_seq(p + i, len - i) : 0;
+		size_t n = p[i] ? ca_utf8_seq(p + i, len - i) : 0;
 		if (n == 0) {
 			memcpy(out + o, replacement, 3);
 			o += 3;

@@ -205,9 +205,6 @@ enum ca_err ca_codec_decode_command(enum ca_codec_format f, const void *data, si
  * already finished command. */
 void ca_command_fini(struct ca_command *cmd);
 
-/* True when s[0..len) is well-formed UTF-8 (no overlong forms, surrogates
- * or code points above U+10FFFF). NUL bytes count as valid. */
-bool ca_codec_utf8_valid(const void *s, size_t len);
 
 /* Decoders for the agent's own outbound messages, used by tests and tools:
  * they re-encode the decoded message as JSON into out so a protobuf payload

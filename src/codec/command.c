@@ -6,6 +6,7 @@
  * CommandResult). Both formats end in the same struct and the same final
  * checks; the caller has already capped the payload's total size. */
 #include "codec/codec.h"
+#include "core/utf8.h"
 
 #include <stddef.h>
 #include <stdarg.h>
@@ -65,7 +66,7 @@ static enum ca_err check_text(const char *name, const char *s, size_t len, char 
 		            len, CA_COMMAND_MAX_STRING);
 	if (memchr(s, '\0', len))
 		return fail(err, errlen, CA_EINVAL, "field '%s' contains a NUL byte", name);
-	if (!ca_codec_utf8_valid(s, len))
+	if (!ca_utf8_valid(s, len))
 		return fail(err, errlen, CA_EINVAL, "field '%s' is not valid UTF-8", name);
 	return CA_OK;
 }

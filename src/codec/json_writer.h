@@ -59,41 +59,6 @@ size_t ca_codec_jw_format_int(int64_t v, char out[20]);
  * CA_CODEC_MAX_TIME_MS]; false (out untouched) outside that range. */
 bool ca_codec_jw_format_time(int64_t unix_ms, char out[CA_CODEC_TIME_LEN]);
 
-/* Length of the well-formed UTF-8 sequence at p (Unicode table 3-7), 0 if
- * there is none. Shared with codec.c's validator and sanitizer so JSON and
- * protobuf agree on what is replaced. */
-static inline size_t ca_codec_utf8_seq(const unsigned char *p, size_t avail)
-{
-	unsigned c = p[0];
-	unsigned lo = 0x80, hi = 0xBF;
-	size_t n;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF) {
-		n = 2;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		n = 3;
-		if (c == 0xE0)
-			lo = 0xA0;
-		else if (c == 0xED)
-			hi = 0x9F;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		n = 4;
-		if (c == 0xF0)
-			lo = 0x90;
-		else if (c == 0xF4)
-			hi = 0x8F;
-	} else {
-		return 0;
-	}
-	if (avail < n || p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xBF)
-			return 0;
-	return n;
-}
-
 static inline void ca_codec_jw_begin(struct ca_jw *w, struct ca_buf *out)
 {
 	w->out = out;

@@ -1,5 +1,7 @@
 #include "core/buf.h"
 
+#include "core/json.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,75 +133,7 @@ enum ca_err ca_strlcpy(char *dst, const char *src, size_t dstlen)
 	return CA_OK;
 }
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if invalid:
- * no overlong forms, no surrogates, nothing above U+10FFFF. */
-static size_t utf8_sequence(const unsigned char *p, size_t n)
-{
-	size_t len;
-	uint32_t cp;
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xC2 && p[0] <= 0xDF) {
-		len = 2;
-		cp = p[0] & 0x1F;
-	} else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
-		len = 3;
-		cp = p[0] & 0x0F;
-	} else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
-		len = 4;
-		cp = p[0] & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3F);
-	}
-	if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-	    (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-		return 0;
-	return len;
-}
-
 enum ca_err ca_buf_append_json_string(struct ca_buf *b, const char *s)
 {
-	const unsigned char *p = (const unsigned char *)(s ? s : "");
-	size_t n = strlen((const char *)p);
-	enum ca_err err = ca_buf_append(b, "\"", 1);
-	while (!err && *p) {
-		size_t run = 0;
-		/* Copy plain printable ASCII in one go. */
-		while (p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\')
-			run++;
-		if (run) {
-			err = ca_buf_append(b, p, run);
-			p += run;
-			n -= run;
-			continue;
-		}
-		if (*p == '"' || *p == '\\') {
-			char esc[2] = { '\\', (char)*p };
-			err = ca_buf_append(b, esc, 2);
-			p++, n--;
-		} else if (*p < 0x20) {
-			err = ca_buf_printf(b, "\\u%04x", *p);
-			p++, n--;
-		} else {
-			size_t len = utf8_sequence(p, n);
-			if (len) {
-				err = ca_buf_append(b, p, len);
-			} else {
-				len = 1;
-				err = ca_buf_append(b, "\xEF\xBF\xBD", 3); /* U+FFFD */
-			}
-			p += len;
-			n -= len;
-		}
-	}
-	if (!err)
-		err = ca_buf_append(b, "\"", 1);
-	return err;
+	return ca_json_append_string(b, s ? s : "", s ? strlen(s) : 0);
 }

@@ -39,10 +39,9 @@ void ca_buf_consume(struct ca_buf *b, size_t n);
  * Returns an empty heap string when nothing was appended; NULL on ENOMEM. */
 char *ca_buf_take(struct ca_buf *b, size_t *len);
 
-/* Append s (NULL = "") as a JSON string: quotes, backslash and control
- * bytes escaped, and any byte that is not part of valid UTF-8 replaced by
- * U+FFFD, so the result is valid JSON whatever s holds (server error texts,
- * file names). For /health and similar small documents. */
+/* Append s (NULL = "") as a JSON string with the one escaper of the
+ * program (core/json.h): the result is valid JSON whatever s holds (server
+ * error texts, file names), invalid UTF-8 replaced by U+FFFD. */
 enum ca_err ca_buf_append_json_string(struct ca_buf *b, const char *s);
 
 /* Bounded string copy that always terminates; returns CA_ETOOBIG when src

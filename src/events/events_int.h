@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/utf8.h"
 #include "events/events.h"
 #include "kube/kobj.h"
 #include "kube/reflector.h"
@@ -64,9 +65,6 @@ enum ca_err ca_events_fold(const struct ca_kobj *obj, const struct ca_event_fold
 enum ca_err ca_events_rec_dup(const struct ca_event_rec *rec, struct ca_event_rec **out);
 void ca_events_rec_free(struct ca_event_rec *rec);
 
-/* Cut s (length len) to at most max bytes at a UTF-8 character boundary;
- * returns the kept length. */
-size_t ca_events_utf8_cut(const char *s, size_t len, size_t max);
 /* 64-bit FNV-1a, mixed; h = 0 to start, chain to hash several strings. */
 uint64_t ca_events_hash(uint64_t h, const char *s);
 

@@ -48,17 +48,6 @@ static uint64_t mix(uint64_t h)
 	return h ? h : 1; /* 0 means a free slot in the tables */
 }
 
-size_t ca_events_utf8_cut(const char *s, size_t len, size_t max)
-{
-	if (len <= max)
-		return len;
-	size_t n = max;
-	/* Back off continuation bytes (10xxxxxx) so no character is split. */
-	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-		n--;
-	return n;
-}
-
 static const char *str_or_empty(const char *s)
 {
 	return s ? s : "";
@@ -167,7 +156,7 @@ enum ca_err ca_events_fold(const struct ca_kobj *obj, const struct ca_event_fold
 		f[i] = str_or_empty(f[i]);
 		len[i] = strlen(f[i]);
 		if (i != F_MESSAGE)
-			len[i] = ca_events_utf8_cut(f[i], len[i], CA_EVENTS_MAX_FIELD);
+			len[i] = ca_utf8_cut(f[i], len[i], CA_EVENTS_MAX_FIELD);
 	}
 	if (len[F_MESSAGE] > max_msg) {
 		/* Keep message + marker within max_msg; the marker's width depends
@@ -175,7 +164,7 @@ enum ca_err ca_events_fold(const struct ca_kobj *obj, const struct ca_event_fold
 		int m = snprintf(marker, sizeof marker, MARKER_FMT, len[F_MESSAGE]);
 		size_t mlen = m > 0 ? (size_t)m : 0;
 		size_t budget = max_msg > mlen ? max_msg - mlen : 0;
-		msg_keep = ca_events_utf8_cut(f[F_MESSAGE], len[F_MESSAGE], budget);
+		msg_keep = ca_utf8_cut(f[F_MESSAGE], len[F_MESSAGE], budget);
 		snprintf(marker, sizeof marker, MARKER_FMT, len[F_MESSAGE] - msg_keep);
 		truncated = true;
 	} else {

@@ -19,6 +19,8 @@
  * other on every input. */
 #include "kube/json_parse.h"
 
+#include "core/utf8.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
@@ -166,42 +168,6 @@ static inline const unsigned char *skip_plain(const unsigned char *p, const unsi
 	return p;
 }
 
-/* Length of the valid UTF-8 sequence at p (whose first byte is >= 0x80),
- * or 0. jansson's rules: no overlong forms, no surrogates, nothing above
- * U+10FFFF, lead bytes 0xC2-0xF4 only. */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end)
-{
-	unsigned c = p[0];
-	size_t n;
-	uint32_t v;
-	if (c < 0xC2)
-		return 0; /* continuation byte, or an overlong 2-byte lead */
-	if (c <= 0xDF) {
-		n = 2;
-		v = c & 0x1F;
-	} else if (c <= 0xEF) {
-		n = 3;
-		v = c & 0x0F;
-	} else if (c <= 0xF4) {
-		n = 4;
-		v = c & 0x07;
-	} else {
-		return 0;
-	}
-	if ((size_t)(end - p) < n)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-		v = v << 6 | (p[i] & 0x3F);
-	}
-	if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-		return 0;
-	if ((n == 3 && v < 0x800) || (n == 4 && v < 0x10000))
-		return 0;
-	return n;
-}
-
 static int hex4(const unsigned char *p)
 {
 	int v = 0;
@@ -323,7 +289,7 @@ static enum scan scan_string(struct parser *ps, unsigned char **pp, const char *
 			*pp = p + 1;
 			return SCAN_OK;
 		case C_UTF8: {
-			size_t k = utf8_len(p, end);
+			size_t k = ca_utf8_seq(p, (size_t)(end - p));
 			if (!k)
 				return syntax(ps, p, "invalid UTF-8");
 			p += k;
@@ -362,7 +328,7 @@ escaped:;
 			break;
 		}
 		case C_UTF8: {
-			size_t k = utf8_len(p, end);
+			size_t k = ca_utf8_seq(p, (size_t)(end - p));
 			if (!k)
 				return syntax(ps, p, "invalid UTF-8");
 			p += k;

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/json.h"
+#include "core/utf8.h"
 #include "core/timeutil.h"
 
 static enum ca_log_level min_level = CA_LOG_INFO;
@@ -15,14 +17,18 @@ static bool use_json = true;
 static int out_fd = 2;
 static char cluster_id[128];
 static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
 /* A record's content stops growing at LOG_SOFT_MAX bytes; the slack above it
- * always holds what closes the record (a quote, an escape, the truncation
- * marker, "}\n"), so even a cut record is one line of valid JSON. */
+ * always holds what closes the record (a quote, the truncation marker,
+ * "}\n"), so even a cut record is one line of valid JSON. A string cut to
+ * fit below the soft cap may still grow up to six times when escaped (a
+ * control byte becomes \u00XX), hence the buffer's hard cap. */
 #define LOG_SOFT_MAX ((size_t)1 << 20)
 #define LOG_SLACK 256
+#define LOG_HARD_MAX (6 * LOG_SOFT_MAX + LOG_SLACK)
 
 static bool room(const struct ca_buf *b, bool *truncated)
 {
@@ -77,24 +83,21 @@ bool ca_log_enabled(enum ca_log_level level)
 	return level >= min_level;
 }
 
+/* The one JSON escaper (core/json.h), so a record is valid JSON whatever
+ * bytes a field holds; a string that would pass the soft cap is cut at a
+ * UTF-8 boundary first. */
 static void json_string(struct ca_buf *b, const char *s, bool *truncated)
 {
-	ca_buf_append(b, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)s; *p && room(b, truncated); p++) {
-		switch (*p) {
-		case '"': ca_buf_append(b, "\\\"", 2); break;
-		case '\\': ca_buf_append(b, "\\\\", 2); break;
-		case '\n': ca_buf_append(b, "\\n", 2); break;
-		case '\r': ca_buf_append(b, "\\r", 2); break;
-		case '\t': ca_buf_append(b, "\\t", 2); break;
-		default:
-			if (*p < 0x20)
-				ca_buf_printf(b, "\\u%04x", *p);
-			else
-				ca_buf_append(b, p, 1);
-		}
+	size_t n = strlen(s);
+	size_t left = b->len < LOG_SOFT_MAX ? LOG_SOFT_MAX - b->len : 0;
+	if (n > left) {
+		n = ca_utf8_cut(s, n, left);
+		*truncated = true;
 	}
-	ca_buf_append(b, "\"", 1);
+	if (ca_json_append_string(b, s, n) != CA_OK) {
+		ca_buf_append(b, "\"\"", 2);
+		*truncated = true;
+	}
 }
 
 /* Text format keeps a record on one line: control bytes become '?'. */
@@ -112,7 +115,7 @@ static void emit(enum ca_log_level level, const char *component, const char *msg
 	char ts[CA_RFC3339_LEN];
 	char id[128];
 	bool truncated = false;
-	ca_buf_init(&b, LOG_SOFT_MAX + LOG_SLACK);
+	ca_buf_init(&b, LOG_HARD_MAX);
 	ca_format_rfc3339(ca_now_unix_ms(), ts);
 	pthread_mutex_lock(&id_lock);
 	memcpy(id, cluster_id, sizeof id);
@@ -155,13 +158,18 @@ static void emit(enum ca_log_level level, const char *component, const char *msg
 		ca_buf_append_str(&b, use_json ? ",\"log_truncated\":true" : " log_truncated=true");
 	ca_buf_append_str(&b, use_json ? "}\n" : "\n");
 	if (b.data) {
+		/* One write(2) per record; the lock keeps a record whole even
+		 * when the kernel takes it in pieces (a pipe above PIPE_BUF),
+		 * so records of different threads never interleave. */
 		size_t off = 0;
+		pthread_mutex_lock(&write_lock);
 		while (off < b.len) {
 			ssize_t n = write(out_fd, b.data + off, b.len - off);
 			if (n <= 0)
 				break;
 			off += (size_t)n;
 		}
+		pthread_mutex_unlock(&write_lock);
 	}
 	ca_buf_fini(&b);
 }

@@ -2,9 +2,13 @@
  *
  * JSON (default): {"ts":"…","level":"info","component":"bus",
  * "cluster_id":"…","msg":"…", <fields>}. Text: "ts LEVEL component: msg k=v".
- * Fields are string key/value pairs; callers never pass secrets. Each record
- * is written with one write(2), so records from different threads do not
- * interleave. Any thread may log; configure before starting threads. */
+ * Fields are string key/value pairs; callers never pass secrets. A record
+ * is valid JSON whatever bytes its strings hold (invalid UTF-8 becomes
+ * U+FFFD) and stays one line; one over 1 MiB is cut and says so
+ * ("log_truncated":true). A record is written with one write(2) call
+ * under a lock (looping only if the kernel takes it in pieces), so records
+ * from different threads never interleave. Any thread may log; configure
+ * before starting threads. */
 #ifndef CA_LOG_LOG_H
 #define CA_LOG_LOG_H
 

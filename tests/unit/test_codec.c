@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "codec/codec.h"
+#include "core/utf8.h"
 #include "codec/json_writer.h"
 #include "core/buf.h"
 #include "core/timeutil.h"
@@ -605,16 +606,16 @@ static void test_content_type(void)
 
 static void test_utf8(void)
 {
-	CHECK(ca_codec_utf8_valid("", 0));
-	CHECK(ca_codec_utf8_valid("plain", 5));
-	CHECK(ca_codec_utf8_valid("\xC3\xA9t\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80", 14));
-	CHECK(!ca_codec_utf8_valid("\xFF", 1));
-	CHECK(!ca_codec_utf8_valid("\xC3", 1));              /* truncated */
-	CHECK(!ca_codec_utf8_valid("\xC0\xAF", 2));          /* overlong '/' */
-	CHECK(!ca_codec_utf8_valid("\xE0\x80\xAF", 3));      /* overlong */
-	CHECK(!ca_codec_utf8_valid("\xED\xA0\x80", 3));      /* surrogate */
-	CHECK(!ca_codec_utf8_valid("\xF4\x90\x80\x80", 4));  /* > U+10FFFF */
-	CHECK(ca_codec_utf8_valid("\xF4\x8F\xBF\xBF", 4));   /* U+10FFFF */
+	CHECK(ca_utf8_valid("", 0));
+	CHECK(ca_utf8_valid("plain", 5));
+	CHECK(ca_utf8_valid("\xC3\xA9t\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80", 14));
+	CHECK(!ca_utf8_valid("\xFF", 1));
+	CHECK(!ca_utf8_valid("\xC3", 1));              /* truncated */
+	CHECK(!ca_utf8_valid("\xC0\xAF", 2));          /* overlong '/' */
+	CHECK(!ca_utf8_valid("\xE0\x80\xAF", 3));      /* overlong */
+	CHECK(!ca_utf8_valid("\xED\xA0\x80", 3));      /* surrogate */
+	CHECK(!ca_utf8_valid("\xF4\x90\x80\x80", 4));  /* > U+10FFFF */
+	CHECK(ca_utf8_valid("\xF4\x8F\xBF\xBF", 4));   /* U+10FFFF */
 }
 
 /* ------------------------------------------------------------ heartbeat */
@@ -1492,7 +1493,7 @@ static void test_writer_matches_reference_random(void)
 		 * reference's byte-by-byte check. */
 		size_t vn;
 		const char *vt = random_text(&p, &vn, false);
-		CHECK(ca_codec_utf8_valid(vt, vn) == ref_text_is_clean(vt, vn));
+		CHECK(ca_utf8_valid(vt, vn) == ref_text_is_clean(vt, vn));
 
 		if (iter % 4 == 1 || allow_bad) {
 			struct ca_msg_node_condition conds[3][3];

@@ -8,6 +8,7 @@
 #include "core/loop.h"
 #include "core/prom.h"
 #include "core/timeutil.h"
+#include "core/utf8.h"
 
 static void test_buf(void)
 {
@@ -40,7 +41,7 @@ static void test_json_string(void)
 	struct ca_buf b;
 	ca_buf_init(&b, 0);
 	CHECK_INT(ca_buf_append_json_string(&b, "a\"b\\c\n\x01 caf\xC3\xA9 \xE2\x82\xAC"), CA_OK);
-	CHECK_STR(b.data, "\"a\\\"b\\\\c\\u000a\\u0001 caf\xC3\xA9 \xE2\x82\xAC\"");
+	CHECK_STR(b.data, "\"a\\\"b\\\\c\\n\\u0001 caf\xC3\xA9 \xE2\x82\xAC\"");
 	ca_buf_reset(&b);
 	/* Invalid UTF-8 (a lone continuation byte, an overlong '/', a
 	 * truncated sequence, an encoded surrogate) becomes U+FFFD per byte. */
@@ -57,6 +58,35 @@ static void test_json_string(void)
 	ca_buf_init(&b, 4);
 	CHECK_INT(ca_buf_append_json_string(&b, "abcdef"), CA_ETOOBIG);
 	ca_buf_fini(&b);
+}
+
+static void test_utf8(void)
+{
+	/* ca_utf8_cut never splits a character. */
+	const char *s = "a\xc3\xa9" "b\xe2\x82\xac" "c\xf0\x9f\x98\x80"; /* a é b € c 😀 */
+	size_t n = strlen(s);
+	CHECK_INT(ca_utf8_cut(s, n, 100), n);
+	CHECK_INT(ca_utf8_cut(s, n, 1), 1);
+	CHECK_INT(ca_utf8_cut(s, n, 2), 1);  /* inside é */
+	CHECK_INT(ca_utf8_cut(s, n, 3), 3);
+	CHECK_INT(ca_utf8_cut(s, n, 5), 4);  /* inside € */
+	CHECK_INT(ca_utf8_cut(s, n, 6), 4);
+	CHECK_INT(ca_utf8_cut(s, n, 7), 7);
+	CHECK_INT(ca_utf8_cut(s, n, 9), 8);  /* inside 😀 */
+	CHECK_INT(ca_utf8_cut(s, n, 11), 8);
+	CHECK_INT(ca_utf8_cut(s, n, 0), 0);
+
+	/* The validator: table 3-7 of the Unicode standard. */
+	CHECK(ca_utf8_valid("", 0));
+	CHECK(ca_utf8_valid("plain ascii text here", 21));
+	CHECK(ca_utf8_valid("a\0b", 3));
+	CHECK(!ca_utf8_valid("\xC0\xAF", 2));
+	CHECK(!ca_utf8_valid("\xED\xA0\x80", 3));
+	CHECK(!ca_utf8_valid("0123456789\xF4\x90\x80\x80", 14));
+	CHECK(ca_utf8_valid("0123456789\xF4\x8F\xBF\xBF", 14));
+	CHECK_INT(ca_utf8_seq((const unsigned char *)"\xE2\x82\xAC", 3), 3);
+	CHECK_INT(ca_utf8_seq((const unsigned char *)"\xE2\x82\xAC", 2), 0); /* truncated */
+	CHECK_INT(ca_utf8_seq((const unsigned char *)"\x80", 1), 0);
 }
 
 static void test_time(void)
@@ -287,6 +317,7 @@ int main(void)
 {
 	test_buf();
 	test_json_string();
+	test_utf8();
 	test_time();
 	test_loop();
 	test_prom();

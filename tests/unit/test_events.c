@@ -396,20 +396,6 @@ static bool valid_utf8(const char *s)
 
 static void test_truncation(void)
 {
-	/* ca_events_utf8_cut never splits a character. */
-	const char *s = "a\xc3\xa9" "b\xe2\x82\xac" "c\xf0\x9f\x98\x80"; /* a é b € c 😀 */
-	size_t n = strlen(s);
-	CHECK_INT(ca_events_utf8_cut(s, n, 100), n);
-	CHECK_INT(ca_events_utf8_cut(s, n, 1), 1);
-	CHECK_INT(ca_events_utf8_cut(s, n, 2), 1);  /* inside é */
-	CHECK_INT(ca_events_utf8_cut(s, n, 3), 3);
-	CHECK_INT(ca_events_utf8_cut(s, n, 5), 4);  /* inside € */
-	CHECK_INT(ca_events_utf8_cut(s, n, 6), 4);
-	CHECK_INT(ca_events_utf8_cut(s, n, 7), 7);
-	CHECK_INT(ca_events_utf8_cut(s, n, 9), 8);  /* inside 😀 */
-	CHECK_INT(ca_events_utf8_cut(s, n, 11), 8);
-	CHECK_INT(ca_events_utf8_cut(s, n, 0), 0);
-
 	/* A 1 MB message of multi-byte characters, cut at several limits. */
 	size_t big = 1 << 20;
 	char *json = malloc(big + 256);

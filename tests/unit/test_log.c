@@ -65,6 +65,31 @@ static void test_json(void)
 	json_decref(b);
 }
 
+static void write_bad_utf8_records(void)
+{
+	ca_log_configure(CA_LOG_INFO, true);
+	/* Bytes >= 0x80 that are not UTF-8, and a field cut inside a
+	 * character by a "%.4s" (as a caller cutting a peer's text would). */
+	char cut[32];
+	snprintf(cut, sizeof cut, "%.4s", "caf\xC3\xA9");
+	ca_log(CA_LOG_WARN, "bus", "bad \xFF\xFE bytes", "cut", cut, "latin1", "na\xEFve", NULL);
+}
+
+static void test_bad_utf8(void)
+{
+	capture(write_bad_utf8_records);
+	json_error_t jerr;
+	/* jansson refuses invalid UTF-8: the record must be valid JSON. */
+	json_t *a = json_loads(captured, JSON_DISABLE_EOF_CHECK, &jerr);
+	CHECK(a != NULL);
+	if (a) {
+		CHECK_STR(json_string_value(json_object_get(a, "msg")), "bad \xEF\xBF\xBD\xEF\xBF\xBD bytes");
+		CHECK_STR(json_string_value(json_object_get(a, "cut")), "caf\xEF\xBF\xBD");
+		CHECK_STR(json_string_value(json_object_get(a, "latin1")), "na\xEF\xBF\xBDve");
+	}
+	json_decref(a);
+}
+
 static void write_text_records(void)
 {
 	ca_log_configure(CA_LOG_DEBUG, false);
@@ -160,6 +185,7 @@ out:
 int main(void)
 {
 	test_json();
+	test_bad_utf8();
 	test_text();
 	test_levels();
 	test_oversized_record();
