@@ -336,7 +336,12 @@ static void on_cluster_known(void *arg, const struct ca_cluster_info *info)
 	ca_log_set_cluster_id(a->cluster_id);
 	ca_log(CA_LOG_INFO, "cluster", "cluster ID known", "cluster_id", info->id, "source", info->source,
 	       "provider", info->provider, "region", info->region, NULL);
-	enum ca_err rc = ca_bus_subscribe(a->bus, a->subject_command, a->queue_group);
+	/* Commands wait for the loop in at most 64 messages of the bus's
+	 * default 4 MiB, or two of the largest command allowed. */
+	size_t pending = CA_BUS_SUB_PENDING_BYTES;
+	if ((size_t)a->cfg->exec.max_command_bytes > pending / 2)
+		pending = 2 * (size_t)a->cfg->exec.max_command_bytes;
+	enum ca_err rc = ca_bus_subscribe(a->bus, a->subject_command, a->queue_group, 0, pending);
 	if (rc != CA_OK)
 		ca_log(CA_LOG_ERROR, "agent", "cannot subscribe to commands", "subject", a->subject_command,
 		       "error", ca_strerror(rc), NULL);

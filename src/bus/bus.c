@@ -64,6 +64,8 @@ struct sub {
 	struct ca_bus *bus;   /* owner, for on_sub_complete */
 	char *subject;
 	char *queue;          /* NULL = plain subscription */
+	int max_msgs;         /* nats.c's pending limits for it */
+	size_t max_bytes;
 	natsSubscription *ns; /* NULL until subscribed on the connection */
 	bool completed;       /* on-complete callback ran (qlock) */
 };
@@ -88,6 +90,7 @@ struct ca_bus {
 	bool qlock_init;
 	struct event *qhead, *qtail;
 	size_t qbytes;
+	size_t qmax;        /* qlock: the sum of the subscriptions' max_bytes */
 	bool closing;       /* qlock: drop new events */
 	bool nats_closed;   /* qlock: nats.c's closed callback ran */
 	int efd;
@@ -175,7 +178,7 @@ static void enqueue(struct ca_bus *bus, struct event *ev)
 	pthread_mutex_lock(&bus->qlock);
 	if (bus->closing) {
 		dropped = true;
-	} else if (ev->type == EV_MESSAGE && bus->qbytes + ev->size > CA_BUS_QUEUE_MAX_BYTES) {
+	} else if (ev->type == EV_MESSAGE && bus->qbytes + ev->size > bus->qmax) {
 		dropped = true;
 		atomic_fetch_add(&bus->dropped, 1);
 	} else {
@@ -323,8 +326,8 @@ static void on_nats_error(natsConnection *nc, natsSubscription *sub, natsStatus 
 	snprintf(text, sizeof text, "%s%s%s", natsStatus_GetText(status),
 	         detail ? ": " : "", detail ? detail : "");
 	record_error(bus, text);
-	if (status == NATS_SLOW_CONSUMER)
-		atomic_fetch_add(&bus->dropped, 1);
+	/* A slow consumer's drops are counted by nats.c per subscription
+	 * (natsSubscription_GetDropped), read when metrics are rendered. */
 	ca_log(CA_LOG_WARN, COMPONENT, "NATS asynchronous error", "error", text, NULL);
 }
 
@@ -733,8 +736,11 @@ static enum ca_err sub_attach(struct ca_bus *bus, struct sub *s)
 	}
 	if (natsSubscription_SetOnCompleteCB(s->ns, on_sub_complete, s) != NATS_OK)
 		s->completed = true; /* already closed: no handler can run */
-	/* The library's default per-subscription limit (65536 messages) is
-	 * fine; our own queue has its own cap. */
+	/* nats.c's default (65536 messages, 64 MiB) would be a second large
+	 * buffer in front of ours: the memory budget counts this one. */
+	int bytes = s->max_bytes > (size_t)INT32_MAX ? INT32_MAX : (int)s->max_bytes;
+	if (natsSubscription_SetPendingLimits(s->ns, s->max_msgs, bytes) != NATS_OK)
+		return CA_EIO;
 	return CA_OK;
 }
 
@@ -787,7 +793,8 @@ static void sub_free(struct sub *s)
 	free(s);
 }
 
-enum ca_err ca_bus_subscribe(struct ca_bus *bus, const char *subject, const char *queue_group)
+enum ca_err ca_bus_subscribe(struct ca_bus *bus, const char *subject, const char *queue_group,
+                             int max_pending_msgs, size_t max_pending_bytes)
 {
 	enum ca_err rc = CA_EINVAL;
 	struct sub *s = NULL;
@@ -808,6 +815,8 @@ enum ca_err ca_bus_subscribe(struct ca_bus *bus, const char *subject, const char
 	if (!s)
 		goto out;
 	s->bus = bus;
+	s->max_msgs = max_pending_msgs > 0 ? max_pending_msgs : CA_BUS_SUB_PENDING_MSGS;
+	s->max_bytes = max_pending_bytes > 0 ? max_pending_bytes : CA_BUS_SUB_PENDING_BYTES;
 	s->subject = strdup(subject);
 	s->queue = nonempty(queue_group) ? strdup(queue_group) : NULL;
 	if (!s->subject || (nonempty(queue_group) && !s->queue))
@@ -818,6 +827,9 @@ enum ca_err ca_bus_subscribe(struct ca_bus *bus, const char *subject, const char
 			goto out;
 	}
 	bus->subs[bus->nsubs++] = s;
+	pthread_mutex_lock(&bus->qlock);
+	bus->qmax += s->max_bytes + (size_t)s->max_msgs * sizeof(struct event);
+	pthread_mutex_unlock(&bus->qlock);
 	s = NULL;
 	rc = CA_OK;
 out:
@@ -947,8 +959,16 @@ void ca_bus_render_metrics(const struct ca_bus *bus, struct ca_prom *p)
 	               "Messages received from NATS subscriptions.", LOAD(received));
 	ca_prom_single(p, "agent_nats_received_bytes_total", "counter",
 	               "Payload bytes received from NATS subscriptions.", LOAD(received_bytes));
+	double dropped = LOAD(dropped);
+	for (size_t i = 0; i < bus->nsubs; i++) {
+		int64_t n = 0;
+		if (bus->subs[i]->ns && !bus->closed &&
+		    natsSubscription_GetDropped(bus->subs[i]->ns, &n) == NATS_OK && n > 0)
+			dropped += (double)n;
+	}
 	ca_prom_single(p, "agent_nats_dropped_messages_total", "counter",
-	               "Incoming messages dropped (agent queue full or slow consumer).", LOAD(dropped));
+	               "Incoming messages dropped (a subscription's pending limit or the hand-off "
+	               "queue to the loop was full).", dropped);
 	int buffered = bus->conn && !bus->closed ? natsConnection_Buffered(bus->conn) : 0;
 	ca_prom_single(p, "agent_nats_buffered_bytes", "gauge",
 	               "Bytes waiting in the NATS client's outgoing or reconnect buffer.",

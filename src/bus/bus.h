@@ -62,9 +62,13 @@ struct ca_bus_callbacks {
 	void (*on_message)(void *arg, const struct ca_bus_msg *msg);
 };
 
-/* Cap on the bytes of incoming messages waiting for the loop; beyond it
- * messages are dropped and counted (agent_nats_dropped_messages_total). */
-#define CA_BUS_QUEUE_MAX_BYTES (64u * 1024u * 1024u)
+/* Incoming messages are bounded twice, both counted in
+ * agent_nats_dropped_messages_total when exceeded: nats.c holds at most a
+ * subscription's max_pending_msgs / max_pending_bytes for it (its slow
+ * consumer limits), and the hand-off queue to the loop at most the sum of
+ * the subscriptions' max_pending_bytes. Defaults for a subscription: */
+#define CA_BUS_SUB_PENDING_MSGS 64
+#define CA_BUS_SUB_PENDING_BYTES ((size_t)4 << 20)
 
 /* Create a bus; nothing is contacted yet. cfg is borrowed and must outlive
  * the bus (the loader's config does); loop is borrowed; cbs is copied. Reads
@@ -84,8 +88,11 @@ enum ca_err ca_bus_connect(struct ca_bus *bus);
 /* Subscribe to subject, in queue_group when not NULL (both copied). Works
  * before ca_bus_connect() and before the first successful connect; nats.c
  * re-sends subscriptions after every reconnect. Messages arrive through
- * on_message. CA_EINVAL for an empty subject or a closed bus. */
-enum ca_err ca_bus_subscribe(struct ca_bus *bus, const char *subject, const char *queue_group);
+ * on_message. At most max_pending_msgs messages and max_pending_bytes bytes
+ * wait for the loop (0 = CA_BUS_SUB_PENDING_MSGS / _BYTES); more are
+ * dropped and counted. CA_EINVAL for an empty subject or a closed bus. */
+enum ca_err ca_bus_subscribe(struct ca_bus *bus, const char *subject, const char *queue_group,
+                             int max_pending_msgs, size_t max_pending_bytes);
 
 /* Publish data (len bytes, borrowed) to subject with headers Content-Type
  * and Nats-Msg-Id (each skipped when NULL). While disconnected the message

@@ -113,8 +113,10 @@ static const struct key_def keys[] = {
 
 	KEY("events.enabled", K_BOOL, events.enabled, "true"),
 	KEY("events.buffer_size", K_INT64, events.buffer_size, "1000"),
+	KEY("events.buffer_bytes", K_INT64, events.buffer_bytes, "4194304"),
 	KEY("events.since", K_DURATION, events.since_ms, "5m"),
 	KEY("events.dedup_window", K_DURATION, events.dedup_window_ms, "1m"),
+	KEY("events.dedup_window_bytes", K_INT64, events.dedup_window_bytes, "4194304"),
 	KEY("events.state_file", K_STR, events.state_file, ""),
 	KEY("events.api", K_STR, events.api, "core/v1"),
 	KEY("events.namespaces", K_LIST, events.namespaces, ""),
@@ -1053,8 +1055,10 @@ enum ca_err ca_config_validate(struct ca_config *cfg, char *err, size_t errlen)
 
 	/* events */
 	TRY(check_int(cfg, "events.buffer_size", 1, 1000000, err, errlen));
+	TRY(check_int(cfg, "events.buffer_bytes", 64 * KIB, 1 * GIB, err, errlen));
 	TRY(check_duration(cfg, "events.since", 0, 30 * 24 * HOUR, err, errlen));
 	TRY(check_duration(cfg, "events.dedup_window", 0, 24 * HOUR, err, errlen));
+	TRY(check_int(cfg, "events.dedup_window_bytes", 64 * KIB, 1 * GIB, err, errlen));
 	static const char *const apis[] = { "core/v1", "events.k8s.io/v1", NULL };
 	if (!one_of(str_or_empty(cfg->events.api), apis))
 		TRY(bad_value(err, errlen, "events.api", cfg->events.api, "an events API",

@@ -83,8 +83,10 @@ struct ca_config {
 	struct {
 		bool enabled;
 		int64_t buffer_size;          /* 1000 events */
+		int64_t buffer_bytes;         /* 4 MiB: cap on the queued events' bytes */
 		int64_t since_ms;             /* 5m */
 		int64_t dedup_window_ms;      /* 1m */
+		int64_t dedup_window_bytes;   /* 4 MiB: cap on the events held by open windows */
 		char *state_file;
 		char *api;                    /* "core/v1" or "events.k8s.io/v1" */
 		struct ca_strlist namespaces; /* empty = all */

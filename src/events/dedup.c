@@ -79,10 +79,12 @@ bool ca_events_dedup_check(struct ca_events_dedup *d, const struct ca_event_rec 
 
 /* ---- aggregation windows ----------------------------------------------- */
 
-enum ca_err ca_events_agg_init(struct ca_events_agg *a, size_t cap, int64_t window_ms)
+enum ca_err ca_events_agg_init(struct ca_events_agg *a, size_t cap, int64_t window_ms,
+                               size_t max_pending_bytes)
 {
 	memset(a, 0, sizeof *a);
 	a->window_ms = window_ms > 0 ? window_ms : 0;
+	a->max_pending_bytes = max_pending_bytes;
 	if (a->window_ms == 0)
 		return CA_OK;
 	enum ca_err rc = ca_events_table_init(&a->t, cap);
@@ -108,11 +110,12 @@ void ca_events_agg_fini(struct ca_events_agg *a)
 }
 
 /* The window's folded record, ready to publish, or NULL. */
-static struct ca_event_rec *take_pending(struct ca_events_window *w)
+static struct ca_event_rec *take_pending(struct ca_events_agg *a, struct ca_events_window *w)
 {
 	struct ca_event_rec *r = w->pending;
 	if (!r)
 		return NULL;
+	a->pending_bytes -= r->bytes;
 	r->msg.count = sat_add(r->msg.count, w->carry);
 	if (w->first_ts && (r->msg.first_timestamp == 0 || w->first_ts < r->msg.first_timestamp))
 		r->msg.first_timestamp = w->first_ts;
@@ -141,7 +144,7 @@ void ca_events_agg_offer(struct ca_events_agg *a, struct ca_event_rec *rec, int6
 	if (s == CA_EVENTS_NONE) {
 		if (ca_events_table_full(&a->t)) {
 			uint32_t old = ca_events_table_oldest(&a->t);
-			*evicted = take_pending(&a->w[old]);
+			*evicted = take_pending(a, &a->w[old]);
 			ca_events_table_remove(&a->t, old);
 		}
 		s = ca_events_table_insert(&a->t, rec->key_hash);
@@ -154,7 +157,7 @@ void ca_events_agg_offer(struct ca_events_agg *a, struct ca_event_rec *rec, int6
 	if (w->closes_at <= now_ms) {
 		/* Closed but not expired yet (the timer is late): close it here
 		 * and start a new window with this occurrence. */
-		*evicted = take_pending(w);
+		*evicted = take_pending(a, w);
 		open_window(w, now_ms, a->window_ms);
 		ca_events_table_touch(&a->t, s);
 		*now_rec = rec;
@@ -171,9 +174,27 @@ void ca_events_agg_offer(struct ca_events_agg *a, struct ca_event_rec *rec, int6
 	if (w->pending && w->pending->msg.first_timestamp &&
 	    (w->first_ts == 0 || w->pending->msg.first_timestamp < w->first_ts))
 		w->first_ts = w->pending->msg.first_timestamp;
+	if (w->pending)
+		a->pending_bytes -= w->pending->bytes;
 	ca_events_rec_free(w->pending);
 	w->pending = rec;
+	a->pending_bytes += rec->bytes;
 	w->folded++;
+}
+
+struct ca_event_rec *ca_events_agg_shed(struct ca_events_agg *a)
+{
+	/* Oldest first, windows without a pending record included: they
+	 * cost no record bytes but are just as cheap to close, and closing
+	 * in list order keeps this O(1) per window. */
+	while (ca_events_agg_over_budget(a) && a->t.head != CA_EVENTS_NONE) {
+		uint32_t s = a->t.head;
+		struct ca_event_rec *r = take_pending(a, &a->w[s]);
+		ca_events_table_remove(&a->t, s);
+		if (r)
+			return r;
+	}
+	return NULL;
 }
 
 bool ca_events_agg_expire(struct ca_events_agg *a, int64_t now_ms, struct ca_event_rec **out)
@@ -185,7 +206,7 @@ bool ca_events_agg_expire(struct ca_events_agg *a, int64_t now_ms, struct ca_eve
 	struct ca_events_window *w = &a->w[s];
 	if (w->closes_at > now_ms)
 		return false;
-	*out = take_pending(w);
+	*out = take_pending(a, w);
 	if (*out) {
 		/* Repeats came: keep watching the key for one more period so a
 		 * steady crash loop gives one message per window. */

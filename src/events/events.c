@@ -173,8 +173,9 @@ static void enqueue(struct ca_events *ev, struct ca_event_rec *rec)
 		return;
 	}
 	rec->enqueued_mono_ms = now_mono(ev);
-	if (ca_events_queue_push(&ev->queue, rec)) {
-		ev->st.dropped++;
+	size_t dropped = ca_events_queue_push(&ev->queue, rec);
+	if (dropped) {
+		ev->st.dropped += dropped;
 		if (!ev->dropping) {
 			ev->dropping = true;
 			ca_log(CA_LOG_WARN, COMPONENT, "event queue full: dropping the oldest events "
@@ -406,6 +407,15 @@ void ca_events_on_object(struct ca_events *ev, size_t i, enum ca_watch_type type
 		enqueue(ev, now_rec);
 	else
 		ev->st.aggregated++;
+	/* Past events.dedup_window_bytes the oldest windows close early: their
+	 * repeats are published now instead of at the window's end. */
+	while (ca_events_agg_over_budget(&ev->agg)) {
+		struct ca_event_rec *shed = ca_events_agg_shed(&ev->agg);
+		if (!shed)
+			break;
+		ev->st.windows_closed_early++;
+		enqueue(ev, shed);
+	}
 	drain(ev);
 done:
 	if (!from_list && orv)
@@ -546,9 +556,11 @@ enum ca_err ca_events_new_internal(struct ca_events **out, struct ca_loop *loop,
 		dedup_cap = MIN_DEDUP_ENTRIES;
 	if (dedup_cap > MAX_TABLE_ENTRIES)
 		dedup_cap = MAX_TABLE_ENTRIES;
-	if ((rc = ca_events_queue_init(&ev->queue, (size_t)bufsize)) != CA_OK ||
+	size_t queue_bytes = cfg->events.buffer_bytes > 0 ? (size_t)cfg->events.buffer_bytes : 0;
+	size_t window_bytes = cfg->events.dedup_window_bytes > 0 ? (size_t)cfg->events.dedup_window_bytes : 0;
+	if ((rc = ca_events_queue_init(&ev->queue, (size_t)bufsize, queue_bytes)) != CA_OK ||
 	    (rc = ca_events_dedup_init(&ev->dedup, dedup_cap)) != CA_OK ||
-	    (rc = ca_events_agg_init(&ev->agg, dedup_cap, cfg->events.dedup_window_ms)) != CA_OK ||
+	    (rc = ca_events_agg_init(&ev->agg, dedup_cap, cfg->events.dedup_window_ms, window_bytes)) != CA_OK ||
 	    (rc = ca_events_ratelimit_init(&ev->rl, MAX_NAMESPACE_BUCKETS,
 	                                   (double)cfg->events.namespace_rate,
 	                                   (double)cfg->events.namespace_burst)) != CA_OK) {
@@ -758,6 +770,8 @@ void ca_events_get_stats(const struct ca_events *ev, struct ca_events_stats *out
 	*out = ev->st;
 	out->queue_size = ev->queue.len;
 	out->queue_capacity = ev->queue.cap;
+	out->queue_bytes = ev->queue.bytes;
+	out->window_bytes = ev->agg.pending_bytes;
 }
 
 void ca_events_render_metrics(const struct ca_events *ev, struct ca_prom *p)
@@ -780,20 +794,28 @@ void ca_events_render_metrics(const struct ca_events *ev, struct ca_prom *p)
 	ca_prom_single(p, "agent_events_aggregated_total", "counter",
 	               "Repeats folded into a later message by the dedup window.",
 	               (double)ev->st.aggregated);
+	ca_prom_single(p, "agent_events_windows_closed_early_total", "counter",
+	               "Aggregation windows closed before their time to stay within events.dedup_window_bytes.",
+	               (double)ev->st.windows_closed_early);
+	ca_prom_single(p, "agent_events_held_bytes", "gauge",
+	               "Bytes of events held by the queue and the aggregation windows.",
+	               (double)(ev->queue.bytes + ev->agg.pending_bytes));
 }
 
 void ca_events_health_json(const struct ca_events *ev, struct ca_buf *out)
 {
 	int64_t stall = ev->cfg ? ev->cfg->kubernetes.stall_timeout_ms : 0;
 	ca_buf_printf(out, "{\"api\":\"%s\",\"stalled\":%s,\"paused\":%s,\"sink_up\":%s,"
-	              "\"queue_size\":%zu,\"queue_capacity\":%zu,\"received\":%llu,"
+	              "\"queue_size\":%zu,\"queue_capacity\":%zu,\"queue_bytes\":%zu,"
+	              "\"window_bytes\":%zu,\"windows_closed_early\":%llu,\"received\":%llu,"
 	              "\"published\":%llu,\"filtered\":%llu,\"dropped\":%llu,"
 	              "\"deduplicated\":%llu,\"rate_limited\":%llu,\"aggregated\":%llu,"
 	              "\"invalid\":%llu,\"state_file\":",
 	              ev->v1new ? "events.k8s.io/v1" : "core/v1",
 	              stall > 0 && ca_events_stalled(ev, stall) ? "true" : "false",
 	              ev->paused ? "true" : "false", ev->sink_up ? "true" : "false",
-	              ev->queue.len, ev->queue.cap,
+	              ev->queue.len, ev->queue.cap, ev->queue.bytes, ev->agg.pending_bytes,
+	              (unsigned long long)ev->st.windows_closed_early,
 	              (unsigned long long)ev->st.received, (unsigned long long)ev->st.published,
 	              (unsigned long long)ev->st.filtered, (unsigned long long)ev->st.dropped,
 	              (unsigned long long)ev->st.deduplicated, (unsigned long long)ev->st.rate_limited,

@@ -84,7 +84,9 @@ struct ca_events_stats {
 	uint64_t deduplicated;  /* seen before with the same count and timestamp */
 	uint64_t rate_limited;  /* over the namespace rate, dropped */
 	uint64_t aggregated;    /* repeats folded into a later message */
+	uint64_t windows_closed_early; /* aggregation windows closed at events.dedup_window_bytes */
 	size_t queue_size, queue_capacity;
+	size_t queue_bytes, window_bytes; /* bytes of events held by the queue and by open windows */
 };
 void ca_events_get_stats(const struct ca_events *ev, struct ca_events_stats *out);
 /* agent_event_queue_size, agent_events_received_total,

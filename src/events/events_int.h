@@ -46,6 +46,7 @@ struct ca_event_rec {
 	uint64_t ns_hash;
 	size_t reflector;          /* index of the reflector that delivered it */
 	int64_t enqueued_mono_ms;
+	size_t bytes;              /* the whole block (struct and strings): what caps count */
 };
 
 struct ca_event_fold_options {
@@ -167,9 +168,14 @@ struct ca_events_agg {
 	struct ca_events_table t;
 	struct ca_events_window *w;
 	int64_t window_ms;
+	size_t pending_bytes;       /* bytes of the pending records held */
+	size_t max_pending_bytes;   /* cap on pending_bytes (events.dedup_window_bytes) */
 };
 
-enum ca_err ca_events_agg_init(struct ca_events_agg *a, size_t cap, int64_t window_ms);
+/* cap windows at once, their pending records at most max_pending_bytes
+ * (0 = no byte cap) in all. */
+enum ca_err ca_events_agg_init(struct ca_events_agg *a, size_t cap, int64_t window_ms,
+                               size_t max_pending_bytes);
 void ca_events_agg_fini(struct ca_events_agg *a);
 /* Offer a new occurrence (taken). Returns the record to publish now (the
  * first of its key in a window: *now_rec = rec) or NULL when it was folded
@@ -178,6 +184,15 @@ void ca_events_agg_fini(struct ca_events_agg *a);
 void ca_events_agg_offer(struct ca_events_agg *a, struct ca_event_rec *rec, int64_t delta,
                          int64_t now_ms, struct ca_event_rec **now_rec,
                          struct ca_event_rec **evicted);
+/* While the pending records pass the byte cap, close the oldest window
+ * early. Returns one closed window's folded record (owned by the caller,
+ * to publish) or NULL; call again until it returns NULL and
+ * ca_events_agg_over_budget() is false. */
+struct ca_event_rec *ca_events_agg_shed(struct ca_events_agg *a);
+static inline bool ca_events_agg_over_budget(const struct ca_events_agg *a)
+{
+	return a->max_pending_bytes && a->pending_bytes > a->max_pending_bytes;
+}
 /* Close the oldest window if it closes at or before now_ms. Returns true
  * when a window was closed; *out gets its folded record (count and
  * first_timestamp set; owned by the caller) or NULL when nothing was
@@ -206,14 +221,18 @@ bool ca_events_ratelimit_allow(struct ca_events_ratelimit *r, uint64_t ns_hash, 
 struct ca_events_queue {
 	struct ca_event_rec **items;
 	size_t cap, head, len;
+	size_t bytes, max_bytes;    /* records' bytes held, and their cap (0 = none) */
 };
 
-enum ca_err ca_events_queue_init(struct ca_events_queue *q, size_t cap);
+/* At most cap records and max_bytes of them (0 = count only). */
+enum ca_err ca_events_queue_init(struct ca_events_queue *q, size_t cap, size_t max_bytes);
 /* Frees the records still queued. */
 void ca_events_queue_fini(struct ca_events_queue *q);
-/* Append (taken). When full the oldest record is freed first and true is
- * returned (one dropped). */
-bool ca_events_queue_push(struct ca_events_queue *q, struct ca_event_rec *rec);
+/* Append (taken). While full (by count or bytes) the oldest records are
+ * freed first; returns how many were dropped. A record larger than
+ * max_bytes alone is still taken when the queue is empty, so it can be
+ * published. */
+size_t ca_events_queue_push(struct ca_events_queue *q, struct ca_event_rec *rec);
 static inline struct ca_event_rec *ca_events_queue_peek(const struct ca_events_queue *q)
 {
 	return q->len ? q->items[q->head] : NULL;

@@ -180,6 +180,7 @@ enum ca_err ca_events_fold(const struct ca_kobj *obj, const struct ca_event_fold
 	if (!r)
 		return CA_ENOMEM;
 	memset(r, 0, sizeof *r);
+	r->bytes = sizeof *r + total;
 	char *p = (char *)(r + 1);
 	const char *dst[F_COUNT];
 	for (int i = 0; i < F_COUNT; i++) {
@@ -253,6 +254,7 @@ enum ca_err ca_events_rec_dup(const struct ca_event_rec *rec, struct ca_event_re
 		return CA_ENOMEM;
 	}
 	memcpy(r, rec, n);
+	r->bytes = n;
 	const char **ptrs[] = {
 		&r->msg.uid, &r->msg.type, &r->msg.reason, &r->msg.message, &r->msg.namespace_,
 		&r->msg.involved_object.kind, &r->msg.involved_object.name,

@@ -323,8 +323,8 @@ static void test_pubsub_headers(void)
 	CHECK_INT(ca_bus_max_payload(c.bus), 0);
 	CHECK_INT(ca_bus_publish(c.bus, "t.x", NULL, NULL, "x", 1), CA_EAGAIN); /* before connect */
 	/* Subscribing before connecting must work. */
-	CHECK_INT(ca_bus_subscribe(c.bus, "t.hdr", NULL), CA_OK);
-	CHECK_INT(ca_bus_subscribe(c.bus, "", NULL), CA_EINVAL);
+	CHECK_INT(ca_bus_subscribe(c.bus, "t.hdr", NULL, 0, 0), CA_OK);
+	CHECK_INT(ca_bus_subscribe(c.bus, "", NULL, 0, 0), CA_EINVAL);
 	CHECK_INT(ca_bus_connect(c.bus), CA_OK);
 	CHECK_INT(ca_bus_connect(c.bus), CA_EINVAL);
 	CHECK(run_until(pred_connected, &c, 5000));
@@ -400,8 +400,8 @@ static void test_queue_group(void)
 	CHECK_INT(client_make(&pub), CA_OK);
 	if (!a.bus || !b.bus || !pub.bus)
 		goto out;
-	CHECK_INT(ca_bus_subscribe(a.bus, "t.cmd", "workers"), CA_OK);
-	CHECK_INT(ca_bus_subscribe(b.bus, "t.cmd", "workers"), CA_OK);
+	CHECK_INT(ca_bus_subscribe(a.bus, "t.cmd", "workers", 0, 0), CA_OK);
+	CHECK_INT(ca_bus_subscribe(b.bus, "t.cmd", "workers", 0, 0), CA_OK);
 	CHECK_INT(ca_bus_connect(a.bus), CA_OK);
 	CHECK_INT(ca_bus_connect(b.bus), CA_OK);
 	CHECK_INT(ca_bus_connect(pub.bus), CA_OK);
@@ -454,7 +454,7 @@ static void test_server_down_and_reconnect(void)
 	if (!c.bus)
 		return;
 	CHECK_INT(ca_bus_connect(c.bus), CA_OK); /* nothing listens yet */
-	CHECK_INT(ca_bus_subscribe(c.bus, "t.buf", NULL), CA_OK);
+	CHECK_INT(ca_bus_subscribe(c.bus, "t.buf", NULL, 0, 0), CA_OK);
 	run_until(NULL, NULL, 300);
 	CHECK(!ca_bus_connected(c.bus));
 	CHECK_INT(c.connects, 0);
@@ -512,6 +512,54 @@ static void test_server_down_and_reconnect(void)
 	CHECK(b.data && strstr(b.data, "agent_nats_disconnects_total{cluster_id=\"\"} 1"));
 	ca_buf_fini(&b);
 	ca_bus_free(c.bus);
+	server_stop(&srv);
+}
+
+/* Incoming messages are bounded by the subscription's pending limits: with
+ * the loop not turning, what does not fit is dropped and counted, and what
+ * arrives is whole and in order. */
+static void test_pending_limits(void)
+{
+	enum { N = 50 };
+	struct server srv = { .port = free_port() };
+	CHECK(server_start(&srv));
+	char url[64];
+	url_for(url, sizeof url, "nats", NULL, srv.port);
+	struct client c, pub;
+	client_init(&c, url);
+	client_init(&pub, url);
+	CHECK_INT(client_make(&c), CA_OK);
+	CHECK_INT(client_make(&pub), CA_OK);
+	if (!c.bus || !pub.bus)
+		goto out;
+	CHECK_INT(ca_bus_subscribe(c.bus, "t.cap", NULL, 8, 2048), CA_OK);
+	CHECK_INT(ca_bus_connect(c.bus), CA_OK);
+	CHECK_INT(ca_bus_connect(pub.bus), CA_OK);
+	CHECK(run_until(pred_connected, &c, 5000));
+	CHECK(run_until(pred_connected, &pub, 5000));
+	CHECK_INT(ca_bus_flush(c.bus, 2000), CA_OK); /* the subscription is live */
+	static char payload[200];
+	memset(payload, 'p', sizeof payload);
+	for (int i = 0; i < N; i++)
+		CHECK_INT(ca_bus_publish(pub.bus, "t.cap", NULL, NULL, payload, sizeof payload), CA_OK);
+	CHECK_INT(ca_bus_flush(pub.bus, 2000), CA_OK);
+	usleep(300 * 1000); /* the loop does not turn: everything waits or drops */
+	run_until(NULL, NULL, 300);
+	struct ca_buf b;
+	ca_buf_init(&b, 0);
+	struct ca_prom p;
+	ca_prom_init(&p, &b, "");
+	ca_bus_render_metrics(c.bus, &p);
+	const char *d = b.data ? strstr(b.data, "agent_nats_dropped_messages_total{cluster_id=\"\"} ") : NULL;
+	long dropped = d ? strtol(d + strlen("agent_nats_dropped_messages_total{cluster_id=\"\"} "), NULL, 10) : -1;
+	CHECK(c.total > 0);
+	CHECK(c.total < N);
+	CHECK(dropped > 0);
+	CHECK_INT(c.total + dropped, N);
+	ca_buf_fini(&b);
+out:
+	ca_bus_free(c.bus);
+	ca_bus_free(pub.bus);
 	server_stop(&srv);
 }
 
@@ -630,7 +678,7 @@ static void test_max_payload(void)
 	CHECK_INT(client_make(&c), CA_OK);
 	if (!c.bus)
 		goto out;
-	CHECK_INT(ca_bus_subscribe(c.bus, "t.size", NULL), CA_OK);
+	CHECK_INT(ca_bus_subscribe(c.bus, "t.size", NULL, 0, 0), CA_OK);
 	CHECK_INT(ca_bus_connect(c.bus), CA_OK);
 	CHECK(run_until(pred_connected, &c, 5000));
 	CHECK_INT(ca_bus_max_payload(c.bus), 1024);
@@ -672,7 +720,7 @@ static void test_publish_many(void)
 	CHECK_INT(client_make(&c), CA_OK);
 	if (!c.bus)
 		goto out;
-	CHECK_INT(ca_bus_subscribe(c.bus, "t.many", NULL), CA_OK);
+	CHECK_INT(ca_bus_subscribe(c.bus, "t.many", NULL, N, 0), CA_OK);
 	CHECK_INT(ca_bus_connect(c.bus), CA_OK);
 	CHECK(run_until(pred_connected, &c, 5000));
 	int ok = 0;
@@ -807,7 +855,7 @@ static void test_tls(void)
 	c.cfg.nats.tls.ca_file = ca_pem;
 	CHECK_INT(client_make(&c), CA_OK);
 	if (c.bus) {
-		CHECK_INT(ca_bus_subscribe(c.bus, "t.tls", NULL), CA_OK);
+		CHECK_INT(ca_bus_subscribe(c.bus, "t.tls", NULL, 0, 0), CA_OK);
 		CHECK_INT(ca_bus_connect(c.bus), CA_OK);
 		CHECK(run_until(pred_connected, &c, 5000));
 		CHECK_INT(ca_bus_publish(c.bus, "t.tls", "text/plain", "tls-1", "secure", 6), CA_OK);
@@ -932,6 +980,7 @@ int main(void)
 	test_pubsub_headers();
 	test_msg_layout();
 	test_publish_many();
+	test_pending_limits();
 	test_queue_group();
 	test_server_down_and_reconnect();
 	test_auth();

@@ -585,7 +585,7 @@ static void test_ratelimit(void)
 static void test_queue(void)
 {
 	struct ca_events_queue q;
-	CHECK(ca_events_queue_init(&q, 3) == CA_OK);
+	CHECK(ca_events_queue_init(&q, 3, 0) == CA_OK);
 	char uid[8];
 	int dropped = 0;
 	for (int i = 0; i < 7; i++) {
@@ -600,13 +600,41 @@ static void test_queue(void)
 	ca_events_rec_free(r);
 	CHECK_STR(ca_events_queue_peek(&q)->msg.uid, "q5");
 	ca_events_queue_fini(&q); /* frees q5, q6 */
+
+	/* A byte cap: the oldest go until the newest fits, and the bytes
+	 * held are exact through pushes and pops. */
+	struct ca_event_rec *probe = rec_of("b0", NULL, 1, NULL);
+	size_t one = probe->bytes;
+	CHECK(one > sizeof *probe);
+	ca_events_rec_free(probe);
+	CHECK(ca_events_queue_init(&q, 100, 3 * one) == CA_OK);
+	dropped = 0;
+	for (int i = 0; i < 10; i++) {
+		snprintf(uid, sizeof uid, "b%d", i);
+		dropped += ca_events_queue_push(&q, rec_of(uid, NULL, 1, NULL));
+		CHECK(q.bytes <= 3 * one);
+	}
+	CHECK_INT(dropped, 7);
+	CHECK_INT(q.len, 3);
+	CHECK_INT(q.bytes, 3 * one);
+	CHECK_STR(ca_events_queue_peek(&q)->msg.uid, "b7");
+	r = ca_events_queue_pop(&q);
+	CHECK_INT(q.bytes, 2 * one);
+	ca_events_rec_free(r);
+	ca_events_queue_fini(&q);
+	/* One record larger than the cap alone is still taken. */
+	CHECK(ca_events_queue_init(&q, 100, one / 2) == CA_OK);
+	CHECK_INT(ca_events_queue_push(&q, rec_of("huge", NULL, 1, NULL)), 0);
+	CHECK_INT(ca_events_queue_push(&q, rec_of("next", NULL, 1, NULL)), 1);
+	CHECK_STR(ca_events_queue_peek(&q)->msg.uid, "next");
+	ca_events_queue_fini(&q);
 }
 
 static void test_agg_unit(void)
 {
 	struct ca_events_agg a;
 	struct ca_event_rec *now_rec, *ev, *out;
-	CHECK(ca_events_agg_init(&a, 2, 1000) == CA_OK);
+	CHECK(ca_events_agg_init(&a, 2, 1000, 0) == CA_OK);
 	struct ca_event_rec *r1 = rec_of("a", "p", 1, NULL);
 	ca_events_agg_offer(&a, r1, 1, 0, &now_rec, &ev);
 	CHECK(now_rec == r1 && ev == NULL);
@@ -635,6 +663,40 @@ static void test_agg_unit(void)
 	ca_events_rec_free(now_rec);
 	ca_events_rec_free(ev);
 	ca_events_agg_fini(&a); /* frees what is pending */
+
+	/* A byte cap on the repeats held: past it the oldest windows close
+	 * early and hand their folded record out, oldest first. */
+	struct ca_event_rec *probe = rec_of("w9", "o9", 2, NULL); /* the same shape */
+	size_t one = probe->bytes;
+	ca_events_rec_free(probe);
+	CHECK(ca_events_agg_init(&a, 100, 60000, 2 * one + one / 2) == CA_OK);
+	char uid[16], obj[16];
+	for (int i = 0; i < 5; i++) {
+		snprintf(uid, sizeof uid, "w%d", i);
+		snprintf(obj, sizeof obj, "o%d", i);
+		ca_events_agg_offer(&a, rec_of(uid, obj, 1, NULL), 1, 10 + i, &now_rec, &ev);
+		ca_events_rec_free(now_rec); /* the first of each key: published at once */
+		ca_events_agg_offer(&a, rec_of(uid, obj, 2, NULL), 1, 20 + i, &now_rec, &ev);
+		CHECK(now_rec == NULL && ev == NULL); /* a repeat: held */
+	}
+	CHECK_INT(a.pending_bytes, 5 * one);
+	CHECK(ca_events_agg_over_budget(&a));
+	int shed = 0;
+	while (ca_events_agg_over_budget(&a)) {
+		out = ca_events_agg_shed(&a);
+		CHECK(out != NULL);
+		if (!out)
+			break;
+		snprintf(uid, sizeof uid, "w%d", shed);
+		CHECK_STR(out->msg.uid, uid);
+		CHECK_INT(out->msg.count, 2);
+		ca_events_rec_free(out);
+		shed++;
+	}
+	CHECK_INT(shed, 3);
+	CHECK_INT(a.pending_bytes, 2 * one);
+	CHECK(ca_events_agg_shed(&a) == NULL);
+	ca_events_agg_fini(&a);
 }
 
 /* ---- pipeline ----------------------------------------------------------- */
