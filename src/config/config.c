@@ -106,6 +106,7 @@ static const struct key_def keys[] = {
 	KEY("kubernetes.stall_timeout", K_DURATION, kubernetes.stall_timeout_ms, "10m"),
 	KEY("kubernetes.watch_timeout_min", K_DURATION, kubernetes.watch_timeout_min_ms, "5m"),
 	KEY("kubernetes.watch_timeout_max", K_DURATION, kubernetes.watch_timeout_max_ms, "10m"),
+	KEY("kubernetes.max_list_page_bytes", K_INT64, kubernetes.max_list_page_bytes, "8388608"),
 	KEY("kubernetes.page_size", K_INT64, kubernetes.page_size, "500"),
 	KEY("kubernetes.max_object_bytes", K_INT64, kubernetes.max_object_bytes, "1048576"),
 	KEY("kubernetes.backoff_initial", K_DURATION, kubernetes.backoff_initial_ms, "800ms"),
@@ -1042,6 +1043,7 @@ enum ca_err ca_config_validate(struct ca_config *cfg, char *err, size_t errlen)
 	}
 	TRY(check_duration(cfg, "kubernetes.watch_timeout_max", 1 * SEC, 1 * HOUR, err, errlen));
 	TRY(check_int(cfg, "kubernetes.page_size", 1, 10000, err, errlen));
+	TRY(check_int(cfg, "kubernetes.max_list_page_bytes", 1 * MIB, 256 * MIB, err, errlen));
 	TRY(check_int(cfg, "kubernetes.max_object_bytes", KIB, 64 * MIB, err, errlen));
 	TRY(check_duration(cfg, "kubernetes.backoff_initial", 10, 1 * MIN, err, errlen));
 	if (cfg->kubernetes.backoff_max_ms < cfg->kubernetes.backoff_initial_ms) {

@@ -76,6 +76,7 @@ struct ca_config {
 		int64_t watch_timeout_min_ms; /* 5m: server-side timeoutSeconds is random in [min, max] */
 		int64_t watch_timeout_max_ms; /* 10m */
 		int64_t page_size;            /* 500: LIST limit */
+		int64_t max_list_page_bytes;  /* 8 MiB: one LIST page's body; over it, smaller pages */
 		int64_t max_object_bytes;     /* 1 MiB: a bigger watch line is skipped and counted */
 		int64_t backoff_initial_ms;   /* 800ms */
 		int64_t backoff_max_ms;       /* 30s */

@@ -646,6 +646,8 @@ enum ca_err ca_events_new_internal(struct ca_events **out, struct ca_loop *loop,
 				.backoff_max_ms = cfg->kubernetes.backoff_max_ms,
 				.max_object_bytes = cfg->kubernetes.max_object_bytes > 0
 				                    ? (size_t)cfg->kubernetes.max_object_bytes : 0,
+				.max_list_bytes = cfg->kubernetes.max_list_page_bytes > 0
+				                  ? (size_t)cfg->kubernetes.max_list_page_bytes : 0,
 				.resume_resource_version = resume,
 			};
 			struct ca_reflector_callbacks cbs = {

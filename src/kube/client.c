@@ -22,6 +22,7 @@
 #include "core/timeutil.h"
 #include "kube/client_int.h"
 #include "kube/kube_int.h"
+#include "kube/prune.h"
 
 #define DEFAULT_MAX_BODY ((size_t)4 << 20)
 #define DEFAULT_REQUEST_TIMEOUT_MS 10000
@@ -55,6 +56,7 @@ struct ca_kube_xfer {
 	char *method;                    /* NULL = GET */
 	bool api;                        /* credentials and API CA apply */
 	bool stream;
+	bool prune;                      /* cut managedFields from a 2xx one-shot body */
 	bool in_multi;
 	bool retried_401;
 	size_t max_body;
@@ -499,6 +501,7 @@ struct xfer_spec {
 	int64_t idle_timeout_s;
 	size_t max_body;
 	bool stream;
+	bool prune_managed_fields;
 };
 
 static enum ca_err setup_easy(struct ca_kube_xfer *x, const struct xfer_spec *s)
@@ -513,7 +516,12 @@ static enum ca_err setup_easy(struct ca_kube_xfer *x, const struct xfer_spec *s)
 	rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	rc |= curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	rc |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	rc |= curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+	/* gzip only for one-shot answers, whose decoded size max_body caps.
+	 * A watch is not compressed by the API server anyway, and a paused
+	 * gzip stream would let libcurl decode (and hold) more than our
+	 * pending cap: a small hostile stream could inflate without bound. */
+	if (!s->stream)
+		rc |= curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
 	rc |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)k->connect_timeout_ms);
 	rc |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	rc |= curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);
@@ -589,6 +597,7 @@ static enum ca_err xfer_start(struct ca_kube *k, const struct xfer_spec *s,
 	x->kube = k;
 	x->api = s->url == NULL;
 	x->stream = s->stream;
+	x->prune = s->prune_managed_fields;
 	x->max_body = s->max_body ? s->max_body : DEFAULT_MAX_BODY;
 	x->retry_after_s = -1;
 	ca_buf_init(&x->body, x->max_body);
@@ -657,6 +666,7 @@ enum ca_err ca_kube_xfer_start(struct ca_kube *kube, const struct ca_kube_xfer_p
 		.idle_timeout_s = params->idle_timeout_s,
 		.max_body = params->max_body,
 		.stream = params->stream,
+		.prune_managed_fields = params->prune_managed_fields,
 	};
 	struct ca_kube_xfer *x = NULL;
 	enum ca_err err = xfer_start(kube, &s, &x);
@@ -788,6 +798,13 @@ static void complete(struct ca_kube *k, struct ca_kube_xfer *x)
 	/* A one-shot answer counts only when it arrived whole. */
 	if (!x->stream && err != CA_OK)
 		status = 0;
+
+	/* Before anyone parses it: a LIST page without its managedFields is
+	 * often half the size, and so is its parsed tape. */
+	if (x->prune && !x->stream && err == CA_OK && status >= 200 && status < 300 && x->body.data) {
+		x->body.len = ca_kube_prune_managed_fields(x->body.data, x->body.data, x->body.len);
+		x->body.data[x->body.len] = '\0';
+	}
 
 	x->completed = true;
 	x->busy++;

@@ -48,6 +48,7 @@ struct ca_kube_xfer_params {
 	int64_t timeout_ms;      /* one-shot whole-request limit; 0 = the client's default */
 	int64_t idle_timeout_s;  /* streams: fail when no byte arrived for this long (0 = none) */
 	size_t max_body;         /* one-shot body cap (0 = 4 MiB); beyond it CA_ETOOBIG */
+	bool prune_managed_fields; /* one-shot: cut managedFields from a 2xx body before on_done */
 };
 
 /* Start a GET. ops is borrowed (a static table); arg is passed back. */

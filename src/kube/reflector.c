@@ -34,9 +34,8 @@
 #define DEFAULT_MAX_OBJECT ((size_t)1 << 20)
 /* client-go resets its backoff after this long without failures. */
 #define HEALTHY_RESET_MS (2 * 60 * 1000)
-/* One LIST page is held at a time; this caps it. */
-#define LIST_PAGE_MIN_BYTES ((size_t)8 << 20)
-#define LIST_PAGE_MAX_BYTES ((size_t)64 << 20)
+/* One LIST page is held at a time; this caps it by default. */
+#define DEFAULT_MAX_LIST_BYTES ((size_t)8 << 20)
 #define LIST_TIMEOUT_MS 60000
 /* Beyond the server's timeoutSeconds, how long a silent stream may live. */
 #define WATCH_IDLE_GRACE_S 30
@@ -51,6 +50,7 @@ struct ca_reflector {
 	int64_t watch_min_ms, watch_max_ms;
 	int64_t backoff_initial_ms, backoff_max_ms;
 	size_t max_object_bytes;
+	size_t max_list_bytes;
 	struct ca_reflector_callbacks cbs;
 	void *arg;
 
@@ -304,6 +304,19 @@ static void list_done(void *arg, const struct ca_kube_result *res)
 	bool first_page = r->continue_token == NULL;
 	const char *what = first_page ? "list" : "list continue";
 
+	if (res->err == CA_ETOOBIG && r->st.page_limit > 1) {
+		/* Big objects: the same page again with half the limit (a
+		 * continue token may be used with another limit). */
+		char was[24], now[24];
+		snprintf(was, sizeof was, "%lld", (long long)r->st.page_limit);
+		r->st.page_limit /= 2;
+		r->st.pages_too_big++;
+		snprintf(now, sizeof now, "%lld", (long long)r->st.page_limit);
+		ca_log(CA_LOG_INFO, "kube", "list page over kubernetes.max_list_page_bytes, asking for smaller pages",
+		       "reflector", r->name, "limit", was, "new_limit", now, NULL);
+		start_list(r);
+		goto out;
+	}
 	if (res->err != CA_OK) {
 		fail(r, 0, what, res->error, -1);
 		goto out;
@@ -420,24 +433,19 @@ static void start_list(struct ca_reflector *r)
 	enum ca_err err = ca_buf_append_str(&b, r->path);
 	if (err == CA_OK)
 		err = ca_buf_printf(&b, "%climit=%lld", strchr(r->path, '?') ? '&' : '?',
-		                    (long long)r->page_size);
+		                    (long long)r->st.page_limit);
 	if (err == CA_OK && r->continue_token)
 		err = append_param(&b, "continue", r->continue_token);
 	if (err == CA_OK)
 		err = append_selectors(r, &b);
 	if (!r->continue_token)
 		r->list_started_ms = ca_now_monotonic_ms();
-	size_t max_body = LIST_PAGE_MIN_BYTES;
-	if (r->max_object_bytes && (size_t)r->page_size <= LIST_PAGE_MAX_BYTES / r->max_object_bytes &&
-	    (size_t)r->page_size * r->max_object_bytes > max_body)
-		max_body = (size_t)r->page_size * r->max_object_bytes;
-	else if (r->max_object_bytes && (size_t)r->page_size > LIST_PAGE_MAX_BYTES / r->max_object_bytes)
-		max_body = LIST_PAGE_MAX_BYTES;
 	struct ca_kube_xfer_params p = {
 		.path = b.data,
 		.stream = false,
 		.timeout_ms = LIST_TIMEOUT_MS,
-		.max_body = max_body,
+		.max_body = r->max_list_bytes,
+		.prune_managed_fields = true,
 	};
 	r->xfer_is_watch = false;
 	if (err == CA_OK)
@@ -726,6 +734,7 @@ enum ca_err ca_reflector_new(struct ca_reflector **out, struct ca_kube *kube,
 	r->cbs = *cbs;
 	r->arg = arg;
 	r->page_size = opts->page_size ? opts->page_size : DEFAULT_PAGE_SIZE;
+	r->st.page_limit = r->page_size; /* halved for good after a page too big */
 	r->watch_min_ms = opts->watch_timeout_min_ms ? opts->watch_timeout_min_ms : DEFAULT_WATCH_MIN_MS;
 	r->watch_max_ms = opts->watch_timeout_max_ms ? opts->watch_timeout_max_ms : DEFAULT_WATCH_MAX_MS;
 	if (r->watch_max_ms < r->watch_min_ms)
@@ -735,6 +744,7 @@ enum ca_err ca_reflector_new(struct ca_reflector **out, struct ca_kube *kube,
 	if (r->backoff_max_ms < r->backoff_initial_ms)
 		r->backoff_max_ms = r->backoff_initial_ms;
 	r->max_object_bytes = opts->max_object_bytes ? opts->max_object_bytes : DEFAULT_MAX_OBJECT;
+	r->max_list_bytes = opts->max_list_bytes ? opts->max_list_bytes : DEFAULT_MAX_LIST_BYTES;
 	r->need_list = !(opts->resume_resource_version && *opts->resume_resource_version);
 	if (!r->need_list)
 		set_rv(r, opts->resume_resource_version);
@@ -833,14 +843,14 @@ void ca_reflector_health_json(const struct ca_reflector *r, struct ca_buf *out)
 	              ",\"last_progress_age_ms\":%lld,\"lists\":%llu,\"pages\":%llu,\"watches\":%llu,"
 	              "\"watch_restarts\":%llu,\"relists_gone\":%llu,\"errors\":%llu,\"objects\":%llu,"
 	              "\"bookmarks\":%llu,\"oversized\":%llu,\"parse_errors\":%llu,\"last_status\":%ld,"
-	              "\"last_error\":",
+	              "\"page_limit\":%lld,\"pages_too_big\":%llu,\"last_error\":",
 	              (long long)(s.last_progress_ms ? ca_now_monotonic_ms() - s.last_progress_ms : 0),
 	              (unsigned long long)s.lists, (unsigned long long)s.pages,
 	              (unsigned long long)s.watches, (unsigned long long)s.watch_restarts,
 	              (unsigned long long)s.relists_gone, (unsigned long long)s.errors,
 	              (unsigned long long)s.objects, (unsigned long long)s.bookmarks,
 	              (unsigned long long)s.oversized, (unsigned long long)s.parse_errors,
-	              s.last_status);
+	              s.last_status, (long long)s.page_limit, (unsigned long long)s.pages_too_big);
 	ca_buf_append_json_string(out, s.last_error);
 	ca_buf_append_str(out, "}");
 }

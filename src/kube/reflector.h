@@ -35,6 +35,10 @@ struct ca_reflector_options {
 	int64_t backoff_initial_ms;    /* 0 = 800 ms */
 	int64_t backoff_max_ms;        /* 0 = 30 s */
 	size_t max_object_bytes;       /* 0 = 1 MiB; a longer watch line is skipped and counted */
+	/* Cap on one LIST page's body (0 = 8 MiB). A page over it is asked
+	 * again with half the limit, down to one object per page, so a
+	 * collection of big objects still lists within the memory budget. */
+	size_t max_list_bytes;
 	/* Start by watching from this resourceVersion (a restart resuming from a
 	 * state file) instead of listing; a 410 falls back to a normal LIST.
 	 * NULL or "" = LIST first. Copied. */
@@ -67,6 +71,8 @@ struct ca_reflector_stats {
 	uint64_t bookmarks;
 	uint64_t oversized;         /* watch lines over max_object_bytes, skipped */
 	uint64_t parse_errors;      /* lines that were not a watch event */
+	uint64_t pages_too_big;     /* LIST pages over max_list_bytes, asked again smaller */
+	int64_t page_limit;         /* the LIST limit in use (halved after a page too big) */
 	bool synced;                /* a LIST has completed since start */
 	bool watching;              /* a WATCH stream is open now */
 	int64_t last_progress_ms;   /* monotonic: last object, bookmark, or successful list/(re)connect */

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "kube/json_parse.h"
+#include "kube/prune.h"
 
 /* What a paused parser may hold when its owner keeps feeding it. A partial
  * line is bounded by max_line; this bounds the bytes kept across pauses. */
@@ -132,62 +133,17 @@ static bool event_type(const struct ca_kobj *t, enum ca_watch_event_type *out)
 	return false;
 }
 
-/* metadata.managedFields is server-side-apply bookkeeping that no consumer
- * reads, yet it is often the largest part of an object and, being made of
- * many small objects, the most expensive part to parse (about 40% of the
- * parse time of a typical Event when it was a jansson tree). It is cut out before parsing:
- * consumers see "managedFields":[].
- *
- * The key is found with memmem. The API server writes compact JSON, so the
- * key is exactly `"managedFields":[`. The quote after the name cannot be
- * inside a string (it would have to be escaped), so the match is a real key
- * unless its opening quote is itself escaped, i.e. preceded by '\'. The
- * array is skipped with a string-aware bracket matcher; when it does not
- * close, the line is left alone for the parser to reject. Bytes inside a
- * well-bracketed managedFields array are not validated. */
-static const char MANAGED_FIELDS_KEY[] = "\"managedFields\":[";
-
-/* Index just past the ']' closing the array whose '[' is at s[open], or 0. */
-static size_t skip_array(const char *s, size_t n, size_t open)
-{
-	size_t depth = 0;
-	for (size_t i = open; i < n; i++) {
-		char c = s[i];
-		if (c == '"') {
-			for (i++; i < n && s[i] != '"'; i++) {
-				if (s[i] == '\\')
-					i++;
-			}
-			if (i >= n)
-				return 0;
-		} else if (c == '[' || c == '{') {
-			depth++;
-		} else if (c == ']' || c == '}') {
-			if (depth == 0)
-				return 0;
-			if (--depth == 0)
-				return c == ']' ? i + 1 : 0;
-		}
-	}
-	return 0;
-}
-
-/* Point *s, *n at a copy of the line without the managedFields entries, when
- * it has any. */
+/* Point *s, *n at a copy of the line without its managedFields arrays
+ * (kube/prune.h), when it has any. */
 static void strip_managed_fields(struct ca_watch_parser *p, const char **s, size_t *n)
 {
-	const size_t klen = sizeof MANAGED_FIELDS_KEY - 1;
-	const char *hit = memmem(*s, *n, MANAGED_FIELDS_KEY, klen);
-	if (!hit || (hit > *s && hit[-1] == '\\'))
+	if (!ca_kube_has_managed_fields(*s, *n))
 		return;
-	size_t open = (size_t)(hit - *s) + klen - 1;
-	size_t end = skip_array(*s, *n, open);
-	if (end == 0 || end - open <= 2)
-		return; /* unbalanced (the parser will say so) or already empty */
 	ca_buf_reset(&p->scratch);
-	if (ca_buf_append(&p->scratch, *s, open + 1) != CA_OK ||
-	    ca_buf_append(&p->scratch, *s + end - 1, *n - end + 1) != CA_OK)
+	if (ca_buf_reserve(&p->scratch, *n) != CA_OK)
 		return; /* parse the original */
+	p->scratch.len = ca_kube_prune_managed_fields(p->scratch.data, *s, *n);
+	p->scratch.data[p->scratch.len] = '\0';
 	*s = p->scratch.data;
 	*n = p->scratch.len;
 }

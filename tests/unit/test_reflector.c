@@ -354,6 +354,7 @@ struct rec {
 	int synced;
 	int watch_objects;
 	int list_objects;
+	int with_managed_fields; /* objects whose metadata.managedFields is not empty */
 	int types[3];
 	char synced_rv[128];
 	char last_rv[128];
@@ -381,6 +382,8 @@ static void rec_object(void *arg, enum ca_watch_type type, const struct ca_kobj 
 		return;
 	if ((int)type >= 0 && type <= CA_WATCH_DELETED)
 		rc->types[type]++;
+	if (ca_kobj_array_len(ca_kobj_get(o, "metadata.managedFields")) > 0)
+		rc->with_managed_fields++;
 	if (from_list)
 		rc->list_objects++;
 	else
@@ -759,6 +762,13 @@ static void test_list_and_watch(void)
 	CHECK_INT(rc->list_objects, 7);
 	for (int i = 0; i < 7; i++)
 		CHECK_INT(uid_count(rc, uids[i]), 1);
+	/* The server sends managedFields (shown by a plain GET); LIST pages
+	 * and watch lines reach the consumer without them. */
+	struct resp raw = { 0 };
+	get(k, "/api/v1/namespaces/pg/events?limit=1", NULL, 0, &raw);
+	CHECK(raw.body && strstr(raw.body, "\"managedFields\":[{") != NULL);
+	free(raw.body);
+	CHECK_INT(rc->with_managed_fields, 0);
 	CHECK_STR(rc->synced_rv, s.resource_version);
 	CHECK_STR(rc->last_rv, s.resource_version);
 	CHECK(s.watches >= 1);
@@ -841,6 +851,54 @@ static void test_list_and_watch(void)
 	CHECK(!s.synced);
 	ca_reflector_free(r);
 	free(rc2);
+	free(rc);
+	ca_kube_free(k);
+}
+
+/* Pages of big objects over max_list_bytes are asked again with half the
+ * limit until they fit; every object arrives once and the list completes. */
+static void test_big_pages(void)
+{
+	enum { N = 20 };
+	static char body[80 * 1024];
+	static char msg[60 * 1024];
+	memset(msg, 'm', sizeof msg - 1);
+	snprintf(body, sizeof body,
+	         "{\"namespace\":\"bigpages\",\"count\":%d,\"type\":\"Warning\",\"reason\":\"BackOff\","
+	         "\"message\":\"%s\",\"kind\":\"Pod\",\"name_prefix\":\"p\"}",
+	         N, msg);
+	CHECK_INT(ctl("POST", "/emit-events", body, NULL), 200);
+	struct ca_kube *k = kube_with(sim.kubeconfig);
+	struct rec *rc = calloc(1, sizeof *rc);
+	if (!k || !rc)
+		goto out;
+	struct ca_reflector_options o = {
+		.name = "bigpages",
+		.path = "/api/v1/namespaces/bigpages/events",
+		.page_size = 16,
+		.max_list_bytes = 300 * 1024, /* 16 or 8 of these events do not fit, 4 do */
+		.watch_timeout_min_ms = 3000,
+		.watch_timeout_max_ms = 4000,
+		.backoff_initial_ms = 100,
+		.backoff_max_ms = 800,
+	};
+	struct ca_reflector *r = NULL;
+	CHECK_INT(ca_reflector_new(&r, k, &o, &rec_cbs, rc), CA_OK);
+	if (!r)
+		goto out;
+	rc->r = r;
+	CHECK_INT(ca_reflector_start(r), CA_OK);
+	CHECK(run_until(is_synced_watching, r, DEADLINE_MS));
+	struct ca_reflector_stats s = stats_of(r);
+	CHECK_INT(s.lists, 1);
+	CHECK_INT(s.errors, 0);
+	CHECK_INT(s.pages_too_big, 2);
+	CHECK_INT(s.page_limit, 4);
+	CHECK_INT(s.pages, 5); /* 20 objects, 4 a page */
+	CHECK_INT(rc->list_objects, N);
+	CHECK_INT(max_repeat(rc), 1);
+	ca_reflector_free(r);
+out:
 	free(rc);
 	ca_kube_free(k);
 }
@@ -1502,6 +1560,7 @@ int main(void)
 	test_client_basics();
 	test_tls();
 	test_list_and_watch();
+	test_big_pages();
 	test_drops();
 	test_gone();
 	test_throttle_and_errors();
