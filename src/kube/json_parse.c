@@ -35,6 +35,14 @@
 #define MAX_DEPTH ((size_t)JSON_PARSER_MAX_DEPTH)
 #define NUMBER_LOCAL 64    /* real-number text held without malloc */
 #define MAX_NODES ((size_t)UINT32_MAX - 1) /* spans and offsets are uint32_t */
+/* Nodes allowed per document: a floor, plus one per NODE_BYTES bytes of
+ * input. API JSON has 9 to 15 bytes per node (keys count), so real
+ * documents never come near; a hostile "[0,0,0,...]" (2 bytes per node)
+ * would otherwise make a 24-byte node per 2 bytes, a tape twelve times the
+ * input. With this cap the tape is at most (1 + 24 / 6) times the input
+ * plus the floor: what the memory budget counts for a LIST page. */
+#define NODE_FLOOR ((size_t)4096)
+#define NODE_BYTES ((size_t)6)
 /* Arrays with at least this many elements get a table of element offsets,
  * so ca_kobj_array_at (the reflector walks LIST pages of hundreds of items
  * with it) is O(1) instead of a walk over the preceding siblings. */
@@ -51,6 +59,8 @@ struct ca_json_doc {
 	size_t indexed_len, indexed_cap;
 	uint32_t *tables; /* their tables, back to back */
 	size_t tables_cap;
+	size_t max_nodes; /* this document's cap (NODE_FLOOR, NODE_BYTES) */
+	bool over;        /* the cap was hit: too many values for the size */
 };
 
 enum ca_err ca_kube_json_doc_new(struct ca_json_doc **out)
@@ -451,6 +461,10 @@ static bool literal(unsigned char **pp, const unsigned char *end, const char *wo
 /* A new node at the end of the tape, or NULL when out of memory. */
 static inline struct ca_kobj *push(struct ca_json_doc *doc, uint8_t type)
 {
+	if (doc->len >= doc->max_nodes) {
+		doc->over = true;
+		return NULL;
+	}
 	if (doc->len == doc->cap) {
 		if (doc->len >= MAX_NODES ||
 		    !grow((void **)&doc->nodes, &doc->cap, doc->len + 1, sizeof *doc->nodes))
@@ -531,6 +545,10 @@ enum ca_err ca_kube_json_parse(struct ca_json_doc *doc, const char *data, size_t
 	ps.start = NULL;
 	doc->len = 0;
 	doc->indexed_len = 0;
+	doc->over = false;
+	doc->max_nodes = NODE_FLOOR + len / NODE_BYTES;
+	if (doc->max_nodes > MAX_NODES)
+		doc->max_nodes = MAX_NODES;
 	if (len == SIZE_MAX || !grow((void **)&doc->text, &doc->text_cap, len + 1, 1) ||
 	    !grow((void **)&doc->nodes, &doc->cap, len / 16 + 2, sizeof *doc->nodes))
 		goto nomem;
@@ -707,8 +725,9 @@ scan_failed:
 		goto out;
 	/* fall through: SCAN_NOMEM */
 nomem:
-	rc = CA_ENOMEM;
-	ps.why = "out of memory";
+	rc = doc->over ? CA_ETOOBIG : CA_ENOMEM;
+	ps.why = doc->over ? "more values than its size allows (at most 4096 + one per 6 bytes)"
+	                   : "out of memory";
 	ps.at = p;
 out:
 	if (rc != CA_OK && err && errlen)

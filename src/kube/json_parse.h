@@ -42,7 +42,12 @@
  *    (an underflow is not); the process must be in the "C" numeric locale,
  *    which the agent never changes;
  *  - nesting deeper than JSON_PARSER_MAX_DEPTH (2048, counting the
- *    top-level value as 1) is an error. No recursion.
+ *    top-level value as 1) is an error. No recursion;
+ *  - a document may hold at most 4096 values plus one per 6 bytes of
+ *    input (keys count): more is CA_ETOOBIG. API JSON has 9 to 15 bytes per
+ *    value; the cap bounds the tape of a hostile dense document at five
+ *    times its input. This is the one place where acceptance differs from
+ *    jansson's, and the differential fuzz target allows for it.
  * A byte order mark is not skipped (it is an error, as in jansson). */
 #ifndef CA_KUBE_JSON_PARSE_H
 #define CA_KUBE_JSON_PARSE_H

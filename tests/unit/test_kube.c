@@ -615,6 +615,32 @@ static void test_json_structure(void)
 	s = nested(100000, false, "");
 	CHECK(s && !jaccepts(s));
 	free(s);
+
+	/* The node cap: 4096 values plus one per 6 bytes. A dense array of
+	 * 100,000 zeros (2 bytes a value) is refused as too big, while the same
+	 * count of values at API JSON's density (a 9-byte string each) parses. */
+	struct ca_json_doc *doc = NULL;
+	CHECK_INT(ca_kube_json_doc_new(&doc), CA_OK);
+	struct ca_buf dense, sparse;
+	ca_buf_init(&dense, 0);
+	ca_buf_init(&sparse, 0);
+	ca_buf_append_str(&dense, "[");
+	ca_buf_append_str(&sparse, "[");
+	for (int i = 0; i < 100000; i++) {
+		ca_buf_append_str(&dense, i ? ",0" : "0");
+		ca_buf_append_str(&sparse, i ? ",\"abcdefg\"" : "\"abcdefg\"");
+	}
+	ca_buf_append_str(&dense, "]");
+	ca_buf_append_str(&sparse, "]");
+	const struct ca_kobj *root = NULL;
+	char why[160];
+	CHECK_INT(ca_kube_json_parse(doc, dense.data, dense.len, &root, why, sizeof why), CA_ETOOBIG);
+	CHECK(root == NULL && strstr(why, "more values than its size allows") != NULL);
+	CHECK_INT(ca_kube_json_parse(doc, sparse.data, sparse.len, &root, why, sizeof why), CA_OK);
+	CHECK_INT(ca_kobj_array_len(root), 100000);
+	ca_buf_fini(&dense);
+	ca_buf_fini(&sparse);
+	ca_kube_json_doc_free(doc);
 }
 
 /* Every captured API response parses to the tree jansson builds. */
