@@ -103,6 +103,8 @@ struct ca_kube {
 	struct ca_loop_timer *dispatch_timer; /* work made runnable outside dispatch */
 	struct ca_kube_xfer *xfers;
 	bool dispatching;
+	bool list_slot_taken;
+	struct ca_kube_slot_waiter *slot_head, *slot_tail;
 
 	struct code_count codes[MAX_CODES];
 	size_t ncodes;
@@ -1010,6 +1012,57 @@ out:
 		snprintf(err, errlen, "out of memory");
 	ca_kube_free(k);
 	return rc;
+}
+
+bool ca_kube_list_slot_take(struct ca_kube *kube, struct ca_kube_slot_waiter *w)
+{
+	if (!kube->list_slot_taken) {
+		kube->list_slot_taken = true;
+		return true;
+	}
+	if (!w->queued) {
+		w->next = NULL;
+		w->queued = true;
+		if (kube->slot_tail)
+			kube->slot_tail->next = w;
+		else
+			kube->slot_head = w;
+		kube->slot_tail = w;
+	}
+	return false;
+}
+
+void ca_kube_list_slot_give(struct ca_kube *kube)
+{
+	struct ca_kube_slot_waiter *w = kube->slot_head;
+	if (!w) {
+		kube->list_slot_taken = false;
+		return;
+	}
+	kube->slot_head = w->next;
+	if (!kube->slot_head)
+		kube->slot_tail = NULL;
+	w->next = NULL;
+	w->queued = false;
+	w->granted(w->arg); /* the slot stays taken: it is w's now */
+}
+
+void ca_kube_list_slot_cancel(struct ca_kube *kube, struct ca_kube_slot_waiter *w)
+{
+	if (!w->queued)
+		return;
+	struct ca_kube_slot_waiter **pp = &kube->slot_head, *prev = NULL;
+	while (*pp && *pp != w) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	if (*pp) {
+		*pp = w->next;
+		if (kube->slot_tail == w)
+			kube->slot_tail = prev;
+	}
+	w->next = NULL;
+	w->queued = false;
 }
 
 void ca_kube_free(struct ca_kube *kube)

@@ -62,6 +62,27 @@ void ca_kube_xfer_cancel(struct ca_kube_xfer *x);
 void ca_kube_xfer_pause(struct ca_kube_xfer *x);
 void ca_kube_xfer_resume(struct ca_kube_xfer *x);
 
+/* The LIST slot: at most one LIST page is fetched, parsed and handed out
+ * at a time across all of a client's reflectors, so the memory budget
+ * counts one page (kubernetes.max_list_page_bytes and its tape) however
+ * many reflectors there are. A waiter is embedded in its owner. */
+struct ca_kube_slot_waiter {
+	struct ca_kube_slot_waiter *next;
+	/* Runs with the slot handed over, from inside ca_kube_list_slot_give():
+	 * it must only schedule work (start a timer), never call back into the
+	 * client. */
+	void (*granted)(void *arg);
+	void *arg;
+	bool queued;
+};
+/* true: the caller holds the slot now. false: w is queued (FIFO) and
+ * w->granted() runs when the slot is handed to it. */
+bool ca_kube_list_slot_take(struct ca_kube *kube, struct ca_kube_slot_waiter *w);
+/* The holder gives the slot back; the first waiter gets it. */
+void ca_kube_list_slot_give(struct ca_kube *kube);
+/* Leave the queue (a waiter that is freed). Harmless when not queued. */
+void ca_kube_list_slot_cancel(struct ca_kube *kube, struct ca_kube_slot_waiter *w);
+
 /* The loop the client runs on. */
 struct ca_loop *ca_kube_loop(const struct ca_kube *kube);
 

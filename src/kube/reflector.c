@@ -58,6 +58,8 @@ struct ca_reflector {
 	struct ca_loop_timer *timer; /* next LIST/WATCH */
 	struct ca_loop_timer *kick;  /* deliver what a pause held back */
 	struct ca_kube_xfer *xfer;   /* the request in flight, or NULL */
+	struct ca_kube_slot_waiter slot_wait;
+	bool holds_slot;             /* the client's LIST slot is ours */
 	bool xfer_is_watch;
 	bool started;
 	bool paused;
@@ -220,6 +222,21 @@ static void schedule(struct ca_reflector *r, int64_t delay_ms)
 	ca_loop_timer_start(r->timer, delay_ms, 0);
 }
 
+static void give_slot(struct ca_reflector *r)
+{
+	if (r->holds_slot) {
+		r->holds_slot = false;
+		ca_kube_list_slot_give(r->kube);
+	}
+}
+
+static void slot_granted(void *arg)
+{
+	struct ca_reflector *r = arg;
+	r->holds_slot = true;
+	schedule(r, 0); /* on_timer starts the LIST */
+}
+
 static void drop_page(struct ca_reflector *r)
 {
 	ca_kobj_free(r->page);
@@ -244,6 +261,7 @@ static void relist(struct ca_reflector *r)
 	free(r->continue_token);
 	r->continue_token = NULL;
 	drop_page(r);
+	give_slot(r);
 	schedule(r, delay);
 }
 
@@ -271,10 +289,12 @@ static void fail(struct ca_reflector *r, long status, const char *what, const ch
 			delay = ra_ms;
 	}
 	/* A LIST that failed half way starts over: its continue token may
-	 * outlive its snapshot. */
+	 * outlive its snapshot. Others may list while this one waits. */
 	if (!r->xfer_is_watch) {
 		free(r->continue_token);
 		r->continue_token = NULL;
+		drop_page(r);
+		give_slot(r);
 	}
 	if (status == 401)
 		ca_kube_refresh_token(r->kube);
@@ -380,6 +400,7 @@ static void list_finished(struct ca_reflector *r)
 	r->attempt = 0;
 	set_rv(r, r->page_rv);
 	progress(r);
+	give_slot(r);
 	snprintf(count, sizeof count, "%llu", (unsigned long long)r->list_objects);
 	snprintf(took, sizeof took, "%lld", (long long)(ca_now_monotonic_ms() - r->list_started_ms));
 	ca_log(CA_LOG_INFO, "kube", "list completed", "reflector", r->name, "objects", count,
@@ -429,6 +450,11 @@ static void start_list(struct ca_reflector *r)
 {
 	struct ca_buf b;
 	char err_text[96];
+	if (!r->holds_slot) {
+		if (!ca_kube_list_slot_take(r->kube, &r->slot_wait))
+			return; /* slot_granted() schedules the LIST */
+		r->holds_slot = true;
+	}
 	ca_buf_init(&b, 0);
 	enum ca_err err = ca_buf_append_str(&b, r->path);
 	if (err == CA_OK)
@@ -700,6 +726,8 @@ out:
 static void destroy(struct ca_reflector *r)
 {
 	ca_kube_xfer_cancel(r->xfer);
+	ca_kube_list_slot_cancel(r->kube, &r->slot_wait);
+	give_slot(r);
 	ca_loop_timer_free(r->timer);
 	ca_loop_timer_free(r->kick);
 	ca_watch_parser_free(r->parser);
@@ -731,6 +759,8 @@ enum ca_err ca_reflector_new(struct ca_reflector **out, struct ca_kube *kube,
 	if (!r)
 		return CA_ENOMEM;
 	r->kube = kube;
+	r->slot_wait.granted = slot_granted;
+	r->slot_wait.arg = r;
 	r->cbs = *cbs;
 	r->arg = arg;
 	r->page_size = opts->page_size ? opts->page_size : DEFAULT_PAGE_SIZE;
@@ -814,6 +844,8 @@ void ca_reflector_free(struct ca_reflector *r)
 			r->xfer = NULL;
 			ca_loop_timer_stop(r->timer);
 			ca_loop_timer_stop(r->kick);
+			ca_kube_list_slot_cancel(r->kube, &r->slot_wait);
+			give_slot(r);
 		}
 		return;
 	}

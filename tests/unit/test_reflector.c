@@ -903,6 +903,45 @@ out:
 	ca_kube_free(k);
 }
 
+/* One LIST page at a time per client: while a reflector holds a page (here
+ * paused half way through it), another reflector's LIST waits; it runs
+ * once the first list is done, and a reflector freed while waiting leaves
+ * the queue. */
+static void test_list_slot(void)
+{
+	CHECK(emit("slota", 4, NULL));
+	CHECK(emit("slotb", 3, NULL));
+	struct ca_kube *k = kube_with(sim.kubeconfig);
+	struct rec *ra = calloc(1, sizeof *ra), *rb = calloc(1, sizeof *rb), *rw = calloc(1, sizeof *rw);
+	if (!k || !ra || !rb || !rw)
+		goto out;
+	ra->pause_after_list_objects = 1;
+	struct ca_reflector *a = reflector(k, "slota", ra, 2, NULL);
+	for (int64_t end = ca_now_monotonic_ms() + DEADLINE_MS; ca_now_monotonic_ms() < end && ra->list_objects < 1;)
+		run_for(20);
+	CHECK_INT(ra->list_objects, 1); /* paused holding its first page */
+	struct ca_reflector *b = reflector(k, "slotb", rb, 10, NULL);
+	struct ca_reflector *w = reflector(k, "slotb", rw, 10, NULL);
+	ca_reflector_free(w); /* leaves the queue without ever listing */
+	run_for(1000);
+	CHECK_INT(stats_of(b).pages, 0);
+	CHECK_INT(rb->list_begins, 0);
+	CHECK_INT(stats_of(a).pages, 1);
+	ca_reflector_resume(a);
+	CHECK(run_until(is_synced_watching, a, DEADLINE_MS));
+	CHECK(run_until(is_synced_watching, b, DEADLINE_MS));
+	CHECK_INT(ra->list_objects, 4);
+	CHECK_INT(rb->list_objects, 3);
+	CHECK_INT(rw->list_begins, 0);
+	ca_reflector_free(a);
+	ca_reflector_free(b);
+out:
+	free(ra);
+	free(rb);
+	free(rw);
+	ca_kube_free(k);
+}
+
 /* Watches cut (between lines and inside one) resume from the last complete
  * object: every uid+rv exactly once. */
 static void test_drops(void)
@@ -1561,6 +1600,7 @@ int main(void)
 	test_tls();
 	test_list_and_watch();
 	test_big_pages();
+	test_list_slot();
 	test_drops();
 	test_gone();
 	test_throttle_and_errors();
