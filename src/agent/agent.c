@@ -73,6 +73,112 @@ struct ca_agent {
 	bool stopping;
 };
 
+/* ------------------------------------------------------------ memory budget */
+
+/* Commands wait for the loop in at most 64 messages of the bus's default
+ * 2 MiB, or two of the largest command allowed. */
+static size_t command_pending_bytes(const struct ca_config *cfg)
+{
+	size_t pending = CA_BUS_SUB_PENDING_BYTES;
+	if ((size_t)cfg->exec.max_command_bytes > pending / 2)
+		pending = 2 * (size_t)cfg->exec.max_command_bytes;
+	return pending;
+}
+
+/* What the process holds before any cap: code and shared libraries
+ * (libcurl, OpenSSL, GnuTLS pulled in by libcurl's dependencies, nats.c,
+ * libyaml, jansson, libmicrohttpd), their global state, and the threads'
+ * stacks in use. Idle RSS measured at 12.8 MiB (BENCHMARKS.md). */
+#define PROCESS_BASELINE_BYTES ((uint64_t)16 << 20)
+
+void ca_agent_budget(const struct ca_config *cfg, struct ca_budget *b)
+{
+	ca_budget_add(b, "process: code, libraries, their state, thread stacks", "", PROCESS_BASELINE_BYTES);
+	ca_budget_add(b, "log: one record being written, per writing thread (2)", "",
+	              2 * (uint64_t)CA_LOG_RECORD_MAX);
+	ca_bus_budget(cfg, command_pending_bytes(cfg), b);
+	if (cfg->events.enabled)
+		ca_kube_watch_budget(cfg->events.namespaces.count ? cfg->events.namespaces.count : 1,
+		                     (size_t)cfg->events.max_object_bytes, "event", "events.max_object_bytes", b);
+	ca_kube_budget((size_t)cfg->kubernetes.max_list_page_bytes, b);
+	ca_events_budget(cfg, b);
+	ca_http_budget(b);
+}
+
+/* The limit the budget must fit: the cgroup's when there is one, else the
+ * shipped Deployment's (deploy/deployment.yaml). Leaves 10% headroom for
+ * what no cap counts (allocator overhead and fragmentation). */
+#define DEPLOYMENT_LIMIT_BYTES ((uint64_t)128 << 20)
+
+static enum ca_err check_budget(const struct ca_config *cfg, uint64_t limit, char *err, size_t errlen)
+{
+	struct ca_budget b;
+	ca_budget_init(&b);
+	ca_agent_budget(cfg, &b);
+	if (limit == 0 || b.total <= limit - limit / 10)
+		return CA_OK;
+	ca_set_err(err, errlen,
+	           "the memory budget is %.1f MiB, over 90%% of the memory limit of %.1f MiB: lower "
+	           "events.buffer_bytes, events.dedup_window_bytes, nats.reconnect_buffer_bytes, "
+	           "kubernetes.max_list_page_bytes or kubernetes.max_object_bytes, or the number of "
+	           "events.namespaces (see --check-config for the table)",
+	           (double)b.total / 1048576.0, (double)limit / 1048576.0);
+	return CA_EINVAL;
+}
+
+enum ca_err ca_agent_check(const struct ca_config *cfg, struct ca_buf *report, char *err, size_t errlen)
+{
+	enum ca_err rc;
+	struct ca_loop *loop = NULL;
+	struct ca_kube *kube = NULL;
+	struct ca_bus *bus = NULL;
+	struct ca_events *events = NULL;
+	char kerr[512] = "";
+
+	struct ca_budget b;
+	ca_budget_init(&b);
+	ca_agent_budget(cfg, &b);
+	uint64_t cgroup = ca_budget_cgroup_limit();
+	uint64_t limit = cgroup ? cgroup : DEPLOYMENT_LIMIT_BYTES;
+	if (report) {
+		ca_buf_append_str(report, "memory budget:\n");
+		ca_budget_render(&b, report);
+		ca_buf_printf(report, "limit: %.1f MiB (%s)\n", (double)limit / 1048576.0,
+		              cgroup ? "this cgroup's memory limit" : "the Deployment's, deploy/deployment.yaml");
+	}
+	if ((rc = check_budget(cfg, limit, err, errlen)) != CA_OK)
+		return rc;
+
+	/* Everything start-up sets up, without contacting anything: the
+	 * credentials, NATS options and files, the event filters. */
+	if ((rc = ca_loop_new(&loop)) != CA_OK) {
+		ca_set_err(err, errlen, "cannot create the event loop: %s", ca_strerror(rc));
+		goto out;
+	}
+	struct ca_kube_options kopts = {
+		.kubeconfig = cfg->kubernetes.kubeconfig,
+		.context = cfg->kubernetes.context,
+		.service_account_dir = cfg->kubernetes.service_account_dir,
+	};
+	rc = ca_kube_new(&kube, loop, &kopts, kerr, sizeof kerr);
+	if (rc != CA_OK && !(rc == CA_ENOTFOUND && !(cfg->kubernetes.kubeconfig && *cfg->kubernetes.kubeconfig))) {
+		ca_set_err(err, errlen, "Kubernetes credentials: %s", kerr);
+		goto out;
+	}
+	if ((rc = ca_bus_new(&bus, loop, cfg, NULL, NULL, err, errlen)) != CA_OK)
+		goto out;
+	if (cfg->events.enabled && kube &&
+	    (rc = ca_events_new_loop(&events, loop, kube, cfg, "check", NULL, NULL, err, errlen)) != CA_OK)
+		goto out;
+	rc = CA_OK;
+out:
+	ca_events_free(events);
+	ca_bus_free(bus);
+	ca_kube_free(kube);
+	ca_loop_free(loop);
+	return rc;
+}
+
 /* ---------------------------------------------------------------- identity */
 
 static void build_subjects(struct ca_agent *a)
@@ -336,12 +442,8 @@ static void on_cluster_known(void *arg, const struct ca_cluster_info *info)
 	ca_log_set_cluster_id(a->cluster_id);
 	ca_log(CA_LOG_INFO, "cluster", "cluster ID known", "cluster_id", info->id, "source", info->source,
 	       "provider", info->provider, "region", info->region, NULL);
-	/* Commands wait for the loop in at most 64 messages of the bus's
-	 * default 4 MiB, or two of the largest command allowed. */
-	size_t pending = CA_BUS_SUB_PENDING_BYTES;
-	if ((size_t)a->cfg->exec.max_command_bytes > pending / 2)
-		pending = 2 * (size_t)a->cfg->exec.max_command_bytes;
-	enum ca_err rc = ca_bus_subscribe(a->bus, a->subject_command, a->queue_group, 0, pending);
+	enum ca_err rc = ca_bus_subscribe(a->bus, a->subject_command, a->queue_group, 0,
+	                                  command_pending_bytes(a->cfg));
 	if (rc != CA_OK)
 		ca_log(CA_LOG_ERROR, "agent", "cannot subscribe to commands", "subject", a->subject_command,
 		       "error", ca_strerror(rc), NULL);
@@ -559,6 +661,11 @@ enum ca_err ca_agent_new(struct ca_agent **out, const struct ca_config *cfg,
                          const struct ca_config_flags *flags, char *err, size_t errlen)
 {
 	enum ca_err rc = CA_ENOMEM;
+	/* Refuse what cannot fit in the container (a pod's memory limit):
+	 * better a clear exit than an OOM kill under load. */
+	if ((rc = check_budget(cfg, ca_budget_cgroup_limit(), err, errlen)) != CA_OK)
+		return rc;
+	rc = CA_ENOMEM;
 	struct ca_agent *a = calloc(1, sizeof *a);
 	if (!a) {
 		snprintf(err, errlen, "out of memory");

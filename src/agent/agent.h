@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "config/config.h"
+#include "core/budget.h"
 #include "core/err.h"
 
 struct ca_agent;
@@ -19,6 +20,19 @@ struct ca_agent;
  * module (no network traffic yet). On failure writes why into err. */
 enum ca_err ca_agent_new(struct ca_agent **out, const struct ca_config *cfg,
                          const struct ca_config_flags *flags, char *err, size_t errlen);
+/* The memory budget of an agent with configuration cfg: every module's
+ * caps (core/budget.h), added up. Any thread. */
+void ca_agent_budget(const struct ca_config *cfg, struct ca_budget *b);
+
+/* --check-config: everything start-up checks, without contacting anything
+ * or binding a port: the memory budget against the limit (this cgroup's,
+ * else the Deployment's 128 MiB), the Kubernetes credentials, the NATS
+ * options and their files, the event watcher's set-up. report (may be NULL)
+ * gets the budget table. On failure err says what is wrong. Main thread,
+ * before ca_agent_new(). */
+enum ca_err ca_agent_check(const struct ca_config *cfg, struct ca_buf *report, char *err,
+                           size_t errlen);
+
 /* Run until SIGTERM/SIGINT; returns once shutdown is complete. */
 enum ca_err ca_agent_run(struct ca_agent *agent);
 void ca_agent_free(struct ca_agent *agent);

@@ -9,6 +9,7 @@
 #include "bus/bus.h"
 #include "build_config.h"
 #include "config/config.h"
+#include "core/buf.h"
 #include "log/log.h"
 
 static void usage(FILE *out)
@@ -94,8 +95,17 @@ int main(int argc, char **argv)
 	ca_log_level_parse(cfg.log.level, &level);
 	ca_log_configure(level, strcmp(cfg.log.format, "text") != 0);
 	if (check_only) {
-		printf("configuration OK\n");
-		status = 0;
+		struct ca_buf report;
+		ca_buf_init(&report, 0);
+		if (ca_agent_check(&cfg, &report, err, sizeof err) == CA_OK) {
+			printf("configuration OK\n%s", report.data ? report.data : "");
+			status = 0;
+		} else {
+			fputs(report.data ? report.data : "", stderr);
+			fprintf(stderr, "collect-agent: invalid configuration: %s\n", err);
+		}
+		ca_buf_fini(&report);
+		ca_bus_library_cleanup(2000);
 		goto out;
 	}
 	status = 1;

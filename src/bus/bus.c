@@ -924,6 +924,18 @@ enum ca_err ca_bus_flush(struct ca_bus *bus, int64_t timeout_ms)
 	return nats_to_err(st);
 }
 
+void ca_bus_budget(const struct ca_config *cfg, size_t inbound_bytes, struct ca_budget *b)
+{
+	uint64_t reconnect = cfg->nats.reconnect_buffer_bytes > 0
+	                     ? (uint64_t)cfg->nats.reconnect_buffer_bytes : (uint64_t)8 << 20;
+	ca_budget_add(b, "nats: reconnect buffer (messages kept while disconnected)",
+	              "nats.reconnect_buffer_bytes", reconnect);
+	/* nats.c's 32 KiB write buffer and read buffer, TLS state. */
+	ca_budget_add(b, "nats: connection buffers and TLS state", "", (uint64_t)256 << 10);
+	ca_budget_add(b, "nats: incoming commands (client pending + hand-off queue)", "exec.max_command_bytes",
+	              2 * (uint64_t)inbound_bytes);
+}
+
 bool ca_bus_connected(const struct ca_bus *bus)
 {
 	return bus && atomic_load(&((struct ca_bus *)bus)->connected);

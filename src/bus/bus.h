@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "core/budget.h"
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/loop.h"
@@ -68,7 +69,7 @@ struct ca_bus_callbacks {
  * consumer limits), and the hand-off queue to the loop at most the sum of
  * the subscriptions' max_pending_bytes. Defaults for a subscription: */
 #define CA_BUS_SUB_PENDING_MSGS 64
-#define CA_BUS_SUB_PENDING_BYTES ((size_t)4 << 20)
+#define CA_BUS_SUB_PENDING_BYTES ((size_t)2 << 20)
 
 /* Create a bus; nothing is contacted yet. cfg is borrowed and must outlive
  * the bus (the loader's config does); loop is borrowed; cbs is copied. Reads
@@ -93,6 +94,12 @@ enum ca_err ca_bus_connect(struct ca_bus *bus);
  * dropped and counted. CA_EINVAL for an empty subject or a closed bus. */
 enum ca_err ca_bus_subscribe(struct ca_bus *bus, const char *subject, const char *queue_group,
                              int max_pending_msgs, size_t max_pending_bytes);
+
+/* The bus's rows of the memory budget for cfg, with subscriptions that
+ * hold at most inbound_bytes in all: nats.c's reconnect buffer, its write
+ * buffer and TLS state, and incoming messages (nats.c's pending limits and
+ * the hand-off queue, each up to inbound_bytes). Any thread. */
+void ca_bus_budget(const struct ca_config *cfg, size_t inbound_bytes, struct ca_budget *b);
 
 /* Publish data (len bytes, borrowed) to subject with headers Content-Type
  * and Nats-Msg-Id (each skipped when NULL). While disconnected the message

@@ -106,7 +106,7 @@ static const struct key_def keys[] = {
 	KEY("kubernetes.stall_timeout", K_DURATION, kubernetes.stall_timeout_ms, "10m"),
 	KEY("kubernetes.watch_timeout_min", K_DURATION, kubernetes.watch_timeout_min_ms, "5m"),
 	KEY("kubernetes.watch_timeout_max", K_DURATION, kubernetes.watch_timeout_max_ms, "10m"),
-	KEY("kubernetes.max_list_page_bytes", K_INT64, kubernetes.max_list_page_bytes, "8388608"),
+	KEY("kubernetes.max_list_page_bytes", K_INT64, kubernetes.max_list_page_bytes, "4194304"),
 	KEY("kubernetes.page_size", K_INT64, kubernetes.page_size, "500"),
 	KEY("kubernetes.max_object_bytes", K_INT64, kubernetes.max_object_bytes, "1048576"),
 	KEY("kubernetes.backoff_initial", K_DURATION, kubernetes.backoff_initial_ms, "800ms"),
@@ -114,6 +114,7 @@ static const struct key_def keys[] = {
 
 	KEY("events.enabled", K_BOOL, events.enabled, "true"),
 	KEY("events.buffer_size", K_INT64, events.buffer_size, "1000"),
+	KEY("events.max_object_bytes", K_INT64, events.max_object_bytes, "262144"),
 	KEY("events.buffer_bytes", K_INT64, events.buffer_bytes, "4194304"),
 	KEY("events.since", K_DURATION, events.since_ms, "5m"),
 	KEY("events.dedup_window", K_DURATION, events.dedup_window_ms, "1m"),
@@ -1058,6 +1059,7 @@ enum ca_err ca_config_validate(struct ca_config *cfg, char *err, size_t errlen)
 	/* events */
 	TRY(check_int(cfg, "events.buffer_size", 1, 1000000, err, errlen));
 	TRY(check_int(cfg, "events.buffer_bytes", 64 * KIB, 1 * GIB, err, errlen));
+	TRY(check_int(cfg, "events.max_object_bytes", KIB, 64 * MIB, err, errlen));
 	TRY(check_duration(cfg, "events.since", 0, 30 * 24 * HOUR, err, errlen));
 	TRY(check_duration(cfg, "events.dedup_window", 0, 24 * HOUR, err, errlen));
 	TRY(check_int(cfg, "events.dedup_window_bytes", 64 * KIB, 1 * GIB, err, errlen));

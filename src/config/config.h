@@ -76,7 +76,7 @@ struct ca_config {
 		int64_t watch_timeout_min_ms; /* 5m: server-side timeoutSeconds is random in [min, max] */
 		int64_t watch_timeout_max_ms; /* 10m */
 		int64_t page_size;            /* 500: LIST limit */
-		int64_t max_list_page_bytes;  /* 8 MiB: one LIST page's body; over it, smaller pages */
+		int64_t max_list_page_bytes;  /* 4 MiB: one LIST page's body; over it, smaller pages */
 		int64_t max_object_bytes;     /* 1 MiB: a bigger watch line is skipped and counted */
 		int64_t backoff_initial_ms;   /* 800ms */
 		int64_t backoff_max_ms;       /* 30s */
@@ -85,6 +85,7 @@ struct ca_config {
 		bool enabled;
 		int64_t buffer_size;          /* 1000 events */
 		int64_t buffer_bytes;         /* 4 MiB: cap on the queued events' bytes */
+		int64_t max_object_bytes;     /* 256 KiB: a bigger Event is skipped and counted */
 		int64_t since_ms;             /* 5m */
 		int64_t dedup_window_ms;      /* 1m */
 		int64_t dedup_window_bytes;   /* 4 MiB: cap on the events held by open windows */

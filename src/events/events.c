@@ -498,6 +498,45 @@ static void load_state(struct ca_events *ev, struct ca_events_state_entry **entr
 	}
 }
 
+/* ------------------------------------------------------------------------
+ * Sizes, shared by set-up and the memory budget so the two cannot drift */
+
+static size_t queue_capacity(const struct ca_config *cfg)
+{
+	int64_t n = cfg->events.buffer_size > 0 ? cfg->events.buffer_size : 1000;
+	return n > (int64_t)MAX_TABLE_ENTRIES ? MAX_TABLE_ENTRIES : (size_t)n;
+}
+
+/* The dedup memory and the aggregation windows: 16 entries per queued
+ * event, at least MIN_DEDUP_ENTRIES. */
+static size_t dedup_capacity(const struct ca_config *cfg)
+{
+	size_t n = queue_capacity(cfg) * 16;
+	if (n < MIN_DEDUP_ENTRIES)
+		n = MIN_DEDUP_ENTRIES;
+	return n > MAX_TABLE_ENTRIES ? MAX_TABLE_ENTRIES : n;
+}
+
+void ca_events_budget(const struct ca_config *cfg, struct ca_budget *b)
+{
+	if (!cfg->events.enabled)
+		return;
+	size_t qcap = queue_capacity(cfg), dcap = dedup_capacity(cfg);
+	ca_budget_add(b, "events: queued events (and the ring of pointers)", "events.buffer_bytes",
+	              (uint64_t)cfg->events.buffer_bytes + qcap * sizeof(void *));
+	ca_budget_add(b, "events: dedup memory (uid -> count, last timestamp)", "events.buffer_size",
+	              ca_events_table_bytes(dcap) + dcap * 2 * sizeof(int64_t));
+	if (cfg->events.dedup_window_ms > 0)
+		ca_budget_add(b, "events: aggregation windows (latest repeat of each)",
+		              "events.dedup_window_bytes",
+		              (uint64_t)cfg->events.dedup_window_bytes + ca_events_table_bytes(dcap) +
+		                      dcap * sizeof(struct ca_events_window));
+	if (cfg->events.namespace_rate > 0)
+		ca_budget_add(b, "events: per-namespace rate limiter", "events.namespace_rate",
+		              ca_events_table_bytes(MAX_NAMESPACE_BUCKETS) +
+		                      MAX_NAMESPACE_BUCKETS * (sizeof(double) + sizeof(int64_t)));
+}
+
 enum ca_err ca_events_new_internal(struct ca_events **out, struct ca_loop *loop,
                                    struct ca_kube *kube, const struct ca_config *cfg,
                                    const char *cluster_id, const struct ca_events_sink *sink,
@@ -548,17 +587,11 @@ enum ca_err ca_events_new_internal(struct ca_events **out, struct ca_loop *loop,
 		goto out;
 	ev->filter_ready = true;
 
-	int64_t bufsize = cfg->events.buffer_size > 0 ? cfg->events.buffer_size : 1000;
-	if (bufsize > (int64_t)MAX_TABLE_ENTRIES)
-		bufsize = MAX_TABLE_ENTRIES;
-	size_t dedup_cap = (size_t)bufsize * 16;
-	if (dedup_cap < MIN_DEDUP_ENTRIES)
-		dedup_cap = MIN_DEDUP_ENTRIES;
-	if (dedup_cap > MAX_TABLE_ENTRIES)
-		dedup_cap = MAX_TABLE_ENTRIES;
+	size_t bufsize = queue_capacity(cfg);
+	size_t dedup_cap = dedup_capacity(cfg);
 	size_t queue_bytes = cfg->events.buffer_bytes > 0 ? (size_t)cfg->events.buffer_bytes : 0;
 	size_t window_bytes = cfg->events.dedup_window_bytes > 0 ? (size_t)cfg->events.dedup_window_bytes : 0;
-	if ((rc = ca_events_queue_init(&ev->queue, (size_t)bufsize, queue_bytes)) != CA_OK ||
+	if ((rc = ca_events_queue_init(&ev->queue, bufsize, queue_bytes)) != CA_OK ||
 	    (rc = ca_events_dedup_init(&ev->dedup, dedup_cap)) != CA_OK ||
 	    (rc = ca_events_agg_init(&ev->agg, dedup_cap, cfg->events.dedup_window_ms, window_bytes)) != CA_OK ||
 	    (rc = ca_events_ratelimit_init(&ev->rl, MAX_NAMESPACE_BUCKETS,
@@ -644,8 +677,8 @@ enum ca_err ca_events_new_internal(struct ca_events **out, struct ca_loop *loop,
 				.watch_timeout_max_ms = watch_max,
 				.backoff_initial_ms = cfg->kubernetes.backoff_initial_ms,
 				.backoff_max_ms = cfg->kubernetes.backoff_max_ms,
-				.max_object_bytes = cfg->kubernetes.max_object_bytes > 0
-				                    ? (size_t)cfg->kubernetes.max_object_bytes : 0,
+				.max_object_bytes = cfg->events.max_object_bytes > 0
+				                    ? (size_t)cfg->events.max_object_bytes : 0,
 				.max_list_bytes = cfg->kubernetes.max_list_page_bytes > 0
 				                  ? (size_t)cfg->kubernetes.max_list_page_bytes : 0,
 				.resume_resource_version = resume,

@@ -41,6 +41,7 @@
 
 #include "codec/codec.h"
 #include "config/config.h"
+#include "core/budget.h"
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/loop.h"
@@ -73,6 +74,9 @@ enum ca_err ca_events_new_loop(struct ca_events **out, struct ca_loop *loop,
                                void *sink_arg, char *err, size_t errlen);
 /* Start the reflector(s). */
 enum ca_err ca_events_start(struct ca_events *ev);
+/* The watcher's rows of the memory budget for cfg (nothing when disabled):
+ * what it may hold at most, from the configuration alone. Any thread. */
+void ca_events_budget(const struct ca_config *cfg, struct ca_budget *b);
 /* Try to publish what is queued (NATS can take events again). */
 void ca_events_flush(struct ca_events *ev);
 

@@ -125,6 +125,8 @@ struct ca_events_table {
 #define CA_EVENTS_NONE UINT32_MAX
 
 enum ca_err ca_events_table_init(struct ca_events_table *t, size_t cap);
+/* What init allocates for cap entries (for the memory budget). */
+size_t ca_events_table_bytes(size_t cap);
 void ca_events_table_fini(struct ca_events_table *t);
 uint32_t ca_events_table_find(const struct ca_events_table *t, uint64_t key);
 /* Insert a key not present into a table that is not full (the caller

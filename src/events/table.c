@@ -12,14 +12,25 @@
 
 #include "events/events_int.h"
 
+static size_t index_size(size_t cap)
+{
+	size_t isize = 1;
+	while (isize < cap * 2)
+		isize <<= 1;
+	return isize;
+}
+
+size_t ca_events_table_bytes(size_t cap)
+{
+	return cap * (sizeof(uint64_t) + 2 * sizeof(uint32_t)) + index_size(cap) * sizeof(uint32_t);
+}
+
 enum ca_err ca_events_table_init(struct ca_events_table *t, size_t cap)
 {
 	memset(t, 0, sizeof *t);
 	if (cap == 0 || cap > (1u << 28))
 		return CA_EINVAL;
-	size_t isize = 1;
-	while (isize < cap * 2)
-		isize <<= 1;
+	size_t isize = index_size(cap);
 	t->keys = calloc(cap, sizeof *t->keys);
 	t->prev = calloc(cap, sizeof *t->prev);
 	t->next = calloc(cap, sizeof *t->next);

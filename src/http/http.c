@@ -415,3 +415,12 @@ void ca_http_free(struct ca_http *http)
 		close(http->listen_fd);
 	free(http);
 }
+
+void ca_http_budget(struct ca_budget *b)
+{
+	/* libmicrohttpd's per-connection pool (32 KiB by default: request
+	 * headers and its buffers) and a response being sent: /health and
+	 * /metrics render a few tens of KiB. */
+	ca_budget_add(b, "http: connections (pool and a response each)", "",
+	              (uint64_t)HTTP_CONNECTION_LIMIT * ((32 << 10) + (64 << 10)));
+}

@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/budget.h"
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/loop.h"
@@ -74,6 +75,10 @@ int ca_http_port(const struct ca_http *http);
  * registrations. NULL is fine. Loop thread (also from inside a loop
  * callback, but never from one of this server's own handlers). */
 void ca_http_free(struct ca_http *http);
+
+/* The server's row of the memory budget (its connection cap times what a
+ * connection may hold). Any thread. */
+void ca_http_budget(struct ca_budget *b);
 
 /* Requests answered so far, whatever their status. Loop thread. */
 uint64_t ca_http_requests(const struct ca_http *http);

@@ -23,6 +23,7 @@
 #include "kube/client_int.h"
 #include "kube/kube_int.h"
 #include "kube/prune.h"
+#include "kube/watch.h"
 
 #define DEFAULT_MAX_BODY ((size_t)4 << 20)
 #define DEFAULT_REQUEST_TIMEOUT_MS 10000
@@ -30,10 +31,14 @@
 /* A non-2xx answer is a Status object: a few hundred bytes. */
 #define ERROR_BODY_MAX ((size_t)64 << 10)
 /* Stream bytes not yet handed to the consumer. Past the soft cap the write
- * callback pauses libcurl (which keeps the data), so the hard cap is only
- * reached if libcurl hands over one enormous block. */
-#define PENDING_SOFT_CAP ((size_t)256 << 10)
-#define PENDING_HARD_CAP ((size_t)8 << 20)
+ * callback pauses libcurl (which keeps the data it has not handed over).
+ * Streams are not gzip-decoded, so libcurl hands over at most its buffer
+ * (CURLOPT_BUFFERSIZE, 16 KiB) per call: the hard cap leaves room for that
+ * and is never reached by a well-behaved libcurl. kube.h's memory budget
+ * counts the hard cap per watch. */
+#define PENDING_SOFT_CAP ((size_t)128 << 10)
+#define PENDING_HARD_CAP (PENDING_SOFT_CAP + ((size_t)64 << 10))
+_Static_assert(PENDING_HARD_CAP <= CA_WATCH_FEED_MAX, "the parser's kept cap assumes this");
 /* Connections to the API server. Every watch holds one HTTP/1.1 connection
  * for its lifetime (see stream options below), and the agent runs four or
  * five reflectors, so this leaves room for lists and one-shot requests. */
@@ -1012,6 +1017,33 @@ out:
 		snprintf(err, errlen, "out of memory");
 	ca_kube_free(k);
 	return rc;
+}
+
+/* A TLS connection with libcurl's and OpenSSL's buffers (measured at about
+ * 70 KiB with OpenSSL 3.0 and libcurl 7.88): rounded up. */
+#define CONNECTION_BYTES ((uint64_t)128 << 10)
+/* Cluster detection's largest one-shot answer (a Node, 512 KiB in
+ * cluster.c) and its tape, two at once while it runs. */
+#define ONE_SHOT_BYTES ((uint64_t)2 * 6 * (512 << 10))
+
+void ca_kube_budget(size_t max_list_page_bytes, struct ca_budget *b)
+{
+	ca_budget_add(b, "kube: one LIST page at a time, its body and tape", "kubernetes.max_list_page_bytes",
+	              (uint64_t)max_list_page_bytes * 6);
+	ca_budget_add(b, "kube: two spare connections, cluster detection's requests", "",
+	              2 * CONNECTION_BYTES + ONE_SHOT_BYTES);
+}
+
+void ca_kube_watch_budget(size_t watches, size_t max_object_bytes, const char *what,
+                          const char *key, struct ca_budget *b)
+{
+	char text[112];
+	snprintf(text, sizeof text, "kube: %zu %s watch(es): read-ahead, parser, connection", watches, what);
+	ca_budget_add(b, text, key,
+	              (uint64_t)watches * (PENDING_HARD_CAP + ca_watch_parser_budget(max_object_bytes) +
+	                                   CONNECTION_BYTES));
+	snprintf(text, sizeof text, "kube: parse of one %s line at a time", what);
+	ca_budget_add(b, text, key, ca_watch_parse_peak(max_object_bytes));
 }
 
 bool ca_kube_list_slot_take(struct ca_kube *kube, struct ca_kube_slot_waiter *w)

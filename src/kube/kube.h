@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/budget.h"
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/loop.h"
@@ -76,6 +77,20 @@ enum ca_err ca_kube_request(struct ca_kube *kube, const struct ca_kube_request *
 bool ca_kube_api_ok(const struct ca_kube *kube);
 /* Monotonic ms of the last successful API response, 0 if none. */
 int64_t ca_kube_last_success_ms(const struct ca_kube *kube);
+
+/* The client's rows of the memory budget: one LIST page of up to
+ * max_list_page_bytes at a time (its body, and its tape once managedFields
+ * are cut: at most five times the body, kube/json_parse.h), the parse of
+ * one watch line at a time, two spare connections and the one-shot
+ * requests of cluster detection. Any thread. */
+void ca_kube_budget(size_t max_list_page_bytes, struct ca_budget *b);
+/* The rows of `watches` watch streams of objects up to max_object_bytes
+ * (what: "event", "pod"; key: the config key that sets the size): per
+ * watch, the bytes read ahead and what its parser keeps between lines
+ * (kube/watch.h) and its connection's TLS and libcurl state; and the
+ * parse of one such line. Any thread. */
+void ca_kube_watch_budget(size_t watches, size_t max_object_bytes, const char *what,
+                          const char *key, struct ca_budget *b);
 
 /* agent_kube_requests_total{code}, agent_kube_watch_restarts_total and the
  * client's other counters. */

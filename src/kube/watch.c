@@ -22,13 +22,18 @@
 #include "kube/json_parse.h"
 #include "kube/prune.h"
 
-/* What a paused parser may hold when its owner keeps feeding it. A partial
- * line is bounded by max_line; this bounds the bytes kept across pauses. */
-#define KEPT_MIN_CAP ((size_t)64 << 20)
+/* What the line arena and the scratch copy keep between lines (the arena
+ * holds the tape of a few dozen ordinary events); more is given back after
+ * a big line, so a watch's memory at rest stays small. */
+#define ARENA_KEEP_BYTES ((size_t)64 << 10)
+#define SCRATCH_KEEP_BYTES ((size_t)16 << 10)
 
-/* What the line arena may keep between lines: ~40 ordinary 1.3 KB events
- * worth of tape. */
-#define ARENA_KEEP_BYTES ((size_t)1 << 20)
+/* kept holds either a partial line (at most max_line) or, after a pause,
+ * the rest of one feed (at most CA_WATCH_FEED_MAX): whichever is larger. */
+static size_t kept_cap(size_t max_line)
+{
+	return (max_line > CA_WATCH_FEED_MAX ? max_line : CA_WATCH_FEED_MAX) + 1;
+}
 
 struct ca_watch_parser {
 	size_t max_line;
@@ -62,10 +67,22 @@ enum ca_err ca_watch_parser_new(struct ca_watch_parser **out, size_t max_line,
 		free(p);
 		return CA_ENOMEM;
 	}
-	ca_buf_init(&p->kept, max_line > KEPT_MIN_CAP ? max_line + 1 : KEPT_MIN_CAP);
+	ca_buf_init(&p->kept, kept_cap(max_line));
 	ca_buf_init(&p->scratch, max_line + 1);
 	*out = p;
 	return CA_OK;
+}
+
+size_t ca_watch_parser_budget(size_t max_line)
+{
+	return kept_cap(max_line) + ARENA_KEEP_BYTES + SCRATCH_KEEP_BYTES;
+}
+
+size_t ca_watch_parse_peak(size_t max_line)
+{
+	/* The pruned copy, the arena's copy of the text, and at most one
+	 * 24-byte node per 6 bytes (json_parse.h). */
+	return max_line + max_line + 4 * max_line + 4096 * 24;
 }
 
 void ca_watch_parser_free(struct ca_watch_parser *p)
@@ -148,6 +165,17 @@ static void strip_managed_fields(struct ca_watch_parser *p, const char **s, size
 	*n = p->scratch.len;
 }
 
+/* Give back what a big line made the arena and the scratch copy grow to. */
+static void trim(struct ca_watch_parser *p)
+{
+	ca_kube_json_doc_trim(p->doc, ARENA_KEEP_BYTES);
+	if (p->scratch.cap > SCRATCH_KEEP_BYTES) {
+		size_t max = p->scratch.max;
+		ca_buf_fini(&p->scratch);
+		ca_buf_init(&p->scratch, max);
+	}
+}
+
 /* Parse one complete line (without its '\n'). Returns what the callback
  * returned; bad and blank lines return true (keep going). */
 static bool parse_line(struct ca_watch_parser *p, const char *s, size_t n)
@@ -171,7 +199,7 @@ static bool parse_line(struct ca_watch_parser *p, const char *s, size_t n)
 	if (!object || object->type != CA_JSON_OBJECT ||
 	    !event_type(ca_kobj_member(root, "type"), &type)) {
 		p->stats.parse_errors++;
-		ca_kube_json_doc_trim(p->doc, ARENA_KEEP_BYTES);
+		trim(p);
 		return true;
 	}
 	p->stats.events++;
@@ -180,7 +208,7 @@ static bool parse_line(struct ca_watch_parser *p, const char *s, size_t n)
 	bool go_on = p->cb(p->arg, type, object);
 	/* A near-max_line document can expand to many times its size in
 	 * nodes; keep only what ordinary events need between lines. */
-	ca_kube_json_doc_trim(p->doc, ARENA_KEEP_BYTES);
+	trim(p);
 	return go_on;
 }
 

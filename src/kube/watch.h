@@ -58,4 +58,15 @@ enum ca_err ca_watch_feed(struct ca_watch_parser *p, const char *data, size_t le
 bool ca_watch_parser_partial(const struct ca_watch_parser *p);
 void ca_watch_parser_get_stats(const struct ca_watch_parser *p, struct ca_watch_parser_stats *out);
 
+/* The most a caller feeds in one ca_watch_feed() call (the kube client's
+ * read-ahead is below it). */
+#define CA_WATCH_FEED_MAX ((size_t)192 << 10)
+
+/* Memory budget: what one parser may keep between lines for max_line
+ * (a partial line plus the rest of one feed, the arena and the scratch copy
+ * it keeps), and the peak of parsing one line of max_line (its pruned copy
+ * and its tape), which happens on one parser at a time. */
+size_t ca_watch_parser_budget(size_t max_line);
+size_t ca_watch_parse_peak(size_t max_line);
+
 #endif

@@ -26,9 +26,10 @@ static const char *const level_names[] = { "debug", "info", "warn", "error" };
  * "}\n"), so even a cut record is one line of valid JSON. A string cut to
  * fit below the soft cap may still grow up to six times when escaped (a
  * control byte becomes \u00XX), hence the buffer's hard cap. */
-#define LOG_SOFT_MAX ((size_t)1 << 20)
+#define LOG_SOFT_MAX ((size_t)256 << 10)
 #define LOG_SLACK 256
 #define LOG_HARD_MAX (6 * LOG_SOFT_MAX + LOG_SLACK)
+_Static_assert(LOG_HARD_MAX <= CA_LOG_RECORD_MAX, "log.h promises this cap");
 
 static bool room(const struct ca_buf *b, bool *truncated)
 {

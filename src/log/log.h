@@ -4,7 +4,7 @@
  * "cluster_id":"…","msg":"…", <fields>}. Text: "ts LEVEL component: msg k=v".
  * Fields are string key/value pairs; callers never pass secrets. A record
  * is valid JSON whatever bytes its strings hold (invalid UTF-8 becomes
- * U+FFFD) and stays one line; one over 1 MiB is cut and says so
+ * U+FFFD) and stays one line; one over 256 KiB is cut and says so
  * ("log_truncated":true). A record is written with one write(2) call
  * under a lock (looping only if the kernel takes it in pieces), so records
  * from different threads never interleave. Any thread may log; configure
@@ -17,6 +17,10 @@
 #include "core/err.h"
 
 enum ca_log_level { CA_LOG_DEBUG = 0, CA_LOG_INFO, CA_LOG_WARN, CA_LOG_ERROR };
+
+/* The most one record being written takes (its text once escaped), for the
+ * memory budget: 256 KiB of content, each byte escaped to at most six. */
+#define CA_LOG_RECORD_MAX ((size_t)6 * (256 << 10) + 256)
 
 /* Parse "debug", "info", "warn"/"warning", "error". */
 enum ca_err ca_log_level_parse(const char *s, enum ca_log_level *out);
