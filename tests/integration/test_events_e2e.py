@@ -7,6 +7,8 @@ Nats-Msg-Id "<uid>-<resourceVersion>"), on the simulator's request statistics an
 the agent's /metrics and /health counters. Conditions are polled with
 deadlines; "nothing more arrives" is checked over a quiet period after the
 expected messages came, so a duplicate sent late is still caught."""
+import json
+import re
 import threading
 import time
 
@@ -511,6 +513,71 @@ def test_event_storm_stays_live_and_bounded(nats_server, nats_client, kubesim, a
     assert metric(agent, "agent_event_queue_size", {"cluster_id": CID}) == 0
     if not sanitized:
         assert peak[0] < 64 * 1024, f"peak VmRSS {peak[0]} KiB"
+    agent.assert_clean_exit()
+
+
+def budget_total_mib(env=None):
+    """The memory budget total that --check-config prints, in MiB."""
+    from lib.agentproc import run_agent_once
+    r = run_agent_once(["--check-config"], env=env)
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"\| \*\*total\*\* \| \| \*\*([0-9.]+)\*\* \|", r.stdout)
+    assert m, r.stdout
+    return float(m.group(1))
+
+
+def test_repeating_storm_stays_inside_the_budget(nats_server, nats_client, kubesim, agent_factory):
+    """A storm whose events repeat, so that the aggregation windows fill
+    with held repeats: the bytes they hold stay under
+    events.dedup_window_bytes (the oldest windows close early and publish
+    their repeat), nothing is lost, and the peak RSS stays inside the memory
+    budget that --check-config computes for the same configuration."""
+    env = {"COLLECT_AGENT_EVENTS_DEDUP_WINDOW": "5s",
+           "COLLECT_AGENT_EVENTS_DEDUP_WINDOW_BYTES": str(2 << 20)}
+    budget = budget_total_mib(env)
+    col = subscribe(nats_client)
+    agent = agent_factory(agent_args(nats_server.url, kubesim), env=env)
+    agent.wait_ready()
+    pid = agent.proc.pid
+    sanitized = is_sanitized(pid)
+    peak, held = [rss_kib(pid) or 0], [0]
+    stop = threading.Event()
+
+    def watch_agent():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_kib(pid) or 0)
+            code, body = agent.get("/health", timeout=5)
+            if code in (200, 503):
+                ev = json.loads(body).get("events") or {}
+                held[0] = max(held[0], ev.get("window_bytes", 0))
+            time.sleep(0.05)
+
+    t = threading.Thread(target=watch_agent, daemon=True)
+    t.start()
+    keys = 8000
+    try:
+        # Every (object, reason) key twice: the first occurrence of each is
+        # published at once, the second is held by its window.
+        for rnd in range(2):
+            r = kubesim.emit_events(namespace="repeat", count=keys, reason="BackOff",
+                                    name_prefix="rep", uids=False)
+            assert r["count"] == keys
+        col.until(lambda c: len(c.items) >= 2 * keys, timeout=120, what=f"{2 * keys} messages")
+        col.quiet(1.5)
+    finally:
+        stop.set()
+        t.join(timeout=10)
+    closed_early = metric(agent, "agent_events_windows_closed_early_total", {"cluster_id": CID})
+    print(f"repeating storm: peak VmRSS {peak[0] / 1024:.1f} MiB, budget {budget:.1f} MiB, "
+          f"windows held at most {held[0] / 1048576:.2f} MiB, closed early {closed_early:.0f}"
+          f"{' (ASan)' if sanitized else ''}")
+    assert len(col.items) == 2 * keys
+    assert not col.repeated()
+    assert closed_early > 0, "the windows never reached events.dedup_window_bytes"
+    assert held[0] <= 2 << 20
+    assert metric(agent, "agent_events_dropped_total", {"cluster_id": CID}) == 0
+    if not sanitized:
+        assert peak[0] < budget * 1024, f"peak VmRSS {peak[0]} KiB over the budget of {budget} MiB"
     agent.assert_clean_exit()
 
 
