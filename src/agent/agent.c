@@ -36,6 +36,19 @@ static const double command_duration_bounds[] = {
 	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300
 };
 
+/* One module of the agent (core/module.h). self is NULL while the module
+ * is not running: waiting for what it needs (waiting = true: another
+ * module's reason explains it), or failed to start (error says why). */
+struct module_slot {
+	const struct ca_module_ops *ops;
+	const void *self;
+	bool wanted;       /* enabled by the configuration */
+	bool waiting;
+	char error[512];
+};
+
+enum { MOD_NATS = 0, MOD_KUBE, MOD_CLUSTER, MOD_EVENTS, MOD_COUNT };
+
 struct ca_agent {
 	const struct ca_config *cfg;
 	const struct ca_config_flags *flags;
@@ -71,6 +84,8 @@ struct ca_agent {
 	struct ca_histogram command_duration;
 	char last_error[256];
 	bool stopping;
+	struct module_slot modules[MOD_COUNT];
+	uint64_t budget_bytes;
 };
 
 /* ------------------------------------------------------------ memory budget */
@@ -119,9 +134,10 @@ static enum ca_err check_budget(const struct ca_config *cfg, uint64_t limit, cha
 		return CA_OK;
 	ca_set_err(err, errlen,
 	           "the memory budget is %.1f MiB, over 90%% of the memory limit of %.1f MiB: lower "
-	           "events.buffer_bytes, events.dedup_window_bytes, nats.reconnect_buffer_bytes, "
-	           "kubernetes.max_list_page_bytes or kubernetes.max_object_bytes, or the number of "
-	           "events.namespaces (see --check-config for the table)",
+	           "events.max_object_bytes (each watched namespace may hold a partial line that long), "
+	           "events.buffer_bytes, events.dedup_window_bytes, nats.reconnect_buffer_bytes or "
+	           "kubernetes.max_list_page_bytes, or watch fewer events.namespaces (see --check-config "
+	           "for the table)",
 	           (double)b.total / 1048576.0, (double)limit / 1048576.0);
 	return CA_EINVAL;
 }
@@ -291,16 +307,50 @@ static void send_heartbeat(struct ca_agent *a, const char *status)
 	ca_buf_fini(&payload);
 }
 
-static bool events_stalled(const struct ca_agent *a)
+/* Ask every module (core/module.h). ready/live: all wanted modules are;
+ * not_ready and not_live (may be NULL) get the reasons, "; "-separated. */
+static void modules_health(const struct ca_agent *a, bool *ready, bool *live, struct ca_buf *not_ready,
+                           struct ca_buf *not_live)
 {
-	return a->events && ca_events_stalled(a->events, a->cfg->kubernetes.stall_timeout_ms);
+	*ready = *live = true;
+	for (size_t i = 0; i < MOD_COUNT; i++) {
+		const struct module_slot *m = &a->modules[i];
+		struct ca_module_health h = { .ready = true, .live = true };
+		if (!m->wanted || !m->ops)
+			continue;
+		if (!m->self) {
+			if (m->waiting)
+				continue; /* another module's reason explains it */
+			h.ready = false;
+			ca_set_err(h.reason, sizeof h.reason, "%s: %s", m->ops->name,
+			           m->error[0] ? m->error : "not running");
+		} else if (m->ops->health) {
+			m->ops->health(m->self, &h);
+		}
+		if (!h.ready) {
+			*ready = false;
+			if (not_ready)
+				ca_buf_printf(not_ready, "%s%s", not_ready->len ? "; " : "", h.reason);
+		}
+		if (!h.live) {
+			*live = false;
+			if (not_live)
+				ca_buf_printf(not_live, "%s%s", not_live->len ? "; " : "", h.reason);
+		}
+	}
+	if (a->stopping) {
+		*ready = false;
+		if (not_ready)
+			ca_buf_printf(not_ready, "%sshutting down", not_ready->len ? "; " : "");
+	}
 }
 
-/* Running but not doing all of its job: the API server does not answer or
- * a watch is stuck. */
+/* Running but not doing all of its job. */
 static bool degraded(const struct ca_agent *a)
 {
-	return !a->kube || !ca_kube_api_ok(a->kube) || events_stalled(a);
+	bool ready, live;
+	modules_health(a, &ready, &live, NULL, NULL);
+	return !ready || !live;
 }
 
 static void on_heartbeat_timer(void *arg)
@@ -416,18 +466,27 @@ static enum ca_err publish_event(void *arg, const struct ca_msg_event *ev)
 
 static void start_events(struct ca_agent *a)
 {
-	char err[512] = "";
+	struct module_slot *m = &a->modules[MOD_EVENTS];
 	static const struct ca_events_sink sink = { .publish = publish_event };
 	if (!a->cfg->events.enabled || !a->kube || a->events)
 		return;
-	if (ca_events_new_loop(&a->events, a->loop, a->kube, a->cfg, a->cluster_id, &sink, a, err,
-	                       sizeof err) != CA_OK) {
-		ca_log(CA_LOG_ERROR, "events", "cannot set up the event watcher", "error", err, NULL);
-		set_last_error(a, err);
+	m->waiting = false;
+	if (ca_events_new_loop(&a->events, a->loop, a->kube, a->cfg, a->cluster_id, &sink, a, m->error,
+	                       sizeof m->error) != CA_OK) {
+		ca_log(CA_LOG_ERROR, "events", "cannot set up the event watcher", "error", m->error, NULL);
+		set_last_error(a, m->error);
 		return;
 	}
-	if (ca_events_start(a->events) != CA_OK)
-		ca_log(CA_LOG_ERROR, "events", "cannot start the event watcher", NULL);
+	enum ca_err rc = ca_events_start(a->events);
+	if (rc != CA_OK) {
+		ca_set_err(m->error, sizeof m->error, "cannot start the event watcher: %s", ca_strerror(rc));
+		ca_log(CA_LOG_ERROR, "events", m->error, NULL);
+		set_last_error(a, m->error);
+		ca_events_free(a->events);
+		a->events = NULL;
+		return;
+	}
+	m->self = a->events;
 }
 
 /* ---------------------------------------------------------------- cluster */
@@ -481,59 +540,36 @@ static void on_bus_message(void *arg, const struct ca_bus_msg *msg)
 
 /* ------------------------------------------------------------ http handlers */
 
-static void reasons_not_ready(const struct ca_agent *a, struct ca_buf *why)
-{
-	if (!cluster_known(a))
-		ca_buf_append_str(why, "cluster ID unknown; ");
-	if (!ca_bus_connected(a->bus))
-		ca_buf_append_str(why, "NATS not connected; ");
-	if (!a->kube)
-		ca_buf_printf(why, "Kubernetes API: %s; ", a->kube_error);
-	else if (!ca_kube_api_ok(a->kube))
-		ca_buf_append_str(why, "Kubernetes API has not answered yet; ");
-	if (a->stopping)
-		ca_buf_append_str(why, "shutting down; ");
-	if (why->len >= 2)
-		why->len -= 2, why->data[why->len] = '\0';
-}
-
 static int handle_live(void *arg, struct ca_buf *body)
 {
 	struct ca_agent *a = arg;
 	/* This handler runs on the loop thread, so answering at all proves the
 	 * loop turns; a stuck loop makes the probe time out. What remains is a
-	 * watch that silently stopped making progress. */
-	if (!a->stopping && ca_bus_gave_up(a->bus)) {
-		/* nats.c gave up: reconnects ran out, or the server refused the
-		 * credentials (nats.c stops retrying then, even with -1). Only a
-		 * restart reconnects, and it re-reads credentials from files. */
-		ca_buf_append_str(body, "{\"status\":\"failed\",\"reason\":\"NATS connection closed for good: "
-		                        "the server refused the credentials or nats.max_reconnects ran out "
-		                        "(see /health nats.last_error); a restart reconnects\"}");
-		return 503;
-	}
-	if (events_stalled(a)) {
-		char why[160];
-		char limit[32];
-		ca_format_duration(a->cfg->kubernetes.stall_timeout_ms, limit, sizeof limit);
-		snprintf(why, sizeof why, "event watch made no progress for %s (kubernetes.stall_timeout)", limit);
-		ca_buf_append_str(body, "{\"status\":\"stalled\",\"reason\":");
-		ca_buf_append_json_string(body, why);
+	 * module that only a restart can help (a stuck watch, NATS closed for
+	 * good). */
+	struct ca_buf why;
+	bool ready, live;
+	ca_buf_init(&why, 8192);
+	modules_health(a, &ready, &live, NULL, &why);
+	if (live) {
+		ca_buf_append_str(body, "{\"status\":\"ok\"}");
+	} else {
+		ca_buf_append_str(body, "{\"status\":\"failed\",\"reason\":");
+		ca_buf_append_json_string(body, why.data);
 		ca_buf_append_str(body, "}");
-		return 503;
 	}
-	ca_buf_append_str(body, "{\"status\":\"ok\"}");
-	return 200;
+	ca_buf_fini(&why);
+	return live ? 200 : 503;
 }
 
 static int handle_ready(void *arg, struct ca_buf *body)
 {
 	struct ca_agent *a = arg;
 	struct ca_buf why;
-	ca_buf_init(&why, 4096);
-	reasons_not_ready(a, &why);
-	int code = why.len ? 503 : 200;
-	if (code == 200) {
+	bool ready, live;
+	ca_buf_init(&why, 8192);
+	modules_health(a, &ready, &live, &why, NULL);
+	if (ready) {
 		ca_buf_append_str(body, "{\"status\":\"ok\"}");
 	} else {
 		ca_buf_append_str(body, "{\"status\":\"not ready\",\"reason\":");
@@ -541,18 +577,22 @@ static int handle_ready(void *arg, struct ca_buf *body)
 		ca_buf_append_str(body, "}");
 	}
 	ca_buf_fini(&why);
-	return code;
+	return ready ? 200 : 503;
 }
 
 static int handle_health(void *arg, struct ca_buf *body)
 {
 	struct ca_agent *a = arg;
-	struct ca_buf why;
-	ca_buf_init(&why, 4096);
-	reasons_not_ready(a, &why);
-	ca_buf_printf(body, "{\"status\":\"%s\",\"ready\":%s,\"reason\":", why.len ? "degraded" : "ok",
-	              why.len ? "false" : "true");
+	struct ca_buf why, why_live;
+	bool ready, live;
+	ca_buf_init(&why, 8192);
+	ca_buf_init(&why_live, 8192);
+	modules_health(a, &ready, &live, &why, &why_live);
+	ca_buf_printf(body, "{\"status\":\"%s\",\"ready\":%s,\"live\":%s,\"reason\":",
+	              ready && live ? "ok" : "degraded", ready ? "true" : "false", live ? "true" : "false");
 	ca_buf_append_json_string(body, why.len ? why.data : "");
+	ca_buf_append_str(body, ",\"live_reason\":");
+	ca_buf_append_json_string(body, why_live.len ? why_live.data : "");
 	ca_buf_append_str(body, ",\"agent_id\":");
 	ca_buf_append_json_string(body, a->agent_id);
 	ca_buf_append_str(body, ",\"cluster_id\":");
@@ -561,31 +601,29 @@ static int handle_health(void *arg, struct ca_buf *body)
 	ca_buf_append_json_string(body, a->cluster_source);
 	ca_buf_printf(body, ",\"version\":\"%s\",\"uptime_seconds\":%" PRId64
 	              ",\"loop_last_turn_ms_ago\":%" PRId64 ",\"registrations\":%" PRIu64
-	              ",\"heartbeats\":%" PRIu64 ",\"last_error\":",
+	              ",\"heartbeats\":%" PRIu64 ",\"memory_budget_bytes\":%" PRIu64 ",\"last_error\":",
 	              CA_VERSION, (ca_now_monotonic_ms() - a->started_mono_ms) / 1000,
-	              ca_now_monotonic_ms() - ca_loop_last_turn_ms(a->loop), a->registrations, a->heartbeats);
+	              ca_now_monotonic_ms() - ca_loop_last_turn_ms(a->loop), a->registrations, a->heartbeats,
+	              a->budget_bytes);
 	ca_buf_append_json_string(body, a->last_error);
-	ca_buf_append_str(body, ",\"nats\":");
-	ca_bus_health_json(a->bus, body);
-	ca_buf_append_str(body, ",\"kubernetes\":");
-	if (a->kube) {
-		ca_kube_health_json(a->kube, body);
-	} else {
-		ca_buf_append_str(body, "{\"error\":");
-		ca_buf_append_json_string(body, a->kube_error);
-		ca_buf_append_str(body, "}");
+	for (size_t i = 0; i < MOD_COUNT; i++) {
+		const struct module_slot *m = &a->modules[i];
+		if (!m->ops)
+			continue;
+		ca_buf_printf(body, ",\"%s\":", m->ops->name);
+		if (m->self && m->ops->health_json) {
+			m->ops->health_json(m->self, body);
+		} else {
+			ca_buf_printf(body, "{\"enabled\":%s,\"running\":false,\"error\":",
+			              m->wanted ? "true" : "false");
+			ca_buf_append_json_string(body, m->error);
+			ca_buf_append_str(body, "}");
+		}
 	}
-	ca_buf_append_str(body, ",\"cluster\":");
-	ca_cluster_health_json(a->cluster, body);
-	ca_buf_append_str(body, ",\"events\":");
-	if (a->events)
-		ca_events_health_json(a->events, body);
-	else
-		ca_buf_printf(body, "{\"enabled\":%s,\"running\":false}", a->cfg->events.enabled ? "true" : "false");
-	ca_buf_printf(body, ",\"stalled\":%s}", events_stalled(a) ? "true" : "false");
-	int code = why.len ? 503 : 200; /* before fini, which zeroes len */
+	ca_buf_append_str(body, "}");
 	ca_buf_fini(&why);
-	return code;
+	ca_buf_fini(&why_live);
+	return ready && live ? 200 : 503;
 }
 
 static void handle_metrics(void *arg, struct ca_buf *body)
@@ -612,19 +650,10 @@ static void handle_metrics(void *arg, struct ca_buf *body)
 	                  &a->command_duration);
 	ca_prom_single(&p, "agent_registrations_total", "counter", "AgentInfo messages published.", (double)a->registrations);
 	ca_prom_single(&p, "agent_heartbeats_total", "counter", "Heartbeats published.", (double)a->heartbeats);
-	ca_bus_render_metrics(a->bus, &p);
-	if (a->kube)
-		ca_kube_render_metrics(a->kube, &p);
-	if (a->events) {
-		ca_events_render_metrics(a->events, &p);
-	} else {
-		/* The families exist from the start so dashboards and alerts see 0,
-		 * not "no data", before the watcher runs. */
-		ca_prom_single(&p, "agent_event_queue_size", "gauge", "Events waiting to be published.", 0);
-		ca_prom_single(&p, "agent_events_received_total", "counter", "Event objects received from the API server.", 0);
-		ca_prom_single(&p, "agent_events_published_total", "counter", "Events handed to NATS.", 0);
-		ca_prom_single(&p, "agent_events_filtered_total", "counter", "Events removed by filters.", 0);
-		ca_prom_single(&p, "agent_events_dropped_total", "counter", "Events lost (queue full).", 0);
+	for (size_t i = 0; i < MOD_COUNT; i++) {
+		const struct module_slot *m = &a->modules[i];
+		if (m->ops && m->ops->render_metrics)
+			m->ops->render_metrics(m->self, &p);
 	}
 	ca_process_render_metrics(&p);
 }
@@ -757,6 +786,20 @@ enum ca_err ca_agent_new(struct ca_agent **out, const struct ca_config *cfg,
 	};
 	if ((rc = ca_bus_new(&a->bus, a->loop, cfg, &bus_callbacks, a, err, errlen)) != CA_OK)
 		goto fail;
+
+	/* The modules, in the order /health lists them. */
+	a->modules[MOD_NATS] = (struct module_slot){ .ops = &ca_bus_module, .self = a->bus, .wanted = true };
+	a->modules[MOD_KUBE] = (struct module_slot){ .ops = &ca_kube_module, .self = a->kube, .wanted = true };
+	if (!a->kube)
+		ca_set_err(a->modules[MOD_KUBE].error, sizeof a->modules[MOD_KUBE].error, "%s", a->kube_error);
+	a->modules[MOD_CLUSTER] = (struct module_slot){ .ops = &ca_cluster_module, .self = a->cluster,
+	                                                .wanted = true };
+	a->modules[MOD_EVENTS] = (struct module_slot){ .ops = &ca_events_module, .wanted = cfg->events.enabled,
+	                                               .waiting = true };
+	struct ca_budget budget;
+	ca_budget_init(&budget);
+	ca_agent_budget(cfg, &budget);
+	a->budget_bytes = budget.total;
 	*out = a;
 	return CA_OK;
 fail:

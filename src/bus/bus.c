@@ -1139,3 +1139,43 @@ void ca_bus_library_cleanup(int64_t timeout_ms)
 {
 	nats_CloseAndWait(timeout_ms > 0 ? timeout_ms : 1);
 }
+
+/* ------------------------------------------------------------------ */
+/* The module table (core/module.h) */
+
+static void module_health(const void *self, struct ca_module_health *out)
+{
+	const struct ca_bus *bus = self;
+	if (ca_bus_gave_up(bus) && !bus->closed) {
+		/* nats.c gave up: reconnects ran out, or the server refused the
+		 * credentials (nats.c stops retrying then, even with -1). Only a
+		 * restart reconnects, and it re-reads credentials from files. */
+		out->live = false;
+		out->ready = false;
+		ca_set_err(out->reason, sizeof out->reason,
+		           "NATS connection closed for good: the server refused the credentials or "
+		           "nats.max_reconnects ran out (see /health nats.last_error); a restart reconnects");
+		return;
+	}
+	if (!ca_bus_connected(bus)) {
+		out->ready = false;
+		ca_set_err(out->reason, sizeof out->reason, "NATS not connected");
+	}
+}
+
+static void module_health_json(const void *self, struct ca_buf *out)
+{
+	ca_bus_health_json(self, out);
+}
+
+static void module_metrics(const void *self, struct ca_prom *p)
+{
+	ca_bus_render_metrics(self, p);
+}
+
+const struct ca_module_ops ca_bus_module = {
+	.name = "nats",
+	.health = module_health,
+	.health_json = module_health_json,
+	.render_metrics = module_metrics,
+};

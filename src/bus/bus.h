@@ -39,6 +39,7 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/loop.h"
+#include "core/module.h"
 #include "core/prom.h"
 
 struct ca_bus;
@@ -153,6 +154,9 @@ void ca_bus_free(struct ca_bus *bus);
 /* True once nats.c has closed the connection for good: nats.max_reconnects
  * ran out, or ca_bus_close() was called. Any thread. */
 bool ca_bus_gave_up(const struct ca_bus *bus);
+/* The bus as a module of the agent (core/module.h): ready while connected;
+ * not live once nats.c gave up (other than by ca_bus_close()). */
+extern const struct ca_module_ops ca_bus_module;
 
 /* Release nats.c's global resources (its threads and pools). Call once at
  * process exit after every bus is freed; waits at most timeout_ms. */

@@ -986,3 +986,27 @@ void ca_cluster_free(struct ca_cluster *c)
 	free(c->node_name);
 	free(c);
 }
+
+/* ------------------------------------------------------------------------ */
+/* The module table (core/module.h) */
+
+static void module_health(const void *self, struct ca_module_health *out)
+{
+	const struct ca_cluster *c = self;
+	if (c->known)
+		return;
+	out->ready = false;
+	ca_set_err(out->reason, sizeof out->reason, "cluster ID unknown%s%s",
+	           c->last_error.len ? ": " : "", c->last_error.len ? c->last_error.data : "");
+}
+
+static void module_health_json(const void *self, struct ca_buf *out)
+{
+	ca_cluster_health_json(self, out);
+}
+
+const struct ca_module_ops ca_cluster_module = {
+	.name = "cluster",
+	.health = module_health,
+	.health_json = module_health_json,
+};

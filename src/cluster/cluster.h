@@ -48,6 +48,7 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/loop.h"
+#include "core/module.h"
 #include "kube/kube.h"
 
 #define CA_CLUSTER_ID_MAX 80
@@ -95,6 +96,9 @@ const struct ca_cluster_info *ca_cluster_info(const struct ca_cluster *c);
  * attempts, last_error ("" if none) and per-source findings of the last
  * attempt. Loop thread. */
 void ca_cluster_health_json(const struct ca_cluster *c, struct ca_buf *out);
+/* The detector as a module of the agent (core/module.h): ready once the
+ * cluster ID is known; the reason says why not (detection's last error). */
+extern const struct ca_module_ops ca_cluster_module;
 
 /* True for 1..80 characters of [a-z0-9-] that start and end with a letter or
  * digit (a DNS label, longer, safe as a NATS subject token). Any thread. */

@@ -114,7 +114,7 @@ static const struct key_def keys[] = {
 
 	KEY("events.enabled", K_BOOL, events.enabled, "true"),
 	KEY("events.buffer_size", K_INT64, events.buffer_size, "1000"),
-	KEY("events.max_object_bytes", K_INT64, events.max_object_bytes, "262144"),
+	KEY("events.max_object_bytes", K_INT64, events.max_object_bytes, "1048576"),
 	KEY("events.buffer_bytes", K_INT64, events.buffer_bytes, "4194304"),
 	KEY("events.since", K_DURATION, events.since_ms, "5m"),
 	KEY("events.dedup_window", K_DURATION, events.dedup_window_ms, "1m"),
@@ -883,6 +883,19 @@ static bool valid_subject_prefix(const char *s)
 }
 
 /* Empty, or 1..80 of [a-z0-9-] starting and ending with [a-z0-9]. */
+/* A Kubernetes namespace name: an RFC 1123 label (1-63 of [a-z0-9-],
+ * starting and ending with a letter or digit). */
+static bool valid_namespace(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return false;
+	return true;
+}
+
 static bool valid_cluster_id(const char *s)
 {
 	size_t n = strlen(s);
@@ -1081,6 +1094,13 @@ enum ca_err ca_config_validate(struct ca_config *cfg, char *err, size_t errlen)
 	for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
 		TRY(check_list_entries((const struct ca_strlist *)((const char *)cfg + lists[i].off),
 		                       lists[i].path, err, errlen));
+	/* The watcher builds one API path per namespace: what it cannot watch
+	 * is refused here, where --check-config sees it too. */
+	for (size_t i = 0; i < cfg->events.namespaces.count; i++)
+		if (!valid_namespace(cfg->events.namespaces.items[i]))
+			TRY(bad_value(err, errlen, "events.namespaces", cfg->events.namespaces.items[i],
+			              "a namespace name",
+			              "1 to 63 lower-case letters, digits or '-', starting and ending with a letter or digit"));
 	TRY(check_regex("events.message_regex", cfg->events.message_regex, err, errlen));
 	TRY(check_regex("events.exclude_message_regex", cfg->events.exclude_message_regex, err, errlen));
 	static const char *const severities[] = { "info", "warning", "critical", NULL };

@@ -85,7 +85,7 @@ struct ca_config {
 		bool enabled;
 		int64_t buffer_size;          /* 1000 events */
 		int64_t buffer_bytes;         /* 4 MiB: cap on the queued events' bytes */
-		int64_t max_object_bytes;     /* 256 KiB: a bigger Event is skipped and counted */
+		int64_t max_object_bytes;     /* 1 MiB: a bigger Event is skipped and counted */
 		int64_t since_ms;             /* 5m */
 		int64_t dedup_window_ms;      /* 1m */
 		int64_t dedup_window_bytes;   /* 4 MiB: cap on the events held by open windows */

@@ -453,19 +453,6 @@ static void cb_rv(void *arg, const char *rv)
 /* ------------------------------------------------------------------------
  * Life cycle */
 
-static bool dns_label(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > 63)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-			return false;
-	}
-	return true;
-}
-
 static bool selector_value(const char *s)
 {
 	if (!s[0] || strlen(s) > 63)
@@ -615,13 +602,7 @@ enum ca_err ca_events_new_internal(struct ca_events **out, struct ca_loop *loop,
 		rf->index = i;
 		ca_buf_init(&p, 512);
 		if (nss->count) {
-			if (!dns_label(nss->items[i])) {
-				ca_buf_fini(&p);
-				snprintf(err, errlen, "events.namespaces: invalid namespace \"%s\" "
-				         "(a DNS label: lower-case letters, digits and '-')", nss->items[i]);
-				rc = CA_EINVAL;
-				goto out;
-			}
+			/* Names were validated by the config loader (one place). */
 			rc = ca_buf_printf(&p, "%s/namespaces/%s/events", base, nss->items[i]);
 		} else {
 			rc = ca_buf_printf(&p, "%s/events", base);
@@ -811,6 +792,11 @@ void ca_events_get_stats(const struct ca_events *ev, struct ca_events_stats *out
 
 void ca_events_render_metrics(const struct ca_events *ev, struct ca_prom *p)
 {
+	/* Without a watcher (disabled, or before the cluster ID is known) the
+	 * families are still there, at 0, so alerts see 0 and not "no data". */
+	static const struct ca_events zero;
+	if (!ev)
+		ev = &zero;
 	ca_prom_single(p, "agent_event_queue_size", "gauge",
 	               "Events waiting to be published.", (double)ev->queue.len);
 	ca_prom_single(p, "agent_events_received_total", "counter",
@@ -886,21 +872,65 @@ bool ca_events_stalled(const struct ca_events *ev, int64_t stall_timeout_ms)
 	if (stall_timeout_ms <= 0)
 		return false;
 	int64_t now = ca_now_monotonic_ms();
-	for (size_t i = 0; i < ev->nrefl; i++) {
-		if (!ev->refl[i].r)
-			continue;
-		struct ca_reflector_stats rs;
-		ca_reflector_get_stats(ev->refl[i].r, &rs);
-		int64_t last = rs.last_progress_ms > ev->started_mono ? rs.last_progress_ms : ev->started_mono;
-		/* Paused on purpose while NATS drains the queue: progress is the
-		 * sink taking events. */
-		if (ev->paused && ev->sink_up && ev->last_publish_mono > last)
-			last = ev->last_publish_mono;
+	for (size_t i = 0; i < ev->nrefl; i++)
+		if (ev->refl[i].r && ca_reflector_stalled(ev->refl[i].r, now, stall_timeout_ms))
+			return true;
+	/* Paused on purpose while NATS drains the queue: progress is the sink
+	 * taking events. A pause the sink never ends is a stall. */
+	if (ev->paused) {
+		int64_t last = ev->last_publish_mono > ev->started_mono ? ev->last_publish_mono : ev->started_mono;
 		if (now - last > stall_timeout_ms)
 			return true;
 	}
 	return false;
 }
+
+bool ca_events_ready(const struct ca_events *ev, char *why, size_t whylen)
+{
+	for (size_t i = 0; i < ev->nrefl; i++)
+		if (ev->refl[i].r && !ca_reflector_ready(ev->refl[i].r, why, whylen))
+			return false;
+	ca_set_err(why, whylen, "%s", "");
+	return true;
+}
+
+/* ------------------------------------------------------------------------
+ * The module table (core/module.h) */
+
+static void module_health(const void *self, struct ca_module_health *out)
+{
+	const struct ca_events *ev = self;
+	int64_t stall = ev->cfg ? ev->cfg->kubernetes.stall_timeout_ms : 0;
+	char why[256];
+	if (ca_events_stalled(ev, stall)) {
+		char limit[32];
+		ca_format_duration(stall, limit, sizeof limit);
+		out->live = false;
+		out->ready = false;
+		ca_set_err(out->reason, sizeof out->reason,
+		           "event watch made no progress for %s (kubernetes.stall_timeout)", limit);
+	} else if (!ca_events_ready(ev, why, sizeof why)) {
+		out->ready = false;
+		ca_set_err(out->reason, sizeof out->reason, "event watch %s", why);
+	}
+}
+
+static void module_health_json(const void *self, struct ca_buf *out)
+{
+	ca_events_health_json(self, out);
+}
+
+static void module_metrics(const void *self, struct ca_prom *p)
+{
+	ca_events_render_metrics(self, p);
+}
+
+const struct ca_module_ops ca_events_module = {
+	.name = "events",
+	.health = module_health,
+	.health_json = module_health_json,
+	.render_metrics = module_metrics,
+};
 
 size_t ca_events_reflector_count(const struct ca_events *ev)
 {

@@ -45,6 +45,7 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/loop.h"
+#include "core/module.h"
 #include "core/prom.h"
 #include "kube/kube.h"
 
@@ -93,16 +94,23 @@ struct ca_events_stats {
 	size_t queue_bytes, window_bytes; /* bytes of events held by the queue and by open windows */
 };
 void ca_events_get_stats(const struct ca_events *ev, struct ca_events_stats *out);
+/* The watcher as a module of the agent (core/module.h): ready when every
+ * reflector has listed and streams (kube/reflector.h), not live when one
+ * made no progress for kubernetes.stall_timeout. */
+extern const struct ca_module_ops ca_events_module;
+/* Every reflector ready (ca_reflector_ready); why gets the first reason. */
+bool ca_events_ready(const struct ca_events *ev, char *why, size_t whylen);
+
 /* agent_event_queue_size, agent_events_received_total,
  * agent_events_published_total, agent_events_filtered_total,
  * agent_events_dropped_total, agent_events_deduplicated_total,
  * agent_events_rate_limited_total, agent_events_aggregated_total. */
-void ca_events_render_metrics(const struct ca_events *ev, struct ca_prom *p);
+void ca_events_render_metrics(const struct ca_events *ev, struct ca_prom *p); /* NULL: zeros */
 /* A JSON object (no trailing newline) for /health. */
 void ca_events_health_json(const struct ca_events *ev, struct ca_buf *out);
 /* True when a reflector has made no progress (object, successful list or
- * watch (re)connection) for stall_timeout_ms. A reflector the watcher paused
- * on purpose (backpressure) is not stalled while the sink takes events. */
+ * watch (re)connection) for stall_timeout_ms, or the watcher paused its
+ * reflectors (backpressure) and the sink has taken nothing for that long. */
 bool ca_events_stalled(const struct ca_events *ev, int64_t stall_timeout_ms);
 /* Writes the state file one last time, then frees everything (queued events
  * are lost; a restart resumes before them). NULL is fine. */

@@ -842,6 +842,12 @@ static bool xfer_step(struct ca_kube *k, struct ca_kube_xfer *x)
 	bool ok2xx = x->headers_done && x->status >= 200 && x->status < 300;
 	if (x->stream && ok2xx && !x->response_reported) {
 		x->response_reported = true;
+		if (x->api) {
+			/* A watch that opens is the API server answering now. */
+			k->api_ok = true;
+			k->last_success_ms = ca_now_monotonic_ms();
+			k->last_error[0] = '\0';
+		}
 		if (x->ops && x->ops->on_response) {
 			x->busy++;
 			x->ops->on_response(x->arg, x->status);
@@ -1217,3 +1223,34 @@ void ca_kube_health_json(const struct ca_kube *kube, struct ca_buf *out)
 	ca_buf_append_json_string(out, kube->last_error);
 	ca_buf_append_str(out, "}");
 }
+
+/* ------------------------------------------------------------------ */
+/* The module table (core/module.h) */
+
+static void module_health(const void *self, struct ca_module_health *out)
+{
+	const struct ca_kube *k = self;
+	if (k->api_ok)
+		return;
+	out->ready = false;
+	ca_set_err(out->reason, sizeof out->reason, "Kubernetes API %s",
+	           k->last_error[0] ? k->last_error : "has not answered yet");
+}
+
+static void module_health_json(const void *self, struct ca_buf *out)
+{
+	ca_kube_health_json(self, out);
+}
+
+static void module_metrics(const void *self, struct ca_prom *p)
+{
+	if (self)
+		ca_kube_render_metrics(self, p);
+}
+
+const struct ca_module_ops ca_kube_module = {
+	.name = "kubernetes",
+	.health = module_health,
+	.health_json = module_health_json,
+	.render_metrics = module_metrics,
+};

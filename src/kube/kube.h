@@ -17,6 +17,7 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/loop.h"
+#include "core/module.h"
 #include "core/prom.h"
 
 struct ca_kube;
@@ -73,8 +74,13 @@ typedef void (*ca_kube_response_cb)(void *arg, enum ca_err err, long status,
 enum ca_err ca_kube_request(struct ca_kube *kube, const struct ca_kube_request *req,
                             ca_kube_response_cb cb, void *arg);
 
-/* True once any API request got an HTTP answer that was not 401/403/5xx. */
+/* True while the API server answers: set by any answer that is not
+ * 401/403/5xx (a watch counts when its 2xx headers arrive, not when it
+ * ends minutes later), cleared by a 5xx or a transport failure. */
 bool ca_kube_api_ok(const struct ca_kube *kube);
+/* The client as a module of the agent (core/module.h): ready while the API
+ * server answers (ca_kube_api_ok); the reason is its last error. */
+extern const struct ca_module_ops ca_kube_module;
 /* Monotonic ms of the last successful API response, 0 if none. */
 int64_t ca_kube_last_success_ms(const struct ca_kube *kube);
 

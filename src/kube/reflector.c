@@ -79,6 +79,7 @@ struct ca_reflector {
 	uint64_t watch_events;    /* events of the current stream */
 	bool stream_failed;       /* an in-stream ERROR ended the stream */
 
+	bool failing;             /* the last request failed: not ready until one succeeds */
 	unsigned attempt;         /* backoff exponent */
 	unsigned gone_streak;     /* 410 relists since a watch last made progress */
 	int64_t healthy_since_ms; /* 0 after a failure */
@@ -122,6 +123,7 @@ static void healthy(struct ca_reflector *r)
 		r->healthy_since_ms = ca_now_monotonic_ms();
 	r->st.last_error[0] = '\0';
 	r->logged_403 = false;
+	r->failing = false;
 }
 
 /* Percent-encode everything but RFC 3986 unreserved characters. */
@@ -271,6 +273,7 @@ static void fail(struct ca_reflector *r, long status, const char *what, const ch
 {
 	int64_t now = ca_now_monotonic_ms();
 	r->st.errors++;
+	r->failing = true;
 	r->st.last_status = status;
 	ca_set_err(r->st.last_error, sizeof r->st.last_error, "%s: %s", what, message);
 	if (r->healthy_since_ms && now - r->healthy_since_ms >= HEALTHY_RESET_MS)
@@ -502,6 +505,7 @@ static bool on_watch_event(void *arg, enum ca_watch_event_type type, const struc
 		                                                         : CA_WATCH_DELETED;
 		r->watch_events++;
 		r->gone_streak = 0;
+		r->failing = false;
 		progress(r);
 		call_object(r, t, obj, false);
 		if (r->dying)
@@ -513,6 +517,7 @@ static bool on_watch_event(void *arg, enum ca_watch_event_type type, const struc
 	case CA_WATCH_EVENT_BOOKMARK:
 		r->watch_events++;
 		r->gone_streak = 0;
+		r->failing = false;
 		r->st.bookmarks++;
 		progress(r);
 		if (rv && *rv && set_rv(r, rv))
@@ -852,6 +857,39 @@ void ca_reflector_free(struct ca_reflector *r)
 	destroy(r);
 }
 
+bool ca_reflector_ready(const struct ca_reflector *r, char *why, size_t whylen)
+{
+	/* One 410 is what a compaction asks for; a second without an event
+	 * in between is a loop in which nothing flows, however well each
+	 * LIST and watch request goes. */
+	if (r->gone_streak >= 2) {
+		ca_set_err(why, whylen, "%s: resourceVersion expired (410) %u times in a row without an event",
+		           r->name, r->gone_streak);
+		return false;
+	}
+	if (r->failing) {
+		ca_set_err(why, whylen, "%s: %s", r->name,
+		           r->st.last_error[0] ? r->st.last_error : "requests are failing");
+		return false;
+	}
+	if (!r->st.synced && r->need_list) {
+		ca_set_err(why, whylen, "%s: %s", r->name,
+		           r->holds_slot ? "listing" : "waiting for its turn to list");
+		return false;
+	}
+	ca_set_err(why, whylen, "%s", "");
+	return true;
+}
+
+bool ca_reflector_stalled(const struct ca_reflector *r, int64_t now_ms, int64_t stall_ms)
+{
+	/* A pause is the consumer's (it judges its own backpressure); a
+	 * reflector waiting for the LIST slot waits on another's progress. */
+	if (!r->started || stall_ms <= 0 || r->paused || r->slot_wait.queued)
+		return false;
+	return now_ms - r->st.last_progress_ms > stall_ms;
+}
+
 void ca_reflector_get_stats(const struct ca_reflector *r, struct ca_reflector_stats *out)
 {
 	*out = r->st;
@@ -867,7 +905,8 @@ void ca_reflector_health_json(const struct ca_reflector *r, struct ca_buf *out)
 	ca_reflector_get_stats(r, &s);
 	ca_buf_append_str(out, "{\"name\":");
 	ca_buf_append_json_string(out, r->name);
-	ca_buf_printf(out, ",\"synced\":%s,\"watching\":%s,\"paused\":%s,\"resource_version\":",
+	ca_buf_printf(out, ",\"ready\":%s,\"synced\":%s,\"watching\":%s,\"paused\":%s,\"resource_version\":",
+	              ca_reflector_ready(r, NULL, 0) ? "true" : "false",
 	              s.synced ? "true" : "false", s.watching ? "true" : "false",
 	              r->paused ? "true" : "false");
 	ca_buf_append_json_string(out, s.resource_version);

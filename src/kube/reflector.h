@@ -93,6 +93,19 @@ void ca_reflector_pause(struct ca_reflector *r);
 void ca_reflector_resume(struct ca_reflector *r);
 void ca_reflector_free(struct ca_reflector *r);
 
+/* Ready: the collection was listed (or the watch resumed from a stored
+ * point) and the reflector is streaming: its last request did not fail and
+ * it is not in a loop of 410s (a second 410 without an event in between).
+ * A single 410 followed by a good relist stays ready; a failure is cleared
+ * by the next successful LIST or watch. When not ready, why (may be NULL)
+ * gets "<name>: <reason>". */
+bool ca_reflector_ready(const struct ca_reflector *r, char *why, size_t whylen);
+/* No progress (an object, a bookmark, a successful LIST or watch
+ * (re)connection) for more than stall_ms, while it should make some: a
+ * reflector its consumer paused, or that waits for the LIST slot, is not
+ * stalled (its consumer judges its own pause). */
+bool ca_reflector_stalled(const struct ca_reflector *r, int64_t now_ms, int64_t stall_ms);
+
 void ca_reflector_get_stats(const struct ca_reflector *r, struct ca_reflector_stats *out);
 /* A JSON object (no trailing newline) for /health. */
 void ca_reflector_health_json(const struct ca_reflector *r, struct ca_buf *out);

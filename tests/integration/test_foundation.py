@@ -233,6 +233,8 @@ INVALID = [
     ({"COLLECT_AGENT_LOG_LEVEL": "loud"}, "log.level"),
     ({"COLLECT_AGENT_HTTP_LISTEN": "127.0.0.1:70000"}, "http.listen"),
     ({"COLLECT_AGENT_NATS_ENCODING": "xml"}, "nats.encoding"),
+    ({"COLLECT_AGENT_EVENTS_NAMESPACES": "Bad_NS"}, "events.namespaces"),
+    ({"COLLECT_AGENT_EVENTS_MESSAGE_REGEX": "a(b"}, "events.message_regex"),
 ]
 
 

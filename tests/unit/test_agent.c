@@ -61,7 +61,7 @@ static void test_budget_limits(void)
 	size_t used = (size_t)snprintf(ns, sizeof ns, "COLLECT_AGENT_EVENTS_NAMESPACES=");
 	for (int i = 0; i < 40 && used < sizeof ns; i++)
 		used += (size_t)snprintf(ns + used, sizeof ns - used, "%sns%d", i ? "," : "", i);
-	char *env40[] = { ns, NULL };
+	char *env40[] = { ns, "COLLECT_AGENT_EVENTS_MAX_OBJECT_BYTES=262144", NULL };
 	load(&cfg, env40);
 	struct ca_budget b40, b1;
 	ca_budget_init(&b40);
@@ -72,8 +72,16 @@ static void test_budget_limits(void)
 	ca_budget_init(&b1);
 	ca_agent_budget(&cfg, &b1);
 	ca_config_fini(&cfg);
-	CHECK(b40.total > b1.total + (uint64_t)(20 * MIB));
+	CHECK(b40.total > b1.total + (uint64_t)(10 * MIB));
 	CHECK(b40.total < (uint64_t)(128 * MIB * 0.9));
+	/* ... but not with 1 MiB partial lines on each of them: refused with
+	 * the key to lower. */
+	char *env40big[] = { ns, NULL };
+	load(&cfg, env40big);
+	char why[1024] = "";
+	CHECK_INT(ca_agent_check(&cfg, NULL, why, sizeof why), CA_EINVAL);
+	CHECK(strstr(why, "events.max_object_bytes") != NULL);
+	ca_config_fini(&cfg);
 
 	char *env_big[] = { "COLLECT_AGENT_NATS_RECONNECT_BUFFER_BYTES=104857600", NULL };
 	load(&cfg, env_big);
