@@ -175,6 +175,7 @@ enum ca_err ca_agent_check(const struct ca_config *cfg, struct ca_buf *report, c
 		.kubeconfig = cfg->kubernetes.kubeconfig,
 		.context = cfg->kubernetes.context,
 		.service_account_dir = cfg->kubernetes.service_account_dir,
+		.allow_insecure_http = cfg->kubernetes.allow_insecure_http,
 	};
 	rc = ca_kube_new(&kube, loop, &kopts, kerr, sizeof kerr);
 	if (rc != CA_OK && !(rc == CA_ENOTFOUND && !(cfg->kubernetes.kubeconfig && *cfg->kubernetes.kubeconfig))) {
@@ -364,6 +365,18 @@ static void on_heartbeat_timer(void *arg)
 
 /* ---------------------------------------------------------------- commands */
 
+/* A command's reply subject is only answered when it is a request inbox
+ * (exec.reply_prefixes): otherwise a command could make the agent publish
+ * on any subject it may publish on, its own event stream included. */
+static bool reply_allowed(const struct ca_agent *a, const char *reply)
+{
+	const struct ca_strlist *l = &a->cfg->exec.reply_prefixes;
+	for (size_t i = 0; i < l->count; i++)
+		if (l->items[i][0] && strncmp(reply, l->items[i], strlen(l->items[i])) == 0)
+			return true;
+	return false;
+}
+
 static void send_result(struct ca_agent *a, const char *reply, const struct ca_msg_command_result *r)
 {
 	struct ca_buf payload;
@@ -373,7 +386,7 @@ static void send_result(struct ca_agent *a, const char *reply, const struct ca_m
 		snprintf(msg_id, sizeof msg_id, "%s-result-%s", a->agent_id,
 		         r->command_id && *r->command_id ? r->command_id : "invalid");
 		publish(a, a->subject_result, msg_id, &payload);
-		if (reply && *reply)
+		if (reply && *reply && reply_allowed(a, reply))
 			publish(a, reply, msg_id, &payload);
 	}
 	ca_buf_fini(&payload);
@@ -398,7 +411,11 @@ static void reject_command(struct ca_agent *a, const struct ca_bus_msg *msg, con
 	a->commands[CMD_REJECTED]++;
 	ca_histogram_observe(&a->command_duration, 0);
 	ca_log(CA_LOG_WARN, "audit", "command rejected", "command_id", id ? id : "",
-	       "reason", reason, "reply", msg->reply, NULL);
+	       "reason", reason, "reply", msg->reply,
+	       "reply_sent", !msg->reply || !*msg->reply ? "no reply subject"
+	                     : reply_allowed(a, msg->reply) ? "yes"
+	                                                    : "no: not under exec.reply_prefixes",
+	       NULL);
 	send_result(a, msg->reply, &r);
 }
 
@@ -754,6 +771,7 @@ enum ca_err ca_agent_new(struct ca_agent **out, const struct ca_config *cfg,
 		.connect_timeout_ms = cfg->kubernetes.connect_timeout_ms,
 		.user_agent = user_agent,
 		.service_account_dir = cfg->kubernetes.service_account_dir,
+		.allow_insecure_http = cfg->kubernetes.allow_insecure_http,
 	};
 	rc = ca_kube_new(&a->kube, a->loop, &kopts, a->kube_error, sizeof a->kube_error);
 	bool named = cfg->kubernetes.kubeconfig && *cfg->kubernetes.kubeconfig;

@@ -391,14 +391,25 @@ _Static_assert(sizeof(void *) == sizeof(void (*)(void *)),
 static pthread_once_t msg_free_once = PTHREAD_ONCE_INIT;
 static void *msg_free_sym; /* natsMsg_free, or NULL when not found */
 
+/* The nats.c releases whose natsMsg layout was checked (the layout test in
+ * tests/unit/test_bus.c runs against the installed one): 1.x to 3.x. A
+ * library outside that range keeps its collector: slower, never wrong. */
+#define LAYOUT_CHECKED_MIN 0x010000u
+#define LAYOUT_CHECKED_MAX 0x03FFFFu
+
 static void find_msg_free(void)
 {
-	msg_free_sym = dlsym(RTLD_DEFAULT, "natsMsg_free");
+	uint32_t v = nats_GetVersionNumber();
+	if (v >= LAYOUT_CHECKED_MIN && v <= LAYOUT_CHECKED_MAX)
+		msg_free_sym = dlsym(RTLD_DEFAULT, "natsMsg_free");
 }
 
 /* Free msg (NULL is fine) on this thread when its layout is the known one,
- * through nats.c's collector otherwise. Only for messages no one else
- * holds. */
+ * through nats.c's collector otherwise. Only for a message no one else
+ * holds: one created by ca_bus_publish_request() and handed to core NATS
+ * publish, which copies it into its buffer and keeps no reference. Never
+ * for a JetStream publish, whose library may keep the message for its
+ * retries and acks: such a path must destroy its messages normally. */
 static void destroy_published(natsMsg *msg)
 {
 	if (!msg)
@@ -642,8 +653,12 @@ static enum ca_err build_options(struct ca_bus *bus, char *err, size_t errlen)
 			TRY_NATS(natsOptions_LoadCertificatesChain(o, cfg->nats.tls.cert_file, cfg->nats.tls.key_file),
 			         "nats.tls.cert_file/key_file");
 		}
-		if (cfg->nats.tls.insecure_skip_verify)
+		if (cfg->nats.tls.insecure_skip_verify) {
+			ca_log(CA_LOG_WARN, COMPONENT, "TLS verification of the NATS server is off "
+			       "(nats.tls.insecure_skip_verify): anyone on the path can pose as the server and "
+			       "read what the agent publishes and its credentials", NULL);
 			TRY_NATS(natsOptions_SkipServerVerification(o, true), "nats.tls.insecure_skip_verify");
+		}
 	}
 
 	const __typeof__(cfg->nats.auth) *a = &cfg->nats.auth;

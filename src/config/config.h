@@ -77,6 +77,7 @@ struct ca_config {
 		int64_t watch_timeout_max_ms; /* 10m */
 		int64_t page_size;            /* 500: LIST limit */
 		int64_t max_list_page_bytes;  /* 4 MiB: one LIST page's body; over it, smaller pages */
+		bool allow_insecure_http;     /* send credentials to an http:// API server */
 		int64_t max_object_bytes;     /* 1 MiB: a bigger watch line is skipped and counted */
 		int64_t backoff_initial_ms;   /* 800ms */
 		int64_t backoff_max_ms;       /* 30s */
@@ -120,6 +121,7 @@ struct ca_config {
 		int64_t max_command_bytes;    /* 64 KiB */
 		bool require_signature;
 		char *public_key_file;
+		struct ca_strlist reply_prefixes; /* a result goes to a reply subject only under these */
 		struct ca_strlist allowed_tools;
 		struct ca_strlist allowed_namespaces;
 		char *kubectl_path;

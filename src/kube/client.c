@@ -24,6 +24,7 @@
 #include "kube/kube_int.h"
 #include "kube/prune.h"
 #include "kube/watch.h"
+#include "log/log.h"
 
 #define DEFAULT_MAX_BODY ((size_t)4 << 20)
 #define DEFAULT_REQUEST_TIMEOUT_MS 10000
@@ -987,6 +988,23 @@ enum ca_err ca_kube_new(struct ca_kube **out, struct ca_loop *loop,
 		rc = CA_EINVAL;
 		goto out;
 	}
+	bool plain = strncmp(k->cred.server, "http://", 7) == 0;
+	bool secret = k->cred.token || k->cred.token_file || k->cred.password;
+	if (plain && secret && !opts->allow_insecure_http) {
+		snprintf(err, errlen, "API server %s is plain http: its bearer token or password would "
+		         "cross the network in clear text; use https, or set "
+		         "kubernetes.allow_insecure_http: true to send it anyway", k->cred.server);
+		rc = CA_EDENIED;
+		goto out;
+	}
+	if (plain)
+		ca_log(CA_LOG_WARN, "kube", "the API server is plain http: nothing is encrypted or verified",
+		       "server", k->cred.server, "credentials_sent", secret ? "yes (kubernetes.allow_insecure_http)" : "none",
+		       NULL);
+	if (k->cred.insecure_skip_tls_verify)
+		ca_log(CA_LOG_WARN, "kube", "TLS verification of the API server is off (insecure-skip-tls-verify "
+		       "in the kubeconfig): anyone on the path can pose as the API server and read the token",
+		       "server", k->cred.server, NULL);
 	rc = setup_base(k);
 	if (rc != CA_OK) {
 		snprintf(err, errlen, "cannot use tls-server-name \"%s\" with server %s",

@@ -31,6 +31,10 @@ struct ca_kube_options {
 	/* In-cluster paths; NULL = /var/run/secrets/kubernetes.io/serviceaccount.
 	 * Tests point this at a directory holding token, ca.crt and namespace. */
 	const char *service_account_dir;
+	/* Send credentials (a bearer token, a password) to an http:// API
+	 * server, where anyone on the path reads them. Off by default: such a
+	 * server is refused (kubernetes.allow_insecure_http). */
+	bool allow_insecure_http;
 };
 
 /* Find credentials (precedence: options->kubeconfig, $KUBECONFIG, in-cluster

@@ -209,6 +209,30 @@ def test_bad_command_is_rejected_and_agent_keeps_running(nats_server, kubesim, n
     agent.assert_clean_exit()
 
 
+def test_results_go_only_to_inbox_reply_subjects(nats_server, kubesim, nats_client, agent_factory):
+    """A command whose reply subject is not a request inbox (here the
+    agent's own event subject) must not make the agent publish there: the
+    result goes to agent.result.<id> alone and the audit line says why. A
+    reply under an exec.reply_prefixes entry is answered."""
+    agent = agent_factory(agent_args(nats_server, kubesim), env=FAST)
+    agent.wait_ready()
+    events = nats_client.subscribe("agent.event.c1")
+    results = nats_client.subscribe("agent.result.c1")
+    nats_client.flush()
+    cmd = b'{"id":"r1","tool":"kubectl","action":"get","args":["pods"]}'
+    nats_client.publish("agent.command.c1", cmd, headers={"Content-Type": "application/json"},
+                        reply="agent.event.c1")
+    assert json.loads(results.next(timeout=5).data)["command_id"] == "r1"
+    with pytest.raises(TimeoutError):
+        events.next(timeout=1.0)
+    audit = [r for r in agent.log_records() if r.get("component") == "audit" and r.get("command_id") == "r1"]
+    assert audit and "exec.reply_prefixes" in audit[0]["reply_sent"], audit
+    reply = nats_client.request("agent.command.c1", cmd.replace(b"r1", b"r2"),
+                                headers={"Content-Type": "application/json"}, timeout=10)
+    assert json.loads(reply.data)["command_id"] == "r2"
+    agent.assert_clean_exit()
+
+
 def test_cli_version_help_and_default_config():
     r = run_agent_once(["--version"])
     assert r.returncode == 0 and r.stdout.startswith("collect-agent ")

@@ -276,10 +276,11 @@ static void get(struct ca_kube *k, const char *path, const char *url, size_t max
 		CHECK(run_until(resp_done, r, DEADLINE_MS));
 }
 
-static struct ca_kube *kube_with(const char *kubeconfig)
+static struct ca_kube *kube_with_opts(const char *kubeconfig, bool allow_insecure_http)
 {
 	struct ca_kube_options o = {
 		.kubeconfig = kubeconfig,
+		.allow_insecure_http = allow_insecure_http,
 		.user_agent = "collect-agent-test/0",
 		.request_timeout_ms = 20000,
 		.connect_timeout_ms = 5000,
@@ -291,6 +292,11 @@ static struct ca_kube *kube_with(const char *kubeconfig)
 		fprintf(stderr, "ca_kube_new(%s): %s: %s\n", kubeconfig, ca_strerror(rc), err);
 	CHECK_INT(rc, CA_OK);
 	return k;
+}
+
+static struct ca_kube *kube_with(const char *kubeconfig)
+{
+	return kube_with_opts(kubeconfig, false);
 }
 
 static bool metrics_have(struct ca_kube *k, const char *needle)
@@ -1331,7 +1337,14 @@ static void test_long_resource_version(void)
 		        c.port);
 		fclose(f);
 	}
-	struct ca_kube *k = kube_with(path);
+	/* A plain-http server with a token: refused unless asked for. */
+	char why[512] = "";
+	struct ca_kube *refused = NULL;
+	struct ca_kube_options plain = { .kubeconfig = path };
+	CHECK_INT(ca_kube_new(&refused, loop, &plain, why, sizeof why), CA_EDENIED);
+	CHECK(refused == NULL);
+	CHECK(strstr(why, "plain http") != NULL && strstr(why, "kubernetes.allow_insecure_http") != NULL);
+	struct ca_kube *k = kube_with_opts(path, true);
 	struct rec *rc = calloc(1, sizeof *rc);
 	if (k && rc) {
 		struct ca_reflector *r = reflector(k, "c", rc, 0, NULL);
