@@ -16,6 +16,7 @@
 #define CA_RFC3339_LEN 80
 
 int64_t ca_now_monotonic_ms(void);
+int64_t ca_now_monotonic_us(void); /* for measuring short work */
 int64_t ca_now_unix_ms(void);
 
 /* Format epoch milliseconds as RFC 3339 UTC with milliseconds ("...T...123Z").

@@ -13,7 +13,9 @@
 #include "log/log.h"
 
 #define COMPONENT "events"
-#define STATE_INTERVAL_MS 1000
+/* The state file is written when it changed, at most this often: a
+ * restart replays at most this much (the dedup memory is not kept). */
+#define STATE_INTERVAL_MS 2000
 /* The sink counts as up (NATS connected, maybe slow) while it took an event
  * this recently; longer than that, NATS is taken to be down. */
 #define SINK_UP_MS 1000
@@ -66,6 +68,8 @@ struct ca_events {
 	struct ca_events_state_entry *state_written; /* what the file holds now */
 	size_t n_state_written;
 	char state_error[256];
+	struct ca_events_state_writer *writer; /* the thread that writes it */
+	int64_t state_submit_us;            /* loop time of the last save */
 
 	bool paused;                        /* the reflectors, for backpressure */
 	bool sink_up;                       /* the last publish was taken */
@@ -102,6 +106,7 @@ static int64_t now_unix(const struct ca_events *ev)
 }
 
 static void schedule(struct ca_events *ev);
+static void check_state_writer(struct ca_events *ev);
 
 /* ------------------------------------------------------------------------
  * The sink side: queue, drain, backpressure */
@@ -203,6 +208,8 @@ void ca_events_tick(struct ca_events *ev)
 	if (any || ev->paused)
 		drain(ev); /* also re-judges a pause */
 	if (ev->state_file && ev->state_dirty && now >= ev->state_next_ms) {
+		if (ev->writer)
+			check_state_writer(ev); /* the last write's outcome first */
 		ca_events_save_state(ev);
 		ev->state_next_ms = now + STATE_INTERVAL_MS;
 	}
@@ -264,7 +271,7 @@ const char *ca_events_resume_rv(const struct ca_events *ev, size_t i)
 
 enum ca_err ca_events_save_state(struct ca_events *ev)
 {
-	if (!ev->state_file)
+	if (!ev->state_file || !ev->writer)
 		return CA_OK;
 	struct ca_events_state_entry *e = calloc(ev->nrefl ? ev->nrefl : 1, sizeof *e);
 	if (!e)
@@ -284,21 +291,43 @@ enum ca_err ca_events_save_state(struct ca_events *ev)
 		free(e);
 		return CA_OK;
 	}
-	enum ca_err rc = ca_events_state_write(ev->state_file, e, n, now_unix(ev));
+	/* The writer thread does the disk work; the loop only formats. */
+	int64_t t0 = ca_now_monotonic_us();
+	enum ca_err rc = ca_events_state_writer_submit(ev->writer, e, n, now_unix(ev));
+	ev->state_submit_us = ca_now_monotonic_us() - t0;
+	if (rc == CA_OK && !ev->loop)
+		rc = ca_events_state_writer_flush(ev->writer); /* tests: written when this returns */
 	if (rc != CA_OK) {
-		char msg[256];
-		snprintf(msg, sizeof msg, "cannot write the state file: %s", ca_strerror(rc));
-		if (strcmp(msg, ev->state_error) != 0)
-			ca_log(CA_LOG_WARN, COMPONENT, msg, "path", ev->state_file, NULL);
-		ca_strlcpy(ev->state_error, msg, sizeof ev->state_error);
 		free(e);
+		check_state_writer(ev);
 		return rc;
 	}
-	ev->state_error[0] = '\0';
 	free(ev->state_written);
 	ev->state_written = e;
 	ev->n_state_written = n;
+	check_state_writer(ev);
 	return CA_OK;
+}
+
+/* A failed write is logged once per new error and retried at the next
+ * interval (a full disk may be freed). */
+static void check_state_writer(struct ca_events *ev)
+{
+	char why[256];
+	ca_events_state_writer_status(ev->writer, why, sizeof why, NULL, NULL);
+	if (!why[0]) {
+		ev->state_error[0] = '\0';
+		return;
+	}
+	char msg[sizeof ev->state_error];
+	ca_set_err(msg, sizeof msg, "cannot write the state file: %s", why);
+	if (strcmp(msg, ev->state_error) != 0)
+		ca_log(CA_LOG_WARN, COMPONENT, msg, "path", ev->state_file, NULL);
+	ca_strlcpy(ev->state_error, msg, sizeof ev->state_error);
+	free(ev->state_written); /* not on disk: write it again */
+	ev->state_written = NULL;
+	ev->n_state_written = 0;
+	ev->state_dirty = true;
 }
 
 /* ------------------------------------------------------------------------
@@ -619,6 +648,10 @@ enum ca_err ca_events_new_internal(struct ca_events **out, struct ca_loop *loop,
 		if (!ev->state_file)
 			goto out;
 		load_state(ev, &state, &nstate);
+		if ((rc = ca_events_state_writer_new(&ev->writer, ev->state_file)) != CA_OK) {
+			snprintf(err, errlen, "events: cannot start the state file writer (%s)", ca_strerror(rc));
+			goto out;
+		}
 	}
 
 	if (kube) {
@@ -772,6 +805,7 @@ void ca_events_free(struct ca_events *ev)
 	ca_events_ratelimit_fini(&ev->rl);
 	if (ev->filter_ready)
 		ca_events_filter_fini(&ev->filter);
+	ca_events_state_writer_free(ev->writer); /* writes what is pending first */
 	free(ev->state_written);
 	free(ev->state_file);
 	free(ev->cluster_id);
@@ -841,12 +875,17 @@ void ca_events_health_json(const struct ca_events *ev, struct ca_buf *out)
 	              (unsigned long long)ev->st.filtered, (unsigned long long)ev->st.dropped,
 	              (unsigned long long)ev->st.deduplicated, (unsigned long long)ev->st.rate_limited,
 	              (unsigned long long)ev->st.aggregated, (unsigned long long)ev->invalid);
-	if (ev->state_file) {
+	if (ev->state_file && ev->writer) {
+		uint64_t writes = 0;
+		int64_t last_us = 0;
+		char werr[256];
+		ca_events_state_writer_status(ev->writer, werr, sizeof werr, &writes, &last_us);
 		ca_buf_append_str(out, "{\"path\":");
 		ca_buf_append_json_string(out, ev->state_file);
 		ca_buf_append_str(out, ",\"error\":");
 		ca_buf_append_json_string(out, ev->state_error);
-		ca_buf_append_str(out, "}");
+		ca_buf_printf(out, ",\"writes\":%llu,\"last_write_us\":%lld,\"last_submit_us\":%lld}",
+		              (unsigned long long)writes, (long long)last_us, (long long)ev->state_submit_us);
 	} else {
 		ca_buf_append_str(out, "null");
 	}

@@ -262,9 +262,31 @@ struct ca_events_state_entry {
 enum ca_err ca_events_state_read(const char *path, struct ca_events_state_entry *entries,
                                  size_t max, size_t *n, int64_t *saved_at,
                                  char *err, size_t errlen);
-/* Write atomically (temporary file in the same directory, then rename). */
+/* Write atomically (temporary file in the same directory, then rename),
+ * on the calling thread. */
 enum ca_err ca_events_state_write(const char *path, const struct ca_events_state_entry *entries,
                                   size_t n, int64_t saved_at);
+/* The file's text. */
+enum ca_err ca_events_state_format(struct ca_buf *out, const struct ca_events_state_entry *entries,
+                                   size_t n, int64_t saved_at);
+
+/* The writer: a thread that writes the state file so the loop never waits
+ * on the disk. submit() formats the entries under a lock and returns (a
+ * text not yet written is replaced by the newer one); the thread writes it
+ * with ca_events_state_write's atomic rename. flush() waits until all that
+ * was submitted is written and returns the last write's status. status()
+ * gives the last write's error ("" when it worked), the number of writes
+ * and how long the last one took. free() writes what is pending, then
+ * stops the thread. submit, flush, status, free: loop thread (one owner). */
+struct ca_events_state_writer;
+enum ca_err ca_events_state_writer_new(struct ca_events_state_writer **out, const char *path);
+enum ca_err ca_events_state_writer_submit(struct ca_events_state_writer *w,
+                                          const struct ca_events_state_entry *entries, size_t n,
+                                          int64_t saved_at);
+enum ca_err ca_events_state_writer_flush(struct ca_events_state_writer *w);
+void ca_events_state_writer_status(struct ca_events_state_writer *w, char *error, size_t errlen,
+                                   uint64_t *writes, int64_t *last_us);
+void ca_events_state_writer_free(struct ca_events_state_writer *w);
 /* True if rv is a resourceVersion a state file may hold (1..127 printable,
  * no spaces). */
 bool ca_events_rv_valid(const char *rv);

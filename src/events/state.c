@@ -13,6 +13,7 @@
  * and an emptyDir does not outlive the node anyway; an fsync a second on
  * the loop thread would only add latency to every event behind it. */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 
 #include "core/buf.h"
 #include "core/file.h"
+#include "core/timeutil.h"
 #include "events/events_int.h"
 
 #define HEADER "# collect-agent events state v1"
@@ -141,13 +143,14 @@ out:
 	return rc;
 }
 
-static enum ca_err write_all(int fd, const char *p, size_t n)
+static enum ca_err write_all(int fd, const char *p, size_t n, char *why, size_t whylen)
 {
 	while (n > 0) {
 		ssize_t w = write(fd, p, n);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
+			ca_set_err(why, whylen, "%s", strerror(errno)); /* ENOSPC says "No space left" */
 			return CA_EIO;
 		}
 		p += w;
@@ -156,46 +159,219 @@ static enum ca_err write_all(int fd, const char *p, size_t n)
 	return CA_OK;
 }
 
-enum ca_err ca_events_state_write(const char *path, const struct ca_events_state_entry *entries,
-                                  size_t n, int64_t saved_at)
+enum ca_err ca_events_state_format(struct ca_buf *out, const struct ca_events_state_entry *entries,
+                                   size_t n, int64_t saved_at)
 {
-	struct ca_buf b, tmp;
-	enum ca_err rc;
-	int fd = -1;
-
-	ca_buf_init(&b, MAX_STATE_BYTES);
-	ca_buf_init(&tmp, 4096 + 64);
-	rc = ca_buf_printf(&b, HEADER "\nsaved_at %lld\n", (long long)saved_at);
+	enum ca_err rc = ca_buf_printf(out, HEADER "\nsaved_at %lld\n", (long long)saved_at);
 	for (size_t i = 0; rc == CA_OK && i < n; i++) {
 		if (!key_valid(entries[i].key, strlen(entries[i].key)) ||
 		    !ca_events_rv_valid(entries[i].rv))
 			continue;
-		rc = ca_buf_printf(&b, "rv %s %s\n", entries[i].key, entries[i].rv);
+		rc = ca_buf_printf(out, "rv %s %s\n", entries[i].key, entries[i].rv);
 	}
-	if (rc == CA_OK)
-		rc = ca_buf_printf(&tmp, "%s.tmp.%ld", path, (long)getpid());
-	if (rc != CA_OK)
+	return rc;
+}
+
+/* Write data to path atomically: a temporary file in the same directory,
+ * then rename. The temporary name is created exclusively and not followed
+ * if it is a link, and opened without blocking, so whatever sits at that
+ * name (a FIFO, a symlink left by someone else) is removed, never
+ * written through. */
+static enum ca_err write_atomic(const char *path, const char *data, size_t len, char *why,
+                                size_t whylen)
+{
+	struct ca_buf tmp;
+	enum ca_err rc;
+	int fd = -1;
+	ca_buf_init(&tmp, 4096 + 64);
+	rc = ca_buf_printf(&tmp, "%s.tmp.%ld", path, (long)getpid());
+	if (rc != CA_OK) {
+		ca_set_err(why, whylen, "path too long");
 		goto out;
+	}
 	rc = CA_EIO;
-	fd = open(tmp.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		goto out;
-	if (write_all(fd, b.data, b.len) != CA_OK)
-		goto out;
-	if (close(fd) != 0) {
-		fd = -1;
+	for (int attempt = 0; attempt < 2 && fd < 0; attempt++) {
+		fd = open(tmp.data, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+		if (fd < 0 && errno == EEXIST && attempt == 0)
+			unlink(tmp.data);
+		else if (fd < 0)
+			break;
+	}
+	if (fd < 0) {
+		ca_set_err(why, whylen, "%s: %s", tmp.data, strerror(errno));
 		goto out;
 	}
-	fd = -1;
-	if (rename(tmp.data, path) != 0)
+	if (write_all(fd, data, len, why, whylen) != CA_OK)
 		goto out;
+	int c = close(fd);
+	fd = -1;
+	if (c != 0) {
+		ca_set_err(why, whylen, "%s", strerror(errno));
+		goto out;
+	}
+	if (rename(tmp.data, path) != 0) {
+		ca_set_err(why, whylen, "rename to %s: %s", path, strerror(errno));
+		goto out;
+	}
 	rc = CA_OK;
 out:
 	if (fd >= 0)
 		close(fd);
 	if (rc != CA_OK && tmp.data)
 		unlink(tmp.data);
-	ca_buf_fini(&b);
 	ca_buf_fini(&tmp);
 	return rc;
+}
+
+enum ca_err ca_events_state_write(const char *path, const struct ca_events_state_entry *entries,
+                                  size_t n, int64_t saved_at)
+{
+	struct ca_buf b;
+	ca_buf_init(&b, MAX_STATE_BYTES);
+	enum ca_err rc = ca_events_state_format(&b, entries, n, saved_at);
+	if (rc == CA_OK)
+		rc = write_atomic(path, b.data, b.len, NULL, 0);
+	ca_buf_fini(&b);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * The writer thread: the loop formats (a few dozen bytes) and hands the
+ * text over; this thread does the open, write and rename, so a slow or
+ * full disk never holds the loop. Only the latest text matters: one not
+ * yet written is replaced by a newer one. */
+
+struct ca_events_state_writer {
+	char *path;
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;  /* pending or stop */
+	pthread_cond_t done;  /* a write finished */
+	struct ca_buf pending;
+	bool has_pending;
+	bool writing;
+	bool stop;
+	uint64_t writes;       /* lock: writes done */
+	int64_t last_us;       /* lock: how long the last write took */
+	char error[256];       /* lock: "" when the last write worked */
+	enum ca_err last_rc;
+};
+
+static void *writer_main(void *arg)
+{
+	struct ca_events_state_writer *w = arg;
+	struct ca_buf mine;
+	ca_buf_init(&mine, MAX_STATE_BYTES);
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (!w->has_pending && !w->stop)
+			pthread_cond_wait(&w->wake, &w->lock);
+		if (!w->has_pending)
+			break; /* stop, nothing left to write */
+		struct ca_buf t = mine;
+		mine = w->pending; /* take the text; the next submit reuses ours */
+		w->pending = t;
+		ca_buf_reset(&w->pending);
+		w->has_pending = false;
+		w->writing = true;
+		pthread_mutex_unlock(&w->lock);
+
+		char why[256] = "";
+		int64_t t0 = ca_now_monotonic_us();
+		enum ca_err rc = write_atomic(w->path, mine.data, mine.len, why, sizeof why);
+		int64_t took = ca_now_monotonic_us() - t0;
+
+		pthread_mutex_lock(&w->lock);
+		w->writing = false;
+		w->writes++;
+		w->last_us = took;
+		w->last_rc = rc;
+		ca_strlcpy(w->error, rc == CA_OK ? "" : why, sizeof w->error);
+		pthread_cond_broadcast(&w->done);
+	}
+	pthread_mutex_unlock(&w->lock);
+	ca_buf_fini(&mine);
+	return NULL;
+}
+
+enum ca_err ca_events_state_writer_new(struct ca_events_state_writer **out, const char *path)
+{
+	struct ca_events_state_writer *w = calloc(1, sizeof *w);
+	*out = NULL;
+	if (!w)
+		return CA_ENOMEM;
+	ca_buf_init(&w->pending, MAX_STATE_BYTES);
+	if (!(w->path = strdup(path)) || pthread_mutex_init(&w->lock, NULL) != 0) {
+		free(w->path);
+		free(w);
+		return CA_ENOMEM;
+	}
+	pthread_cond_init(&w->wake, NULL);
+	pthread_cond_init(&w->done, NULL);
+	/* The thread inherits the caller's signal mask: the agent blocks its
+	 * shutdown signals before any module starts. */
+	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+		ca_events_state_writer_free(w);
+		return CA_EIO;
+	}
+	w->thread_started = true;
+	*out = w;
+	return CA_OK;
+}
+
+enum ca_err ca_events_state_writer_submit(struct ca_events_state_writer *w,
+                                          const struct ca_events_state_entry *entries, size_t n,
+                                          int64_t saved_at)
+{
+	pthread_mutex_lock(&w->lock);
+	ca_buf_reset(&w->pending);
+	enum ca_err rc = ca_events_state_format(&w->pending, entries, n, saved_at);
+	if (rc == CA_OK) {
+		w->has_pending = true;
+		pthread_cond_signal(&w->wake);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return rc;
+}
+
+enum ca_err ca_events_state_writer_flush(struct ca_events_state_writer *w)
+{
+	pthread_mutex_lock(&w->lock);
+	while (w->has_pending || w->writing)
+		pthread_cond_wait(&w->done, &w->lock);
+	enum ca_err rc = w->last_rc;
+	pthread_mutex_unlock(&w->lock);
+	return rc;
+}
+
+void ca_events_state_writer_status(struct ca_events_state_writer *w, char *error, size_t errlen,
+                                   uint64_t *writes, int64_t *last_us)
+{
+	pthread_mutex_lock(&w->lock);
+	ca_strlcpy(error, w->error, errlen);
+	if (writes)
+		*writes = w->writes;
+	if (last_us)
+		*last_us = w->last_us;
+	pthread_mutex_unlock(&w->lock);
+}
+
+void ca_events_state_writer_free(struct ca_events_state_writer *w)
+{
+	if (!w)
+		return;
+	if (w->thread_started) {
+		pthread_mutex_lock(&w->lock);
+		w->stop = true; /* what is pending is still written first */
+		pthread_cond_signal(&w->wake);
+		pthread_mutex_unlock(&w->lock);
+		pthread_join(w->thread, NULL);
+	}
+	pthread_cond_destroy(&w->wake);
+	pthread_cond_destroy(&w->done);
+	pthread_mutex_destroy(&w->lock);
+	ca_buf_fini(&w->pending);
+	free(w->path);
+	free(w);
 }

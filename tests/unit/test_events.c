@@ -1254,6 +1254,53 @@ static void test_state_file(void)
 	CHECK(ca_events_state_read(path, out, 4, &n, &saved, err, sizeof err) == CA_EPROTO);
 	/* A directory is unreadable as a file. */
 	CHECK(ca_events_state_read(dir, out, 4, &n, &saved, err, sizeof err) != CA_OK);
+	/* A FIFO is refused at once (open() would block for ever on it). */
+	char fifo[300];
+	snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+	CHECK(mkfifo(fifo, 0600) == 0);
+	CHECK(ca_events_state_read(fifo, out, 4, &n, &saved, err, sizeof err) == CA_EPROTO);
+	CHECK(strstr(err, "FIFO") != NULL);
+	unlink(fifo);
+
+	/* The writer thread: what is submitted is on disk after flush; a FIFO
+	 * squatting on the temporary name is replaced, not written through
+	 * (that would block); a write that cannot happen says why in words. */
+	unlink(path);
+	struct ca_events_state_writer *w = NULL;
+	CHECK_INT(ca_events_state_writer_new(&w, path), CA_OK);
+	if (w) {
+		snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+		CHECK(mkfifo(tmp, 0600) == 0);
+		CHECK_INT(ca_events_state_writer_submit(w, in, 2, 42), CA_OK);
+		CHECK_INT(ca_events_state_writer_flush(w), CA_OK);
+		CHECK(ca_events_state_read(path, out, 4, &n, &saved, err, sizeof err) == CA_OK);
+		CHECK_INT(n, 2);
+		CHECK_INT(saved, 42);
+		uint64_t writes = 0;
+		char werr[256];
+		ca_events_state_writer_status(w, werr, sizeof werr, &writes, NULL);
+		CHECK_INT(writes, 1);
+		CHECK_STR(werr, "");
+		/* Many submits before the thread runs: the last one wins. */
+		for (int i = 0; i < 100; i++)
+			CHECK_INT(ca_events_state_writer_submit(w, in, 1, 100 + i), CA_OK);
+		CHECK_INT(ca_events_state_writer_flush(w), CA_OK);
+		CHECK(ca_events_state_read(path, out, 4, &n, &saved, err, sizeof err) == CA_OK);
+		CHECK_INT(saved, 199);
+		CHECK_INT(n, 1);
+		ca_events_state_writer_free(w);
+	}
+	char nodir[300];
+	snprintf(nodir, sizeof nodir, "%s/missing-dir/state", dir);
+	CHECK_INT(ca_events_state_writer_new(&w, nodir), CA_OK);
+	if (w) {
+		CHECK_INT(ca_events_state_writer_submit(w, in, 1, 7), CA_OK);
+		CHECK_INT(ca_events_state_writer_flush(w), CA_EIO);
+		char werr[256];
+		ca_events_state_writer_status(w, werr, sizeof werr, NULL, NULL);
+		CHECK(strstr(werr, "No such file or directory") != NULL);
+		ca_events_state_writer_free(w);
+	}
 
 	/* The pipeline keeps the resume point in the file and a new watcher
 	 * starts from it. */
@@ -1284,7 +1331,7 @@ static void test_state_file(void)
 		deliver(ev, (struct evspec){ .uid = "s4", .rv = "94" }, CA_WATCH_ADDED, false);
 		ca_events_on_resource_version(ev, 0, "94");
 		CHECK_STR(ca_events_resume_rv(ev, 0), "92");
-		/* Not yet due: the file is written at most once a second. */
+		/* Not yet due: the file is written at most every two seconds. */
 		clk.mono += 10;
 		ca_events_tick(ev);
 	}
