@@ -283,8 +283,9 @@ static int next_timeout_ms(struct ca_loop *loop, int64_t now)
 static void run_timers(struct ca_loop *loop)
 {
 	int64_t now = ca_now_monotonic_ms();
-	/* A callback may add timers (prepended) or free any timer (marked dead),
-	 * so walk a snapshot of what is due rather than the live list. */
+	/* The live list, walked safely: a timer a callback adds is prepended
+	 * (so this pass does not reach it) and a timer it frees is only marked
+	 * dead (reap() unlinks it after the pass). */
 	for (struct ca_loop_timer *t = loop->timers; t; t = t->next) {
 		if (!t->active || t->dead || t->due_ms > now)
 			continue;
