@@ -20,6 +20,11 @@
  * this recently; longer than that, NATS is taken to be down. */
 #define SINK_UP_MS 1000
 #define MAX_NAMESPACE_BUCKETS 4096
+/* At most one log line about invalid events this often (the counters say
+ * exactly how many; the log says that it happens). */
+#define INVALID_LOG_MS 10000
+enum { INVALID_OVERSIZED = 0, INVALID_UNPARSABLE, INVALID_NO_UID, INVALID_REASONS };
+static const char *const invalid_reason_names[INVALID_REASONS] = { "oversized", "unparsable", "no_uid" };
 #define MIN_DEDUP_ENTRIES 65536
 #define MAX_TABLE_ENTRIES (1u << 22)
 
@@ -81,6 +86,8 @@ struct ca_events {
 
 	struct ca_events_stats st;
 	uint64_t invalid;                   /* Event objects without a uid */
+	uint64_t invalid_logged[INVALID_REASONS]; /* totals at the last log line */
+	int64_t invalid_log_next_ms;        /* monotonic: no log line before this */
 };
 
 static int64_t real_mono(void *arg)
@@ -107,6 +114,7 @@ static int64_t now_unix(const struct ca_events *ev)
 
 static void schedule(struct ca_events *ev);
 static void check_state_writer(struct ca_events *ev);
+static void log_invalid(struct ca_events *ev);
 
 /* ------------------------------------------------------------------------
  * The sink side: queue, drain, backpressure */
@@ -207,6 +215,7 @@ void ca_events_tick(struct ca_events *ev)
 	}
 	if (any || ev->paused)
 		drain(ev); /* also re-judges a pause */
+	log_invalid(ev);
 	if (ev->state_file && ev->state_dirty && now >= ev->state_next_ms) {
 		if (ev->writer)
 			check_state_writer(ev); /* the last write's outcome first */
@@ -331,6 +340,48 @@ static void check_state_writer(struct ca_events *ev)
 }
 
 /* ------------------------------------------------------------------------
+ * Invalid events: counted by reason, logged at a bounded rate */
+
+/* Totals by reason: lines over events.max_object_bytes, lines and LIST
+ * items that are not valid JSON (the reflectors count both), and Event
+ * objects without a metadata.uid (folded here). */
+static void invalid_totals(const struct ca_events *ev, uint64_t out[INVALID_REASONS])
+{
+	memset(out, 0, INVALID_REASONS * sizeof *out);
+	for (size_t i = 0; i < ev->nrefl; i++) {
+		if (!ev->refl || !ev->refl[i].r)
+			continue;
+		struct ca_reflector_stats rs;
+		ca_reflector_get_stats(ev->refl[i].r, &rs);
+		out[INVALID_OVERSIZED] += rs.oversized;
+		out[INVALID_UNPARSABLE] += rs.parse_errors + rs.list_items_invalid;
+	}
+	out[INVALID_NO_UID] = ev->invalid;
+}
+
+static void log_invalid(struct ca_events *ev)
+{
+	int64_t now = ca_now_monotonic_ms();
+	if (now < ev->invalid_log_next_ms)
+		return;
+	uint64_t t[INVALID_REASONS];
+	invalid_totals(ev, t);
+	char counts[INVALID_REASONS][24];
+	bool any = false;
+	for (int i = 0; i < INVALID_REASONS; i++) {
+		snprintf(counts[i], sizeof counts[i], "%llu", (unsigned long long)(t[i] - ev->invalid_logged[i]));
+		any |= t[i] != ev->invalid_logged[i];
+	}
+	if (!any)
+		return;
+	ca_log(CA_LOG_WARN, COMPONENT, "invalid events skipped (at most one line every 10 s; "
+	       "agent_events_invalid_total has the totals)", "oversized", counts[INVALID_OVERSIZED],
+	       "unparsable", counts[INVALID_UNPARSABLE], "no_uid", counts[INVALID_NO_UID], NULL);
+	memcpy(ev->invalid_logged, t, sizeof t);
+	ev->invalid_log_next_ms = now + INVALID_LOG_MS;
+}
+
+/* ------------------------------------------------------------------------
  * The pipeline: reflector callbacks */
 
 static void set_rv(struct refl *rf, const char *rv)
@@ -368,6 +419,7 @@ void ca_events_on_synced(struct ca_events *ev, size_t i, const char *rv)
 	rf->synced_once = true;
 	rf->last_seen_unix = now_unix(ev);
 	set_rv(rf, rv);
+	log_invalid(ev);
 	schedule(ev);
 }
 
@@ -411,6 +463,7 @@ void ca_events_on_object(struct ca_events *ev, size_t i, enum ca_watch_type type
 	struct ca_event_rec *rec = NULL;
 	if (ca_events_fold(obj, &fo, &rec) != CA_OK) {
 		ev->invalid++;
+		log_invalid(ev);
 		goto done;
 	}
 	rec->reflector = i;
@@ -855,6 +908,13 @@ void ca_events_render_metrics(const struct ca_events *ev, struct ca_prom *p)
 	ca_prom_single(p, "agent_events_held_bytes", "gauge",
 	               "Bytes of events held by the queue and the aggregation windows.",
 	               (double)(ev->queue.bytes + ev->agg.pending_bytes));
+	uint64_t t[INVALID_REASONS];
+	invalid_totals(ev, t);
+	ca_prom_family(p, "agent_events_invalid_total", "counter",
+	               "Event objects skipped as invalid: over events.max_object_bytes (oversized), "
+	               "not valid JSON (unparsable), without metadata.uid (no_uid).");
+	for (int i = 0; i < INVALID_REASONS; i++)
+		ca_prom_sample(p, "agent_events_invalid_total", "reason", invalid_reason_names[i], (double)t[i]);
 }
 
 void ca_events_health_json(const struct ca_events *ev, struct ca_buf *out)

@@ -135,6 +135,7 @@ struct parser {
 	unsigned char *end;
 	const char *why; /* reason of a syntax error */
 	const unsigned char *at; /* where it was found */
+	bool in_key;     /* the string being scanned is an object key */
 };
 
 /* What a byte means inside a string. */
@@ -263,9 +264,15 @@ static enum scan unescape(struct parser *ps, unsigned char **pp, unsigned char *
 		} else if (cp >= 0xDC00 && cp <= 0xDFFF) {
 			return syntax(ps, p, "lone low surrogate");
 		} else if (cp == 0) {
-			/* jansson without JSON_ALLOW_NUL: every string stays a
-			 * whole C string. */
-			return syntax(ps, p, "\\u0000 is not allowed");
+			/* Go's encoder writes a NUL in a string as \u0000, so an
+			 * Event message may hold one; refusing it would refuse the
+			 * whole LIST page. In a value it becomes U+FFFD (3 bytes,
+			 * shorter than the 6 of the escape), so every string stays
+			 * a whole C string. In a key it stays an error, as in
+			 * jansson: API object keys are validated names. */
+			if (ps->in_key)
+				return syntax(ps, p, "\\u0000 is not allowed in an object key");
+			cp = 0xFFFD;
 		}
 		*wp += utf8_put((char *)*wp, cp);
 		*pp = p;
@@ -543,6 +550,7 @@ enum ca_err ca_kube_json_parse(struct ca_json_doc *doc, const char *data, size_t
 	ps.why = NULL;
 	ps.at = NULL;
 	ps.start = NULL;
+	ps.in_key = false;
 	doc->len = 0;
 	doc->indexed_len = 0;
 	doc->over = false;
@@ -693,7 +701,9 @@ key:
 	v = push(doc, CA_JSON_KEY);
 	if (!v)
 		goto nomem;
+	ps.in_key = true;
 	r = scan_string(&ps, &p, &v->v.s, &v->n);
+	ps.in_key = false;
 	if (r != SCAN_OK)
 		goto scan_failed;
 	doc->nodes[doc->stack[depth - 1]].n++;

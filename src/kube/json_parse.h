@@ -34,8 +34,10 @@
  *    may surround it; anything else after it is an error;
  *  - strings must be valid UTF-8 (no overlong forms, no encoded surrogates,
  *    nothing above U+10FFFF); a \u escape of a surrogate must form a pair;
- *    \u0000 is rejected, in keys and values, so every string on the tape
- *    is a C string of its full length;
+ *    \u0000 (which Go's encoder writes for a NUL byte) becomes U+FFFD in a
+ *    value (jansson with JSON_ALLOW_NUL keeps the NUL) and is an error in a
+ *    key (as in jansson), so every string on the tape is a C string of its
+ *    full length;
  *  - integers (no fraction, no exponent) must fit in int64 ("too big
  *    integer" otherwise) and become CA_JSON_INT; other numbers become
  *    CA_JSON_REAL through strtod, and an overflow to infinity is an error

@@ -23,6 +23,7 @@
 
 #include "core/timeutil.h"
 #include "kube/client_int.h"
+#include "kube/salvage.h"
 #include "kube/watch.h"
 #include "log/log.h"
 
@@ -361,8 +362,24 @@ static void list_done(void *arg, const struct ca_kube_result *res)
 	}
 	struct ca_kobj *page = NULL;
 	if (ca_kobj_parse(res->body, res->len, &page) != CA_OK) {
-		fail(r, res->status, what, "response is not JSON", -1);
-		goto out;
+		/* One bad object costs that object, not the page (and not every
+		 * object on it, for ever): keep the items that parse alone. */
+		struct ca_buf good;
+		size_t bad = 0;
+		ca_buf_init(&good, res->len + 64);
+		enum ca_err src = ca_kube_list_salvage(res->body, res->len, &good, &bad);
+		if (src == CA_OK && ca_kobj_parse(good.data, good.len, &page) == CA_OK) {
+			char n[24];
+			r->st.list_items_invalid += bad;
+			snprintf(n, sizeof n, "%zu", bad);
+			ca_log(CA_LOG_WARN, "kube", "list page with objects that are not valid JSON: skipped them",
+			       "reflector", r->name, "skipped", n, NULL);
+		}
+		ca_buf_fini(&good);
+		if (!page) {
+			fail(r, res->status, what, "response is not JSON", -1);
+			goto out;
+		}
 	}
 	const char *rv = ca_kobj_str(page, "metadata.resourceVersion");
 	if (!rv || !*rv || strlen(rv) >= sizeof r->page_rv) {

@@ -71,6 +71,7 @@ struct ca_reflector_stats {
 	uint64_t bookmarks;
 	uint64_t oversized;         /* watch lines over max_object_bytes, skipped */
 	uint64_t parse_errors;      /* lines that were not a watch event */
+	uint64_t list_items_invalid; /* LIST items that did not parse, skipped */
 	uint64_t pages_too_big;     /* LIST pages over max_list_bytes, asked again smaller */
 	int64_t page_limit;         /* the LIST limit in use (halved after a page too big) */
 	bool synced;                /* a LIST has completed since start */

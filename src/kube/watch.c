@@ -189,7 +189,7 @@ static bool parse_line(struct ca_watch_parser *p, const char *s, size_t n)
 	if (n == 0 || (s[0] != '{' && is_blank(s, n)))
 		return true;
 	strip_managed_fields(p, &s, &n);
-	/* \u0000 is rejected so every string is a whole C string, and a
+	/* \u0000 becomes U+FFFD so every string is a whole C string, and a
 	 * duplicated key keeps its last value, as Go's decoder does. A top
 	 * level that is not an object is a bad line below. */
 	const struct ca_kobj *root = NULL;

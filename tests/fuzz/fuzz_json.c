@@ -8,7 +8,9 @@
  * its last value; ca_kobj_member must give that same value). Checks:
  *  - on accept/reject, with JSON_DECODE_ANY (what kobj.c asked jansson
  *    for) and with flags 0 (what watch.c asked for: the top level must be
- *    an object or an array);
+ *    an object or an array), both with JSON_ALLOW_NUL: our parser turns a
+ *    \u0000 in a string value into U+FFFD (json_parse.h), so jansson's
+ *    tree gets the same replacement before the trees are compared;
  *  - on the tree, when both accept: json_equal, and a stricter walk that
  *    also requires the same member order, the same integer/real typing
  *    and bit-identical reals (json_equal lets -0.0 equal 0.0).
@@ -134,6 +136,52 @@ static bool same(const json_t *a, const json_t *b)
 	}
 }
 
+/* jansson's tree with every NUL byte of a string value replaced by U+FFFD,
+ * what our parser does with \u0000 (keys with NUL jansson rejects, as we
+ * do). */
+static json_t *nul_to_fffd(json_t *j)
+{
+	switch (json_typeof(j)) {
+	case JSON_STRING: {
+		const char *s = json_string_value(j);
+		size_t n = json_string_length(j);
+		if (!memchr(s, '\0', n))
+			return j;
+		char *t = malloc(n * 3 + 1);
+		size_t o = 0;
+		if (!t)
+			fail("out of memory");
+		for (size_t i = 0; i < n; i++) {
+			if (s[i] == '\0') {
+				memcpy(t + o, "\xEF\xBF\xBD", 3);
+				o += 3;
+			} else {
+				t[o++] = s[i];
+			}
+		}
+		json_t *r = json_stringn_nocheck(t, o);
+		free(t);
+		json_decref(j);
+		return r;
+	}
+	case JSON_ARRAY:
+		for (size_t i = 0; i < json_array_size(j); i++)
+			json_array_set_new(j, i, nul_to_fffd(json_incref(json_array_get(j, i))));
+		return j;
+	case JSON_OBJECT: {
+		void *it = json_object_iter(j);
+		while (it) {
+			json_t *v = json_object_iter_value(it);
+			json_object_iter_set_new(j, it, nul_to_fffd(json_incref(v)));
+			it = json_object_iter_next(j, it);
+		}
+		return j;
+	}
+	default:
+		return j;
+	}
+}
+
 static void disagree(const char *what, const uint8_t *data, size_t size, const char *ref_err,
                      const char *our_err)
 {
@@ -161,7 +209,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!doc && ca_kube_json_doc_new(&doc) != CA_OK)
 		return 0;
-	json_t *ref = json_loadb(text, size, JSON_DECODE_ANY, &error);
+	json_t *ref = json_loadb(text, size, JSON_DECODE_ANY | JSON_ALLOW_NUL, &error);
+	if (ref)
+		ref = nul_to_fffd(ref);
 	enum ca_err rc = ca_kube_json_parse(doc, text, size, &root, why, sizeof why);
 	if (rc == CA_ENOMEM || rc == CA_ETOOBIG) {
 		/* Not a verdict on the input's syntax: a fuzzing engine's malloc
@@ -201,7 +251,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ca_kobj_free(owned);
 
 	/* watch.c used flags 0: only an object or array at the top. */
-	json_t *ref0 = json_loadb(text, size, 0, &error);
+	json_t *ref0 = json_loadb(text, size, JSON_ALLOW_NUL, &error);
 	bool ours0 = mine && (json_is_object(mine) || json_is_array(mine));
 	if ((ref0 != NULL) != ours0)
 		disagree("disagree with flags 0", data, size, ref0 ? "ok" : error.text,

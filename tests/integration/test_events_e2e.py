@@ -581,6 +581,54 @@ def test_repeating_storm_stays_inside_the_budget(nats_server, nats_client, kubes
     agent.assert_clean_exit()
 
 
+def test_poison_events_cost_only_themselves(nats_server, nats_client, kubesim, agent_factory):
+    """An Event whose message holds a NUL (Go's encoder writes it as \\u0000)
+    is forwarded (the NUL as U+FFFD), and one Event the agent cannot parse
+    at all (a count far beyond int64) is skipped and counted: on the LIST
+    it costs that item, never the page, and on the watch that line. Every
+    other event arrives; liveness and readiness stay green."""
+    base = int(time.time())
+    made = {}
+
+    def create(key, ev):
+        made[key] = kubesim.create("events", ev)["metadata"]["uid"]
+
+    def poison(prefix):
+        ev = make_event("poison", f"{prefix}-nul.1", 1, ts(base, 0))
+        ev["involvedObject"]["name"] = f"{prefix}-nul"
+        ev["message"] = "before\x00after"
+        create(f"{prefix}-nul", ev)
+        ev = make_event("poison", f"{prefix}-huge.1", 10 ** 30, ts(base, 0))
+        ev["involvedObject"]["name"] = f"{prefix}-huge"
+        create(f"{prefix}-huge", ev)
+
+    ok_before = set(emit(kubesim, "poison", 3, "BackOff", name_prefix="okb"))
+    poison("list")
+    ok_before |= set(emit(kubesim, "poison", 3, "BackOff", name_prefix="oka"))
+    col = subscribe(nats_client)
+    # make_event gives every event the same involved object: no aggregation
+    agent = agent_factory(agent_args(nats_server.url, kubesim, ["--log-level", "info"]),
+                          env={"COLLECT_AGENT_EVENTS_DEDUP_WINDOW": "0s"})
+    agent.wait_ready()
+    poison("watch")
+    ok_after = set(emit(kubesim, "poison", 3, "BackOff", name_prefix="okw"))
+    want = ok_before | ok_after | {made["list-nul"], made["watch-nul"]}
+    col.until_uids(want, timeout=30)
+    col.quiet(1.5)
+    assert_exactly_once(col, want)
+    got = {r.uid: r.event for r in col.items}
+    for key in ("list-nul", "watch-nul"):
+        assert got[made[key]]["message"] == "before\ufffdafter", got[made[key]]["message"]
+    unparsable = metric(agent, "agent_events_invalid_total", {"cluster_id": CID, "reason": "unparsable"})
+    assert unparsable == 2, unparsable
+    refl = event_stats(agent)["reflectors"][0]["watch"]
+    assert refl["lists"] == 1 and refl["errors"] == 0, refl  # the page was not refused
+    assert agent.get("/health/live")[0] == 200 and agent.get("/health/ready")[0] == 200
+    wait_for(lambda: any("invalid events skipped" in r.get("msg", "") for r in agent.log_records()),
+             timeout=15, what="the rate-limited log line about invalid events")
+    agent.assert_clean_exit()
+
+
 # ------------------------------------------------------------------ 9
 
 def test_bad_input_is_published_sensibly(nats_server, nats_client, kubesim, agent_factory):

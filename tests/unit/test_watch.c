@@ -371,7 +371,8 @@ static void test_bad_lines(void)
 		"   \t \r\n"                                                 /* blank */
 		"{\"type\":\"DELETED\",\"object\":{\"metadata\":{\"uid\":\"u2\"},\"count\":3}}\r\n" /* good, CRLF */
 		"{\"type\":\"ADDED\",\"object\":{}} trailing\n"             /* error 10 */
-		"{\"type\":\"ADDED\",\"object\":{\"a\":\"x\\u0000y\"}}\n"   /* error 11: NUL not allowed */
+		"{\"type\":\"ADDED\",\"object\":{\"a\\u0000\":\"y\"}}\n"   /* error 11: NUL in a key */
+		"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"uid\":\"n\\u0000l\"}}}\n" /* good: NUL -> U+FFFD */
 		"{\"type\":\"ADDED\",\"object\":{\"a\":\"x\0y\"}}\n"        /* error 12: raw NUL byte */
 		"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"uid\":\"u3\"}}\n" /* error 13: unbalanced */
 		"{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":{\"resourceVersion\":\"77\"}}}\n"; /* good */
@@ -380,16 +381,17 @@ static void test_bad_lines(void)
 	struct ca_watch_parser_stats st;
 	parse_whole(stream, len, 1 << 20, &ref, &st);
 	CHECK_INT(st.parse_errors, 13);
-	CHECK_INT(st.events, 3);
-	CHECK_INT(ref.n, 3);
-	if (ref.n == 3) {
+	CHECK_INT(st.events, 4);
+	CHECK_INT(ref.n, 4);
+	if (ref.n == 4) {
 		CHECK_INT(ref.recs[0].type, CA_WATCH_EVENT_ADDED);
 		CHECK_STR(ref.recs[0].id, "u1");
 		CHECK_INT(ref.recs[1].type, CA_WATCH_EVENT_DELETED);
 		CHECK_STR(ref.recs[1].id, "u2");
 		CHECK_INT(ref.recs[1].count, 3);
-		CHECK_INT(ref.recs[2].type, CA_WATCH_EVENT_BOOKMARK);
-		CHECK_STR(ref.recs[2].id, "77");
+		CHECK_STR(ref.recs[2].id, "n\xEF\xBF\xBDl");
+		CHECK_INT(ref.recs[3].type, CA_WATCH_EVENT_BOOKMARK);
+		CHECK_STR(ref.recs[3].id, "77");
 	}
 	check_all_cuts("bad-lines", stream, len, &ref, &st);
 }
