@@ -40,8 +40,15 @@
 #define COMPONENT "bus"
 #define LAST_ERROR_LEN 256
 #define URL_LEN 256
-/* How long close waits for nats.c to report its last callback. */
-#define CLOSE_WAIT_MS 10000
+/* At close, beyond nats.flush_timeout: for the publisher to stop and for
+ * nats.c to close when the server does not answer. */
+#define CLOSE_SLACK_MS 1500
+/* Queued bytes that wake the publisher at once instead of at the end of
+ * the loop iteration. */
+#define PUB_WAKE_BYTES ((size_t)64 << 10)
+/* Messages queued but none handed to nats.c for this long: NATS cannot
+ * take what the agent publishes (a stalled server), so not ready. */
+#define DELIVERY_STALL_MS 5000
 
 enum event_type {
 	EV_MESSAGE,
@@ -58,6 +65,16 @@ struct event {
 	const char *data;
 	size_t len;
 	/* strings and payload follow */
+};
+
+/* A message waiting for the publisher thread: one block, the strings and
+ * the payload after the struct. */
+struct out_msg {
+	struct out_msg *next;
+	size_t size; /* bytes charged to the outgoing queue */
+	const char *subject, *reply, *content_type, *msg_id;
+	const char *data;
+	size_t len;
 };
 
 struct sub {
@@ -95,6 +112,28 @@ struct ca_bus {
 	bool nats_closed;   /* qlock: nats.c's closed callback ran */
 	int efd;
 	struct ca_loop_fd *efd_handle;
+
+	/* Outgoing messages: the loop queues them, the publisher thread hands
+	 * them to nats.c, whose calls may block (a full write buffer flushes
+	 * synchronously, up to nats.write_deadline) and must never block the
+	 * loop. plock guards the queue and the fields up to pstop. */
+	pthread_mutex_t plock;
+	pthread_cond_t pwork;  /* messages or stop */
+	pthread_cond_t pidle;  /* the queue drained */
+	bool plock_init;
+	struct out_msg *phead, *ptail;
+	size_t pbytes;         /* queued and being published */
+	size_t pmax;           /* nats.publish_buffer_bytes */
+	bool pbusy;            /* the thread is publishing a batch */
+	bool pstop;
+	bool pkick_armed;      /* loop thread: the end-of-iteration wake is due */
+	struct ca_loop_timer *pkick;
+	pthread_t pthread;
+	bool pthread_started;
+	bool pthread_stuck;    /* did not stop in time at close: its memory is kept */
+	atomic_int_fast64_t handoff_ms;  /* monotonic: the thread last handed a message over or idled */
+	atomic_size_t buffered;          /* nats.c's buffered bytes after the last batch */
+	atomic_uint_fast64_t lost;       /* taken, then refused by nats.c (closed, buffer full) */
 
 	bool connect_called;
 	bool closed;
@@ -426,6 +465,18 @@ static void destroy_published(natsMsg *msg)
 	natsMsg_Destroy(msg);
 }
 
+static void *publisher_main(void *arg);
+
+static void on_pub_kick(void *arg)
+{
+	struct ca_bus *bus = arg;
+	bus->pkick_armed = false;
+	pthread_mutex_lock(&bus->plock);
+	if (bus->phead && !bus->pbusy)
+		pthread_cond_signal(&bus->pwork);
+	pthread_mutex_unlock(&bus->plock);
+}
+
 /* ---------------------------------------------------------- loop side */
 
 static void dispatch(struct ca_bus *bus, struct event *ev)
@@ -621,6 +672,15 @@ static enum ca_err build_options(struct ca_bus *bus, char *err, size_t errlen)
 
 	if (cfg->nats.connect_timeout_ms > 0)
 		TRY_NATS(natsOptions_SetTimeout(o, cfg->nats.connect_timeout_ms), "nats.connect_timeout");
+	/* A stalled server (alive, not reading) is noticed in seconds: pings
+	 * go unanswered, and a write that cannot finish fails at its deadline
+	 * instead of blocking nats.c (and whoever waits on its lock). */
+	if (cfg->nats.ping_interval_ms > 0)
+		TRY_NATS(natsOptions_SetPingInterval(o, cfg->nats.ping_interval_ms), "nats.ping_interval");
+	if (cfg->nats.max_pings_out > 0)
+		TRY_NATS(natsOptions_SetMaxPingsOut(o, cfg->nats.max_pings_out), "nats.max_pings_out");
+	if (cfg->nats.write_deadline_ms > 0)
+		TRY_NATS(natsOptions_SetWriteDeadline(o, cfg->nats.write_deadline_ms), "nats.write_deadline");
 	TRY_NATS(natsOptions_SetAllowReconnect(o, true), "reconnect");
 	TRY_NATS(natsOptions_SetMaxReconnect(o, cfg->nats.max_reconnects < 0 ? -1 : cfg->nats.max_reconnects),
 	         "nats.max_reconnects");
@@ -714,6 +774,15 @@ enum ca_err ca_bus_new(struct ca_bus **out, struct ca_loop *loop, const struct c
 		goto out;
 	}
 	bus->qlock_init = true;
+	if (pthread_mutex_init(&bus->plock, NULL) != 0) {
+		rc = CA_EIO;
+		goto out;
+	}
+	pthread_cond_init(&bus->pwork, NULL);
+	pthread_cond_init(&bus->pidle, NULL);
+	bus->plock_init = true;
+	bus->pmax = cfg->nats.publish_buffer_bytes > 0 ? (size_t)cfg->nats.publish_buffer_bytes
+	                                               : (size_t)4 << 20;
 	bus->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (bus->efd < 0) {
 		ca_set_err(err, errlen, "eventfd: %s", strerror(errno));
@@ -723,6 +792,11 @@ enum ca_err ca_bus_new(struct ca_bus **out, struct ca_loop *loop, const struct c
 	rc = ca_loop_fd_add(loop, bus->efd, CA_LOOP_READ, on_wake, bus, &bus->efd_handle);
 	if (rc != CA_OK) {
 		ca_set_err(err, errlen, "cannot watch the bus eventfd: %s", ca_strerror(rc));
+		goto out;
+	}
+	rc = ca_loop_timer_new(loop, on_pub_kick, bus, &bus->pkick);
+	if (rc != CA_OK) {
+		ca_set_err(err, errlen, "cannot create a timer: %s", ca_strerror(rc));
 		goto out;
 	}
 	rc = build_options(bus, err, errlen);
@@ -788,6 +862,12 @@ enum ca_err ca_bus_connect(struct ca_bus *bus)
 		/* Connected at once: nats.c calls no connected callback then. */
 		on_nats_connected(bus->conn, bus);
 	}
+	atomic_store(&bus->handoff_ms, ca_now_monotonic_ms());
+	if (pthread_create(&bus->pthread, NULL, publisher_main, bus) != 0) {
+		ca_log(CA_LOG_ERROR, COMPONENT, "cannot start the NATS publisher thread", NULL);
+		return CA_EIO;
+	}
+	bus->pthread_started = true;
 	for (size_t i = 0; i < bus->nsubs; i++) {
 		enum ca_err rc = sub_attach(bus, bus->subs[i]);
 		if (rc != CA_OK) {
@@ -852,20 +932,102 @@ out:
 	return rc;
 }
 
+/* ------------------------------------------------------ publishing */
+
+/* A subject nats.c and the server take: 1 to 255 bytes, no whitespace or
+ * control bytes. Checked here because the publish itself happens later, on
+ * the publisher thread. */
+static bool subject_ok(const char *s)
+{
+	size_t n = 0;
+	for (; s[n]; n++)
+		if ((unsigned char)s[n] <= 0x20 || s[n] == 0x7f)
+			return false;
+	return n > 0 && n <= 255;
+}
+
+static void publish_one(struct ca_bus *bus, const struct out_msg *m)
+{
+	natsMsg *msg = NULL;
+	natsStatus st = natsMsg_Create(&msg, m->subject, m->reply, m->data, (int)m->len);
+	if (st == NATS_OK && m->content_type)
+		st = natsMsgHeader_Set(msg, "Content-Type", m->content_type);
+	if (st == NATS_OK && m->msg_id)
+		st = natsMsgHeader_Set(msg, "Nats-Msg-Id", m->msg_id);
+	if (st == NATS_OK)
+		st = natsConnection_PublishMsg(bus->conn, msg);
+	destroy_published(msg);
+	if (st == NATS_OK) {
+		atomic_fetch_add(&bus->published, 1);
+		atomic_fetch_add(&bus->published_bytes, m->len);
+	} else {
+		atomic_fetch_add(&bus->publish_errors, 1);
+		atomic_fetch_add(&bus->lost, 1);
+	}
+}
+
+static void *publisher_main(void *arg)
+{
+	struct ca_bus *bus = arg;
+	pthread_mutex_lock(&bus->plock);
+	for (;;) {
+		while (!bus->phead && !bus->pstop) {
+			bus->pbusy = false;
+			atomic_store(&bus->handoff_ms, ca_now_monotonic_ms());
+			pthread_cond_broadcast(&bus->pidle);
+			pthread_cond_wait(&bus->pwork, &bus->plock);
+		}
+		if (!bus->phead)
+			break; /* stopping, and everything was handed over */
+		struct out_msg *batch = bus->phead;
+		bus->phead = bus->ptail = NULL;
+		bus->pbusy = true;
+		pthread_mutex_unlock(&bus->plock);
+		while (batch) {
+			struct out_msg *next = batch->next;
+			publish_one(bus, batch);
+			atomic_store(&bus->handoff_ms, ca_now_monotonic_ms());
+			pthread_mutex_lock(&bus->plock);
+			bus->pbytes -= batch->size;
+			pthread_mutex_unlock(&bus->plock);
+			free(batch);
+			batch = next;
+		}
+		int buffered = natsConnection_Buffered(bus->conn);
+		atomic_store(&bus->buffered, buffered > 0 ? (size_t)buffered : 0);
+		pthread_mutex_lock(&bus->plock);
+	}
+	bus->pbusy = false;
+	pthread_cond_broadcast(&bus->pidle);
+	pthread_mutex_unlock(&bus->plock);
+	return NULL;
+}
+
+static const char *put_out(char **pos, const char *s)
+{
+	if (!s)
+		return NULL;
+	size_t n = strlen(s);
+	char *dst = *pos;
+	memcpy(dst, s, n + 1);
+	*pos += n + 1;
+	return dst;
+}
+
 enum ca_err ca_bus_publish_request(struct ca_bus *bus, const char *subject, const char *reply,
                                    const char *content_type, const char *msg_id,
                                    const void *data, size_t len)
 {
 	enum ca_err rc = CA_EINVAL;
-	natsMsg *msg = NULL;
 	size_t offline_add = 0;
-	if (!nonempty(subject) || (len > 0 && !data))
+	if (!nonempty(subject) || (len > 0 && !data) || !subject_ok(subject) ||
+	    (reply && *reply && !subject_ok(reply)))
 		goto out;
 	if (bus->closed) {
 		rc = CA_EIO;
 		goto out;
 	}
-	if (!bus->conn) {
+	if (!bus->conn || !bus->pthread_started) {
 		rc = CA_EAGAIN;
 		goto out;
 	}
@@ -880,6 +1042,7 @@ enum ca_err ca_bus_publish_request(struct ca_bus *bus, const char *subject, cons
 		rc = CA_ETOOBIG;
 		goto out;
 	}
+	size_t ls = strlen(subject), lr = reply ? strlen(reply) : 0;
 	if (!atomic_load(&bus->connected)) {
 		/* nats.c only refuses once its reconnect buffer is already
 		 * over the limit; refuse before that so the limit holds. */
@@ -890,35 +1053,76 @@ enum ca_err ca_bus_publish_request(struct ca_bus *bus, const char *subject, cons
 		}
 		size_t cap = bus->cfg->nats.reconnect_buffer_bytes > 0
 		             ? (size_t)bus->cfg->nats.reconnect_buffer_bytes : 8u * 1024 * 1024;
-		size_t wire = 32 + strlen(subject) + (reply ? strlen(reply) : 0) + hdr + len;
+		size_t wire = 32 + ls + lr + hdr + len;
 		if (wire > cap || bus->offline_bytes > cap - wire) {
 			rc = CA_EAGAIN;
 			goto out;
 		}
 		offline_add = wire;
 	}
-	natsStatus st = natsMsg_Create(&msg, subject, reply, data, (int)len);
-	if (st == NATS_OK && content_type)
-		st = natsMsgHeader_Set(msg, "Content-Type", content_type);
-	if (st == NATS_OK && msg_id)
-		st = natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id);
-	if (st == NATS_OK)
-		st = natsConnection_PublishMsg(bus->conn, msg);
-	rc = nats_to_err(st);
-	if (rc == CA_EINVAL && st == NATS_INVALID_SUBJECT)
+	size_t size = sizeof(struct out_msg) + ls + 1 + (reply ? lr + 1 : 0) +
+	              (content_type ? strlen(content_type) + 1 : 0) + (msg_id ? strlen(msg_id) + 1 : 0) + len + 1;
+	pthread_mutex_lock(&bus->plock);
+	bool full = bus->pbytes > 0 && (size > bus->pmax || bus->pbytes > bus->pmax - size);
+	pthread_mutex_unlock(&bus->plock);
+	if (full) {
+		/* NATS is slower than we publish (or stalled): the caller keeps
+		 * the message and tries again when the bus has room. */
+		rc = CA_EAGAIN;
 		goto out;
-	if (st == NATS_CONNECTION_CLOSED)
-		rc = CA_EIO;
-out:
-	destroy_published(msg);
-	if (rc == CA_OK) {
-		bus->offline_bytes += offline_add;
-		atomic_fetch_add(&bus->published, 1);
-		atomic_fetch_add(&bus->published_bytes, len);
-	} else {
-		atomic_fetch_add(&bus->publish_errors, 1);
 	}
+	rc = CA_ENOMEM;
+	struct out_msg *m = malloc(size);
+	if (!m)
+		goto out;
+	char *pos = (char *)(m + 1);
+	m->next = NULL;
+	m->size = size;
+	m->subject = put_out(&pos, subject);
+	m->reply = reply && *reply ? put_out(&pos, reply) : NULL;
+	m->content_type = put_out(&pos, content_type);
+	m->msg_id = put_out(&pos, msg_id);
+	m->data = pos;
+	if (len)
+		memcpy(pos, data, len);
+	pos[len] = '\0';
+	m->len = len;
+	/* The thread is woken once per loop iteration (a 0 ms timer runs after
+	 * the iteration's I/O), not per message: a watch read carries many
+	 * events, and a wake per event cost a context switch each. A large
+	 * backlog wakes it at once. */
+	pthread_mutex_lock(&bus->plock);
+	if (bus->ptail)
+		bus->ptail->next = m;
+	else
+		bus->phead = m;
+	bus->ptail = m;
+	bus->pbytes += size;
+	bool now = bus->pbytes >= PUB_WAKE_BYTES && !bus->pbusy;
+	if (now)
+		pthread_cond_signal(&bus->pwork);
+	pthread_mutex_unlock(&bus->plock);
+	if (!now && !bus->pkick_armed) {
+		bus->pkick_armed = true;
+		ca_loop_timer_start(bus->pkick, 0, 0);
+	}
+	bus->offline_bytes += offline_add;
+	rc = CA_OK;
+out:
+	if (rc != CA_OK)
+		atomic_fetch_add(&bus->publish_errors, 1);
 	return rc;
+}
+
+bool ca_bus_delivering(const struct ca_bus *bus, int64_t now_ms, int64_t stall_ms, size_t *waiting)
+{
+	struct ca_bus *b = (struct ca_bus *)bus;
+	pthread_mutex_lock(&b->plock);
+	size_t bytes = b->pbytes;
+	pthread_mutex_unlock(&b->plock);
+	if (waiting)
+		*waiting = bytes;
+	return bytes == 0 || now_ms - atomic_load(&b->handoff_ms) <= stall_ms;
 }
 
 enum ca_err ca_bus_publish(struct ca_bus *bus, const char *subject, const char *content_type,
@@ -927,12 +1131,41 @@ enum ca_err ca_bus_publish(struct ca_bus *bus, const char *subject, const char *
 	return ca_bus_publish_request(bus, subject, NULL, content_type, msg_id, data, len);
 }
 
+/* Wait (at most until the monotonic deadline) until the publisher thread
+ * has handed every queued message to nats.c. */
+static bool wait_publisher_idle(struct ca_bus *bus, int64_t deadline_ms)
+{
+	bool idle;
+	pthread_mutex_lock(&bus->plock);
+	if (bus->phead && !bus->pbusy)
+		pthread_cond_signal(&bus->pwork); /* the loop's wake timer cannot run while we wait */
+	while (!(idle = !bus->phead && !bus->pbusy) && bus->pthread_started &&
+	       ca_now_monotonic_ms() < deadline_ms) {
+		struct timespec step;
+		clock_gettime(CLOCK_REALTIME, &step);
+		step.tv_nsec += 20 * 1000 * 1000;
+		if (step.tv_nsec >= 1000000000L) {
+			step.tv_sec++;
+			step.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&bus->pidle, &bus->plock, &step);
+	}
+	pthread_mutex_unlock(&bus->plock);
+	return idle;
+}
+
 enum ca_err ca_bus_flush(struct ca_bus *bus, int64_t timeout_ms)
 {
 	if (bus->closed)
 		return CA_EIO;
 	if (!bus->conn || !atomic_load(&bus->connected))
 		return CA_EAGAIN;
+	int64_t start = ca_now_monotonic_ms();
+	if (timeout_ms <= 0)
+		timeout_ms = 1;
+	if (!wait_publisher_idle(bus, start + timeout_ms))
+		return CA_ETIMEDOUT;
+	timeout_ms -= ca_now_monotonic_ms() - start;
 	natsStatus st = natsConnection_FlushTimeout(bus->conn, timeout_ms > 0 ? timeout_ms : 1);
 	if (st == NATS_CONNECTION_DISCONNECTED || st == NATS_CONNECTION_CLOSED)
 		return CA_EAGAIN;
@@ -945,6 +1178,10 @@ void ca_bus_budget(const struct ca_config *cfg, size_t inbound_bytes, struct ca_
 	                     ? (uint64_t)cfg->nats.reconnect_buffer_bytes : (uint64_t)8 << 20;
 	ca_budget_add(b, "nats: reconnect buffer (messages kept while disconnected)",
 	              "nats.reconnect_buffer_bytes", reconnect);
+	uint64_t queue = cfg->nats.publish_buffer_bytes > 0 ? (uint64_t)cfg->nats.publish_buffer_bytes
+	                                                    : (uint64_t)4 << 20;
+	ca_budget_add(b, "nats: messages waiting for the publisher thread", "nats.publish_buffer_bytes",
+	              queue);
 	/* nats.c's 32 KiB write buffer and read buffer, TLS state. */
 	ca_budget_add(b, "nats: connection buffers and TLS state", "", (uint64_t)256 << 10);
 	ca_budget_add(b, "nats: incoming commands (client pending + hand-off queue)", "exec.max_command_bytes",
@@ -996,10 +1233,18 @@ void ca_bus_render_metrics(const struct ca_bus *bus, struct ca_prom *p)
 	ca_prom_single(p, "agent_nats_dropped_messages_total", "counter",
 	               "Incoming messages dropped (a subscription's pending limit or the hand-off "
 	               "queue to the loop was full).", dropped);
-	int buffered = bus->conn && !bus->closed ? natsConnection_Buffered(bus->conn) : 0;
+	/* Read from what the publisher thread saw: a call into nats.c here
+	 * could wait on a connection lock held by a blocked write. */
 	ca_prom_single(p, "agent_nats_buffered_bytes", "gauge",
 	               "Bytes waiting in the NATS client's outgoing or reconnect buffer.",
-	               buffered > 0 ? buffered : 0);
+	               (double)atomic_load(&((struct ca_bus *)bus)->buffered));
+	size_t waiting = 0;
+	ca_bus_delivering(bus, ca_now_monotonic_ms(), DELIVERY_STALL_MS, &waiting);
+	ca_prom_single(p, "agent_nats_publish_queue_bytes", "gauge",
+	               "Bytes of messages waiting for the publisher thread.", (double)waiting);
+	ca_prom_single(p, "agent_nats_publish_lost_total", "counter",
+	               "Messages the NATS client refused after they were queued (connection closed).",
+	               LOAD(lost));
 }
 
 void ca_bus_health_json(const struct ca_bus *bus, struct ca_buf *out)
@@ -1011,13 +1256,9 @@ void ca_bus_health_json(const struct ca_bus *bus, struct ca_buf *out)
 	ca_strlcpy(last, b->last_error, sizeof last);
 	pthread_mutex_unlock(&b->qlock);
 	bool up = ca_bus_connected(bus);
-	if (!up && b->conn && !b->closed) {
-		/* While nats.c retries, its own record of the last failure
-		 * (refused, authorization violation, TLS) is the best reason. */
-		const char *detail = NULL;
-		if (natsConnection_GetLastError(b->conn, &detail) != NATS_OK && detail && *detail)
-			ca_strlcpy(last, detail, sizeof last);
-	}
+	/* nats.c's reasons (refused, authorization violation, TLS) come with
+	 * its disconnected and error callbacks (record_error): asking nats.c
+	 * here could wait on a connection lock held by a blocked write. */
 	ca_buf_printf(out, "{\"connected\":%s,\"server\":", up ? "true" : "false");
 	if (up && url[0])
 		ca_buf_append_json_string(out, url);
@@ -1031,9 +1272,13 @@ void ca_bus_health_json(const struct ca_bus *bus, struct ca_buf *out)
 			ca_buf_append_str(out, ",");
 		ca_buf_append_json_string(out, clean);
 	}
-	ca_buf_printf(out, "],\"reconnects\":%llu,\"disconnects\":%llu,\"max_payload\":%zu,\"last_error\":",
+	size_t waiting = 0;
+	bool delivering = ca_bus_delivering(bus, ca_now_monotonic_ms(), DELIVERY_STALL_MS, &waiting);
+	ca_buf_printf(out, "],\"reconnects\":%llu,\"disconnects\":%llu,\"max_payload\":%zu,"
+	              "\"delivering\":%s,\"publish_queue_bytes\":%zu,\"last_error\":",
 	              (unsigned long long)atomic_load(&b->reconnects),
-	              (unsigned long long)atomic_load(&b->disconnects), ca_bus_max_payload(bus));
+	              (unsigned long long)atomic_load(&b->disconnects), ca_bus_max_payload(bus),
+	              delivering ? "true" : "false", waiting);
 	if (last[0])
 		ca_buf_append_json_string(out, last);
 	else
@@ -1043,11 +1288,11 @@ void ca_bus_health_json(const struct ca_bus *bus, struct ca_buf *out)
 
 /* Wait until nats.c's closed callback and every subscription's on-complete
  * callback ran. false on timeout. */
-static bool wait_nats_quiet(struct ca_bus *bus)
+static bool wait_nats_quiet(struct ca_bus *bus, int64_t deadline_ms)
 {
 	struct timespec deadline;
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += CLOSE_WAIT_MS / 1000;
+	deadline.tv_sec = deadline_ms / 1000;
+	deadline.tv_nsec = (deadline_ms % 1000) * 1000000L;
 	bool ok = true;
 	pthread_mutex_lock(&bus->qlock);
 	for (;;) {
@@ -1078,21 +1323,59 @@ static bool wait_nats_quiet(struct ca_bus *bus)
 	return ok;
 }
 
+/* Stop the publisher: it hands over what is queued first, unless that
+ * takes past the deadline (nats.c blocked on a stalled server): then it is
+ * left to finish on its own and the bus keeps its memory. */
+static void stop_publisher(struct ca_bus *bus, int64_t deadline_ms)
+{
+	if (!bus->pthread_started)
+		return;
+	pthread_mutex_lock(&bus->plock);
+	bus->pstop = true;
+	pthread_cond_signal(&bus->pwork);
+	pthread_mutex_unlock(&bus->plock);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	int64_t left = deadline_ms - ca_now_monotonic_ms();
+	if (left < 1)
+		left = 1;
+	until.tv_sec += left / 1000;
+	until.tv_nsec += (left % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	if (pthread_timedjoin_np(bus->pthread, NULL, &until) == 0) {
+		bus->pthread_started = false;
+	} else {
+		bus->pthread_stuck = true;
+		ca_log(CA_LOG_WARN, COMPONENT, "NATS publisher still blocked at shutdown; unsent messages are lost",
+		       NULL);
+	}
+}
+
 void ca_bus_close(struct ca_bus *bus)
 {
 	if (!bus || bus->closed)
 		return;
 	bus->closed = true;
+	/* Shutdown must end within seconds even with a stalled server (the
+	 * kubelet's grace period): each step gets what is left of a budget. */
+	int64_t start = ca_now_monotonic_ms();
+	int64_t flush = bus->cfg->nats.flush_timeout_ms > 0 ? bus->cfg->nats.flush_timeout_ms : 2000;
+	int64_t deadline = start + flush + CLOSE_SLACK_MS;
 	if (bus->conn) {
-		if (atomic_load(&bus->connected)) {
-			int64_t t = bus->cfg->nats.flush_timeout_ms > 0 ? bus->cfg->nats.flush_timeout_ms : 2000;
-			natsStatus st = natsConnection_FlushTimeout(bus->conn, t);
+		bool delivering = ca_bus_delivering(bus, start, DELIVERY_STALL_MS, NULL);
+		stop_publisher(bus, start + (delivering ? flush : CLOSE_SLACK_MS / 2));
+		int64_t left = deadline - ca_now_monotonic_ms() - CLOSE_SLACK_MS;
+		if (atomic_load(&bus->connected) && delivering && !bus->pthread_stuck && left > 0) {
+			natsStatus st = natsConnection_FlushTimeout(bus->conn, left);
 			if (st != NATS_OK)
 				ca_log(CA_LOG_WARN, COMPONENT, "NATS flush on close failed; unsent messages are lost",
 				       "error", natsStatus_GetText(st), NULL);
 		}
 		natsConnection_Close(bus->conn);
-		if (!wait_nats_quiet(bus)) {
+		if (!wait_nats_quiet(bus, deadline)) {
 			/* nats.c may still call into bus: keep its memory. */
 			ca_log(CA_LOG_ERROR, COMPONENT, "NATS client did not finish closing; leaking its state", NULL);
 			bus->leaked = true;
@@ -1120,8 +1403,20 @@ void ca_bus_free(struct ca_bus *bus)
 		ca_bus_close(bus);
 	ca_loop_fd_del(bus->efd_handle);
 	bus->efd_handle = NULL;
-	if (bus->leaked)
-		return;
+	ca_loop_timer_free(bus->pkick);
+	bus->pkick = NULL;
+	if (bus->leaked || bus->pthread_stuck)
+		return; /* a thread may still use it: the process is exiting anyway */
+	while (bus->phead) {
+		struct out_msg *next = bus->phead->next;
+		free(bus->phead);
+		bus->phead = next;
+	}
+	if (bus->plock_init) {
+		pthread_cond_destroy(&bus->pwork);
+		pthread_cond_destroy(&bus->pidle);
+		pthread_mutex_destroy(&bus->plock);
+	}
 	for (size_t i = 0; i < bus->nsubs; i++) {
 		natsSubscription_Destroy(bus->subs[i]->ns);
 		sub_free(bus->subs[i]);
@@ -1172,9 +1467,15 @@ static void module_health(const void *self, struct ca_module_health *out)
 		           "nats.max_reconnects ran out (see /health nats.last_error); a restart reconnects");
 		return;
 	}
+	size_t waiting = 0;
 	if (!ca_bus_connected(bus)) {
 		out->ready = false;
 		ca_set_err(out->reason, sizeof out->reason, "NATS not connected");
+	} else if (!ca_bus_delivering(bus, ca_now_monotonic_ms(), DELIVERY_STALL_MS, &waiting)) {
+		out->ready = false;
+		ca_set_err(out->reason, sizeof out->reason,
+		           "NATS cannot deliver: %zu bytes waiting and nothing taken for over %d s "
+		           "(a stalled server)", waiting, DELIVERY_STALL_MS / 1000);
 	}
 }
 

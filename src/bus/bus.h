@@ -102,13 +102,18 @@ enum ca_err ca_bus_subscribe(struct ca_bus *bus, const char *subject, const char
  * the hand-off queue, each up to inbound_bytes). Any thread. */
 void ca_bus_budget(const struct ca_config *cfg, size_t inbound_bytes, struct ca_budget *b);
 
-/* Publish data (len bytes, borrowed) to subject with headers Content-Type
- * and Nats-Msg-Id (each skipped when NULL). While disconnected the message
- * goes to nats.c's reconnect buffer and is sent after the reconnect.
+/* Publish data (len bytes, copied) to subject with headers Content-Type
+ * and Nats-Msg-Id (each skipped when NULL). Never blocks: the message is
+ * queued for the bus's publisher thread, which hands it to nats.c (whose
+ * calls may block on a slow or stalled server). While disconnected it goes
+ * on to nats.c's reconnect buffer and is sent after the reconnect.
  * CA_ETOOBIG if the message is larger than the server's max_payload (known
- * after the first connect); CA_EAGAIN when disconnected and the reconnect
- * buffer is full, or before ca_bus_connect(); CA_EIO otherwise (closed).
- * Not logged here (the caller decides); counted. */
+ * after the first connect); CA_EAGAIN when the publisher's queue
+ * (nats.publish_buffer_bytes) is full, or when disconnected and the
+ * reconnect buffer is full, or before ca_bus_connect(); CA_EINVAL for a
+ * subject with whitespace or control bytes; CA_EIO when closed. A message
+ * nats.c refuses later (the connection closed for good) is counted in
+ * agent_nats_publish_lost_total. Not logged here (the caller decides). */
 enum ca_err ca_bus_publish(struct ca_bus *bus, const char *subject, const char *content_type,
                            const char *msg_id, const void *data, size_t len);
 
@@ -118,13 +123,18 @@ enum ca_err ca_bus_publish_request(struct ca_bus *bus, const char *subject, cons
                                    const char *content_type, const char *msg_id,
                                    const void *data, size_t len);
 
-/* Wait (blocking the loop thread, at most timeout_ms) until the server has
- * processed everything published so far. CA_EAGAIN when not connected,
- * CA_ETIMEDOUT on timeout, CA_EIO otherwise. */
+/* Wait (blocking the calling thread, at most timeout_ms) until the server
+ * has processed everything published so far. CA_EAGAIN when not connected,
+ * CA_ETIMEDOUT on timeout, CA_EIO otherwise. For tests and tools: the
+ * agent's loop never calls it. */
 enum ca_err ca_bus_flush(struct ca_bus *bus, int64_t timeout_ms);
 
 /* Connected right now. Any thread. */
 bool ca_bus_connected(const struct ca_bus *bus);
+/* True unless messages wait in the publisher's queue and none was handed
+ * to nats.c for stall_ms (a stalled server blocks it). *waiting (may be
+ * NULL) gets the bytes queued. Any thread. */
+bool ca_bus_delivering(const struct ca_bus *bus, int64_t now_ms, int64_t stall_ms, size_t *waiting);
 /* The server's max_payload from the last connect; 0 if never connected.
  * Any thread. */
 size_t ca_bus_max_payload(const struct ca_bus *bus);

@@ -83,6 +83,10 @@ static const struct key_def keys[] = {
 	KEY("nats.reconnect_jitter", K_DURATION, nats.reconnect_jitter_ms, "100ms"),
 	KEY("nats.max_reconnects", K_INT, nats.max_reconnects, "-1"),
 	KEY("nats.reconnect_buffer_bytes", K_INT64, nats.reconnect_buffer_bytes, "8388608"),
+	KEY("nats.publish_buffer_bytes", K_INT64, nats.publish_buffer_bytes, "4194304"),
+	KEY("nats.ping_interval", K_DURATION, nats.ping_interval_ms, "3s"),
+	KEY("nats.max_pings_out", K_INT, nats.max_pings_out, "2"),
+	KEY("nats.write_deadline", K_DURATION, nats.write_deadline_ms, "1s"),
 	KEY("nats.flush_timeout", K_DURATION, nats.flush_timeout_ms, "2s"),
 	KEY("nats.jetstream", K_BOOL, nats.jetstream, "false"),
 	KEY("nats.tls.enabled", K_BOOL, nats.tls.enabled, "false"),
@@ -1029,7 +1033,11 @@ enum ca_err ca_config_validate(struct ca_config *cfg, char *err, size_t errlen)
 	TRY(check_duration(cfg, "nats.reconnect_jitter", 0, 1 * MIN, err, errlen));
 	TRY(check_int(cfg, "nats.max_reconnects", -1, INT_MAX, err, errlen));
 	TRY(check_int(cfg, "nats.reconnect_buffer_bytes", 0, GIB, err, errlen));
-	TRY(check_duration(cfg, "nats.flush_timeout", 0, 10 * MIN, err, errlen));
+	TRY(check_duration(cfg, "nats.flush_timeout", 0, 1 * MIN, err, errlen));
+	TRY(check_int(cfg, "nats.publish_buffer_bytes", 64 * KIB, 1 * GIB, err, errlen));
+	TRY(check_duration(cfg, "nats.ping_interval", 100, 10 * MIN, err, errlen));
+	TRY(check_int(cfg, "nats.max_pings_out", 1, 100, err, errlen));
+	TRY(check_duration(cfg, "nats.write_deadline", 10, 1 * MIN, err, errlen));
 	bool has_cert = *str_or_empty(cfg->nats.tls.cert_file), has_key = *str_or_empty(cfg->nats.tls.key_file);
 	if (has_cert != has_key)
 		TRY(bad_value(err, errlen, has_cert ? "nats.tls.key_file" : "nats.tls.cert_file", "",

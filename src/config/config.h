@@ -48,6 +48,10 @@ struct ca_config {
 		int max_reconnects;               /* -1 = forever */
 		int64_t reconnect_buffer_bytes;   /* 8 MiB */
 		int64_t flush_timeout_ms;         /* on shutdown; 2s */
+		int64_t publish_buffer_bytes;     /* 4 MiB: messages waiting for the publisher thread */
+		int64_t ping_interval_ms;         /* 3s: a stalled server is noticed after max_pings_out pings */
+		int max_pings_out;                /* 2 */
+		int64_t write_deadline_ms;        /* 1s: a socket write that cannot finish fails */
 		bool jetstream;                   /* publish through JetStream (acked) */
 		struct {
 			bool enabled;
