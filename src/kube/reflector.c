@@ -38,11 +38,20 @@
 /* One LIST page is held at a time; this caps it by default. */
 #define DEFAULT_MAX_LIST_BYTES ((size_t)8 << 20)
 #define LIST_TIMEOUT_MS 60000
+/* A LIST that does not end: a server that sends a continue token on every
+ * page (hostile, or broken) would otherwise be asked for pages as fast as
+ * it answers, for ever. More pages than this, or this many empty pages in
+ * a row that still say "continue", fail the LIST (it starts over after a
+ * backoff). 150,000 pods in pages of 500 take 300 pages. */
+#define LIST_MAX_PAGES 100000
+#define LIST_MAX_EMPTY_PAGES 100
 /* Beyond the server's timeoutSeconds, how long a silent stream may live. */
 #define WATCH_IDLE_GRACE_S 30
 /* A stream that ends this fast without one event is treated as a failure,
  * so a server that closes every watch at once cannot make us spin. */
 #define SHORT_WATCH_MS 1000
+/* A watch open this long ends a loop of 410s for readiness. */
+#define STREAM_PROVEN_MS 2000
 
 struct ca_reflector {
 	struct ca_kube *kube; /* borrowed */
@@ -73,6 +82,8 @@ struct ca_reflector {
 	char *page_continue;      /* the page's metadata.continue, or NULL */
 	char page_rv[128];        /* the page's metadata.resourceVersion */
 	uint64_t list_objects;    /* objects of the LIST in progress */
+	uint64_t list_pages;      /* pages of the LIST in progress */
+	unsigned empty_pages;     /* empty pages in a row that still said "continue" */
 	int64_t list_started_ms;
 
 	/* WATCH */
@@ -388,6 +399,19 @@ static void list_done(void *arg, const struct ca_kube_result *res)
 		goto out;
 	}
 	const char *cont = ca_kobj_str(page, "metadata.continue");
+	if (first_page)
+		r->list_pages = r->empty_pages = 0;
+	r->list_pages++;
+	bool empty = ca_kobj_array_len(ca_kobj_get(page, "items")) == 0;
+	r->empty_pages = empty && cont && *cont ? r->empty_pages + 1 : 0;
+	if (r->list_pages > LIST_MAX_PAGES || r->empty_pages > LIST_MAX_EMPTY_PAGES) {
+		char why[160];
+		snprintf(why, sizeof why, "the LIST does not end: %llu pages, %u empty ones in a row, "
+		         "each with a continue token", (unsigned long long)r->list_pages, r->empty_pages);
+		ca_kobj_free(page);
+		fail(r, res->status, what, why, -1);
+		goto out;
+	}
 	drop_page(r);
 	if (cont && *cont && !(r->page_continue = strdup(cont))) {
 		ca_kobj_free(page);
@@ -646,6 +670,19 @@ static void watch_done(void *arg, const struct ca_kube_result *res)
 	}
 	char msg[200];
 	status_message(res->body, res->len, msg, sizeof msg);
+	if (res->status == 400 || (res->status == 504 && strstr(msg, "oo large resource version"))) {
+		/* The resume point is unusable (a state file from another
+		 * cluster, a restored etcd, a corrupt value): retrying it would
+		 * fail for ever. A fresh LIST gives a good one, and the consumer
+		 * stores that (repairing a state file). Repeats back off like
+		 * 410s. */
+		r->st.relists_bad_rv++;
+		r->st.last_status = res->status;
+		ca_log(CA_LOG_WARN, "kube", "the API server refused the resume point, listing again",
+		       "reflector", r->name, "resource_version", r->st.resource_version, "error", msg, NULL);
+		relist(r);
+		goto out;
+	}
 	fail(r, res->status, "watch", msg, res->retry_after_s);
 out:
 	leave(r);
@@ -878,8 +915,10 @@ bool ca_reflector_ready(const struct ca_reflector *r, char *why, size_t whylen)
 {
 	/* One 410 is what a compaction asks for; a second without an event
 	 * in between is a loop in which nothing flows, however well each
-	 * LIST and watch request goes. */
-	if (r->gone_streak >= 2) {
+	 * LIST and watch request goes. The loop is over when a watch stays
+	 * open (an event watch on a quiet cluster may carry nothing). */
+	bool proven = r->st.watching && ca_now_monotonic_ms() - r->watch_opened_ms >= STREAM_PROVEN_MS;
+	if (r->gone_streak >= 2 && !proven) {
 		ca_set_err(why, whylen, "%s: resourceVersion expired (410) %u times in a row without an event",
 		           r->name, r->gone_streak);
 		return false;
@@ -929,13 +968,15 @@ void ca_reflector_health_json(const struct ca_reflector *r, struct ca_buf *out)
 	ca_buf_append_json_string(out, s.resource_version);
 	ca_buf_printf(out,
 	              ",\"last_progress_age_ms\":%lld,\"lists\":%llu,\"pages\":%llu,\"watches\":%llu,"
-	              "\"watch_restarts\":%llu,\"relists_gone\":%llu,\"errors\":%llu,\"objects\":%llu,"
+	              "\"watch_restarts\":%llu,\"relists_gone\":%llu,\"relists_bad_rv\":%llu,\"errors\":%llu,"
+	              "\"list_items_invalid\":%llu,\"objects\":%llu,"
 	              "\"bookmarks\":%llu,\"oversized\":%llu,\"parse_errors\":%llu,\"last_status\":%ld,"
 	              "\"page_limit\":%lld,\"pages_too_big\":%llu,\"last_error\":",
 	              (long long)(s.last_progress_ms ? ca_now_monotonic_ms() - s.last_progress_ms : 0),
 	              (unsigned long long)s.lists, (unsigned long long)s.pages,
 	              (unsigned long long)s.watches, (unsigned long long)s.watch_restarts,
-	              (unsigned long long)s.relists_gone, (unsigned long long)s.errors,
+	              (unsigned long long)s.relists_gone, (unsigned long long)s.relists_bad_rv,
+	              (unsigned long long)s.errors, (unsigned long long)s.list_items_invalid,
 	              (unsigned long long)s.objects, (unsigned long long)s.bookmarks,
 	              (unsigned long long)s.oversized, (unsigned long long)s.parse_errors,
 	              s.last_status, (long long)s.page_limit, (unsigned long long)s.pages_too_big);

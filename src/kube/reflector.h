@@ -66,6 +66,7 @@ struct ca_reflector_stats {
 	uint64_t watches;           /* WATCH streams opened */
 	uint64_t watch_restarts;    /* streams that ended and were resumed */
 	uint64_t relists_gone;      /* relists caused by 410 */
+	uint64_t relists_bad_rv;    /* relists because a watch's resourceVersion was refused (400) */
 	uint64_t errors;            /* failed requests (transport or HTTP >= 400) */
 	uint64_t objects;           /* objects delivered */
 	uint64_t bookmarks;

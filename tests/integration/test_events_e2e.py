@@ -257,6 +257,28 @@ def test_count_1_to_5(nats_server, nats_client, kubesim, agent_factory, window):
 
 # ------------------------------------------------------------------ 4
 
+def test_refused_resume_point_relists_and_repairs_the_state_file(nats_server, nats_client, kubesim,
+                                                                  agent_factory, tmp_path):
+    """A state file whose resourceVersion the API server refuses (400: from
+    another cluster, or corrupt) must not be retried for ever, nor survive
+    the restart: the agent lists afresh, delivers the events, and rewrites
+    the file with a good resume point."""
+    state = tmp_path / "state"
+    state.write_text("# collect-agent events state v1\nsaved_at 1\nrv /api/v1/events not-a-number\n")
+    uids = set(emit(kubesim, "badrv", 3, "BackOff", name_prefix="br"))
+    col = subscribe(nats_client)
+    env = {"COLLECT_AGENT_EVENTS_STATE_FILE": str(state), "COLLECT_AGENT_EVENTS_SINCE": "1h"}
+    agent = agent_factory(agent_args(nats_server.url, kubesim), env=env)
+    agent.wait_ready(timeout=30)
+    col.until_uids(uids, timeout=20)
+    refl = event_stats(agent)["reflectors"][0]["watch"]
+    assert refl["relists_bad_rv"] == 1 and refl["lists"] == 1, refl
+    wait_for(lambda: "not-a-number" not in state.read_text(), timeout=15, what="the state file repaired")
+    rv = state.read_text().split("rv /api/v1/events ")[1].strip()
+    assert rv.isdigit(), state.read_text()
+    agent.assert_clean_exit()
+
+
 def test_restart_with_state_file_resumes_without_replay(nats_server, nats_client, kubesim, agent_factory,
                                                         tmp_path):
     state = tmp_path / "events.state"

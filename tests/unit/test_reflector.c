@@ -1192,11 +1192,18 @@ struct canned {
 	pthread_mutex_t lock;
 	char requests[16][1024]; /* request lines, in order */
 	int nrequests;
+	int total;               /* every request */
 	int watches;
+	bool endless_continue;   /* every LIST page: no items, a continue token */
 };
 
 static const char *canned_answer(struct canned *c, const char *line, char *buf, size_t len)
 {
+	c->total++;
+	if (c->endless_continue && !strstr(line, "watch=1"))
+		return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+		       "{\"kind\":\"EventList\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":\"10\","
+		       "\"continue\":\"more\"},\"items\":[]}";
 	if (!strstr(line, "watch=1"))
 		return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
 		       "{\"kind\":\"EventList\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":\"10\"},"
@@ -1287,6 +1294,56 @@ static int canned_requests(struct canned *c)
 static bool canned_three(void *arg)
 {
 	return canned_requests(arg) >= 3;
+}
+
+/* A server that sends a continue token on every page: the LIST is cut
+ * after LIST_MAX_EMPTY_PAGES empty pages and starts over after a backoff,
+ * instead of asking for pages as fast as the server answers, for ever; the
+ * reflector is not ready meanwhile. */
+static void test_endless_continue(void)
+{
+	struct canned c;
+	if (!canned_start(&c)) {
+		CHECK(!"canned server");
+		return;
+	}
+	c.endless_continue = true;
+	char path[256];
+	snprintf(path, sizeof path, "%s/kc-endless", sim.dir);
+	FILE *f = fopen(path, "w");
+	CHECK(f != NULL);
+	if (f) {
+		fprintf(f,
+		        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: http://127.0.0.1:%d\n"
+		        "  name: c\ncontexts:\n- context:\n    cluster: c\n  name: x\ncurrent-context: x\n",
+		        c.port);
+		fclose(f);
+	}
+	struct ca_kube *k = kube_with(path);
+	struct rec *rc = calloc(1, sizeof *rc);
+	if (k && rc) {
+		struct ca_reflector *r = reflector(k, "c", rc, 0, NULL);
+		run_for(3000);
+		struct ca_reflector_stats s = stats_of(r);
+		char why[256] = "";
+		CHECK(!ca_reflector_ready(r, why, sizeof why));
+		CHECK(strstr(why, "does not end") != NULL);
+		CHECK(s.errors >= 1);
+		CHECK_INT(s.lists, 0);
+		pthread_mutex_lock(&c.lock);
+		int total = c.total;
+		pthread_mutex_unlock(&c.lock);
+		/* 101 pages a LIST, backoffs of 100, 200, 400, 800 ms between:
+		 * a few LISTs in 3 s, not thousands of pages. */
+		CHECK(total >= 101);
+		CHECK(total < 1000);
+		if (total >= 1000)
+			fprintf(stderr, "%d LIST requests in 3 s\n", total);
+		ca_reflector_free(r);
+	}
+	free(rc);
+	ca_kube_free(k);
+	canned_stop(&c);
 }
 
 /* A server that answers every WATCH with 410 for two seconds: each relist
@@ -1614,6 +1671,7 @@ int main(void)
 	test_list_and_watch();
 	test_big_pages();
 	test_list_slot();
+	test_endless_continue();
 	test_drops();
 	test_gone();
 	test_throttle_and_errors();
