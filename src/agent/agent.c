@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -106,6 +107,15 @@ static size_t command_pending_bytes(const struct ca_config *cfg)
  * stacks in use. Idle RSS measured at 12.8 MiB (BENCHMARKS.md). */
 #define PROCESS_BASELINE_BYTES ((uint64_t)16 << 20)
 
+/* Watches the agent keeps open: one per watched events namespace (or one
+ * for all). */
+static size_t agent_watches(const struct ca_config *cfg)
+{
+	if (!cfg->events.enabled)
+		return 0;
+	return cfg->events.namespaces.count ? cfg->events.namespaces.count : 1;
+}
+
 void ca_agent_budget(const struct ca_config *cfg, struct ca_budget *b)
 {
 	ca_budget_add(b, "process: code, libraries, their state, thread stacks", "", PROCESS_BASELINE_BYTES);
@@ -113,8 +123,8 @@ void ca_agent_budget(const struct ca_config *cfg, struct ca_budget *b)
 	              2 * (uint64_t)CA_LOG_RECORD_MAX);
 	ca_bus_budget(cfg, command_pending_bytes(cfg), b);
 	if (cfg->events.enabled)
-		ca_kube_watch_budget(cfg->events.namespaces.count ? cfg->events.namespaces.count : 1,
-		                     (size_t)cfg->events.max_object_bytes, "event", "events.max_object_bytes", b);
+		ca_kube_watch_budget(agent_watches(cfg), (size_t)cfg->events.max_object_bytes, "event",
+		                     "events.max_object_bytes", b);
 	ca_kube_budget((size_t)cfg->kubernetes.max_list_page_bytes, b);
 	ca_events_budget(cfg, b);
 	ca_http_budget(b);
@@ -142,6 +152,33 @@ static enum ca_err check_budget(const struct ca_config *cfg, uint64_t limit, cha
 	return CA_EINVAL;
 }
 
+/* File descriptors: every watch holds a connection, the probe port up to
+ * its connection cap, and the rest is a few dozen (NATS, the loop's own).
+ * The soft limit is raised to the hard one (as most servers do); a hard
+ * limit too low for the configured watches is refused now rather than
+ * failing connections later. */
+#define FDS_BESIDES_WATCHES 128
+
+static enum ca_err check_fds(const struct ca_config *cfg, bool raise, char *err, size_t errlen)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return CA_OK;
+	rlim_t need = (rlim_t)(agent_watches(cfg) + 2 + FDS_BESIDES_WATCHES);
+	if (raise && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+		ca_set_err(err, errlen, "events.namespaces: %zu watches need about %llu file descriptors, "
+		           "and the limit (RLIMIT_NOFILE) is %llu: watch fewer namespaces (an empty "
+		           "events.namespaces watches all of them with one connection) or raise the limit",
+		           agent_watches(cfg), (unsigned long long)need, (unsigned long long)rl.rlim_max);
+		return CA_EINVAL;
+	}
+	return CA_OK;
+}
+
 enum ca_err ca_agent_check(const struct ca_config *cfg, struct ca_buf *report, char *err, size_t errlen)
 {
 	enum ca_err rc;
@@ -162,7 +199,8 @@ enum ca_err ca_agent_check(const struct ca_config *cfg, struct ca_buf *report, c
 		ca_buf_printf(report, "limit: %.1f MiB (%s)\n", (double)limit / 1048576.0,
 		              cgroup ? "this cgroup's memory limit" : "the Deployment's, deploy/deployment.yaml");
 	}
-	if ((rc = check_budget(cfg, limit, err, errlen)) != CA_OK)
+	if ((rc = check_budget(cfg, limit, err, errlen)) != CA_OK ||
+	    (rc = check_fds(cfg, false, err, errlen)) != CA_OK)
 		return rc;
 
 	/* Everything start-up sets up, without contacting anything: the
@@ -709,7 +747,8 @@ enum ca_err ca_agent_new(struct ca_agent **out, const struct ca_config *cfg,
 	enum ca_err rc = CA_ENOMEM;
 	/* Refuse what cannot fit in the container (a pod's memory limit):
 	 * better a clear exit than an OOM kill under load. */
-	if ((rc = check_budget(cfg, ca_budget_cgroup_limit(), err, errlen)) != CA_OK)
+	if ((rc = check_budget(cfg, ca_budget_cgroup_limit(), err, errlen)) != CA_OK ||
+	    (rc = check_fds(cfg, true, err, errlen)) != CA_OK)
 		return rc;
 	rc = CA_ENOMEM;
 	struct ca_agent *a = calloc(1, sizeof *a);
@@ -772,6 +811,7 @@ enum ca_err ca_agent_new(struct ca_agent **out, const struct ca_config *cfg,
 		.user_agent = user_agent,
 		.service_account_dir = cfg->kubernetes.service_account_dir,
 		.allow_insecure_http = cfg->kubernetes.allow_insecure_http,
+		.watches = agent_watches(cfg),
 	};
 	rc = ca_kube_new(&a->kube, a->loop, &kopts, a->kube_error, sizeof a->kube_error);
 	bool named = cfg->kubernetes.kubeconfig && *cfg->kubernetes.kubeconfig;

@@ -37,6 +37,7 @@
 #define SEC ((int64_t)1000)
 #define MIN (60 * SEC)
 #define HOUR (60 * MIN)
+#define MAX_WATCHED_NAMESPACES 1000
 #define KIB ((int64_t)1024)
 #define MIB (1024 * KIB)
 #define GIB (1024 * MIB)
@@ -1106,6 +1107,12 @@ enum ca_err ca_config_validate(struct ca_config *cfg, char *err, size_t errlen)
 		                       lists[i].path, err, errlen));
 	/* The watcher builds one API path per namespace: what it cannot watch
 	 * is refused here, where --check-config sees it too. */
+	if (cfg->events.namespaces.count > MAX_WATCHED_NAMESPACES) {
+		snprintf(text, sizeof text, "%zu namespaces", cfg->events.namespaces.count);
+		TRY(bad_value(err, errlen, "events.namespaces", text, "a list of namespaces to watch",
+		              "at most 1000 (each is a watch with a connection of its own; an empty list "
+		              "watches every namespace with one)"));
+	}
 	for (size_t i = 0; i < cfg->events.namespaces.count; i++)
 		if (!valid_namespace(cfg->events.namespaces.items[i]))
 			TRY(bad_value(err, errlen, "events.namespaces", cfg->events.namespaces.items[i],

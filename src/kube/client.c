@@ -40,10 +40,13 @@
 #define PENDING_SOFT_CAP ((size_t)128 << 10)
 #define PENDING_HARD_CAP (PENDING_SOFT_CAP + ((size_t)64 << 10))
 _Static_assert(PENDING_HARD_CAP <= CA_WATCH_FEED_MAX, "the parser's kept cap assumes this");
-/* Connections to the API server. Every watch holds one HTTP/1.1 connection
- * for its lifetime (see stream options below), and the agent runs four or
- * five reflectors, so this leaves room for lists and one-shot requests. */
-#define MAX_HOST_CONNECTIONS 16
+/* Connections to the API server: one per watch (each holds an HTTP/1.1
+ * connection for its lifetime, see the stream options below) plus room for
+ * LISTs and one-shot requests; at least 16. libcurl queues a request over
+ * the limit until a connection frees, and a watch never frees one: with too
+ * low a limit, watches beyond it would never start. */
+#define SPARE_CONNECTIONS 4
+#define MIN_HOST_CONNECTIONS 16
 #define MAX_CODES 24
 
 struct code_count {
@@ -1026,7 +1029,11 @@ enum ca_err ca_kube_new(struct ca_kube **out, struct ca_loop *loop,
 	mc |= curl_multi_setopt(k->multi, CURLMOPT_SOCKETDATA, k);
 	mc |= curl_multi_setopt(k->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 	mc |= curl_multi_setopt(k->multi, CURLMOPT_TIMERDATA, k);
-	mc |= curl_multi_setopt(k->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)MAX_HOST_CONNECTIONS);
+	size_t conns = opts->watches + SPARE_CONNECTIONS;
+	if (conns < MIN_HOST_CONNECTIONS)
+		conns = MIN_HOST_CONNECTIONS;
+	mc |= curl_multi_setopt(k->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)conns);
+	mc |= curl_multi_setopt(k->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)conns);
 	mc |= curl_multi_setopt(k->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
 	if (mc != CURLM_OK) {
 		rc = CA_EIO;

@@ -35,6 +35,11 @@ struct ca_kube_options {
 	 * server, where anyone on the path reads them. Off by default: such a
 	 * server is refused (kubernetes.allow_insecure_http). */
 	bool allow_insecure_http;
+	/* Watches the client's users will keep open at once. Each holds an
+	 * HTTP/1.1 connection for its life, so the client allows that many
+	 * connections to the API server plus room for LISTs and one-shot
+	 * requests (at least 16). 0 = a few. */
+	size_t watches;
 };
 
 /* Find credentials (precedence: options->kubeconfig, $KUBECONFIG, in-cluster

@@ -257,6 +257,27 @@ def test_count_1_to_5(nats_server, nats_client, kubesim, agent_factory, window):
 
 # ------------------------------------------------------------------ 4
 
+def test_forty_namespaces_all_sync(nats_server, nats_client, kubesim, agent_factory):
+    """events.namespaces with 40 entries: 40 watches, each holding its own
+    HTTP/1.1 connection, all open at once (libcurl's default per-host limit
+    of 16 would leave 24 of them waiting for ever), and every namespace's
+    events arrive."""
+    names = [f"team-{i:02d}" for i in range(40)]
+    col = subscribe(nats_client)
+    env = {"COLLECT_AGENT_EVENTS_NAMESPACES": ",".join(names),
+           "COLLECT_AGENT_EVENTS_MAX_OBJECT_BYTES": "262144"}
+    agent = agent_factory(agent_args(nats_server.url, kubesim), env=env)
+    agent.wait_ready(timeout=60)
+    wait_for(lambda: kubesim.stats()["open_watches"] >= 40, timeout=30, what="40 open watches")
+    uids = set()
+    for ns in names:
+        uids |= set(emit(kubesim, ns, 1, "BackOff", name_prefix="ns"))
+    col.until_uids(uids, timeout=30)
+    reflectors = event_stats(agent)["reflectors"]
+    assert len(reflectors) == 40 and all(r["watch"]["watching"] for r in reflectors)
+    agent.assert_clean_exit()
+
+
 def test_refused_resume_point_relists_and_repairs_the_state_file(nats_server, nats_client, kubesim,
                                                                   agent_factory, tmp_path):
     """A state file whose resourceVersion the API server refuses (400: from
