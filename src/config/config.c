@@ -38,6 +38,7 @@
 #define MIN (60 * SEC)
 #define HOUR (60 * MIN)
 #define MAX_WATCHED_NAMESPACES 1000
+#define MAX_SUBJECT_PREFIX 160
 #define KIB ((int64_t)1024)
 #define MIB (1024 * KIB)
 #define GIB (1024 * MIB)
@@ -558,6 +559,9 @@ out:
  * sections are at most two deep, so alias cycles cannot loop. */
 static enum ca_err walk_mapping(struct yaml_ctx *c, yaml_node_t *map, const char *prefix)
 {
+	enum ca_err dup = ca_config_yaml_check_keys(c->doc, map, c->name, c->err, c->errlen);
+	if (dup != CA_OK)
+		return dup;
 	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
 		yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
 		yaml_node_t *vn = yaml_document_get_node(c->doc, p->value);
@@ -618,6 +622,9 @@ static enum ca_err apply_yaml(struct ca_config *cfg, const char *data, size_t le
 		ca_set_err(err, errlen, "%s: larger than %zu bytes", name, MAX_CONFIG_BYTES);
 		return CA_ETOOBIG;
 	}
+	if ((rc = ca_config_yaml_check_depth(data, len, name, err, errlen)) != CA_OK)
+		return rc;
+	rc = CA_EINVAL;
 	if (!yaml_parser_initialize(&parser))
 		return CA_ENOMEM;
 	yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
@@ -941,10 +948,105 @@ static bool valid_http_url(const char *s)
 	return true;
 }
 
+/* glibc's regcomp expands bounded repeats into automaton states and has no
+ * limit of its own: 'a{1000}{1000}{1000}' took 4.4 GB and 30 s. Before it
+ * runs, estimate what the pattern expands to (each atom or group times the
+ * largest count of the repeats on it, nested repeats multiplying) and
+ * refuse patterns that are long, expand too far, or use back-references
+ * (whose matching is exponential). Conservative: alternatives add up. */
+#define REGEX_MAX_LEN 1024
+#define REGEX_MAX_EXPANSION 20000
+
+static const char *regex_cost(const char *re)
+{
+	/* One entry per open group: its size so far, and the size of the
+	 * last atom (what a following repeat applies to). */
+	struct {
+		uint64_t size, last;
+	} stack[64];
+	int depth = 0;
+	stack[0].size = stack[0].last = 0;
+	if (strlen(re) > REGEX_MAX_LEN)
+		return "longer than 1024 characters";
+	for (const char *p = re; *p; p++) {
+		uint64_t atom = 1;
+		if (*p == '\\') {
+			if (p[1] >= '1' && p[1] <= '9')
+				return "a back-reference (its matching time is exponential)";
+			if (p[1])
+				p++;
+		} else if (*p == '[') {
+			/* A bracket expression is one atom; ']' first is literal. */
+			const char *q = p + 1;
+			if (*q == '^')
+				q++;
+			if (*q == ']')
+				q++;
+			while (*q && *q != ']') {
+				if (*q == '[' && (q[1] == ':' || q[1] == '.' || q[1] == '=')) {
+					const char *e = strchr(q + 2, q[1]);
+					q = e && e[1] == ']' ? e + 2 : q + 1;
+				} else {
+					q++;
+				}
+			}
+			if (!*q)
+				return NULL; /* regcomp reports the syntax error */
+			p = q;
+		} else if (*p == '(') {
+			if (++depth == 64)
+				return "nested more than 63 groups deep";
+			stack[depth].size = stack[depth].last = 0;
+			continue;
+		} else if (*p == ')') {
+			if (depth == 0)
+				return NULL;
+			atom = stack[depth].size ? stack[depth].size : 1;
+			depth--;
+		} else if (*p == '|') {
+			stack[depth].last = 0;
+			continue;
+		} else if (*p == '{') {
+			char *end = NULL;
+			unsigned long lo = strtoul(p + 1, &end, 10), hi = lo;
+			if (end && *end == ',')
+				hi = end[1] == '}' ? lo + 1 : strtoul(end + 1, &end, 10);
+			if (!end || (*end != '}' && *end != ','))
+				return NULL;
+			uint64_t times = (hi > lo ? hi : lo) + 1;
+			/* The repeated atom is already counted once. */
+			uint64_t grown = stack[depth].last * times;
+			stack[depth].size += grown - stack[depth].last;
+			stack[depth].last = grown;
+			p = strchr(p, '}');
+			if (!p)
+				return NULL;
+			if (stack[depth].size > REGEX_MAX_EXPANSION)
+				return "repeats that expand to more than 20000 states";
+			continue;
+		} else if (*p == '*' || *p == '+' || *p == '?') {
+			continue; /* a loop, not an expansion */
+		}
+		stack[depth].size += atom;
+		stack[depth].last = atom;
+		if (stack[depth].size > REGEX_MAX_EXPANSION)
+			return "repeats that expand to more than 20000 states";
+	}
+	return NULL;
+}
+
 static enum ca_err check_regex(const char *path, const char *re, char *err, size_t errlen)
 {
 	if (!re || !*re)
 		return CA_OK;
+	const char *costly = regex_cost(re);
+	if (costly) {
+		char what[160];
+		snprintf(what, sizeof what, "a bounded regular expression (this one has %s)", costly);
+		return bad_value(err, errlen, path, re, what,
+		                 "a POSIX extended regular expression of at most 1024 characters, without "
+		                 "back-references, whose repeats {m,n} expand to at most 20000 states");
+	}
 	regex_t rx;
 	int rc = regcomp(&rx, re, REG_EXTENDED | REG_NOSUB);
 	if (rc == 0) {
@@ -1021,6 +1123,13 @@ enum ca_err ca_config_validate(struct ca_config *cfg, char *err, size_t errlen)
 		TRY(bad_value(err, errlen, "nats.subject_prefix", cfg->nats.subject_prefix,
 		              "a NATS subject prefix",
 		              "non-empty dot-separated tokens without spaces or the wildcards * and >"));
+	/* The longest subject is <prefix>.heartbeat.<cluster ID of up to 80>:
+	 * it must fit NATS's 255 bytes, or subjects would be cut (and commands
+	 * never answered). */
+	if (strlen(str_or_empty(cfg->nats.subject_prefix)) > MAX_SUBJECT_PREFIX)
+		TRY(bad_value(err, errlen, "nats.subject_prefix", cfg->nats.subject_prefix,
+		              "a NATS subject prefix short enough",
+		              "at most 160 characters (subjects are <prefix>.heartbeat.<cluster ID>, at most 255 bytes)"));
 	TRY(check_duration(cfg, "nats.connect_timeout", 10, 10 * MIN, err, errlen));
 	TRY(check_duration(cfg, "nats.reconnect_wait", 10, 10 * MIN, err, errlen));
 	if (cfg->nats.reconnect_wait_max_ms < cfg->nats.reconnect_wait_ms) {

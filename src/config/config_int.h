@@ -5,6 +5,7 @@
 #define CA_CONFIG_CONFIG_INT_H
 
 #include <stddef.h>
+#include <yaml.h> /* internal header: only config/ and its tests see libyaml */
 
 #include "config/config.h"
 
@@ -18,5 +19,16 @@ extern const size_t ca_config_default_yaml_text_len;
  * ca_config_load; cfg must be fini'd by the caller in both cases. */
 enum ca_err ca_config_load_from_memory(struct ca_config *cfg, const char *data, size_t len,
                                        const char *name, char *err, size_t errlen);
+
+/* YAML the loader must refuse before (or while) building a document:
+ * nesting deeper than CA_CONFIG_YAML_MAX_DEPTH (libyaml has no limit; a
+ * document nested 100,000 deep took a minute to load), and a key twice in
+ * one mapping (libyaml keeps both; which one would win is a guess). name
+ * labels the messages. CA_EINVAL with err set; CA_ENOMEM. */
+#define CA_CONFIG_YAML_MAX_DEPTH 32
+enum ca_err ca_config_yaml_check_depth(const char *data, size_t len, const char *name, char *err,
+                                       size_t errlen);
+enum ca_err ca_config_yaml_check_keys(yaml_document_t *doc, yaml_node_t *map, const char *name,
+                                      char *err, size_t errlen);
 
 #endif

@@ -6,6 +6,7 @@
  * auth providers) with a sentence that says so. Never logs. */
 #include "core/file.h"
 #include "config/kubeconfig.h"
+#include "config/config_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -305,11 +306,22 @@ static enum ca_err resolve(struct kctx *c, yaml_node_t *root, const char *contex
 		return CA_EINVAL;
 	}
 	snprintf(where, sizeof where, "cluster \"%.200s\"", cluster_name);
-	const char *server, *tls_name, *insecure;
+	if ((rc = ca_config_yaml_check_keys(c->doc, cl, c->name, c->err, c->errlen)) != CA_OK)
+		return rc;
+	const char *server, *tls_name, *insecure, *proxy;
 	if ((rc = get_str(c, cl, "server", where, &server)) != CA_OK ||
 	    (rc = get_str(c, cl, "tls-server-name", where, &tls_name)) != CA_OK ||
-	    (rc = get_str(c, cl, "insecure-skip-tls-verify", where, &insecure)) != CA_OK)
+	    (rc = get_str(c, cl, "insecure-skip-tls-verify", where, &insecure)) != CA_OK ||
+	    (rc = get_str(c, cl, "proxy-url", where, &proxy)) != CA_OK)
 		return rc;
+	if (proxy && *proxy) {
+		/* Ignoring it would send the token straight to the server when
+		 * the operator meant it to go through the proxy (or fail in a
+		 * way that points nowhere). */
+		ca_set_err(c->err, c->errlen, "%s: %s: proxy-url is not supported by collect-agent; remove "
+		           "it, or set HTTPS_PROXY in the agent's environment", c->name, where);
+		return CA_EUNSUPPORTED;
+	}
 	if (!server || !*server) {
 		ca_set_err(c->err, c->errlen, "%s: cluster \"%s\" has no server", c->name, cluster_name);
 		return CA_EINVAL;
@@ -394,6 +406,9 @@ static enum ca_err parse_named(const char *data, size_t len, const char *name, c
 		ca_set_err(err, errlen, "%s: larger than %zu bytes", name, MAX_KUBECONFIG_BYTES);
 		return CA_EINVAL;
 	}
+	if ((rc = ca_config_yaml_check_depth(data, len, name, err, errlen)) != CA_OK)
+		return rc;
+	rc = CA_EINVAL;
 	if (!yaml_parser_initialize(&parser))
 		return CA_ENOMEM;
 	yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
@@ -414,6 +429,9 @@ static enum ca_err parse_named(const char *data, size_t len, const char *name, c
 		ca_set_err(err, errlen, "%s: not a kubeconfig (the top level is not a mapping)", name);
 		goto out;
 	}
+	if ((rc = ca_config_yaml_check_keys(&doc, root, name, err, errlen)) != CA_OK)
+		goto out;
+	rc = CA_EINVAL;
 	size_t nodes = (size_t)(doc.nodes.top - doc.nodes.start);
 	struct kctx c = { .doc = &doc, .name = name, .base_dir = base_dir, .err = err, .errlen = errlen,
 		          .budget = nodes * 16 + 4096 };

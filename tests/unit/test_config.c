@@ -956,6 +956,84 @@ static void test_base64(void)
 	check_b64("TWFu=", NULL);
 }
 
+/* Config that passed --check-config and then misbehaved (issue 8): each is
+ * now refused at load, with the key and the reason. */
+static void test_hostile_config(void)
+{
+	char err[1024] = "";
+	/* A subject prefix so long that subjects would be cut at 255 bytes. */
+	char yaml[2048];
+	char prefix[200];
+	memset(prefix, 'p', sizeof prefix - 1);
+	prefix[sizeof prefix - 1] = '\0';
+	snprintf(yaml, sizeof yaml, "nats:\n  subject_prefix: %s\n", prefix);
+	CHECK_INT(load_yaml(yaml, err, sizeof err), CA_EINVAL);
+	CHECK(strstr(err, "nats.subject_prefix") == err && strstr(err, "at most 160") != NULL);
+	prefix[160] = '\0';
+	snprintf(yaml, sizeof yaml, "nats:\n  subject_prefix: %s\n", prefix);
+	CHECK_INT(load_yaml(yaml, err, sizeof err), CA_OK);
+
+	/* Regular expressions that would take gigabytes or exponential time
+	 * (refused before regcomp runs), and ones that are fine. */
+	static const char *const bombs[] = { "a{1000}{1000}{1000}", "((a{30}){30}){30}", "(x|y)\\1",
+	                                     "a{20001}" };
+	for (size_t i = 0; i < sizeof bombs / sizeof bombs[0]; i++) {
+		snprintf(yaml, sizeof yaml, "events:\n  message_regex: '%s'\n", bombs[i]);
+		CHECK_INT(load_yaml(yaml, err, sizeof err), CA_EINVAL);
+		CHECK(strstr(err, "events.message_regex") == err);
+	}
+	static const char *const fine[] = { "Back-off.*(container|pod)", "^[a-z]{1,63}$", "(a{100}){100}",
+	                                    "[]a]{3}", "[[:alpha:]]{2,5}x" };
+	for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
+		snprintf(yaml, sizeof yaml, "events:\n  exclude_message_regex: '%s'\n", fine[i]);
+		err[0] = '\0';
+		CHECK_INT(load_yaml(yaml, err, sizeof err), CA_OK);
+		if (err[0])
+			fprintf(stderr, "%s: %s\n", fine[i], err);
+	}
+
+	/* YAML nested 100,000 deep: refused quickly, naming the line. */
+	size_t depth = 100000;
+	char *deep = malloc(depth * 2 + 16);
+	CHECK(deep != NULL);
+	if (deep) {
+		size_t n = 0;
+		for (size_t i = 0; i < depth; i++)
+			deep[n++] = '[';
+		for (size_t i = 0; i < depth; i++)
+			deep[n++] = ']';
+		deep[n] = '\0';
+		CHECK_INT(load_yaml(deep, err, sizeof err), CA_EINVAL);
+		CHECK(strstr(err, "nested more than 32 levels") != NULL);
+		free(deep);
+	}
+
+	/* A key twice: an error naming both lines, not a silent pick. */
+	CHECK_INT(load_yaml("nats:\n  servers: [nats://a:4222]\n  servers: [nats://b:4222]\n", err,
+	                    sizeof err), CA_EINVAL);
+	CHECK(strstr(err, "key \"servers\" appears twice") != NULL && strstr(err, "line 2") != NULL);
+	CHECK_INT(load_yaml("nats: {}\nnats: {}\n", err, sizeof err), CA_EINVAL);
+
+	/* A kubeconfig with proxy-url: refused, not ignored. */
+	static const char kc_proxy[] =
+		"apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://127.0.0.1:6443\n"
+		"    proxy-url: http://proxy:3128\n  name: c\ncontexts:\n- context:\n    cluster: c\n"
+		"  name: x\ncurrent-context: x\n";
+	struct ca_kubeconfig kc;
+	CHECK_INT(ca_kubeconfig_parse(kc_proxy, sizeof kc_proxy - 1, "/tmp", NULL, &kc, err, sizeof err),
+	          CA_EUNSUPPORTED);
+	CHECK(strstr(err, "proxy-url is not supported") != NULL);
+	ca_kubeconfig_fini(&kc);
+	static const char kc_dup[] =
+		"apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://127.0.0.1:6443\n"
+		"    server: https://evil:6443\n  name: c\ncontexts:\n- context:\n    cluster: c\n"
+		"  name: x\ncurrent-context: x\n";
+	CHECK_INT(ca_kubeconfig_parse(kc_dup, sizeof kc_dup - 1, "/tmp", NULL, &kc, err, sizeof err),
+	          CA_EINVAL);
+	CHECK(strstr(err, "appears twice") != NULL);
+	ca_kubeconfig_fini(&kc);
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_config.XXXXXX");
@@ -974,6 +1052,7 @@ int main(void)
 	test_precedence();
 	test_secrets();
 	test_kubeconfig();
+	test_hostile_config();
 	test_base64();
 
 	char cmd[400];
