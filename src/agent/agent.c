@@ -80,8 +80,12 @@ struct ca_agent {
 
 	int64_t started_unix_ms, started_mono_ms;
 	uint64_t registrations;
+	uint64_t registered_epoch; /* the bus connection the last AgentInfo went out on */
 	uint64_t heartbeats;
 	uint64_t commands[CMD_STATUS_COUNT];
+	double audit_tokens;        /* the audit log's token bucket */
+	int64_t audit_last_ms;
+	uint64_t audit_suppressed;  /* refusals not logged since the last audit line */
 	struct ca_histogram command_duration;
 	char last_error[256];
 	bool stopping;
@@ -283,6 +287,11 @@ static void send_registration(struct ca_agent *a)
 {
 	struct ca_buf payload;
 	char msg_id[320];
+	/* Once per connection: the cluster ID and the connection may become
+	 * known in either order, and both paths call this. */
+	uint64_t epoch = ca_bus_connection_epoch(a->bus);
+	if (epoch == a->registered_epoch)
+		return;
 	struct ca_msg_agent_info info = {
 		.agent_id = a->agent_id,
 		.cluster_id = a->cluster_id,
@@ -305,11 +314,15 @@ static void send_registration(struct ca_agent *a)
 	};
 	ca_buf_init(&payload, 0);
 	if (ca_codec_encode_agent_info(a->format, &info, &payload) == CA_OK) {
-		a->registrations++;
+		/* The id names this process and connection: a second send for
+		 * the same connection would be the same message. */
 		snprintf(msg_id, sizeof msg_id, "%s-register-%" PRId64 "-%" PRIu64, a->agent_id,
-		         a->started_unix_ms, a->registrations);
-		if (publish(a, a->subject_register, msg_id, &payload) == CA_OK)
+		         a->started_unix_ms, epoch);
+		if (publish(a, a->subject_register, msg_id, &payload) == CA_OK) {
+			a->registrations++;
+			a->registered_epoch = epoch;
 			ca_log(CA_LOG_INFO, "agent", "registered", "subject", a->subject_register, NULL);
+		}
 	}
 	ca_buf_fini(&payload);
 }
@@ -392,9 +405,12 @@ static bool degraded(const struct ca_agent *a)
 	return !ready || !live;
 }
 
+static void audit_summary(struct ca_agent *a);
+
 static void on_heartbeat_timer(void *arg)
 {
 	struct ca_agent *a = arg;
+	audit_summary(a);
 	/* A heartbeat is a statement about now: while disconnected, buffering
 	 * it for later would only deliver stale news. */
 	if (cluster_known(a) && ca_bus_connected(a->bus))
@@ -430,6 +446,36 @@ static void send_result(struct ca_agent *a, const char *reply, const struct ca_m
 	ca_buf_fini(&payload);
 }
 
+/* Audit lines for refused commands: a token bucket (AUDIT_RATE a second,
+ * AUDIT_BURST at once), so a flood of hostile commands cannot flood the log;
+ * what is not logged is counted (agent_commands_total has every one) and
+ * the count goes with the next line, or with the heartbeat's summary. */
+#define AUDIT_RATE 10.0
+#define AUDIT_BURST 20.0
+
+static bool audit_allowed(struct ca_agent *a)
+{
+	int64_t now = ca_now_monotonic_ms();
+	a->audit_tokens += (double)(now - a->audit_last_ms) * AUDIT_RATE / 1000.0;
+	if (a->audit_tokens > AUDIT_BURST)
+		a->audit_tokens = AUDIT_BURST;
+	a->audit_last_ms = now;
+	if (a->audit_tokens < 1.0)
+		return false;
+	a->audit_tokens -= 1.0;
+	return true;
+}
+
+static void audit_summary(struct ca_agent *a)
+{
+	if (!a->audit_suppressed)
+		return;
+	char n[24];
+	snprintf(n, sizeof n, "%" PRIu64, a->audit_suppressed);
+	ca_log(CA_LOG_WARN, "audit", "refused commands not logged one by one (rate limit)", "count", n, NULL);
+	a->audit_suppressed = 0;
+}
+
 static void reject_command(struct ca_agent *a, const struct ca_bus_msg *msg, const char *id,
                            const char *reason)
 {
@@ -448,12 +494,19 @@ static void reject_command(struct ca_agent *a, const struct ca_bus_msg *msg, con
 	};
 	a->commands[CMD_REJECTED]++;
 	ca_histogram_observe(&a->command_duration, 0);
-	ca_log(CA_LOG_WARN, "audit", "command rejected", "command_id", id ? id : "",
-	       "reason", reason, "reply", msg->reply,
-	       "reply_sent", !msg->reply || !*msg->reply ? "no reply subject"
-	                     : reply_allowed(a, msg->reply) ? "yes"
-	                                                    : "no: not under exec.reply_prefixes",
-	       NULL);
+	if (audit_allowed(a)) {
+		char suppressed[24];
+		snprintf(suppressed, sizeof suppressed, "%" PRIu64, a->audit_suppressed);
+		ca_log(CA_LOG_WARN, "audit", "command rejected", "command_id", id ? id : "",
+		       "reason", reason, "reply", msg->reply,
+		       "reply_sent", !msg->reply || !*msg->reply ? "no reply subject"
+		                     : reply_allowed(a, msg->reply) ? "yes"
+		                                                    : "no: not under exec.reply_prefixes",
+		       "not_logged_before", a->audit_suppressed ? suppressed : NULL, NULL);
+		a->audit_suppressed = 0;
+	} else {
+		a->audit_suppressed++;
+	}
 	send_result(a, msg->reply, &r);
 }
 
@@ -761,6 +814,8 @@ enum ca_err ca_agent_new(struct ca_agent **out, const struct ca_config *cfg,
 	a->signal_fd = -1;
 	a->started_unix_ms = ca_now_unix_ms();
 	a->started_mono_ms = ca_now_monotonic_ms();
+	a->audit_tokens = AUDIT_BURST;
+	a->audit_last_ms = a->started_mono_ms;
 	a->format = cfg->nats.encoding == CA_ENCODING_PROTOBUF ? CA_CODEC_PROTOBUF : CA_CODEC_JSON;
 	ca_histogram_init(&a->command_duration, command_duration_bounds,
 	                  sizeof command_duration_bounds / sizeof command_duration_bounds[0]);

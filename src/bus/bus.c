@@ -1203,6 +1203,11 @@ uint64_t ca_bus_reconnects(const struct ca_bus *bus)
 	return bus ? atomic_load(&((struct ca_bus *)bus)->reconnects) : 0;
 }
 
+uint64_t ca_bus_connection_epoch(const struct ca_bus *bus)
+{
+	return bus ? atomic_load(&((struct ca_bus *)bus)->connect_epoch) : 0;
+}
+
 #define LOAD(field) ((double)atomic_load(&((struct ca_bus *)bus)->field))
 
 void ca_bus_render_metrics(const struct ca_bus *bus, struct ca_prom *p)

@@ -140,6 +140,9 @@ bool ca_bus_delivering(const struct ca_bus *bus, int64_t now_ms, int64_t stall_m
 size_t ca_bus_max_payload(const struct ca_bus *bus);
 /* Successful reconnects so far (the first connect is not one). Any thread. */
 uint64_t ca_bus_reconnects(const struct ca_bus *bus);
+/* Successful connects so far, the first included: what "this connection"
+ * means for a message sent once per connection. Any thread. */
+uint64_t ca_bus_connection_epoch(const struct ca_bus *bus);
 
 /* Prometheus families: agent_connected, agent_nats_reconnects_total,
  * agent_nats_disconnects_total, agent_nats_published_messages_total,

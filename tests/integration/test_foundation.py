@@ -53,6 +53,11 @@ def test_register_and_heartbeat(nats_server, kubesim, nats_client, agent_factory
     assert info["encoding"] == encoding
     assert re.match(r"^\d+\.\d+\.\d+", info["version"])
     assert RFC3339.match(info["started_at"]), info["started_at"]
+    # One AgentInfo per connection: the cluster ID and the connection may
+    # become known in either order, and only one of the two may send it.
+    with pytest.raises(TimeoutError):
+        extra = reg.next(timeout=1.5)
+        raise AssertionError(f"a second AgentInfo on the same connection: {extra.headers}")
 
     beats = [hb.next(timeout=10) for _ in range(3)]
     ids = {m.headers["Nats-Msg-Id"] for m in beats}
@@ -230,6 +235,37 @@ def test_results_go_only_to_inbox_reply_subjects(nats_server, kubesim, nats_clie
     reply = nats_client.request("agent.command.c1", cmd.replace(b"r1", b"r2"),
                                 headers={"Content-Type": "application/json"}, timeout=10)
     assert json.loads(reply.data)["command_id"] == "r2"
+    agent.assert_clean_exit()
+
+
+def test_audit_of_a_command_flood_is_rate_limited(nats_server, kubesim, nats_client, agent_factory):
+    """500 hostile commands at once: every one is refused and counted, but
+    the audit log gets a bounded number of lines, and what it left out is
+    counted in a line of its own."""
+    agent = agent_factory(agent_args(nats_server, kubesim), env=FAST)
+    agent.wait_ready()
+    for i in range(500):
+        nats_client.publish("agent.command.c1", b"{not json", headers={"Content-Type": "application/json"})
+    nats_client.flush()
+    def counted():
+        m = agent.get("/metrics")[1]
+        rejected = re.search(r'^agent_commands_total\{cluster_id="c1",status="rejected"\} (\d+)$', m, re.M)
+        dropped = re.search(r'^agent_nats_dropped_messages_total\{cluster_id="c1"\} (\d+)$', m, re.M)
+        if rejected and dropped and int(rejected.group(1)) + int(dropped.group(1)) == 500:
+            return int(rejected.group(1))
+        return None
+    # Refused, or dropped by the command subscription's pending limit (64
+    # messages): every one accounted for.
+    rejected = wait_for(counted, timeout=20, what="500 commands accounted for")
+    assert rejected >= 64
+    wait_for(lambda: any(r.get("msg", "").startswith("refused commands not logged")
+                         for r in agent.log_records()), timeout=10, what="the audit summary line")
+    audit = [r for r in agent.log_records() if r.get("component") == "audit"]
+    lines = [r for r in audit if r.get("msg") == "command rejected"]
+    summarized = sum(int(r["count"]) for r in audit if "count" in r) + \
+        sum(int(r["not_logged_before"]) for r in lines if r.get("not_logged_before"))
+    assert len(lines) < 100, len(lines)
+    assert len(lines) + summarized == rejected, (len(lines), summarized, rejected)
     agent.assert_clean_exit()
 
 
