@@ -442,6 +442,22 @@ class Cluster:
 
         self._write_kubeconfig(self.kubeconfig, self.server)
 
+    def token_for(self, namespace, name, seconds=3600):
+        """A bound token of ServiceAccount namespace/name (created when
+        missing; it has no role unless a test binds one)."""
+        r = self.admin.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts",
+                               {"apiVersion": "v1", "kind": "ServiceAccount",
+                                "metadata": {"name": name, "namespace": namespace}})
+        if r.status not in (201, 409):
+            raise ApiError("POST", "serviceaccounts", r.status, r.body)
+        tr = self.admin.post_json(f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+                                  {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                   "spec": {"expirationSeconds": seconds}})
+        return tr["status"]["token"]
+
+    def client(self, token):
+        return ApiClient("127.0.0.1", self.api_port, self.ca_file, token)
+
     def _write_kubeconfig(self, path, server):
         user = f"{self.agent_sa}@envtest"
         kubeconfig = {
