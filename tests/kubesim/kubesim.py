@@ -1813,12 +1813,20 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         if rv is not None and rv > 0:
             with st.lock:
                 cur = st.rv
+            # limit + resourceVersion without resourceVersionMatch keeps its
+            # old meaning: a page read at exactly that revision, by etcd (the
+            # watch cache hands such a LIST over), which fails for a
+            # revision it has not reached.
+            legacy_exact = rvm is None and limit is not None and limit > 0
+            if legacy_exact and rv > cur:
+                raise ApiError(500, "etcdserver: mvcc: required revision is a future revision",
+                               reason=NO_REASON)
             # The watch cache waits up to 3 s for a resourceVersion it has
             # not reached; etcd (events) refuses it at once.
             if rv > cur and (not ri.cached or not st.wait_for_rv(rv, 3.0)):
                 self.too_large(rv, cur, retry_after=ri.cached)
                 return
-            if rvm == "Exact":
+            if rvm == "Exact" or legacy_exact:
                 with st.lock:
                     if rv < st.compacted:
                         self.send_status(410, "The resourceVersion for the provided list is too old.",

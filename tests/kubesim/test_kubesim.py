@@ -806,6 +806,15 @@ def test_resource_version_edge_cases(tmp_path):
         st = s.api_json("/api/v1/namespaces?resourceVersion=%d" % far, expect=504)
         assert st["message"].startswith("Timeout: Too large resource version: ")
         assert st["details"]["retryAfterSeconds"] == 1
+        # with a limit (and no resourceVersionMatch) the rv is an exact read:
+        # the page as it was then, and a future revision is etcd's error
+        st = s.api_json("/api/v1/namespaces?limit=5&resourceVersion=%d" % far, expect=500)
+        assert st["message"] == "etcdserver: mvcc: required revision is a future revision"
+        assert "reason" not in st
+        first = s.api_json("/api/v1/namespaces/rv/events")["items"][0]["metadata"]["resourceVersion"]
+        page = s.api_json("/api/v1/namespaces/rv/events?limit=5&resourceVersion=" + first)
+        assert page["metadata"]["resourceVersion"] == first and len(page["items"]) == 1
+        assert len(s.api_json("/api/v1/namespaces/rv/events?resourceVersion=" + first)["items"]) == 2
         # a watch from the future is no error: it opens and waits
         for path in ("/api/v1/events", "/api/v1/namespaces"):
             raw = s.raw_request(path + "?watch=1&timeoutSeconds=1&resourceVersion=%d" % far)
