@@ -281,10 +281,19 @@ class RawStream:
         self.tls.close()
 
 
-def complete_chunks(raw):
-    """Number of complete chunks so far in a raw chunked response."""
+def watch_lines(chunks):
+    """(complete lines, trailing partial line) of a watch body. A real API
+    server does not keep one event per chunk: a burst shares chunks and a
+    chunk may end inside a line, so a client reassembles lines."""
+    body = b"".join(chunks)
+    *lines, rest = body.split(b"\n")
+    return [x + b"\n" for x in lines], rest
+
+
+def complete_lines(raw):
+    """Number of complete watch lines so far in a raw chunked response."""
     try:
-        return len([c for c in parse_chunked(raw)[2] if c.endswith(b"\n")])
+        return len(watch_lines(parse_chunked(raw)[2])[0])
     except ValueError:
         return 0
 

@@ -3,9 +3,11 @@
 
 Speaks the real wire protocol over HTTPS (HTTP/1.1, bearer tokens):
 discovery, GET, paginated LIST with continue tokens, WATCH with bookmarks,
-410 Expired in both forms, chunked watch streams with one event per chunk.
+410 Expired in both forms, chunked watch streams framed as Go's net/http
+frames them (a lone event is one chunk; a burst shares 2048-byte chunks).
 Shapes, status codes, headers and framing follow the responses captured from
-a real kube-apiserver v1.28.7 in tests/fixtures/kube-api-samples/.
+a real kube-apiserver v1.28.7 in tests/fixtures/kube-api-samples/ and what
+tests/envtest/ sees from the real server; README.md lists what still differs.
 
 A plain-HTTP control interface on another loopback port lets tests create,
 modify and delete objects, emit bursts of events, inject faults, compact the
@@ -251,8 +253,78 @@ def bookmark_object(ri, rv):
 # --------------------------------------------------------------------------
 # Selectors
 
-class BadRequest(Exception):
-    pass
+class ApiError(Exception):
+    """An error answered with a Status object (reason NO_REASON: none)."""
+
+    def __init__(self, code, message, reason=None, details=None):
+        super().__init__(message)
+        self.code, self.message, self.reason, self.details = code, message, reason, details
+
+
+class BadRequest(ApiError):
+    def __init__(self, message):
+        super().__init__(400, message)
+
+
+NO_REASON = ""     # a Status without "reason" (the server's own internal errors)
+
+
+def invalid_list_options(errors):
+    """422 for ListOptions that fail validation, in the real server's words:
+    errors is a list of (field, cause reason, message)."""
+    texts = ["%s: %s" % (f, m) for f, _, m in errors]
+    msg = 'ListOptions.meta.k8s.io "" is invalid: ' + (texts[0] if len(texts) == 1
+                                                        else "[" + ", ".join(texts) + "]")
+    return ApiError(422, msg, reason="Invalid", details={
+        "group": "meta.k8s.io", "kind": "ListOptions",
+        "causes": [{"reason": r, "message": m, "field": f} for f, r, m in errors]})
+
+
+def validate_list_options(q, watch):
+    """apimachinery's ValidateListOptions (v1.28, WatchList feature gate off)."""
+    errs = []
+    rv = q.get("resourceVersion", "")
+    rvm = q.get("resourceVersionMatch", "")
+    cont = q.get("continue", "")
+    sie = q.get("sendInitialEvents") or None     # "sendInitialEvents=" is no value
+    forbidden = "FieldValueForbidden"
+    if watch:
+        if sie is not None:
+            if rvm != "NotOlderThan":
+                errs.append(("resourceVersionMatch", forbidden, "Forbidden: sendInitialEvents requires "
+                             "setting resourceVersionMatch to NotOlderThan"))
+            errs.append(("sendInitialEvents", forbidden, "Forbidden: sendInitialEvents is forbidden "
+                         "for watch unless the WatchList feature gate is enabled"))
+        if rvm:
+            if sie is None:
+                errs.append(("resourceVersionMatch", forbidden, "Forbidden: resourceVersionMatch is "
+                             "forbidden for watch unless sendInitialEvents is provided"))
+            if rvm != "NotOlderThan":
+                errs.append(("resourceVersionMatch", "FieldValueNotSupported",
+                             'Unsupported value: "%s": supported values: "NotOlderThan"' % rvm))
+            if cont:
+                errs.append(("resourceVersionMatch", forbidden, "Forbidden: resourceVersionMatch is "
+                             "forbidden when continue is provided"))
+    else:
+        if rvm:
+            if not rv:
+                errs.append(("resourceVersionMatch", forbidden, "Forbidden: resourceVersionMatch is "
+                             "forbidden unless resourceVersion is provided"))
+            if cont:
+                errs.append(("resourceVersionMatch", forbidden, "Forbidden: resourceVersionMatch is "
+                             "forbidden when continue is provided"))
+            if rvm not in ("Exact", "NotOlderThan"):
+                errs.append(("resourceVersionMatch", "FieldValueNotSupported",
+                             'Unsupported value: "%s": supported values: "Exact", "NotOlderThan", ""'
+                             % rvm))
+            if rvm == "Exact" and rv == "0":
+                errs.append(("resourceVersionMatch", forbidden, 'Forbidden: resourceVersionMatch '
+                             '"exact" is forbidden for resourceVersion "0"'))
+        if sie is not None:
+            errs.append(("sendInitialEvents", forbidden, "Forbidden: sendInitialEvents is forbidden "
+                         "for list"))
+    if errs:
+        raise invalid_list_options(errs)
 
 
 FIELD_LABELS = {
@@ -454,6 +526,8 @@ class Watcher:
         self.closed = threading.Event()
         self.sock = None
         self.last_line = None
+        self.out = None           # the stream's GoBodyWriter
+        self.after_rv = None      # watch from a future rv: only changes after it
 
     def push(self, item, limit):
         with self.cond:
@@ -1029,7 +1103,9 @@ EXPIRED_CONTINUE_MSG = (
 
 def status_obj(code, message, reason=None, details=None, metadata=None):
     s = {"kind": "Status", "apiVersion": "v1", "metadata": metadata or {}, "status": "Failure",
-         "message": message, "reason": reason or STATUS_REASONS.get(code, "Unknown")}
+         "message": message}
+    if reason != NO_REASON:
+        s["reason"] = reason or STATUS_REASONS.get(code, "Unknown")
     if details is not None:
         s["details"] = details
     s["code"] = code
@@ -1062,6 +1138,11 @@ class Fault:
     def spent(self):
         return ((self.count is not None and self.count <= 0)
                 or (self.until is not None and time.monotonic() > self.until))
+
+
+# The anonymous user, and what RBAC's system:public-info-viewer lets it read.
+ANONYMOUS = {"user": "system:anonymous", "deny": frozenset(), "anonymous": True}
+PUBLIC_PATHS = frozenset(("/healthz", "/livez", "/readyz", "/version", "/version/"))
 
 
 class Sim:
@@ -1099,8 +1180,12 @@ class Sim:
         return base64.urlsafe_b64encode(os.urandom(30)).decode().rstrip("=")
 
     def auth(self, header):
+        """The identity behind an Authorization header; None for a bearer
+        token nobody issued (401). Without a bearer token the request is
+        anonymous, as with kube-apiserver's default --anonymous-auth=true
+        (RBAC then lets it reach only PUBLIC_PATHS)."""
         if not header or not header.startswith("Bearer "):
-            return None
+            return ANONYMOUS if self.args.anonymous_auth == "true" else None
         tok = header[7:].strip()
         with self.lock:
             return self.tokens.get(tok)
@@ -1217,6 +1302,51 @@ class Sim:
 PRETTY_AGENTS = ("curl", "Wget", "Mozilla/")
 
 
+# Go's net/http, which kube-apiserver answers through, writes a response body
+# through a 2048-byte buffer (bufferBeforeChunkingSize): a body that fits in it
+# when the handler returns gets a Content-Length; anything bigger goes out
+# chunked, and each flush of the buffer (or a write bigger than its free space
+# while it is empty) is one HTTP/1.1 chunk.
+GO_BUFFER = 2048
+
+
+class GoBodyWriter:
+    """Chunked framing as Go's bufio.Writer over net/http's chunk writer
+    makes it. A watch handler writes one event at a time and flushes only
+    when no other event is waiting, so a burst of events (the initial ADDED
+    objects, a replay, many changes at once) shares chunks and chunk
+    boundaries fall inside lines; a single event on a quiet stream is one
+    chunk of its own."""
+
+    def __init__(self, wfile):
+        self.wfile = wfile
+        self.buf = bytearray()
+
+    def _chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def write(self, p):
+        p = memoryview(p)
+        while len(p) > GO_BUFFER - len(self.buf):
+            if not self.buf:
+                self._chunk(bytes(p))       # a large write into an empty buffer: one chunk
+                return
+            n = GO_BUFFER - len(self.buf)
+            self.buf += p[:n]
+            p = p[n:]
+            self.flush()
+        self.buf += p
+
+    def flush(self):
+        if self.buf:
+            self._chunk(bytes(self.buf))
+            self.buf.clear()
+
+    def end(self):
+        self.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
+
 class ApiHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = ""
@@ -1254,17 +1384,31 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
     def _pretty(self):
         q = self.query.get("pretty")
         if q is not None:
-            return q in ("true", "1", "")
+            return q in ("1", "t", "T", "true", "TRUE", "True")   # Go's strconv.ParseBool
         ua = self.headers.get("User-Agent", "")
         return ua.startswith(PRETTY_AGENTS)
 
-    def send_json(self, code, obj, apf=True, extra=None):
-        body = (dumps_pretty(obj) if self._pretty() else dumps_compact(obj)) + "\n"
-        body = body.encode()
-        self._start(code, apf=apf, extra=extra, length=len(body))
-        if self.command != "HEAD":
-            self.wfile.write(body)
+    def send_body(self, code, body, content_type="application/json", apf=True, extra=None):
+        """Content-Length up to GO_BUFFER bytes, else chunked (one chunk: the
+        API server encodes an object and writes it at once)."""
+        if len(body) > GO_BUFFER and self.command != "HEAD":
+            self._start(code, content_type, apf=apf, extra=extra, chunked=True)
+            out = GoBodyWriter(self.wfile)
+            out.write(body)
+            out.end()
+        else:
+            self._start(code, content_type, apf=apf, extra=extra, length=len(body))
+            if self.command != "HEAD":
+                self.wfile.write(body)
         self.code = code
+
+    def send_json(self, code, obj, apf=True, extra=None, pretty=None):
+        if pretty is None:
+            pretty = self._pretty()
+        # json.Encoder ends a compact body with a newline; the indented
+        # writer does not
+        body = dumps_pretty(obj) if pretty else dumps_compact(obj) + "\n"
+        self.send_body(code, body.encode(), apf=apf, extra=extra)
 
     def send_status(self, code, message, reason=None, details=None, apf=True, extra=None,
                     metadata=None):
@@ -1272,11 +1416,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                        extra=extra)
 
     def send_text(self, code, text, content_type="text/plain; charset=utf-8", apf=True):
-        body = text.encode()
-        self._start(code, content_type, apf=apf, extra=[("X-Content-Type-Options", "nosniff")],
-                    length=len(body))
-        self.wfile.write(body)
-        self.code = code
+        self.send_body(code, text.encode(), content_type, apf=apf,
+                       extra=[("X-Content-Type-Options", "nosniff")])
 
     # ---- dispatch ----
 
@@ -1326,11 +1467,12 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 self.send_fault(fault)
                 return
             if route is None:
-                self.serve_nonresource(path)
+                if not self.forbidden_path(ident, path):
+                    self.serve_nonresource(path)
                 return
             self.serve_resource(route, ident)
-        except BadRequest as e:
-            self.send_status(400, str(e))
+        except ApiError as e:
+            self.send_status(e.code, e.message, reason=e.reason, details=e.details)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, socket.timeout, OSError):
             self.close_connection = True
             if not self.code:
@@ -1401,11 +1543,12 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         p = path.rstrip("/") or "/"
         if p == "/version":
             major, minor = re.match(r"v?(\d+)\.(\d+)", a.gitversion).groups()
+            # always indented, whoever asks (the real /version handler does so)
             self.send_json(200, {"major": major, "minor": minor, "gitVersion": a.gitversion,
                                  "gitCommit": "9258ab62ed50ee9f1715cbb078b1e760e823bfcb",
                                  "gitTreeState": "clean", "buildDate": "2024-02-14T10:32:40Z",
                                  "goVersion": "go1.21.7", "compiler": "gc",
-                                 "platform": "linux/amd64"})
+                                 "platform": "linux/amd64"}, pretty=True)
         elif p == "/api":
             d = copy.deepcopy(self.sim.discovery["api.json"])
             for s in d.get("serverAddressByClientCIDRs", []):
@@ -1522,8 +1665,11 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         denied = ident["deny"]
         verb = self.verb
         names = {ri.name if not ri.group else ri.stat_name, ri.qualified, "*"}
-        if not any(("%s %s" % (v, r)) in denied for v in (verb, "*") for r in names):
+        if not ident.get("anonymous") and \
+                not any(("%s %s" % (v, r)) in denied for v in (verb, "*") for r in names):
             return False
+        if ri.name == "namespaces" and not ri.group and name:
+            ns = name      # a namespace is authorized as an object in itself
         scope = ('in the namespace "%s"' % ns) if ns is not None else "at the cluster scope"
         who = '%s "%s"' % (ri.name if not ri.group else ri.qualified, name) if name else \
             (ri.name if not ri.group else ri.qualified)
@@ -1535,12 +1681,23 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         if ri.group:
             details["group"] = ri.group
         details["kind"] = ri.name
-        self.send_status(403, msg, details=details)
+        self.send_status(403, msg, details=details, extra=[("X-Content-Type-Options", "nosniff")])
+        return True
+
+    def forbidden_path(self, ident, path):
+        """403 for a non-resource path (only the anonymous user gets one)."""
+        if not ident.get("anonymous") or path in PUBLIC_PATHS:
+            return False
+        verb = "get" if self.command in ("GET", "HEAD") else self.command.lower()
+        self.send_status(403, 'forbidden: User "%s" cannot %s path "%s"' % (ident["user"], verb, path),
+                         details={}, extra=[("X-Content-Type-Options", "nosniff")])
         return True
 
     def serve_resource(self, route, ident):
         if route[0] == "unknown":
             self.resource_name = "unknown"
+            if self.forbidden_path(ident, urllib.parse.urlsplit(self.path).path):
+                return     # authorization comes first (the real message names the resource)
             self.send_status(404, "the server could not find the requested resource", details={})
             return
         ri, ns, name, watch_path = route
@@ -1565,17 +1722,22 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             raise BadRequest('strconv.ParseInt: parsing "%s": invalid syntax' % v)
 
-    def _rv_param(self):
+    def _rv_param(self, ri, watch):
+        """The resourceVersion parameter as a number (None when absent). A
+        value that is not one is refused as the real server refuses it: a
+        LIST of a type without watch cache (events) gets 400; the watch
+        cache (pods, nodes, namespaces), and every WATCH, answer 500 with a
+        Status that has no reason."""
         v = self.query.get("resourceVersion")
         if v is None or v == "":
             return None
-        try:
-            n = int(v)
-            if n < 0:
-                raise ValueError
-            return n
-        except ValueError:
-            raise BadRequest('invalid resource version "%s"' % v) from None
+        if re.fullmatch(r"[0-9]{1,19}", v) and int(v) < 1 << 64:
+            return int(v)
+        why = 'resourceVersion: Invalid value: "%s": strconv.ParseUint: parsing "%s": %s' % (
+            v, v, "invalid syntax" if not re.fullmatch(r"[0-9]+", v) else "value out of range")
+        if watch or ri.cached:
+            raise ApiError(500, why, reason=NO_REASON)
+        raise BadRequest("invalid resource version: " + why)
 
     def _filter(self, ri, ns):
         return Filter(ri, ns, parse_field_selector(ri, self.query.get("fieldSelector", "")),
@@ -1599,48 +1761,46 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             return
         self.send_json(200, render(ri, obj, True))
 
-    def too_large(self, rv, cur):
-        self.send_status(504, "Too large resource version: %d, current: %d" % (rv, cur),
-                         reason="Timeout",
-                         details={"causes": [{"reason": "ResourceVersionTooLarge",
-                                              "message": "Too large resource version"}],
-                                  "retryAfterSeconds": 1})
+    def too_large(self, rv, cur, retry_after=True):
+        details = {"causes": [{"reason": "ResourceVersionTooLarge",
+                               "message": "Too large resource version"}]}
+        if retry_after:
+            details["retryAfterSeconds"] = 1
+        self.send_status(504, "Timeout: Too large resource version: %d, current: %d" % (rv, cur),
+                         reason="Timeout", details=details)
 
     def serve_list(self, ri, ns):
         st = self.sim.store
         limit = self._int_param("limit")
-        flt = self._filter(ri, ns)
-        cont = self.query.get("continue") or None
-        rv = self._rv_param()
-        rvm = self.query.get("resourceVersionMatch") or None
         self._int_param("timeoutSeconds")
-        if rvm not in (None, "NotOlderThan", "Exact"):
-            raise BadRequest('resourceVersionMatch: Unsupported value: "%s": supported values: '
-                             '"Exact", "NotOlderThan"' % rvm)
-        if cont and rv is not None:
-            raise BadRequest("specifying resource version is not allowed when using continue")
-        if rvm and rv is None:
-            raise BadRequest("resourceVersionMatch is forbidden unless resourceVersion is provided")
-        if rvm == "Exact" and rv == 0:
-            raise BadRequest('resourceVersionMatch "exact" is forbidden for resourceVersion "0"')
+        flt = self._filter(ri, ns)
+        validate_list_options(self.query, watch=False)
+        cont = self.query.get("continue") or None
+        rv = self._rv_param(ri, watch=False)
+        rvm = self.query.get("resourceVersionMatch") or None
         prefix = ("%s/" % ns) if (ri.namespaced and ns is not None) else ""
         start = None
         at_rv = None
         if cont:
+            bad = "invalid continue token: continue key is not valid: "
             try:
                 raw = base64.urlsafe_b64decode(cont + "=" * (-len(cont) % 4))
                 tok = json.loads(raw)
-                if tok.get("v") != "meta.k8s.io/v1":
-                    raise BadRequest("continue key is not valid: server does not recognize this "
-                                     "encoded version")
+            except Exception:
+                raise BadRequest(bad + "invalid character looking for beginning of value") from None
+            if not isinstance(tok, dict) or tok.get("v") != "meta.k8s.io/v1":
+                raise BadRequest(bad + "server does not recognize this encoded version %s"
+                                 % (tok.get("v", "") if isinstance(tok, dict) else ""))
+            try:
                 start = tok["start"]
                 tok_rv = int(tok["rv"])
                 if not isinstance(start, str) or "/.." in start or start.startswith(".."):
                     raise ValueError
-            except BadRequest:
-                raise
-            except Exception as e:
-                raise BadRequest("continue key is not valid: %s" % e) from None
+            except Exception:
+                raise BadRequest(bad + "key provided is not valid") from None
+            if rv not in (None, 0):
+                raise BadRequest("specifying resource version is not allowed when using continue")
+            rv = None
             with st.lock:
                 if tok_rv != -1 and tok_rv < st.compacted:
                     newtok = base64.urlsafe_b64encode(dumps_compact(
@@ -1653,10 +1813,20 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         if rv is not None and rv > 0:
             with st.lock:
                 cur = st.rv
-            if rv > cur and not st.wait_for_rv(rv, 3.0):
-                self.too_large(rv, cur)
+            # limit + resourceVersion without resourceVersionMatch keeps its
+            # old meaning: a page read at exactly that revision, by etcd (the
+            # watch cache hands such a LIST over), which fails for a
+            # revision it has not reached.
+            legacy_exact = rvm is None and limit is not None and limit > 0
+            if legacy_exact and rv > cur:
+                raise ApiError(500, "etcdserver: mvcc: required revision is a future revision",
+                               reason=NO_REASON)
+            # The watch cache waits up to 3 s for a resourceVersion it has
+            # not reached; etcd (events) refuses it at once.
+            if rv > cur and (not ri.cached or not st.wait_for_rv(rv, 3.0)):
+                self.too_large(rv, cur, retry_after=ri.cached)
                 return
-            if rvm == "Exact":
+            if rvm == "Exact" or legacy_exact:
                 with st.lock:
                     if rv < st.compacted:
                         self.send_status(410, "The resourceVersion for the provided list is too old.",
@@ -1713,9 +1883,6 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
 
     # ---- watch ----
 
-    def write_chunk(self, data):
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-
     def event_line(self, ri, etype, obj):
         return (dumps_compact({"type": etype, "object": render(ri, obj, True)}) + "\n").encode()
 
@@ -1758,28 +1925,25 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 self.send_status(404, "the server could not find the requested resource", details={})
                 return
             flt.field_reqs.append(("metadata.name", True, name))
-        rv = self._rv_param()
         timeout = self._int_param("timeoutSeconds")
         self._int_param("limit")
+        validate_list_options(self.query, watch=True)
+        rv = self._rv_param(ri, watch=True)
         bookmarks = self.query.get("allowWatchBookmarks") in ("1", "true", "True") and ri.cached
-        if self.query.get("sendInitialEvents") not in (None, ""):
-            raise BadRequest("sendInitialEvents is forbidden for watch unless the WatchList "
-                             "feature gate is enabled")
         max_t = sim.args.watch_max_timeout
         # --watch-max-timeout caps every watch (the real server's --min-request-timeout
         # only applies when the client sends no timeoutSeconds)
         if timeout is None or timeout <= 0:
             timeout = max_t
         timeout = min(timeout, max_t)
-        if ri.cached and rv is not None and rv > 0:
-            with st.lock:
-                cur = st.rv
-            if rv > cur and not st.wait_for_rv(rv, 3.0):
-                self.too_large(rv, cur)
-                return
         w = Watcher(ri, flt, bookmarks)
         initial, replay, too_old = [], [], None
         with st.lock:
+            if rv is not None and rv > st.rv:
+                # A resourceVersion from the future is not an error on a
+                # watch (cached or not): the stream opens and carries the
+                # changes after it once the store gets there.
+                w.after_rv = rv
             if rv is None or rv == 0:
                 for k in st.keys[ri.store]:
                     o = st.live[ri.store].get(k)
@@ -1797,14 +1961,15 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         self._start(200, chunked=True)
         self.code = 200
         w.sock = self.connection
+        out = w.out = GoBodyWriter(self.wfile)
         sent = 0
         try:
             if too_old is not None:
                 msg = ("The resourceVersion for the provided watch is too old." if not ri.cached
                        else "too old resource version: %d (%d)" % (rv, too_old))
-                self.write_chunk((dumps_compact({"type": "ERROR", "object": status_obj(
+                out.write((dumps_compact({"type": "ERROR", "object": status_obj(
                     410, msg, reason="Expired")}) + "\n").encode())
-                self.wfile.write(b"0\r\n\r\n")
+                out.end()
                 return
             deadline = time.monotonic() + timeout
             freq = sim.args.bookmark_interval
@@ -1818,11 +1983,13 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
 
             bm_at = next_bookmark(time.monotonic()) if bookmarks else None
             was_stalled = False
+            # The initial objects and a replay are one burst: they share
+            # chunks, and the buffer is flushed once they are all written.
             for o in initial:
                 if self._watch_interrupted(w):
                     return
                 line = self.event_line(ri, "ADDED", o)
-                self.write_chunk(line)
+                out.write(line)
                 w.last_line = line
                 sent += 1
             for e in replay:
@@ -1830,9 +1997,10 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                     return
                 line = self.entry_line(ri, e, flt)
                 if line is not None:
-                    self.write_chunk(line)
+                    out.write(line)
                     w.last_line = line
                     sent += 1
+            out.flush()
             while True:
                 if self._watch_interrupted(w):
                     return
@@ -1863,16 +2031,26 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                     return
                 for it in items:
                     if isinstance(it, tuple):        # ("BOOKMARK", rv)
+                        if w.after_rv is not None and it[1] <= w.after_rv:
+                            continue
                         line = (dumps_compact({"type": "BOOKMARK",
                                                "object": bookmark_object(ri, str(it[1]))})
                                 + "\n").encode()
                     else:
+                        if w.after_rv is not None and it.rv <= w.after_rv:
+                            continue
                         line = self.entry_line(ri, it, flt)
                         if line is None:
                             continue
-                    self.write_chunk(line)
+                    out.write(line)
                     w.last_line = line
                     sent += 1
+                # Like the API server's watch handler: flush only when no
+                # other event is waiting.
+                with w.cond:
+                    idle = not w.queue or sim.stall.is_set()
+                if idle:
+                    out.flush()
                 if overflow:
                     break          # fell too far behind: end the stream (client resumes)
                 if bm_at is not None and time.monotonic() >= bm_at and not sim.stall.is_set():
@@ -1880,7 +2058,7 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                         # queued under the store lock: after every event up to st.rv
                         w.push(("BOOKMARK", st.rv), 1 << 62)
                     bm_at = next_bookmark(time.monotonic())
-            self.wfile.write(b"0\r\n\r\n")
+            out.end()
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, socket.timeout, OSError):
             self.close_connection = True
         finally:
@@ -1896,6 +2074,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             return False
         self.close_connection = True
         try:
+            if w.out is not None:
+                w.out.flush()      # what was written before the cut went out
             if w.drop == "mid_line":
                 line = None
                 for it in (pending or []):
@@ -2249,6 +2429,9 @@ def parse_args(argv):
     p.add_argument("--watch-queue-limit", type=int, default=100000,
                    help="events queued for one watcher before it is closed as too slow")
     p.add_argument("--metrics-api", action="store_true", help="serve metrics.k8s.io")
+    p.add_argument("--anonymous-auth", choices=("true", "false"), default="true",
+                   help="requests without a bearer token are system:anonymous (true, kube-apiserver's "
+                        "default: 403 except /version and the health paths) or refused with 401")
     p.add_argument("--samples-dir", default=os.path.join(here, "..", "fixtures", "kube-api-samples"),
                    help="responses captured from a real kube-apiserver (default: the repository's copy)")
     a = p.parse_args(argv)

@@ -16,7 +16,7 @@ import threading
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fixtures import KubeSim, RawStream, complete_chunks, parse_chunked, wait_for  # noqa: E402
+from fixtures import KubeSim, RawStream, complete_lines, parse_chunked, wait_for, watch_lines  # noqa: E402
 
 SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                        "fixtures", "kube-api-samples")
@@ -154,10 +154,20 @@ def test_discovery_matches_samples(sim):
 
 
 def test_pretty_for_curl_compact_otherwise(sim):
-    _, _, body = sim.api_get("/version", headers={"User-Agent": "curl/8.5.0"})
-    assert body.startswith(b'{\n  "major": "1",') and body.endswith(b"}\n")
+    # like kube-apiserver: indented bodies end without a newline, compact ones with one
+    path = "/api/v1/namespaces/kube-system"
+    _, _, body = sim.api_get(path, headers={"User-Agent": "curl/8.5.0"})
+    assert body.startswith(b'{\n  "kind": "Namespace",') and body.endswith(b"\n}")
+    _, _, body = sim.api_get(path, headers={"User-Agent": "collect-agent/0.1"})
+    assert body.startswith(b'{"kind":"Namespace",') and body.endswith(b"}\n")
+    _, _, body = sim.api_get(path + "?pretty=1", headers={"User-Agent": "collect-agent/0.1"})
+    assert body.startswith(b'{\n  "kind"')
+    _, _, body = sim.api_get(path + "?pretty=", headers={"User-Agent": "curl/8.5.0"})
+    assert body.startswith(b'{"kind":')
+    # /version is indented for every client, as the sample
     _, _, body = sim.api_get("/version", headers={"User-Agent": "collect-agent/0.1"})
-    assert body.startswith(b'{"major":"1",') and body.endswith(b"}\n")
+    assert body.startswith(b'{\n  "major": "1",') and body.endswith(b"\n}")
+    assert shape(json.loads(body)) == shape(sample("version.json"))
 
 
 def test_keepalive(sim):
@@ -252,11 +262,40 @@ def test_metrics_api_absent(sim):
 
 def test_401(sim):
     want = sample("status-401.json")
-    for token in (None, "not-a-token"):
-        status, headers, body = sim.api_get("/api/v1/events", token=token)
+    status, headers, body = sim.api_get("/api/v1/events", token="not-a-token")
+    assert status == 401
+    check_api_headers(headers, apf=False)
+    assert json.loads(body) == want
+
+
+def test_anonymous_requests(sim, tmp_path):
+    # kube-apiserver's default --anonymous-auth=true: no token is the user
+    # system:anonymous, whom RBAC lets read /version and the health paths only
+    status, headers, body = sim.api_get("/api/v1/events", token=None)
+    assert status == 403
+    check_api_headers(headers)
+    assert headers["x-content-type-options"] == "nosniff"
+    assert json.loads(body) == {
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": 'events is forbidden: User "system:anonymous" cannot list resource "events" in API '
+                   'group "" at the cluster scope',
+        "reason": "Forbidden", "details": {"kind": "events"}, "code": 403}
+    status, _, body = sim.api_get("/api/v1/namespaces/kube-system", token=None)
+    assert status == 403 and json.loads(body)["message"] == (
+        'namespaces "kube-system" is forbidden: User "system:anonymous" cannot get resource '
+        '"namespaces" in API group "" in the namespace "kube-system"')
+    status, _, body = sim.api_get("/api", token=None)
+    assert status == 403 and json.loads(body)["message"] == \
+        'forbidden: User "system:anonymous" cannot get path "/api"'
+    assert json.loads(body)["details"] == {}
+    assert sim.api_get("/version", token=None)[0] == 200
+    status, headers, body = sim.api_get("/readyz", token=None)
+    assert status == 200 and body == b"ok"
+    with KubeSim(tmp_path, seed="empty", anonymous_auth="false") as s:
+        status, headers, body = s.api_get("/version", token=None)
         assert status == 401
         check_api_headers(headers, apf=False)
-        assert json.loads(body) == want
+        assert json.loads(body) == sample("status-401.json")
 
 
 def test_403(sim):
@@ -458,12 +497,60 @@ def check_watch_framing(raw):
     assert [h[0] for h in headers] == [h for h in WATCH_HEADER_NAMES if h]
     hd = dict(headers)
     assert hd["Content-Type"] == "application/json" and hd["Transfer-Encoding"] == "chunked"
-    events = []
+    # Go's framing (see GoBodyWriter): a chunk is a full 2048-byte buffer, or
+    # it ends at the end of a line (a flush when no event waits, or one
+    # event bigger than the buffer written on its own).
     for c in chunks:
-        # exactly one JSON line per chunk
-        assert c.endswith(b"\n") and c.count(b"\n") == 1, c[:200]
-        events.append(json.loads(c))
-    return events, ended
+        assert c and (len(c) == 2048 or c.endswith(b"\n")), (len(c), c[-80:])
+    lines, rest = watch_lines(chunks)
+    assert rest == b"" or not ended, rest[:200]
+    return [json.loads(x) for x in lines], ended
+
+
+def test_watch_framing_follows_go(tmp_path):
+    """The real server's watch handler writes each event through net/http's
+    2048-byte buffer and flushes when no other event is waiting: a replay
+    (or any burst) shares chunks, cut at 2048 bytes inside lines; a lone
+    event on a quiet stream is one chunk."""
+    with KubeSim(tmp_path, seed="empty") as s:
+        rv = s.stats()["resource_version"]
+        s.emit_events(namespace="burst", count=6)
+        raw = s.raw_request("/api/v1/events?watch=1&timeoutSeconds=1&resourceVersion=" + rv)
+        _, _, chunks, ended = parse_chunked(raw)
+        lines, rest = watch_lines(chunks)
+        assert ended and len(lines) == 6 and rest == b""
+        assert sum(map(len, chunks)) == sum(map(len, lines))
+        assert all(len(c) == 2048 for c in chunks[:-1]) and 0 < len(chunks[-1]) <= 2048
+        assert len(chunks) == -(-sum(map(len, lines)) // 2048)
+        # live, one at a time: one event per chunk
+        rv = s.stats()["resource_version"]
+        w = RawStream(s, "/api/v1/namespaces/quiet/events?watch=1&timeoutSeconds=3&resourceVersion=" + rv)
+        try:
+            for i in range(3):
+                s.emit_events(namespace="quiet", count=1)
+                assert w.read_until(lambda d: complete_lines(d) >= i + 1)
+            raw = w.read_all()
+        finally:
+            w.close()
+        _, _, chunks, ended = parse_chunked(raw)
+        assert ended and len(chunks) == 3 and all(c.count(b"\n") == 1 and c.endswith(b"\n") for c in chunks)
+
+
+def test_big_bodies_are_chunked_like_go(tmp_path):
+    """Up to 2048 bytes a body has a Content-Length; beyond, it is chunked,
+    in one chunk (the server encodes the object, then writes it at once)."""
+    with KubeSim(tmp_path, seed="empty") as s:
+        s.emit_events(namespace="big", count=3)
+        raw = s.raw_request("/api/v1/namespaces/big/events?limit=1", timeout=10)
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert b"Content-Length: %d" % len(body) in head.split(b"\r\n") and len(body) <= 2048
+        assert b"Transfer-Encoding: chunked" not in head.split(b"\r\n")
+        raw = s.raw_request("/api/v1/namespaces/big/events", timeout=10)
+        status, headers, chunks, ended = parse_chunked(raw)
+        names = [h[0] for h in headers]
+        assert "Transfer-Encoding" in names and "Content-Length" not in names
+        assert ended and len(chunks) == 1 and len(chunks[0]) > 2048
+        assert len(json.loads(chunks[0])["items"]) == 3
 
 
 def test_watch_raw_framing_replay_and_timeout(tmp_path):
@@ -616,7 +703,7 @@ def test_drop_watches(sim, mid_line):
     sim.emit_events(namespace=ns, count=2)
     w = RawStream(sim, "/api/v1/namespaces/%s/events?watch=1&timeoutSeconds=30" % ns)
     try:
-        assert w.read_until(lambda d: complete_chunks(d) >= 2)
+        assert w.read_until(lambda d: complete_lines(d) >= 2)
         out = sim.fault(drop_watches=True, mid_line=mid_line)
         assert out["dropped"] >= 1
         raw = w.read_all()
@@ -625,16 +712,16 @@ def test_drop_watches(sim, mid_line):
     status, headers, chunks, ended = parse_chunked(raw)
     assert not ended
     assert sim.stats()["open_watches"] == 0
-    complete = [c for c in chunks if c.endswith(b"\n")]
+    complete, rest = watch_lines(chunks)
     assert len(complete) == 2
     for c in complete:
         assert json.loads(c)["type"] == "ADDED"
     if mid_line:
-        assert len(chunks) == 3 and not chunks[-1].endswith(b"\n")
+        assert rest and not chunks[-1].endswith(b"\n")
         with pytest.raises(ValueError):
-            json.loads(chunks[-1])
+            json.loads(rest)
     else:
-        assert len(chunks) == 2
+        assert rest == b""
 
 
 def test_stats_and_requests(sim):
@@ -669,13 +756,15 @@ def test_slow_watcher_is_ended_without_gap(tmp_path):
         tls.close()
         status, headers, chunks, ended = parse_chunked(data)
         assert ended                       # ended cleanly, like the real cacher
-        rvs = [int(json.loads(c)["object"]["metadata"]["resourceVersion"]) for c in chunks]
+        lines, rest = watch_lines(chunks)
+        assert rest == b""
+        rvs = [int(json.loads(c)["object"]["metadata"]["resourceVersion"]) for c in lines]
         assert 0 < len(rvs) < 3000
         assert rvs == list(range(first, first + len(rvs)))   # no gap before the end
         # the client resumes from its last RV and gets the rest
         raw2 = s.raw_request("/api/v1/events?watch=1&timeoutSeconds=1&resourceVersion=%d" % rvs[-1])
         _, _, chunks2, ended2 = parse_chunked(raw2)
-        assert ended2 and len(chunks2) == 3000 - len(rvs)
+        assert ended2 and len(watch_lines(chunks2)[0]) == 3000 - len(rvs)
 
 
 def test_stall_watches(sim):
@@ -697,3 +786,71 @@ def test_stall_watches(sim):
     t.join(20)
     events, ended = check_watch_framing(result["raw"])
     assert ended and len(events) == 3
+
+
+# --------------------------------------------------------------------------
+# what the real kube-apiserver v1.28 answers to odd resourceVersions and
+# options (checked against it in tests/envtest)
+
+def test_resource_version_edge_cases(tmp_path):
+    with KubeSim(tmp_path, seed="default") as s:
+        s.emit_events(namespace="rv", count=2)
+        cur = int(s.stats()["resource_version"])
+        far = cur + 1000
+        # too large: etcd (events) refuses at once, the watch cache after waiting 3 s
+        st = s.api_json("/api/v1/events?resourceVersion=%d" % far, expect=504)
+        assert st["message"] == "Timeout: Too large resource version: %d, current: %d" % (far, cur)
+        assert st["reason"] == "Timeout" and "retryAfterSeconds" not in st["details"]
+        assert st["details"]["causes"] == [{"reason": "ResourceVersionTooLarge",
+                                            "message": "Too large resource version"}]
+        st = s.api_json("/api/v1/namespaces?resourceVersion=%d" % far, expect=504)
+        assert st["message"].startswith("Timeout: Too large resource version: ")
+        assert st["details"]["retryAfterSeconds"] == 1
+        # with a limit (and no resourceVersionMatch) the rv is an exact read:
+        # the page as it was then, and a future revision is etcd's error
+        st = s.api_json("/api/v1/namespaces?limit=5&resourceVersion=%d" % far, expect=500)
+        assert st["message"] == "etcdserver: mvcc: required revision is a future revision"
+        assert "reason" not in st
+        first = s.api_json("/api/v1/namespaces/rv/events")["items"][0]["metadata"]["resourceVersion"]
+        page = s.api_json("/api/v1/namespaces/rv/events?limit=5&resourceVersion=" + first)
+        assert page["metadata"]["resourceVersion"] == first and len(page["items"]) == 1
+        assert len(s.api_json("/api/v1/namespaces/rv/events?resourceVersion=" + first)["items"]) == 2
+        # a watch from the future is no error: it opens and waits
+        for path in ("/api/v1/events", "/api/v1/namespaces"):
+            raw = s.raw_request(path + "?watch=1&timeoutSeconds=1&resourceVersion=%d" % far)
+            status, _, chunks, ended = parse_chunked(raw)
+            assert status == "HTTP/1.1 200 OK" and ended and chunks == []
+        # not a number: 400 for an events LIST, 500 without a reason elsewhere
+        st = s.api_json("/api/v1/events?resourceVersion=abc", expect=400)
+        assert st["message"] == ('invalid resource version: resourceVersion: Invalid value: "abc": '
+                                 'strconv.ParseUint: parsing "abc": invalid syntax')
+        for path in ("/api/v1/namespaces?resourceVersion=-1", "/api/v1/events?watch=1&resourceVersion=abc",
+                     "/api/v1/pods?watch=1&resourceVersion=abc"):
+            st = s.api_json(path, expect=500)
+            assert "reason" not in st and st["code"] == 500, st
+            assert st["message"].startswith('resourceVersion: Invalid value: "'), st
+        # option validation: 422 Invalid ListOptions
+        st = s.api_json("/api/v1/events?resourceVersionMatch=Exact", expect=422)
+        assert st == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                      "message": 'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: '
+                                 'resourceVersionMatch is forbidden unless resourceVersion is provided',
+                      "reason": "Invalid",
+                      "details": {"group": "meta.k8s.io", "kind": "ListOptions", "causes": [
+                          {"reason": "FieldValueForbidden",
+                           "message": "Forbidden: resourceVersionMatch is forbidden unless resourceVersion "
+                                      "is provided",
+                           "field": "resourceVersionMatch"}]},
+                      "code": 422}
+        st = s.api_json("/api/v1/events?watch=1&sendInitialEvents=true", expect=422)
+        assert len(st["details"]["causes"]) == 2 and st["message"].endswith("feature gate is enabled]")
+        assert s.api_json("/api/v1/events?sendInitialEvents=true", expect=422)["details"]["causes"][0][
+            "message"] == "Forbidden: sendInitialEvents is forbidden for list"
+        # a continue token with resourceVersion=0 is accepted; any other rv is not
+        page = s.api_json("/api/v1/namespaces/rv/events?limit=1")
+        tok = page["metadata"]["continue"]
+        assert len(s.api_json("/api/v1/namespaces/rv/events?limit=1&resourceVersion=0&continue=" + tok)[
+            "items"]) == 1
+        st = s.api_json("/api/v1/namespaces/rv/events?limit=1&resourceVersion=5&continue=" + tok, expect=400)
+        assert st["message"] == "specifying resource version is not allowed when using continue"
+        st = s.api_json("/api/v1/events?continue=abc", expect=400)
+        assert st["message"].startswith("invalid continue token: continue key is not valid: ")
