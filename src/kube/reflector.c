@@ -71,6 +71,7 @@ struct ca_reflector {
 	struct ca_kube_slot_waiter slot_wait;
 	bool holds_slot;             /* the client's LIST slot is ours */
 	bool xfer_is_watch;
+	bool verify_resume;          /* a stored resume point not yet checked with the server */
 	bool started;
 	bool paused;
 	bool need_list;
@@ -230,6 +231,7 @@ static void call_rv(struct ca_reflector *r)
 
 static void start_list(struct ca_reflector *r);
 static void start_watch(struct ca_reflector *r);
+static void start_probe(struct ca_reflector *r);
 
 static void schedule(struct ca_reflector *r, int64_t delay_ms)
 {
@@ -277,6 +279,29 @@ static void relist(struct ca_reflector *r)
 	drop_page(r);
 	give_slot(r);
 	schedule(r, delay);
+}
+
+/* The server refused a resourceVersion itself (not the request): malformed
+ * (400, or 500 "Invalid value" on a watch, as kube-apiserver 1.28 answers),
+ * rejected options (422), or from the future (504 "Too large resource
+ * version"). Retrying the same version would fail for ever. */
+static bool rv_refused(long status, const char *msg)
+{
+	return status == 400 || status == 422 ||
+	       (status == 500 && (strstr(msg, "Invalid value") || strstr(msg, "invalid resource version"))) ||
+	       (status == 504 && strstr(msg, "oo large resource version"));
+}
+
+/* A fresh LIST gives a good resume point, and the consumer stores it
+ * (repairing a state file). Repeats back off like 410s. */
+static void refused_rv(struct ca_reflector *r, long status, const char *msg)
+{
+	r->st.relists_bad_rv++;
+	r->st.last_status = status;
+	r->verify_resume = false;
+	ca_log(CA_LOG_WARN, "kube", "the API server refused the resume point, listing again", "reflector",
+	       r->name, "resource_version", r->st.resource_version, "error", msg, NULL);
+	relist(r);
 }
 
 /* A request failed: count it, log it, and try again after a backoff. */
@@ -670,22 +695,86 @@ static void watch_done(void *arg, const struct ca_kube_result *res)
 	}
 	char msg[200];
 	status_message(res->body, res->len, msg, sizeof msg);
-	if (res->status == 400 || (res->status == 504 && strstr(msg, "oo large resource version"))) {
-		/* The resume point is unusable (a state file from another
-		 * cluster, a restored etcd, a corrupt value): retrying it would
-		 * fail for ever. A fresh LIST gives a good one, and the consumer
-		 * stores that (repairing a state file). Repeats back off like
-		 * 410s. */
-		r->st.relists_bad_rv++;
-		r->st.last_status = res->status;
-		ca_log(CA_LOG_WARN, "kube", "the API server refused the resume point, listing again",
-		       "reflector", r->name, "resource_version", r->st.resource_version, "error", msg, NULL);
-		relist(r);
+	if (rv_refused(res->status, msg)) {
+		refused_rv(r, res->status, msg);
 		goto out;
 	}
 	fail(r, res->status, "watch", msg, res->retry_after_s);
 out:
 	leave(r);
+}
+
+/* ------------------------------------------------------------------ */
+/* A stored resume point (a state file) is checked before it is watched
+ * from: a LIST of one object at exactly that resourceVersion. The real
+ * server holds a watch from a version it has not reached open and silent
+ * (etcd restored from a backup, a state file from another cluster): the
+ * agent would look healthy and publish nothing. The exact read says it at
+ * once, as does a compacted or malformed version. */
+
+static void probe_done(void *arg, const struct ca_kube_result *res)
+{
+	struct ca_reflector *r = arg;
+	enter(r);
+	r->xfer = NULL;
+	r->st.last_status = res->status;
+	if (res->err != CA_OK) {
+		fail(r, 0, "resume check", res->error, -1);
+		goto out;
+	}
+	char msg[200];
+	status_message(res->body, res->len, msg, sizeof msg);
+	if (res->status == 200) {
+		r->verify_resume = false;
+		healthy(r);
+		progress(r);
+		start_watch(r);
+	} else if (res->status == 410) {
+		r->st.relists_gone++;
+		ca_log(CA_LOG_INFO, "kube", "the stored resume point was compacted away (410), listing",
+		       "reflector", r->name, "resource_version", r->st.resource_version, NULL);
+		relist(r);
+	} else if (rv_refused(res->status, msg) ||
+	           (res->status == 500 && strstr(msg, "future revision"))) {
+		refused_rv(r, res->status, msg);
+	} else {
+		fail(r, res->status, "resume check", msg, res->retry_after_s);
+	}
+out:
+	leave(r);
+}
+
+static const struct ca_kube_xfer_ops probe_ops = {
+	.on_done = probe_done,
+};
+
+static void start_probe(struct ca_reflector *r)
+{
+	struct ca_buf b;
+	char err_text[96];
+	ca_buf_init(&b, 0);
+	enum ca_err err = ca_buf_append_str(&b, r->path);
+	if (err == CA_OK)
+		err = ca_buf_printf(&b, "%climit=1", strchr(r->path, '?') ? '&' : '?');
+	if (err == CA_OK)
+		err = append_param(&b, "resourceVersion", r->st.resource_version);
+	if (err == CA_OK)
+		err = append_selectors(r, &b);
+	struct ca_kube_xfer_params p = {
+		.path = b.data,
+		.timeout_ms = LIST_TIMEOUT_MS,
+		.max_body = r->max_list_bytes,
+		.prune_managed_fields = true,
+	};
+	r->xfer_is_watch = false;
+	if (err == CA_OK)
+		err = ca_kube_xfer_start(r->kube, &p, &probe_ops, r, &r->xfer);
+	ca_buf_fini(&b);
+	if (err != CA_OK) {
+		r->xfer = NULL;
+		snprintf(err_text, sizeof err_text, "cannot start request: %s", ca_strerror(err));
+		fail(r, 0, "resume check", err_text, -1);
+	}
 }
 
 static const struct ca_kube_xfer_ops watch_ops = {
@@ -752,6 +841,8 @@ static void on_timer(void *arg)
 	if (r->need_list || !r->st.resource_version[0]) {
 		r->need_list = true;
 		start_list(r);
+	} else if (r->verify_resume) {
+		start_probe(r);
 	} else {
 		start_watch(r);
 	}
@@ -835,8 +926,10 @@ enum ca_err ca_reflector_new(struct ca_reflector **out, struct ca_kube *kube,
 	r->max_object_bytes = opts->max_object_bytes ? opts->max_object_bytes : DEFAULT_MAX_OBJECT;
 	r->max_list_bytes = opts->max_list_bytes ? opts->max_list_bytes : DEFAULT_MAX_LIST_BYTES;
 	r->need_list = !(opts->resume_resource_version && *opts->resume_resource_version);
-	if (!r->need_list)
+	if (!r->need_list) {
 		set_rv(r, opts->resume_resource_version);
+		r->verify_resume = true;
+	}
 
 	err = CA_ENOMEM;
 	r->name = strdup(opts->name && *opts->name ? opts->name : opts->path);

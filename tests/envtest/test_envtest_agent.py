@@ -350,6 +350,32 @@ def is_status(r, code, reason):
             and body.get("code") == code and body.get("reason") == reason)
 
 
+def test_an_event_with_a_nul_in_its_message_is_forwarded_with_the_others(cluster, namespace, nats_server,
+                                                                          nats_client, agent_factory):
+    """The real API server stores an Event whose message holds a NUL (Go
+    writes it as \\u0000 in JSON). It used to fail the whole LIST page as
+    "not JSON": every event on it lost, retried for ever. Now it is
+    forwarded (the NUL as U+FFFD), by the LIST and by the watch, with the
+    others around it."""
+    cid = cluster.admin.get_json("/api/v1/namespaces/kube-system")["metadata"]["uid"]
+    col = subscribe(nats_client, f"agent.event.{cid}")
+    nul = new_event(namespace, message="before\x00after")
+    stored = cluster.admin.post_json(f"/api/v1/namespaces/{namespace}/events", nul)
+    assert stored["message"] == "before\x00after"  # accepted and kept as is
+    listed = set(create_events(cluster, namespace, 2)) | {stored["metadata"]["uid"]}
+    agent = ready_agent(agent_factory, nats_server.url)
+    watched = cluster.admin.post_json(f"/api/v1/namespaces/{namespace}/events",
+                                      new_event(namespace, message="watched\x00too"))
+    more = set(create_events(cluster, namespace, 2)) | {watched["metadata"]["uid"]}
+    col.until_uids(listed | more, timeout=20)
+    got = {r.uid: r.event for r in col.items}
+    assert got[stored["metadata"]["uid"]]["message"] == "before\ufffdafter"
+    assert got[watched["metadata"]["uid"]]["message"] == "watched\ufffdtoo"
+    w = watch_stats(agent)
+    assert w["errors"] == 0 and w["list_items_invalid"] == 0, w
+    agent.assert_clean_exit()
+
+
 def test_the_service_account_cannot_read_secrets_or_write_events(cluster, namespace):
     api = cluster.agent_api
     user = f"system:serviceaccount:{cluster.agent_namespace}:{cluster.agent_sa}"
@@ -405,12 +431,6 @@ def state_file(path, rv):
     return str(path)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent bug: a stored resourceVersion the server has not reached yet (etcd restored from a backup, a "
-    "state file from another cluster) makes the real server hold the event watch open and silent; the "
-    "agent renews it forever from the same resourceVersion, never lists, stays ready and live, and "
-    "publishes nothing (the server does say so: a LIST at that resourceVersion answers 504 "
-    "'Too large resource version')"))
 def test_state_file_from_the_future_does_not_silence_the_agent(cluster, namespace, nats_server, nats_client,
                                                                agent_factory, tmp_path):
     cid = cluster.admin.get_json("/api/v1/namespaces/kube-system")["metadata"]["uid"]
@@ -422,14 +442,12 @@ def test_state_file_from_the_future_does_not_silence_the_agent(cluster, namespac
                                                 state_file(tmp_path / "events.state", future), **SHORT_WATCH})
     agent.wait_ready(timeout=30)
     made = set(create_events(cluster, namespace, 3))
-    col.until_uids(made, timeout=6)   # a fixed agent lists at once
+    col.until_uids(made, timeout=6)   # the resume point is checked and refused: a LIST at once
+    w = watch_stats(agent)
+    assert w["relists_bad_rv"] == 1 and w["lists"] == 1, w
+    agent.assert_clean_exit()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent bug: a stored resourceVersion the server refuses (the real server answers every WATCH from it "
-    "with HTTP 500 'resourceVersion: Invalid value'; kubesim used to answer 400) is retried forever with "
-    "backoff; the reflector never falls back to a LIST, so the agent never becomes ready and publishes "
-    "nothing (client-go relists after a failed watch)"))
 def test_state_file_with_a_refused_resource_version_falls_back_to_a_list(cluster, namespace, nats_server,
                                                                          nats_client, agent_factory, tmp_path):
     cid = cluster.admin.get_json("/api/v1/namespaces/kube-system")["metadata"]["uid"]
@@ -437,5 +455,10 @@ def test_state_file_with_a_refused_resource_version_falls_back_to_a_list(cluster
     agent = agent_factory(nats_server.url, env={"COLLECT_AGENT_EVENTS_STATE_FILE":
                                                 state_file(tmp_path / "events.state", "x1"), **SHORT_WATCH})
     made = set(create_events(cluster, namespace, 3))
-    col.until_uids(made, timeout=6)   # a fixed agent lists at once
+    col.until_uids(made, timeout=6)   # the resume point is refused: a LIST at once
     assert agent.get("/health/ready")[0] == 200
+    w = watch_stats(agent)
+    assert w["relists_bad_rv"] == 1 and w["lists"] == 1, w
+    wait_for(lambda: " x1\n" not in (tmp_path / "events.state").read_text(), timeout=15,
+             what="the state file repaired")
+    agent.assert_clean_exit()

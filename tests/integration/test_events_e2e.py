@@ -326,8 +326,16 @@ def test_restart_with_state_file_resumes_without_replay(nats_server, nats_client
     col.until_uids(down | after, timeout=20)
     col.quiet(1.0)
     assert_exactly_once(col, down | after)
-    # It resumed the WATCH from the stored resourceVersion instead of listing.
-    assert kubesim.stats()["requests"].get("list events", 0) == lists_before
+    # It resumed the WATCH from the stored resourceVersion instead of
+    # listing: one LIST of a single object at exactly that version checked
+    # the resume point (a silent watch from the future otherwise), nothing
+    # more.
+    assert kubesim.stats()["requests"].get("list events", 0) == lists_before + 1
+    probes = [r["url"] for r in kubesim.requests(limit=50) if r["verb"] == "list"
+              and r["resource"] == "events"]
+    assert probes and "limit=1" in probes[-1] and "resourceVersion=" in probes[-1], probes
+    refl = event_stats(a2)["reflectors"][0]["watch"]
+    assert refl["lists"] == 0, refl
     a2.assert_clean_exit()
 
 
