@@ -265,27 +265,40 @@ static void json_phases(struct ca_jw *w, const struct ca_pod_phase_counts *p)
 	jw_close(w, '}');
 }
 
+/* A Resources member: cpu and memory, and pods when with_pods (node
+ * capacity and allocatable). key is the literal "\"name\":". */
+static void json_resources(struct ca_jw *w, const char *key, size_t keylen,
+                           const struct ca_msg_resources *r, bool with_pods)
+{
+	jw_key(w, key, keylen);
+	jw_open(w, '{');
+	JW_INT(w, "cpu_millicores", r->cpu_millicores);
+	JW_INT(w, "memory_bytes", r->memory_bytes);
+	if (with_pods)
+		JW_INT(w, "pods", r->pods);
+	jw_close(w, '}');
+}
+
+#define JW_RES(w, name, r, with_pods) \
+	json_resources((w), "\"" name "\":", sizeof("\"" name "\":") - 1, (r), (with_pods))
+
 static void json_summary(struct ca_jw *w, const struct ca_msg_cluster_summary *s)
 {
 	JW_KEY(w, "summary");
 	jw_open(w, '{');
 	JW_INT(w, "nodes_total", s->nodes_total);
 	JW_INT(w, "nodes_ready", s->nodes_ready);
-	JW_INT(w, "namespaces_total", s->namespaces_total);
+	JW_INT(w, "namespaces", s->namespaces);
 	json_phases(w, &s->pods);
-	JW_INT(w, "container_restarts_total", s->container_restarts_total);
-	JW_INT(w, "unhealthy_pods_total", s->unhealthy_pods_total);
-	JW_INT(w, "cpu_capacity_millicores", s->cpu_capacity_millicores);
-	JW_INT(w, "cpu_allocatable_millicores", s->cpu_allocatable_millicores);
-	JW_INT(w, "cpu_requests_millicores", s->cpu_requests_millicores);
-	JW_INT(w, "cpu_limits_millicores", s->cpu_limits_millicores);
-	JW_INT(w, "cpu_usage_millicores", s->cpu_usage_millicores);
-	JW_INT(w, "memory_capacity_bytes", s->memory_capacity_bytes);
-	JW_INT(w, "memory_allocatable_bytes", s->memory_allocatable_bytes);
-	JW_INT(w, "memory_requests_bytes", s->memory_requests_bytes);
-	JW_INT(w, "memory_limits_bytes", s->memory_limits_bytes);
-	JW_INT(w, "memory_usage_bytes", s->memory_usage_bytes);
-	JW_BOOL(w, "usage_known", s->usage_known);
+	JW_INT(w, "containers_restarting", s->containers_restarting);
+	JW_INT(w, "restarts", s->restarts);
+	JW_INT(w, "unhealthy_pods", s->unhealthy_pods);
+	JW_RES(w, "capacity", &s->capacity, true);
+	JW_RES(w, "allocatable", &s->allocatable, true);
+	JW_RES(w, "requests", &s->requests, false);
+	JW_RES(w, "limits", &s->limits, false);
+	if (s->usage_known)
+		JW_RES(w, "usage", &s->usage, false);
 	jw_close(w, '}');
 }
 
@@ -309,15 +322,11 @@ static void json_node(struct ca_jw *w, const struct ca_msg_node_sample *n)
 		jw_close(w, '}');
 	}
 	jw_close(w, ']');
-	JW_INT(w, "cpu_capacity_millicores", n->cpu_capacity_millicores);
-	JW_INT(w, "cpu_allocatable_millicores", n->cpu_allocatable_millicores);
-	JW_INT(w, "cpu_usage_millicores", n->cpu_usage_millicores);
-	JW_INT(w, "memory_capacity_bytes", n->memory_capacity_bytes);
-	JW_INT(w, "memory_allocatable_bytes", n->memory_allocatable_bytes);
-	JW_INT(w, "memory_usage_bytes", n->memory_usage_bytes);
-	JW_BOOL(w, "usage_known", n->usage_known);
-	JW_INT(w, "pods_capacity", n->pods_capacity);
-	JW_INT(w, "pod_count", n->pod_count);
+	JW_RES(w, "capacity", &n->capacity, true);
+	JW_RES(w, "allocatable", &n->allocatable, true);
+	if (n->usage_known)
+		JW_RES(w, "usage", &n->usage, false);
+	JW_INT(w, "pods", n->pods);
 	JW_STR(w, "zone", n->zone);
 	JW_STR(w, "instance_type", n->instance_type);
 	JW_STR(w, "kubelet_version", n->kubelet_version);
@@ -329,45 +338,42 @@ static void json_namespace(struct ca_jw *w, const struct ca_msg_namespace_sample
 	jw_elem(w);
 	jw_open(w, '{');
 	JW_STR(w, "name", n->name);
+	JW_STR(w, "phase", n->phase);
 	json_phases(w, &n->pods);
-	JW_INT(w, "container_restarts", n->container_restarts);
-	JW_INT(w, "cpu_requests_millicores", n->cpu_requests_millicores);
-	JW_INT(w, "cpu_limits_millicores", n->cpu_limits_millicores);
-	JW_INT(w, "cpu_usage_millicores", n->cpu_usage_millicores);
-	JW_INT(w, "memory_requests_bytes", n->memory_requests_bytes);
-	JW_INT(w, "memory_limits_bytes", n->memory_limits_bytes);
-	JW_INT(w, "memory_usage_bytes", n->memory_usage_bytes);
-	JW_BOOL(w, "usage_known", n->usage_known);
+	JW_INT(w, "restarts", n->restarts);
+	JW_RES(w, "requests", &n->requests, false);
+	JW_RES(w, "limits", &n->limits, false);
+	if (n->usage_known)
+		JW_RES(w, "usage", &n->usage, false);
 	jw_close(w, '}');
 }
 
-static void json_pod(struct ca_jw *w, const struct ca_msg_pod_sample *p)
+static void json_unhealthy_pod(struct ca_jw *w, const struct ca_msg_unhealthy_pod *p)
 {
 	jw_elem(w);
 	jw_open(w, '{');
 	JW_STR(w, "namespace", p->namespace_);
 	JW_STR(w, "name", p->name);
-	JW_STR(w, "uid", p->uid);
-	JW_STR(w, "node_name", p->node_name);
+	JW_STR(w, "node", p->node);
 	JW_STR(w, "phase", p->phase);
-	JW_BOOL(w, "ready", p->ready);
 	JW_STR(w, "reason", p->reason);
-	JW_STR(w, "message", p->message);
 	JW_INT(w, "restarts", p->restarts);
 	JW_TIME(w, "since", p->since);
-	JW_STR(w, "last_termination_reason", p->last_termination_reason);
-	JW_TIME(w, "last_terminated_at", p->last_terminated_at);
 	jw_close(w, '}');
 }
 
 static void json_metrics_sample(struct ca_jw *w, const struct ca_msg_metrics_sample *m)
 {
 	jw_open(w, '{');
+	JW_STR(w, "sample_id", m->sample_id);
 	JW_STR(w, "cluster_id", m->cluster_id);
 	JW_STR(w, "agent_id", m->agent_id);
 	JW_TIME(w, "timestamp", m->timestamp);
 	JW_INT(w, "part", m->part);
 	JW_INT(w, "parts", m->parts);
+	JW_BOOL(w, "usage_available", m->usage_available);
+	JW_STR(w, "usage_unavailable_reason", m->usage_unavailable_reason);
+	JW_TIME(w, "usage_observed_at", m->usage_observed_at);
 	json_summary(w, &m->summary);
 	JW_KEY(w, "nodes");
 	jw_open(w, '[');
@@ -379,13 +385,12 @@ static void json_metrics_sample(struct ca_jw *w, const struct ca_msg_metrics_sam
 	for (size_t i = 0; i < m->n_namespaces && !w->bad; i++)
 		json_namespace(w, &m->namespaces[i]);
 	jw_close(w, ']');
-	JW_KEY(w, "pods");
+	JW_KEY(w, "unhealthy_pods");
 	jw_open(w, '[');
-	for (size_t i = 0; i < m->n_pods && !w->bad; i++)
-		json_pod(w, &m->pods[i]);
+	for (size_t i = 0; i < m->n_unhealthy_pods && !w->bad; i++)
+		json_unhealthy_pod(w, &m->unhealthy_pods[i]);
 	jw_close(w, ']');
-	JW_BOOL(w, "usage_available", m->usage_available);
-	JW_INT(w, "pods_omitted", m->pods_omitted);
+	JW_INT(w, "unhealthy_pods_omitted", m->unhealthy_pods_omitted);
 	jw_close(w, '}');
 }
 
@@ -596,28 +601,47 @@ static void pb_phases(Collectagent__V1__PodPhaseCounts *p, const struct ca_pod_p
 	p->unknown = c->unknown;
 }
 
-static void pb_summary(Collectagent__V1__ClusterSummary *p, Collectagent__V1__PodPhaseCounts *phases,
-                       const struct ca_msg_cluster_summary *s)
+/* Resources and NodeResources submessages from the scratch arena. */
+static Collectagent__V1__Resources *pb_resources(struct scratch *sc, const struct ca_msg_resources *r)
+{
+	Collectagent__V1__Resources *p = scratch_array(sc, 1, sizeof *p);
+	if (!p)
+		return NULL;
+	collectagent__v1__resources__init(p);
+	p->cpu_millicores = r->cpu_millicores;
+	p->memory_bytes = r->memory_bytes;
+	return p;
+}
+
+static Collectagent__V1__NodeResources *pb_node_resources(struct scratch *sc, const struct ca_msg_resources *r)
+{
+	Collectagent__V1__NodeResources *p = scratch_array(sc, 1, sizeof *p);
+	if (!p)
+		return NULL;
+	collectagent__v1__node_resources__init(p);
+	p->cpu_millicores = r->cpu_millicores;
+	p->memory_bytes = r->memory_bytes;
+	p->pods = r->pods;
+	return p;
+}
+
+static void pb_summary(struct scratch *sc, Collectagent__V1__ClusterSummary *p,
+                       Collectagent__V1__PodPhaseCounts *phases, const struct ca_msg_cluster_summary *s)
 {
 	collectagent__v1__cluster_summary__init(p);
 	p->nodes_total = s->nodes_total;
 	p->nodes_ready = s->nodes_ready;
-	p->namespaces_total = s->namespaces_total;
+	p->namespaces = s->namespaces;
 	pb_phases(phases, &s->pods);
 	p->pods = phases;
-	p->container_restarts_total = s->container_restarts_total;
-	p->unhealthy_pods_total = s->unhealthy_pods_total;
-	p->cpu_capacity_millicores = s->cpu_capacity_millicores;
-	p->cpu_allocatable_millicores = s->cpu_allocatable_millicores;
-	p->cpu_requests_millicores = s->cpu_requests_millicores;
-	p->cpu_limits_millicores = s->cpu_limits_millicores;
-	p->cpu_usage_millicores = s->cpu_usage_millicores;
-	p->memory_capacity_bytes = s->memory_capacity_bytes;
-	p->memory_allocatable_bytes = s->memory_allocatable_bytes;
-	p->memory_requests_bytes = s->memory_requests_bytes;
-	p->memory_limits_bytes = s->memory_limits_bytes;
-	p->memory_usage_bytes = s->memory_usage_bytes;
-	p->usage_known = s->usage_known;
+	p->containers_restarting = s->containers_restarting;
+	p->restarts = s->restarts;
+	p->unhealthy_pods = s->unhealthy_pods;
+	p->capacity = pb_node_resources(sc, &s->capacity);
+	p->allocatable = pb_node_resources(sc, &s->allocatable);
+	p->requests = pb_resources(sc, &s->requests);
+	p->limits = pb_resources(sc, &s->limits);
+	p->usage = s->usage_known ? pb_resources(sc, &s->usage) : NULL;
 }
 
 static void pb_node(struct scratch *sc, Collectagent__V1__NodeSample *p, const struct ca_msg_node_sample *n)
@@ -642,15 +666,10 @@ static void pb_node(struct scratch *sc, Collectagent__V1__NodeSample *p, const s
 		p->n_conditions = n->n_conditions;
 		p->conditions = cond_ptrs;
 	}
-	p->cpu_capacity_millicores = n->cpu_capacity_millicores;
-	p->cpu_allocatable_millicores = n->cpu_allocatable_millicores;
-	p->cpu_usage_millicores = n->cpu_usage_millicores;
-	p->memory_capacity_bytes = n->memory_capacity_bytes;
-	p->memory_allocatable_bytes = n->memory_allocatable_bytes;
-	p->memory_usage_bytes = n->memory_usage_bytes;
-	p->usage_known = n->usage_known;
-	p->pods_capacity = n->pods_capacity;
-	p->pod_count = n->pod_count;
+	p->capacity = pb_node_resources(sc, &n->capacity);
+	p->allocatable = pb_node_resources(sc, &n->allocatable);
+	p->usage = n->usage_known ? pb_resources(sc, &n->usage) : NULL;
+	p->pods = n->pods;
 	p->zone = pstr(sc, n->zone);
 	p->instance_type = pstr(sc, n->instance_type);
 	p->kubelet_version = pstr(sc, n->kubelet_version);
@@ -661,34 +680,26 @@ static void pb_namespace(Collectagent__V1__NamespaceSample *p, Collectagent__V1_
 {
 	collectagent__v1__namespace_sample__init(p);
 	p->name = pstr(sc, n->name);
+	p->phase = pstr(sc, n->phase);
 	pb_phases(phases, &n->pods);
 	p->pods = phases;
-	p->container_restarts = n->container_restarts;
-	p->cpu_requests_millicores = n->cpu_requests_millicores;
-	p->cpu_limits_millicores = n->cpu_limits_millicores;
-	p->cpu_usage_millicores = n->cpu_usage_millicores;
-	p->memory_requests_bytes = n->memory_requests_bytes;
-	p->memory_limits_bytes = n->memory_limits_bytes;
-	p->memory_usage_bytes = n->memory_usage_bytes;
-	p->usage_known = n->usage_known;
+	p->restarts = n->restarts;
+	p->requests = pb_resources(sc, &n->requests);
+	p->limits = pb_resources(sc, &n->limits);
+	p->usage = n->usage_known ? pb_resources(sc, &n->usage) : NULL;
 }
 
-static void pb_pod(Collectagent__V1__PodSample *p, pb_time_t times[2], struct scratch *sc,
-                   const struct ca_msg_pod_sample *s)
+static void pb_unhealthy_pod(Collectagent__V1__UnhealthyPod *p, pb_time_t *since, struct scratch *sc,
+                             const struct ca_msg_unhealthy_pod *s)
 {
-	collectagent__v1__pod_sample__init(p);
+	collectagent__v1__unhealthy_pod__init(p);
 	p->namespace_ = pstr(sc, s->namespace_);
 	p->name = pstr(sc, s->name);
-	p->uid = pstr(sc, s->uid);
-	p->node_name = pstr(sc, s->node_name);
+	p->node = pstr(sc, s->node);
 	p->phase = pstr(sc, s->phase);
-	p->ready = s->ready;
 	p->reason = pstr(sc, s->reason);
-	p->message = pstr(sc, s->message);
 	p->restarts = s->restarts;
-	p->since = ptime(sc, &times[0], s->since);
-	p->last_termination_reason = pstr(sc, s->last_termination_reason);
-	p->last_terminated_at = ptime(sc, &times[1], s->last_terminated_at);
+	p->since = ptime(sc, since, s->since);
 }
 
 static enum ca_err pb_metrics_sample(const struct ca_msg_metrics_sample *m, struct ca_buf *out)
@@ -697,14 +708,18 @@ static enum ca_err pb_metrics_sample(const struct ca_msg_metrics_sample *m, stru
 	Collectagent__V1__MetricsSample p = COLLECTAGENT__V1__METRICS_SAMPLE__INIT;
 	Collectagent__V1__ClusterSummary summary;
 	Collectagent__V1__PodPhaseCounts summary_phases;
-	pb_time_t ts;
+	pb_time_t ts, usage_ts;
 
+	p.sample_id = pstr(&sc, m->sample_id);
 	p.cluster_id = pstr(&sc, m->cluster_id);
 	p.agent_id = pstr(&sc, m->agent_id);
 	p.timestamp = ptime(&sc, &ts, m->timestamp);
 	p.part = m->part;
 	p.parts = m->parts;
-	pb_summary(&summary, &summary_phases, &m->summary);
+	p.usage_available = m->usage_available;
+	p.usage_unavailable_reason = pstr(&sc, m->usage_unavailable_reason);
+	p.usage_observed_at = ptime(&sc, &usage_ts, m->usage_observed_at);
+	pb_summary(&sc, &summary, &summary_phases, &m->summary);
 	p.summary = &summary;
 
 	Collectagent__V1__NodeSample *nodes = scratch_array(&sc, m->n_nodes, sizeof *nodes);
@@ -726,18 +741,16 @@ static enum ca_err pb_metrics_sample(const struct ca_msg_metrics_sample *m, stru
 	p.n_namespaces = sc.err ? 0 : m->n_namespaces;
 	p.namespaces = ns_ptrs;
 
-	Collectagent__V1__PodSample *pods = scratch_array(&sc, m->n_pods, sizeof *pods);
-	Collectagent__V1__PodSample **pod_ptrs = scratch_array(&sc, m->n_pods, sizeof *pod_ptrs);
-	pb_time_t *pod_times = m->n_pods <= SIZE_MAX / 2 ? scratch_array(&sc, m->n_pods * 2, sizeof *pod_times) : NULL;
-	for (size_t i = 0; pods && pod_ptrs && pod_times && i < m->n_pods; i++) {
-		pb_pod(&pods[i], &pod_times[2 * i], &sc, &m->pods[i]);
+	Collectagent__V1__UnhealthyPod *pods = scratch_array(&sc, m->n_unhealthy_pods, sizeof *pods);
+	Collectagent__V1__UnhealthyPod **pod_ptrs = scratch_array(&sc, m->n_unhealthy_pods, sizeof *pod_ptrs);
+	pb_time_t *pod_times = scratch_array(&sc, m->n_unhealthy_pods, sizeof *pod_times);
+	for (size_t i = 0; pods && pod_ptrs && pod_times && i < m->n_unhealthy_pods; i++) {
+		pb_unhealthy_pod(&pods[i], &pod_times[i], &sc, &m->unhealthy_pods[i]);
 		pod_ptrs[i] = &pods[i];
 	}
-	p.n_pods = sc.err ? 0 : m->n_pods;
-	p.pods = pod_ptrs;
-
-	p.usage_available = m->usage_available;
-	p.pods_omitted = m->pods_omitted;
+	p.n_unhealthy_pods = sc.err ? 0 : m->n_unhealthy_pods;
+	p.unhealthy_pods = pod_ptrs;
+	p.unhealthy_pods_omitted = m->unhealthy_pods_omitted;
 	return pb_finish(&sc, &p.base, out);
 }
 
@@ -932,44 +945,51 @@ static void from_phases(struct ca_pod_phase_counts *c, const Collectagent__V1__P
 	c->unknown = p->unknown;
 }
 
+static void from_resources(struct ca_msg_resources *r, bool *known, const Collectagent__V1__Resources *p)
+{
+	*r = (struct ca_msg_resources){ 0 };
+	if (known)
+		*known = p != NULL;
+	if (p)
+		*r = (struct ca_msg_resources){ p->cpu_millicores, p->memory_bytes, 0 };
+}
+
+static void from_node_resources(struct ca_msg_resources *r, const Collectagent__V1__NodeResources *p)
+{
+	*r = (struct ca_msg_resources){ 0 };
+	if (p)
+		*r = (struct ca_msg_resources){ p->cpu_millicores, p->memory_bytes, p->pods };
+}
+
 static void from_summary(struct ca_msg_cluster_summary *s, const Collectagent__V1__ClusterSummary *p)
 {
+	*s = (struct ca_msg_cluster_summary){ 0 };
 	if (!p)
 		return;
-	*s = (struct ca_msg_cluster_summary){
-		.nodes_total = p->nodes_total, .nodes_ready = p->nodes_ready,
-		.namespaces_total = p->namespaces_total,
-		.container_restarts_total = p->container_restarts_total,
-		.unhealthy_pods_total = p->unhealthy_pods_total,
-		.cpu_capacity_millicores = p->cpu_capacity_millicores,
-		.cpu_allocatable_millicores = p->cpu_allocatable_millicores,
-		.cpu_requests_millicores = p->cpu_requests_millicores,
-		.cpu_limits_millicores = p->cpu_limits_millicores,
-		.cpu_usage_millicores = p->cpu_usage_millicores,
-		.memory_capacity_bytes = p->memory_capacity_bytes,
-		.memory_allocatable_bytes = p->memory_allocatable_bytes,
-		.memory_requests_bytes = p->memory_requests_bytes,
-		.memory_limits_bytes = p->memory_limits_bytes,
-		.memory_usage_bytes = p->memory_usage_bytes,
-		.usage_known = p->usage_known,
-	};
+	s->nodes_total = p->nodes_total;
+	s->nodes_ready = p->nodes_ready;
+	s->namespaces = p->namespaces;
+	s->containers_restarting = p->containers_restarting;
+	s->restarts = p->restarts;
+	s->unhealthy_pods = p->unhealthy_pods;
 	from_phases(&s->pods, p->pods);
+	from_node_resources(&s->capacity, p->capacity);
+	from_node_resources(&s->allocatable, p->allocatable);
+	from_resources(&s->requests, NULL, p->requests);
+	from_resources(&s->limits, NULL, p->limits);
+	from_resources(&s->usage, &s->usage_known, p->usage);
 }
 
 static void from_node(struct ca_jw *w, struct scratch *sc, struct ca_msg_node_sample *n,
                       const Collectagent__V1__NodeSample *p)
 {
 	*n = (struct ca_msg_node_sample){
-		.name = p->name, .ready = p->ready, .unschedulable = p->unschedulable,
-		.cpu_capacity_millicores = p->cpu_capacity_millicores,
-		.cpu_allocatable_millicores = p->cpu_allocatable_millicores,
-		.cpu_usage_millicores = p->cpu_usage_millicores,
-		.memory_capacity_bytes = p->memory_capacity_bytes,
-		.memory_allocatable_bytes = p->memory_allocatable_bytes,
-		.memory_usage_bytes = p->memory_usage_bytes, .usage_known = p->usage_known,
-		.pods_capacity = p->pods_capacity, .pod_count = p->pod_count, .zone = p->zone,
-		.instance_type = p->instance_type, .kubelet_version = p->kubelet_version,
+		.name = p->name, .ready = p->ready, .unschedulable = p->unschedulable, .pods = p->pods,
+		.zone = p->zone, .instance_type = p->instance_type, .kubelet_version = p->kubelet_version,
 	};
+	from_node_resources(&n->capacity, p->capacity);
+	from_node_resources(&n->allocatable, p->allocatable);
+	from_resources(&n->usage, &n->usage_known, p->usage);
 	struct ca_msg_node_condition *conds = scratch_array(sc, p->n_conditions, sizeof *conds);
 	for (size_t i = 0; conds && i < p->n_conditions; i++) {
 		const Collectagent__V1__NodeCondition *c = p->conditions[i];
@@ -986,10 +1006,12 @@ static void to_json_metrics_sample(struct ca_jw *w, const ProtobufCMessage *msg)
 	const Collectagent__V1__MetricsSample *p = (const Collectagent__V1__MetricsSample *)msg;
 	struct scratch sc = { 0 };
 	struct ca_msg_metrics_sample m = {
-		.cluster_id = p->cluster_id, .agent_id = p->agent_id, .part = p->part, .parts = p->parts,
-		.usage_available = p->usage_available, .pods_omitted = p->pods_omitted,
+		.sample_id = p->sample_id, .cluster_id = p->cluster_id, .agent_id = p->agent_id,
+		.part = p->part, .parts = p->parts, .usage_available = p->usage_available,
+		.usage_unavailable_reason = p->usage_unavailable_reason,
+		.unhealthy_pods_omitted = p->unhealthy_pods_omitted,
 	};
-	if (!from_ptime(p->timestamp, &m.timestamp))
+	if (!from_ptime(p->timestamp, &m.timestamp) || !from_ptime(p->usage_observed_at, &m.usage_observed_at))
 		jw_fail(w, CA_EPROTO);
 	from_summary(&m.summary, p->summary);
 
@@ -999,27 +1021,20 @@ static void to_json_metrics_sample(struct ca_jw *w, const ProtobufCMessage *msg)
 	struct ca_msg_namespace_sample *nss = scratch_array(&sc, p->n_namespaces, sizeof *nss);
 	for (size_t i = 0; nss && i < p->n_namespaces; i++) {
 		const Collectagent__V1__NamespaceSample *s = p->namespaces[i];
-		nss[i] = (struct ca_msg_namespace_sample){
-			.name = s->name, .container_restarts = s->container_restarts,
-			.cpu_requests_millicores = s->cpu_requests_millicores,
-			.cpu_limits_millicores = s->cpu_limits_millicores,
-			.cpu_usage_millicores = s->cpu_usage_millicores,
-			.memory_requests_bytes = s->memory_requests_bytes,
-			.memory_limits_bytes = s->memory_limits_bytes,
-			.memory_usage_bytes = s->memory_usage_bytes, .usage_known = s->usage_known,
-		};
+		nss[i] = (struct ca_msg_namespace_sample){ .name = s->name, .phase = s->phase, .restarts = s->restarts };
 		from_phases(&nss[i].pods, s->pods);
+		from_resources(&nss[i].requests, NULL, s->requests);
+		from_resources(&nss[i].limits, NULL, s->limits);
+		from_resources(&nss[i].usage, &nss[i].usage_known, s->usage);
 	}
-	struct ca_msg_pod_sample *pods = scratch_array(&sc, p->n_pods, sizeof *pods);
-	for (size_t i = 0; pods && i < p->n_pods; i++) {
-		const Collectagent__V1__PodSample *s = p->pods[i];
-		pods[i] = (struct ca_msg_pod_sample){
-			.namespace_ = s->namespace_, .name = s->name, .uid = s->uid, .node_name = s->node_name,
-			.phase = s->phase, .ready = s->ready, .reason = s->reason, .message = s->message,
-			.restarts = s->restarts, .last_termination_reason = s->last_termination_reason,
+	struct ca_msg_unhealthy_pod *pods = scratch_array(&sc, p->n_unhealthy_pods, sizeof *pods);
+	for (size_t i = 0; pods && i < p->n_unhealthy_pods; i++) {
+		const Collectagent__V1__UnhealthyPod *s = p->unhealthy_pods[i];
+		pods[i] = (struct ca_msg_unhealthy_pod){
+			.namespace_ = s->namespace_, .name = s->name, .node = s->node, .phase = s->phase,
+			.reason = s->reason, .restarts = s->restarts,
 		};
-		if (!from_ptime(s->since, &pods[i].since) ||
-		    !from_ptime(s->last_terminated_at, &pods[i].last_terminated_at))
+		if (!from_ptime(s->since, &pods[i].since))
 			jw_fail(w, CA_EPROTO);
 	}
 	if (sc.err) {
@@ -1030,8 +1045,8 @@ static void to_json_metrics_sample(struct ca_jw *w, const ProtobufCMessage *msg)
 	m.n_nodes = p->n_nodes;
 	m.namespaces = nss;
 	m.n_namespaces = p->n_namespaces;
-	m.pods = pods;
-	m.n_pods = p->n_pods;
+	m.unhealthy_pods = pods;
+	m.n_unhealthy_pods = p->n_unhealthy_pods;
 	json_metrics_sample(w, &m);
 out:
 	scratch_fini(&sc);

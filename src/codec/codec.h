@@ -70,23 +70,23 @@ struct ca_msg_event {
 	bool message_truncated;
 };
 
-/* MetricsSample: CPU in millicores, memory in bytes; *_usage_* fields are
- * meaningful only when usage_known is set (metrics.k8s.io served). All
- * pointers are borrowed for the duration of the encode call; NULL strings
- * and NULL arrays with a zero count are allowed. */
+/* MetricsSample (proto/agent.proto says what each field means): CPU in
+ * millicores, memory in bytes. A `usage` is written only when its
+ * usage_known is set. All pointers are borrowed for the duration of the
+ * encode call; NULL strings and NULL arrays with a zero count are allowed. */
 struct ca_pod_phase_counts {
 	int64_t pending, running, succeeded, failed, unknown;
 };
 
+struct ca_msg_resources {
+	int64_t cpu_millicores, memory_bytes, pods;
+};
+
 struct ca_msg_cluster_summary {
-	int64_t nodes_total, nodes_ready, namespaces_total;
+	int64_t nodes_total, nodes_ready, namespaces;
 	struct ca_pod_phase_counts pods;
-	int64_t container_restarts_total;
-	int64_t unhealthy_pods_total; /* before the top-N cap of pods[] */
-	int64_t cpu_capacity_millicores, cpu_allocatable_millicores, cpu_requests_millicores,
-	        cpu_limits_millicores, cpu_usage_millicores;
-	int64_t memory_capacity_bytes, memory_allocatable_bytes, memory_requests_bytes,
-	        memory_limits_bytes, memory_usage_bytes;
+	int64_t containers_restarting, restarts, unhealthy_pods;
+	struct ca_msg_resources capacity, allocatable, requests, limits, usage;
 	bool usage_known;
 };
 
@@ -100,47 +100,41 @@ struct ca_msg_node_sample {
 	bool ready, unschedulable;
 	const struct ca_msg_node_condition *conditions;
 	size_t n_conditions;
-	int64_t cpu_capacity_millicores, cpu_allocatable_millicores, cpu_usage_millicores;
-	int64_t memory_capacity_bytes, memory_allocatable_bytes, memory_usage_bytes;
+	struct ca_msg_resources capacity, allocatable, usage;
 	bool usage_known;
-	int64_t pods_capacity, pod_count;
+	int64_t pods;
 	const char *zone, *instance_type, *kubelet_version;
 };
 
 struct ca_msg_namespace_sample {
-	const char *name;
+	const char *name, *phase;
 	struct ca_pod_phase_counts pods;
-	int64_t container_restarts;
-	int64_t cpu_requests_millicores, cpu_limits_millicores, cpu_usage_millicores;
-	int64_t memory_requests_bytes, memory_limits_bytes, memory_usage_bytes;
+	int64_t restarts;
+	struct ca_msg_resources requests, limits, usage;
 	bool usage_known;
 };
 
-/* An unhealthy pod: not ready, restarting, pending too long, OOM-killed. */
-struct ca_msg_pod_sample {
-	const char *namespace_, *name, *uid, *node_name, *phase;
-	bool ready;
-	const char *reason;  /* CrashLoopBackOff, OOMKilled, NotReady, PendingTooLong, ... */
-	const char *message;
+struct ca_msg_unhealthy_pod {
+	const char *namespace_, *name, *node, *phase, *reason;
 	int64_t restarts;
-	int64_t since;       /* when the unhealthy state began; 0 unknown */
-	const char *last_termination_reason;
-	int64_t last_terminated_at;
+	int64_t since; /* 0 unknown */
 };
 
 struct ca_msg_metrics_sample {
-	const char *cluster_id, *agent_id;
+	const char *sample_id, *cluster_id, *agent_id;
 	int64_t timestamp;
 	int32_t part, parts;  /* 1-based part of parts */
+	bool usage_available;
+	const char *usage_unavailable_reason;
+	int64_t usage_observed_at;
 	struct ca_msg_cluster_summary summary;
 	const struct ca_msg_node_sample *nodes;
 	size_t n_nodes;
 	const struct ca_msg_namespace_sample *namespaces;
 	size_t n_namespaces;
-	const struct ca_msg_pod_sample *pods;
-	size_t n_pods;
-	bool usage_available;
-	int64_t pods_omitted; /* unhealthy pods left out by the cap */
+	const struct ca_msg_unhealthy_pod *unhealthy_pods;
+	size_t n_unhealthy_pods;
+	int64_t unhealthy_pods_omitted;
 };
 
 struct ca_command {

@@ -20,7 +20,8 @@ brought to the agent's JSON conventions (docs/MESSAGES.md), so a protobuf
 payload and a JSON payload of the same message give equal dicts:
   - int64 fields are ints (proto3 JSON would write them as strings);
   - numbers, booleans, lists and nested messages are present even when zero
-    or empty; empty strings are omitted;
+    or empty (but a metrics `usage`, absent when unknown); empty strings are
+    omitted;
   - timestamps always carry milliseconds ("...T00:26:30.000Z"), so they
     compare correctly as strings.
 decode(..., raw=True) returns MessageToDict's output untouched.
@@ -46,6 +47,7 @@ _lock = threading.Lock()
 _INT64_TYPES = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
                 FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}
 _TIMESTAMP = "google.protobuf.Timestamp"
+_ABSENT_WHEN_UNSET = {"usage"}
 
 
 def _include_dirs():
@@ -128,10 +130,12 @@ def _normalize(msg, d):
         else:
             out[key] = value
     # Singular nested messages the sender left unset: the agent always
-    # writes them, with zero values.
+    # writes them, with zero values; except a metrics `usage`, which it
+    # leaves out when metrics.k8s.io gave none (absent, not zero).
     for field in msg.DESCRIPTOR.fields:
         if (field.type == FieldDescriptor.TYPE_MESSAGE and field.label != FieldDescriptor.LABEL_REPEATED
-                and field.message_type.full_name != _TIMESTAMP and field.name not in out):
+                and field.message_type.full_name != _TIMESTAMP and field.name not in out
+                and field.name not in _ABSENT_WHEN_UNSET):
             sub = getattr(msg, field.name)
             out[field.name] = _normalize(sub, _to_dict(sub))
     return {f.name: out[f.name] for f in msg.DESCRIPTOR.fields if f.name in out}

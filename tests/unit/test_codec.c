@@ -400,26 +400,32 @@ static void ref_json_phases(struct ref_jw *w, json_t *o, const struct ca_pod_pha
 	ref_jint(w, c, "unknown", p->unknown);
 }
 
+static void ref_json_resources(struct ref_jw *w, json_t *parent, const char *key,
+                               const struct ca_msg_resources *r, bool with_pods)
+{
+	json_t *o = ref_jchild(w, parent, key, json_object());
+	ref_jint(w, o, "cpu_millicores", r->cpu_millicores);
+	ref_jint(w, o, "memory_bytes", r->memory_bytes);
+	if (with_pods)
+		ref_jint(w, o, "pods", r->pods);
+}
+
 static void ref_json_summary(struct ref_jw *w, json_t *parent, const struct ca_msg_cluster_summary *s)
 {
 	json_t *o = ref_jchild(w, parent, "summary", json_object());
 	ref_jint(w, o, "nodes_total", s->nodes_total);
 	ref_jint(w, o, "nodes_ready", s->nodes_ready);
-	ref_jint(w, o, "namespaces_total", s->namespaces_total);
+	ref_jint(w, o, "namespaces", s->namespaces);
 	ref_json_phases(w, o, &s->pods);
-	ref_jint(w, o, "container_restarts_total", s->container_restarts_total);
-	ref_jint(w, o, "unhealthy_pods_total", s->unhealthy_pods_total);
-	ref_jint(w, o, "cpu_capacity_millicores", s->cpu_capacity_millicores);
-	ref_jint(w, o, "cpu_allocatable_millicores", s->cpu_allocatable_millicores);
-	ref_jint(w, o, "cpu_requests_millicores", s->cpu_requests_millicores);
-	ref_jint(w, o, "cpu_limits_millicores", s->cpu_limits_millicores);
-	ref_jint(w, o, "cpu_usage_millicores", s->cpu_usage_millicores);
-	ref_jint(w, o, "memory_capacity_bytes", s->memory_capacity_bytes);
-	ref_jint(w, o, "memory_allocatable_bytes", s->memory_allocatable_bytes);
-	ref_jint(w, o, "memory_requests_bytes", s->memory_requests_bytes);
-	ref_jint(w, o, "memory_limits_bytes", s->memory_limits_bytes);
-	ref_jint(w, o, "memory_usage_bytes", s->memory_usage_bytes);
-	ref_jbool(w, o, "usage_known", s->usage_known);
+	ref_jint(w, o, "containers_restarting", s->containers_restarting);
+	ref_jint(w, o, "restarts", s->restarts);
+	ref_jint(w, o, "unhealthy_pods", s->unhealthy_pods);
+	ref_json_resources(w, o, "capacity", &s->capacity, true);
+	ref_json_resources(w, o, "allocatable", &s->allocatable, true);
+	ref_json_resources(w, o, "requests", &s->requests, false);
+	ref_json_resources(w, o, "limits", &s->limits, false);
+	if (s->usage_known)
+		ref_json_resources(w, o, "usage", &s->usage, false);
 }
 
 static void ref_json_node(struct ref_jw *w, json_t *arr, const struct ca_msg_node_sample *n)
@@ -441,15 +447,11 @@ static void ref_json_node(struct ref_jw *w, json_t *arr, const struct ca_msg_nod
 		ref_jstr(w, co, "reason", c->reason);
 		ref_jtime(w, co, "last_transition_time", c->last_transition_time);
 	}
-	ref_jint(w, o, "cpu_capacity_millicores", n->cpu_capacity_millicores);
-	ref_jint(w, o, "cpu_allocatable_millicores", n->cpu_allocatable_millicores);
-	ref_jint(w, o, "cpu_usage_millicores", n->cpu_usage_millicores);
-	ref_jint(w, o, "memory_capacity_bytes", n->memory_capacity_bytes);
-	ref_jint(w, o, "memory_allocatable_bytes", n->memory_allocatable_bytes);
-	ref_jint(w, o, "memory_usage_bytes", n->memory_usage_bytes);
-	ref_jbool(w, o, "usage_known", n->usage_known);
-	ref_jint(w, o, "pods_capacity", n->pods_capacity);
-	ref_jint(w, o, "pod_count", n->pod_count);
+	ref_json_resources(w, o, "capacity", &n->capacity, true);
+	ref_json_resources(w, o, "allocatable", &n->allocatable, true);
+	if (n->usage_known)
+		ref_json_resources(w, o, "usage", &n->usage, false);
+	ref_jint(w, o, "pods", n->pods);
 	ref_jstr(w, o, "zone", n->zone);
 	ref_jstr(w, o, "instance_type", n->instance_type);
 	ref_jstr(w, o, "kubelet_version", n->kubelet_version);
@@ -462,18 +464,16 @@ static void ref_json_namespace(struct ref_jw *w, json_t *arr, const struct ca_ms
 	if (w->err)
 		return;
 	ref_jstr(w, o, "name", n->name);
+	ref_jstr(w, o, "phase", n->phase);
 	ref_json_phases(w, o, &n->pods);
-	ref_jint(w, o, "container_restarts", n->container_restarts);
-	ref_jint(w, o, "cpu_requests_millicores", n->cpu_requests_millicores);
-	ref_jint(w, o, "cpu_limits_millicores", n->cpu_limits_millicores);
-	ref_jint(w, o, "cpu_usage_millicores", n->cpu_usage_millicores);
-	ref_jint(w, o, "memory_requests_bytes", n->memory_requests_bytes);
-	ref_jint(w, o, "memory_limits_bytes", n->memory_limits_bytes);
-	ref_jint(w, o, "memory_usage_bytes", n->memory_usage_bytes);
-	ref_jbool(w, o, "usage_known", n->usage_known);
+	ref_jint(w, o, "restarts", n->restarts);
+	ref_json_resources(w, o, "requests", &n->requests, false);
+	ref_json_resources(w, o, "limits", &n->limits, false);
+	if (n->usage_known)
+		ref_json_resources(w, o, "usage", &n->usage, false);
 }
 
-static void ref_json_pod(struct ref_jw *w, json_t *arr, const struct ca_msg_pod_sample *p)
+static void ref_json_unhealthy_pod(struct ref_jw *w, json_t *arr, const struct ca_msg_unhealthy_pod *p)
 {
 	json_t *o = json_object();
 	ref_jappend(w, arr, o);
@@ -481,26 +481,25 @@ static void ref_json_pod(struct ref_jw *w, json_t *arr, const struct ca_msg_pod_
 		return;
 	ref_jstr(w, o, "namespace", p->namespace_);
 	ref_jstr(w, o, "name", p->name);
-	ref_jstr(w, o, "uid", p->uid);
-	ref_jstr(w, o, "node_name", p->node_name);
+	ref_jstr(w, o, "node", p->node);
 	ref_jstr(w, o, "phase", p->phase);
-	ref_jbool(w, o, "ready", p->ready);
 	ref_jstr(w, o, "reason", p->reason);
-	ref_jstr(w, o, "message", p->message);
 	ref_jint(w, o, "restarts", p->restarts);
 	ref_jtime(w, o, "since", p->since);
-	ref_jstr(w, o, "last_termination_reason", p->last_termination_reason);
-	ref_jtime(w, o, "last_terminated_at", p->last_terminated_at);
 }
 
 static json_t *ref_json_metrics_sample(struct ref_jw *w, const struct ca_msg_metrics_sample *m)
 {
 	json_t *o = json_object();
+	ref_jstr(w, o, "sample_id", m->sample_id);
 	ref_jstr(w, o, "cluster_id", m->cluster_id);
 	ref_jstr(w, o, "agent_id", m->agent_id);
 	ref_jtime(w, o, "timestamp", m->timestamp);
 	ref_jint(w, o, "part", m->part);
 	ref_jint(w, o, "parts", m->parts);
+	ref_jbool(w, o, "usage_available", m->usage_available);
+	ref_jstr(w, o, "usage_unavailable_reason", m->usage_unavailable_reason);
+	ref_jtime(w, o, "usage_observed_at", m->usage_observed_at);
 	ref_json_summary(w, o, &m->summary);
 	json_t *nodes = ref_jchild(w, o, "nodes", json_array());
 	for (size_t i = 0; i < m->n_nodes && !w->err; i++)
@@ -508,11 +507,10 @@ static json_t *ref_json_metrics_sample(struct ref_jw *w, const struct ca_msg_met
 	json_t *nss = ref_jchild(w, o, "namespaces", json_array());
 	for (size_t i = 0; i < m->n_namespaces && !w->err; i++)
 		ref_json_namespace(w, nss, &m->namespaces[i]);
-	json_t *pods = ref_jchild(w, o, "pods", json_array());
-	for (size_t i = 0; i < m->n_pods && !w->err; i++)
-		ref_json_pod(w, pods, &m->pods[i]);
-	ref_jbool(w, o, "usage_available", m->usage_available);
-	ref_jint(w, o, "pods_omitted", m->pods_omitted);
+	json_t *pods = ref_jchild(w, o, "unhealthy_pods", json_array());
+	for (size_t i = 0; i < m->n_unhealthy_pods && !w->err; i++)
+		ref_json_unhealthy_pod(w, pods, &m->unhealthy_pods[i]);
+	ref_jint(w, o, "unhealthy_pods_omitted", m->unhealthy_pods_omitted);
 	return o;
 }
 
@@ -747,49 +745,59 @@ static void test_metrics_sample(void)
 	};
 	struct ca_msg_node_sample nodes[] = {
 		{ .name = "node-1", .ready = true, .conditions = conds, .n_conditions = 2,
-		  .cpu_capacity_millicores = 4000, .cpu_allocatable_millicores = 3920, .cpu_usage_millicores = 1250,
-		  .memory_capacity_bytes = 16LL << 30, .memory_allocatable_bytes = 15LL << 30,
-		  .memory_usage_bytes = 6LL << 30, .usage_known = true, .pods_capacity = 110, .pod_count = 17,
+		  .capacity = { 4000, 16LL << 30, 110 }, .allocatable = { 3920, 15LL << 30, 110 },
+		  .usage = { 1250, 6LL << 30, 0 }, .usage_known = true, .pods = 17,
 		  .zone = "eu-west-1a", .instance_type = "m5.xlarge", .kubelet_version = "v1.29.3" },
 		{ .name = "node-2", .ready = false, .unschedulable = true },
 	};
 	struct ca_msg_namespace_sample nss[] = {
-		{ .name = "shop", .pods = { .pending = 1, .running = 5, .failed = 1 }, .container_restarts = 9,
-		  .cpu_requests_millicores = 1500, .cpu_limits_millicores = 3000, .memory_requests_bytes = 1LL << 30,
-		  .memory_limits_bytes = 2LL << 30 },
-		{ .name = "kube-system", .pods = { .running = 12 } },
+		{ .name = "shop", .phase = "Active", .pods = { .pending = 1, .running = 5, .failed = 1 },
+		  .restarts = 9, .requests = { 1500, 1LL << 30, 0 }, .limits = { 3000, 2LL << 30, 0 } },
+		{ .name = "kube-system", .pods = { .running = 12 }, .usage = { 80, 1 << 20, 0 }, .usage_known = true },
 	};
-	struct ca_msg_pod_sample pods[] = {
-		{ .namespace_ = "shop", .name = "web-0", .uid = "p-uid", .node_name = "node-1", .phase = "Running",
-		  .ready = false, .reason = "CrashLoopBackOff", .message = "back-off 5m0s", .restarts = 9,
-		  .since = 1795306800000LL, .last_termination_reason = "OOMKilled", .last_terminated_at = T_2026 },
+	struct ca_msg_unhealthy_pod pods[] = {
+		{ .namespace_ = "shop", .name = "web-0", .node = "node-1", .phase = "Running",
+		  .reason = "CrashLoopBackOff", .restarts = 9, .since = 1795306800000LL },
 	};
 	struct ca_msg_metrics_sample m = {
-		.cluster_id = "prod", .agent_id = "agent-1", .timestamp = T_2026, .part = 1, .parts = 2,
-		.summary = { .nodes_total = 2, .nodes_ready = 1, .namespaces_total = 2,
-		             .pods = { .pending = 1, .running = 17, .failed = 1 }, .container_restarts_total = 9,
-		             .unhealthy_pods_total = 3, .cpu_capacity_millicores = 8000,
-		             .memory_capacity_bytes = 32LL << 30, .usage_known = true },
-		.nodes = nodes, .n_nodes = 2, .namespaces = nss, .n_namespaces = 2, .pods = pods, .n_pods = 1,
-		.usage_available = true, .pods_omitted = 2,
+		.sample_id = "s-1", .cluster_id = "prod", .agent_id = "agent-1", .timestamp = T_2026, .part = 1,
+		.parts = 2, .usage_available = true, .usage_observed_at = T_2026,
+		.summary = { .nodes_total = 2, .nodes_ready = 1, .namespaces = 2,
+		             .pods = { .pending = 1, .running = 17, .failed = 1 }, .containers_restarting = 1,
+		             .restarts = 9, .unhealthy_pods = 3, .capacity = { 8000, 32LL << 30, 220 },
+		             .usage = { 1250, 6LL << 30, 0 }, .usage_known = true },
+		.nodes = nodes, .n_nodes = 2, .namespaces = nss, .n_namespaces = 2, .unhealthy_pods = pods,
+		.n_unhealthy_pods = 1, .unhealthy_pods_omitted = 2,
 	};
 	char *j = round_trip("MetricsSample", enc_metrics, &m);
-	CHECK_CONTAINS(j, "\"part\":1,\"parts\":2,\"summary\":{\"nodes_total\":2,\"nodes_ready\":1,"
-	                  "\"namespaces_total\":2,\"pods\":{\"pending\":1,\"running\":17,\"succeeded\":0,"
-	                  "\"failed\":1,\"unknown\":0}");
+	CHECK_CONTAINS(j, "{\"sample_id\":\"s-1\",\"cluster_id\":\"prod\",\"agent_id\":\"agent-1\",");
+	CHECK_CONTAINS(j, "\"part\":1,\"parts\":2,\"usage_available\":true,"
+	                  "\"usage_observed_at\":\"2026-11-22T00:26:30.123Z\",\"summary\":{\"nodes_total\":2,"
+	                  "\"nodes_ready\":1,\"namespaces\":2,\"pods\":{\"pending\":1,\"running\":17,"
+	                  "\"succeeded\":0,\"failed\":1,\"unknown\":0},\"containers_restarting\":1,"
+	                  "\"restarts\":9,\"unhealthy_pods\":3,"
+	                  "\"capacity\":{\"cpu_millicores\":8000,\"memory_bytes\":34359738368,\"pods\":220}");
+	CHECK_CONTAINS(j, "\"usage\":{\"cpu_millicores\":1250,\"memory_bytes\":6442450944}}");
 	CHECK_CONTAINS(j, "\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"KubeletReady\","
 	                  "\"last_transition_time\":\"2026-11-22T00:20:00.000Z\"},{\"type\":\"MemoryPressure\"");
-	CHECK_CONTAINS(j, "\"memory_capacity_bytes\":17179869184");
-	CHECK_CONTAINS(j, "\"zone\":\"eu-west-1a\",\"instance_type\":\"m5.xlarge\"");
-	CHECK_CONTAINS(j, "{\"name\":\"node-2\",\"ready\":false,\"unschedulable\":true,\"conditions\":[]");
-	CHECK_CONTAINS(j, "\"reason\":\"CrashLoopBackOff\"");
-	CHECK_CONTAINS(j, "\"last_termination_reason\":\"OOMKilled\",\"last_terminated_at\":\"2026-11-22T00:26:30.123Z\"");
-	CHECK_CONTAINS(j, "\"usage_available\":true,\"pods_omitted\":2}");
+	CHECK_CONTAINS(j, "\"allocatable\":{\"cpu_millicores\":3920,\"memory_bytes\":16106127360,\"pods\":110},"
+	                  "\"usage\":{\"cpu_millicores\":1250,\"memory_bytes\":6442450944},\"pods\":17,"
+	                  "\"zone\":\"eu-west-1a\",\"instance_type\":\"m5.xlarge\"");
+	/* Usage unknown: no usage object at all (not zeros). */
+	CHECK_CONTAINS(j, "{\"name\":\"node-2\",\"ready\":false,\"unschedulable\":true,\"conditions\":[],"
+	                  "\"capacity\":{\"cpu_millicores\":0,\"memory_bytes\":0,\"pods\":0},"
+	                  "\"allocatable\":{\"cpu_millicores\":0,\"memory_bytes\":0,\"pods\":0},\"pods\":0}");
+	CHECK_CONTAINS(j, "{\"name\":\"shop\",\"phase\":\"Active\",\"pods\":{\"pending\":1,");
+	CHECK_CONTAINS(j, "\"restarts\":9,\"requests\":{\"cpu_millicores\":1500,\"memory_bytes\":1073741824},"
+	                  "\"limits\":{\"cpu_millicores\":3000,\"memory_bytes\":2147483648}}");
+	CHECK_CONTAINS(j, "\"unhealthy_pods\":[{\"namespace\":\"shop\",\"name\":\"web-0\",\"node\":\"node-1\","
+	                  "\"phase\":\"Running\",\"reason\":\"CrashLoopBackOff\",\"restarts\":9,"
+	                  "\"since\":\"2026-11-22T00:20:00.000Z\"}],\"unhealthy_pods_omitted\":2}");
 	free(j);
 
 	struct ca_msg_metrics_sample empty = { .cluster_id = "c" };
 	j = round_trip("MetricsSample", enc_metrics, &empty);
-	CHECK_CONTAINS(j, "\"nodes\":[],\"namespaces\":[],\"pods\":[]");
+	CHECK_CONTAINS(j, "\"nodes\":[],\"namespaces\":[],\"unhealthy_pods\":[]");
 	free(j);
 }
 
@@ -1283,8 +1291,8 @@ static void test_writer_matches_reference_fixed(void)
 	struct ca_msg_node_sample nodes[] = { { .name = "n", .conditions = conds, .n_conditions = 1 } };
 	struct ca_msg_metrics_sample mbad = { .nodes = nodes, .n_nodes = 1 };
 	same_as_reference("bad condition time", enc_metrics, ref_metrics, &mbad);
-	struct ca_msg_pod_sample pods[] = { { .name = "p" }, { .name = "q", .last_terminated_at = -62135596800001LL } };
-	struct ca_msg_metrics_sample pbad = { .pods = pods, .n_pods = 2 };
+	struct ca_msg_unhealthy_pod pods[] = { { .name = "p" }, { .name = "q", .since = -62135596800001LL } };
+	struct ca_msg_metrics_sample pbad = { .unhealthy_pods = pods, .n_unhealthy_pods = 2 };
 	same_as_reference("bad pod time", enc_metrics, ref_metrics, &pbad);
 }
 
@@ -1499,7 +1507,7 @@ static void test_writer_matches_reference_random(void)
 			struct ca_msg_node_condition conds[3][3];
 			struct ca_msg_node_sample nodes[3];
 			struct ca_msg_namespace_sample nss[3];
-			struct ca_msg_pod_sample pods[3];
+			struct ca_msg_unhealthy_pod pods[3];
 			size_t nn = below(4), ns = below(4), np = below(4);
 			for (size_t i = 0; i < nn; i++) {
 				size_t nc = below(4);
@@ -1509,37 +1517,35 @@ static void test_writer_matches_reference_random(void)
 					                                              .last_transition_time = rtime(allow_bad) };
 				nodes[i] = (struct ca_msg_node_sample){
 					.name = rstr(&p), .ready = below(2), .unschedulable = below(2), .conditions = conds[i],
-					.n_conditions = nc, .cpu_capacity_millicores = rint64(),
-					.cpu_allocatable_millicores = rint64(), .cpu_usage_millicores = rint64(),
-					.memory_capacity_bytes = rint64(), .memory_allocatable_bytes = rint64(),
-					.memory_usage_bytes = rint64(), .usage_known = below(2), .pods_capacity = rint64(),
-					.pod_count = rint64(), .zone = rstr(&p), .instance_type = rstr(&p),
-					.kubelet_version = rstr(&p),
+					.n_conditions = nc, .capacity = { rint64(), rint64(), rint64() },
+					.allocatable = { rint64(), rint64(), rint64() }, .usage = { rint64(), rint64(), 0 },
+					.usage_known = below(2), .pods = rint64(), .zone = rstr(&p),
+					.instance_type = rstr(&p), .kubelet_version = rstr(&p),
 				};
 			}
 			for (size_t i = 0; i < ns; i++)
 				nss[i] = (struct ca_msg_namespace_sample){
-					.name = rstr(&p), .pods = { rint64(), rint64(), rint64(), rint64(), rint64() },
-					.container_restarts = rint64(), .cpu_requests_millicores = rint64(),
-					.cpu_limits_millicores = rint64(), .cpu_usage_millicores = rint64(),
-					.memory_requests_bytes = rint64(), .memory_limits_bytes = rint64(),
-					.memory_usage_bytes = rint64(), .usage_known = below(2),
+					.name = rstr(&p), .phase = rstr(&p),
+					.pods = { rint64(), rint64(), rint64(), rint64(), rint64() }, .restarts = rint64(),
+					.requests = { rint64(), rint64(), 0 }, .limits = { rint64(), rint64(), 0 },
+					.usage = { rint64(), rint64(), 0 }, .usage_known = below(2),
 				};
 			for (size_t i = 0; i < np; i++)
-				pods[i] = (struct ca_msg_pod_sample){
-					.namespace_ = rstr(&p), .name = rstr(&p), .uid = rstr(&p), .node_name = rstr(&p),
-					.phase = rstr(&p), .ready = below(2), .reason = rstr(&p), .message = rstr(&p),
-					.restarts = rint64(), .since = rtime(allow_bad), .last_termination_reason = rstr(&p),
-					.last_terminated_at = rtime(allow_bad),
+				pods[i] = (struct ca_msg_unhealthy_pod){
+					.namespace_ = rstr(&p), .name = rstr(&p), .node = rstr(&p), .phase = rstr(&p),
+					.reason = rstr(&p), .restarts = rint64(), .since = rtime(allow_bad),
 				};
 			struct ca_msg_metrics_sample ms = {
-				.cluster_id = rstr(&p), .agent_id = rstr(&p), .timestamp = rtime(allow_bad),
-				.part = (int32_t)rint64(), .parts = (int32_t)rint64(),
+				.sample_id = rstr(&p), .cluster_id = rstr(&p), .agent_id = rstr(&p),
+				.timestamp = rtime(allow_bad), .part = (int32_t)rint64(), .parts = (int32_t)rint64(),
+				.usage_available = below(2), .usage_unavailable_reason = rstr(&p),
+				.usage_observed_at = rtime(allow_bad),
 				.summary = { rint64(), rint64(), rint64(), { rint64(), rint64(), rint64(), rint64(), rint64() },
-				             rint64(), rint64(), rint64(), rint64(), rint64(), rint64(), rint64(), rint64(),
-				             rint64(), rint64(), rint64(), rint64(), below(2) },
-				.nodes = nodes, .n_nodes = nn, .namespaces = nss, .n_namespaces = ns, .pods = pods,
-				.n_pods = np, .usage_available = below(2), .pods_omitted = rint64(),
+				             rint64(), rint64(), rint64(), { rint64(), rint64(), rint64() },
+				             { rint64(), rint64(), rint64() }, { rint64(), rint64(), 0 },
+				             { rint64(), rint64(), 0 }, { rint64(), rint64(), 0 }, below(2) },
+				.nodes = nodes, .n_nodes = nn, .namespaces = nss, .n_namespaces = ns,
+				.unhealthy_pods = pods, .n_unhealthy_pods = np, .unhealthy_pods_omitted = rint64(),
 			};
 			same_as_reference("random metrics", enc_metrics, ref_metrics, &ms);
 		}
@@ -1601,8 +1607,9 @@ static void test_writer_caps(void)
 	cap_sweep("command_result", enc_result, ref_result, &cr);
 	struct ca_msg_node_condition conds[] = { { .type = "Ready", .status = "True", .last_transition_time = T_2026 } };
 	struct ca_msg_node_sample nodes[] = { { .name = "node-1", .conditions = conds, .n_conditions = 1 } };
-	struct ca_msg_pod_sample pods[] = { { .name = "web-0", .message = "\"x\"" } };
-	struct ca_msg_metrics_sample ms = { .cluster_id = "c", .nodes = nodes, .n_nodes = 1, .pods = pods, .n_pods = 1 };
+	struct ca_msg_unhealthy_pod pods[] = { { .name = "web-0", .reason = "\"x\"" } };
+	struct ca_msg_metrics_sample ms = { .cluster_id = "c", .nodes = nodes, .n_nodes = 1, .unhealthy_pods = pods,
+	                                    .n_unhealthy_pods = 1 };
 	cap_sweep("metrics", enc_metrics, ref_metrics, &ms);
 
 	/* An invalid timestamp wins over a buffer that is too small, as before. */
