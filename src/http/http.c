@@ -149,6 +149,16 @@ static bool has_body(struct MHD_Connection *conn)
 	return *cl != '\0';
 }
 
+/* MHD percent-decodes the path through this callback before the access
+ * handler sees it. Leaving it as sent makes paths match byte for byte:
+ * "/health%2Flive" or "/health/%6Cive" is not "/health/live" (http.h). */
+static size_t keep_escapes(void *cls, struct MHD_Connection *conn, char *s)
+{
+	(void)cls;
+	(void)conn;
+	return strlen(s);
+}
+
 /* Length of the path part of url (up to '?'). MHD already strips the query,
  * but do not depend on it. */
 static size_t path_len(const char *url)
@@ -352,6 +362,7 @@ enum ca_err ca_http_new(struct ca_http **out, struct ca_loop *loop, const char *
 		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)http->listen_fd,
 		MHD_OPTION_CONNECTION_LIMIT, HTTP_CONNECTION_LIMIT,
 		MHD_OPTION_CONNECTION_TIMEOUT, HTTP_CONNECTION_TIMEOUT_S,
+		MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, http,
 		MHD_OPTION_END);
 	if (!http->daemon) {
 		struct stat after;

@@ -8,8 +8,12 @@
  *   /metrics       metrics() text/plain; version=0.0.4; charset=utf-8
  *
  * GET and HEAD only (anything else: 405 with "Allow: GET, HEAD"), other
- * paths 404, request bodies refused (413), query strings ignored. Every
- * response carries "Cache-Control: no-store". At most 64 connections are
+ * paths 404, request bodies refused (413), query strings ignored. Paths
+ * match byte for byte as the client sent them, before any percent-decoding:
+ * a percent-encoded character is never one of ours, so "/health%2Flive"
+ * and "/health/%6Cive" answer 404, and so do "/health/live/" and
+ * "//health/live" (no slash is added, removed or merged). Every response
+ * carries "Cache-Control: no-store". At most 64 connections are
  * open at once and an idle connection is closed after 10 s; request headers
  * are capped by libmicrohttpd's per-connection memory pool (32 KiB).
  *

@@ -9,6 +9,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdbool.h>
@@ -26,6 +27,7 @@
 #include "core/buf.h"
 #include "core/loop.h"
 #include "core/process_metrics.h"
+#include "core/timeutil.h"
 #include "core/prom.h"
 #include "http/http.h"
 
@@ -189,14 +191,105 @@ static int connect_raw(int port)
 	return fd;
 }
 
-#define JSON "application/json"
-#define PROM "text/plain; version=0.0.4; charset=utf-8"
-
 struct client {
 	struct state *st;
 	int port4, port6, port_limit;
 	int requests4; /* requests the v4 server should have answered */
 };
+
+/* Write all of buf; false on error. */
+static bool write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+/* Read what fd receives until the server closes it, timeout_ms passes or
+ * resp (NUL-terminated) is full. Returns the bytes read. */
+static size_t read_until_close(int fd, char *resp, size_t size, int timeout_ms)
+{
+	size_t got = 0;
+	int64_t end = ca_now_monotonic_ms() + timeout_ms;
+	for (;;) {
+		int64_t left = end - ca_now_monotonic_ms();
+		if (left <= 0 || got + 1 >= size)
+			break;
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int r = poll(&pfd, 1, (int)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		ssize_t n = recv(fd, resp + got, size - 1 - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	resp[got] = '\0';
+	return got;
+}
+
+/* The status of the response to a raw request on a new connection (the
+ * request should say "Connection: close"); 0 when none came within
+ * timeout_ms. */
+static int raw_status(int port, const char *request, int timeout_ms)
+{
+	int fd = connect_raw(port);
+	if (fd < 0)
+		return -1;
+	char resp[2048];
+	int status = 0;
+	if (write_all(fd, request, strlen(request)) &&
+	    read_until_close(fd, resp, sizeof resp, timeout_ms) >= 12 &&
+	    strncmp(resp, "HTTP/1.1 ", 9) == 0)
+		status = (int)strtol(resp + 9, NULL, 10);
+	close(fd);
+	return status;
+}
+
+/* Paths match byte for byte, before any percent-decoding: an encoded slash
+ * or letter is not one of our paths, and neither is a trailing or doubled
+ * slash. The query string is still ignored, encoded or not. */
+static void test_paths(struct client *cl)
+{
+	static const char *not_ours[] = {
+		"/health%2Flive", "/health%2flive", "/health/%6Cive", "/%68ealth/live",
+		"/health%2Fready", "/health/live/", "//health/live", "/health//live",
+		"/health/./live", "/health/x/../live", "/metrics%00", "/health/live%20",
+	};
+	char req[256];
+	for (size_t i = 0; i < sizeof not_ours / sizeof not_ours[0]; i++) {
+		snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+		         not_ours[i]);
+		int status = raw_status(cl->port4, req, 10000);
+		cl->requests4++;
+		if (status != 404)
+			fprintf(stderr, "GET %s answered %d\n", not_ours[i], status);
+		CHECK_INT(status, 404);
+	}
+	static const char *ours[] = { "/health/live", "/health/live?x=%2F", "/health/live?" };
+	for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++) {
+		snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+		         ours[i]);
+		int status = raw_status(cl->port4, req, 10000);
+		cl->requests4++;
+		CHECK_INT(status, 200);
+	}
+}
+
+#define JSON "application/json"
+#define PROM "text/plain; version=0.0.4; charset=utf-8"
+
 
 static void *client_main(void *arg)
 {
@@ -359,6 +452,8 @@ static void *client_main(void *arg)
 		CHECK(strstr(resp, "{\"status\":\"ok\"}") != NULL);
 		close(slow);
 	}
+
+	test_paths(cl);
 
 	/* The connection limit, on a server of its own so that no earlier
 	 * connection holds a slot: with 64 connections open, the 65th request
