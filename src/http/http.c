@@ -1,67 +1,275 @@
-/* http/http.c: libmicrohttpd driven from the agent's event loop.
+/* http/http.c: libmicrohttpd driven from the agent's event loop, behind a
+ * connection budget of our own.
  *
- * libmicrohttpd runs in its external epoll mode: it keeps its own epoll set
- * (listen socket and connections, edge-triggered) whose fd we watch for
- * reading in the ca_loop. When that fd is readable, or when the timeout that
+ * Why we accept connections ourselves. Left to itself, libmicrohttpd 0.9.75
+ * lets any pod on the network starve the probes: its connection timeout is
+ * an idle timeout that every received byte restarts (one byte a second of
+ * request headers holds a connection for ever: slowloris), and at its
+ * connection limit it stops accepting, so the kubelet's probe waits in the
+ * backlog behind connections that will never send a request. Its API has
+ * no way to close a connection from outside, nor an absolute deadline. So:
+ *
+ * - We own the listening socket (MHD_USE_NO_LISTEN_SOCKET). The loop
+ *   watches it; on_listen() accepts and hands each connection to MHD with
+ *   MHD_add_connection(), which takes the fd. The socket has
+ *   TCP_DEFER_ACCEPT: the kernel holds a connection that has sent nothing,
+ *   so an idle one takes no slot, and one we accept usually has its whole
+ *   request waiting, which MHD answers in the run that follows the accept.
+ * - MHD_OPTION_NOTIFY_CONNECTION gives every connection a struct conn (its
+ *   socket context) from the moment MHD takes it until MHD closes it. The
+ *   access handler marks it answering; MHD_OPTION_NOTIFY_COMPLETED marks
+ *   the end of the response.
+ * - Budget: at most HTTP_CONNECTION_CAP connections count. A connection
+ *   accepted at the cap evicts the oldest one that is not answering a
+ *   complete request (it is either idle or still sending headers); only if
+ *   every connection is answering does the oldest of those go. Evicting is
+ *   shutdown(fd, SHUT_RDWR): MHD sees end of file on its next run, closes
+ *   the connection and tells us. Until then the evicted connection still
+ *   holds its fd and MHD's memory pool, so MHD's own limit leaves room for
+ *   as many again (HTTP_MHD_CONNECTION_LIMIT); accepting waits for MHD to
+ *   run when that is full, and MHD runs after every HTTP_ACCEPT_BATCH
+ *   accepts.
+ * - Deadlines: a complete request (request line and headers) must arrive
+ *   within HTTP_HEADER_DEADLINE_MS of accept, and within
+ *   HTTP_KEEPALIVE_IDLE_MS of the end of the previous response on a kept
+ *   alive connection. They count from those instants; received bytes do
+ *   not restart them. The timer that drives MHD also enforces them, by
+ *   eviction. MHD's idle timeout stays, for a client that stops reading
+ *   its response.
+ * - Out of fds (EMFILE, ENFILE) or kernel memory: the listening socket
+ *   stays readable, so accepting again at once would spin. Evict the oldest
+ *   connection not answering (its fd comes back when MHD closes it) and
+ *   stop watching the listening socket for HTTP_ACCEPT_PAUSE_MS.
+ *
+ * Driving MHD: it runs in its external epoll mode. It keeps its own epoll
+ * set (the connections, edge-triggered) whose fd we watch for reading in
+ * the ca_loop. When that fd is readable, or when the timeout that
  * MHD_get_timeout() asked for has passed, MHD_run() does the work without
  * blocking. Because MHD's inner set is edge-triggered, work it has already
- * pulled off that set (data left in a connection buffer) no longer makes the
- * outer fd readable; MHD then reports a zero timeout, which is why the timer
- * is re-armed after every MHD_run(). */
+ * pulled off that set (data left in a connection buffer) no longer makes
+ * the outer fd readable; MHD then reports a zero timeout, which is why the
+ * timer is re-armed after every MHD_run(). */
 #include "http/http.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
 
-#define HTTP_CONNECTION_LIMIT 64u
+#include "core/timeutil.h"
+
+#define HTTP_CONNECTION_CAP 64u
+/* Connections MHD may hold: those within the cap plus those evicted and
+ * not yet closed. */
+#define HTTP_MHD_CONNECTION_LIMIT (2u * HTTP_CONNECTION_CAP)
+#define HTTP_HEADER_DEADLINE_MS 5000
+#define HTTP_KEEPALIVE_IDLE_MS 10000
+/* MHD's own idle timeout: a response the client stops reading. */
 #define HTTP_CONNECTION_TIMEOUT_S 10u
 #define HTTP_BODY_MAX ((size_t)16 * 1024 * 1024)
-#define HTTP_BACKLOG 64
+/* Connections accepted before MHD runs: it reads their requests and closes
+ * what was evicted before more arrive, so a probe that was accepted cannot
+ * be pushed out by a burst behind it before its request is read. */
+#define HTTP_ACCEPT_BATCH 16u
+#define HTTP_ACCEPT_PAUSE_MS 100
+/* The backlog bounds both the connections the kernel defers (no byte
+ * received yet, for up to the header deadline: TCP_DEFER_ACCEPT) and the
+ * accept queue. A burst waits there instead of being dropped: a dropped
+ * SYN costs the client a 1 s retransmission, which is a failed probe. The
+ * kernel caps it at net.core.somaxconn. */
+#define HTTP_BACKLOG 4096
 
 #define CT_JSON "application/json"
 #define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
 #define CT_TEXT "text/plain; charset=utf-8"
 
+/* One connection MHD holds, from MHD_CONNECTION_NOTIFY_STARTED to
+ * MHD_CONNECTION_NOTIFY_CLOSED. Listed in accept order. */
+struct conn {
+	struct conn *prev, *next;
+	int fd;           /* MHD's; valid until MHD tells us it closed it */
+	int64_t since_ms; /* accept, or the end of the previous response */
+	bool kept_alive;  /* since_ms is the end of a response */
+	bool answering;   /* a complete request is being answered */
+	bool evicted;     /* shut down; MHD closes it on its next run */
+};
+
 struct ca_http {
-	struct ca_loop *loop;                 /* borrowed */
-	const struct ca_http_handlers *h;     /* borrowed */
-	void *arg;                            /* borrowed, passed to handlers */
-	struct MHD_Daemon *daemon;            /* owned; owns listen_fd once started */
-	int listen_fd;                        /* owned until the daemon starts */
+	struct ca_loop *loop;             /* borrowed */
+	const struct ca_http_handlers *h; /* borrowed */
+	void *arg;                        /* borrowed, passed to handlers */
+	struct MHD_Daemon *daemon;        /* owned */
+	int listen_fd;                    /* owned */
 	int port;
-	struct ca_loop_fd *epoll_handle;      /* owned */
-	struct ca_loop_timer *timer;          /* owned */
+	struct ca_loop_fd *listen_watch; /* owned */
+	struct ca_loop_fd *epoll_watch;  /* owned */
+	struct ca_loop_timer *timer;     /* owned: MHD's timeout and our deadlines */
+	struct ca_loop_timer *resume;    /* owned: ends an accept pause */
+	bool accept_paused;
+	struct conn *head, *tail; /* owned */
+	unsigned nconns;          /* listed */
+	unsigned nlive;           /* listed and not evicted */
 	uint64_t requests;
 };
 
 /* ------------------------------------------------------------------------ */
+/* Connection budget */
+
+static void evict(struct ca_http *http, struct conn *c)
+{
+	assert(!c->evicted && http->nlive > 0);
+	/* MHD still owns the fd and closes it; shutdown() only makes its next
+	 * recv() see end of file. */
+	(void)shutdown(c->fd, SHUT_RDWR);
+	c->evicted = true;
+	http->nlive--;
+}
+
+/* Evict the oldest connection not answering a request, else (if busy_too)
+ * the oldest one answering. Returns false when there is nothing to evict.
+ * Ties go to the earlier accepted (the list is in accept order). */
+static bool evict_oldest(struct ca_http *http, bool busy_too)
+{
+	struct conn *idle = NULL, *busy = NULL;
+	for (struct conn *c = http->head; c; c = c->next) {
+		if (c->evicted)
+			continue;
+		struct conn **best = c->answering ? &busy : &idle;
+		if (!*best || c->since_ms < (*best)->since_ms)
+			*best = c;
+	}
+	struct conn *victim = idle ? idle : busy_too ? busy : NULL;
+	if (!victim)
+		return false;
+	evict(http, victim);
+	return true;
+}
+
+static int64_t deadline_ms(const struct conn *c)
+{
+	return c->since_ms + (c->kept_alive ? HTTP_KEEPALIVE_IDLE_MS : HTTP_HEADER_DEADLINE_MS);
+}
+
+/* Evict the connections whose request is overdue; returns the earliest
+ * deadline still ahead, or INT64_MAX. */
+static int64_t enforce_deadlines(struct ca_http *http, int64_t now)
+{
+	int64_t next = INT64_MAX;
+	for (struct conn *c = http->head; c; c = c->next) {
+		if (c->evicted || c->answering)
+			continue;
+		int64_t due = deadline_ms(c);
+		if (due <= now)
+			evict(http, c);
+		else if (due < next)
+			next = due;
+	}
+	return next;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+	struct ca_http *http = cls;
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		struct conn *c = *socket_context;
+		if (!c)
+			return;
+		*socket_context = NULL;
+		assert(http->nconns > 0 && (c->evicted || http->nlive > 0));
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			http->head = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		else
+			http->tail = c->prev;
+		http->nconns--;
+		if (!c->evicted)
+			http->nlive--;
+		free(c);
+		return;
+	}
+	if (code != MHD_CONNECTION_NOTIFY_STARTED)
+		return;
+	const union MHD_ConnectionInfo *info =
+	        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct conn *c = calloc(1, sizeof *c);
+	if (!c || !info) {
+		/* A connection we cannot account for must not stay: MHD closes
+		 * it on its next run. */
+		free(c);
+		if (info)
+			(void)shutdown(info->connect_fd, SHUT_RDWR);
+		return;
+	}
+	c->fd = info->connect_fd;
+	c->since_ms = ca_now_monotonic_ms();
+	c->prev = http->tail;
+	if (http->tail)
+		http->tail->next = c;
+	else
+		http->head = c;
+	http->tail = c;
+	http->nconns++;
+	http->nlive++;
+	*socket_context = c;
+}
+
+static struct conn *conn_of(struct MHD_Connection *connection)
+{
+	const union MHD_ConnectionInfo *info =
+	        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return info ? info->socket_context : NULL;
+}
+
+/* The response went out (or the request was abandoned): the connection
+ * waits for its next request, if it is kept alive. */
+static void on_completed(void *cls, struct MHD_Connection *connection, void **req_cls,
+                         enum MHD_RequestTerminationCode code)
+{
+	(void)cls;
+	(void)req_cls;
+	(void)code;
+	struct conn *c = conn_of(connection);
+	if (!c)
+		return;
+	c->answering = false;
+	c->kept_alive = true;
+	c->since_ms = ca_now_monotonic_ms();
+}
+
+/* ------------------------------------------------------------------------ */
 /* Driving libmicrohttpd from the loop */
 
-/* libmicrohttpd 0.9.75 takes its listen socket out of its epoll set while
- * it is at the connection limit and puts it back only at the start of a
- * later MHD_run(). When the last connections close, the run that frees them
- * leaves nothing in the set and MHD_get_timeout() says "no timeout", so
- * without a periodic run the server would never accept again. Hence the
- * ceiling on the timer: at most one idle MHD_run() a second. */
-#define HTTP_MAX_IDLE_RUN_MS 1000u
+/* An upper bound on the timer: MHD_run() at least once a second even when
+ * MHD asks for no timeout, so that nothing it left in an edge-triggered
+ * set waits for new network activity. */
+#define HTTP_MAX_IDLE_RUN_MS 1000
 
 static void rearm(struct ca_http *http)
 {
-	MHD_UNSIGNED_LONG_LONG timeout_ms = HTTP_MAX_IDLE_RUN_MS;
-	if (MHD_get_timeout(http->daemon, &timeout_ms) != MHD_YES ||
-	    timeout_ms > HTTP_MAX_IDLE_RUN_MS)
-		timeout_ms = HTTP_MAX_IDLE_RUN_MS;
-	ca_loop_timer_start(http->timer, (int64_t)timeout_ms, 0);
+	int64_t now = ca_now_monotonic_ms();
+	int64_t wait_ms = HTTP_MAX_IDLE_RUN_MS;
+	MHD_UNSIGNED_LONG_LONG mhd_ms = 0;
+	if (MHD_get_timeout(http->daemon, &mhd_ms) == MHD_YES &&
+	    mhd_ms < (MHD_UNSIGNED_LONG_LONG)wait_ms)
+		wait_ms = (int64_t)mhd_ms;
+	int64_t next = enforce_deadlines(http, now);
+	if (next != INT64_MAX && next - now < wait_ms)
+		wait_ms = next - now;
+	ca_loop_timer_start(http->timer, wait_ms, 0);
 }
 
 static void run_daemon(struct ca_http *http)
@@ -81,7 +289,84 @@ static void on_epoll_fd(void *arg, int fd, int events)
 
 static void on_timer(void *arg)
 {
-	run_daemon(arg);
+	struct ca_http *http = arg;
+	/* Shut down what is overdue before MHD runs, so this run closes it. */
+	(void)enforce_deadlines(http, ca_now_monotonic_ms());
+	run_daemon(http);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Accepting */
+
+static void pause_accepting(struct ca_http *http)
+{
+	if (http->accept_paused)
+		return;
+	if (ca_loop_fd_modify(http->listen_watch, 0) != CA_OK)
+		return; /* cannot pause: the next turn simply tries again */
+	http->accept_paused = true;
+	ca_loop_timer_start(http->resume, HTTP_ACCEPT_PAUSE_MS, 0);
+}
+
+static void on_resume(void *arg)
+{
+	struct ca_http *http = arg;
+	if (ca_loop_fd_modify(http->listen_watch, CA_LOOP_READ) == CA_OK)
+		http->accept_paused = false;
+	else
+		ca_loop_timer_start(http->resume, HTTP_ACCEPT_PAUSE_MS, 0);
+}
+
+/* Accept up to HTTP_ACCEPT_BATCH connections. Returns false when out of
+ * fds or kernel memory: accepting must pause. */
+static bool accept_batch(struct ca_http *http)
+{
+	for (unsigned i = 0; i < HTTP_ACCEPT_BATCH; i++) {
+		if (http->nconns >= HTTP_MHD_CONNECTION_LIMIT)
+			return true; /* MHD must close what was evicted first */
+		struct sockaddr_storage addr;
+		socklen_t addrlen = sizeof addr;
+		int fd = accept4(http->listen_fd, (struct sockaddr *)&addr, &addrlen,
+		                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			switch (errno) {
+			case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+			case EWOULDBLOCK:
+#endif
+				return true;
+			case EINTR:
+			case ECONNABORTED:
+			case EPROTO:
+			case EPERM:
+				continue; /* that connection is gone; the next may be fine */
+			default:
+				/* EMFILE, ENFILE, ENOBUFS, ENOMEM: make room and wait.
+				 * A response being sent keeps its fd. */
+				(void)evict_oldest(http, false);
+				return false;
+			}
+		}
+		if (http->nlive >= HTTP_CONNECTION_CAP)
+			(void)evict_oldest(http, true);
+		/* On failure MHD has closed fd (and told us, if it had told us
+		 * about it at all); nothing to undo. */
+		(void)MHD_add_connection(http->daemon, fd, (struct sockaddr *)&addr, addrlen);
+	}
+	return true;
+}
+
+static void on_listen(void *arg, int fd, int events)
+{
+	struct ca_http *http = arg;
+	(void)fd;
+	(void)events;
+	bool fds_left = accept_batch(http);
+	run_daemon(http);
+	/* Still at MHD's limit after it ran: what was evicted has not closed
+	 * yet, and the listening socket would wake us again at once. */
+	if (!fds_left || http->nconns >= HTTP_MHD_CONNECTION_LIMIT)
+		pause_accepting(http);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -96,7 +381,7 @@ static enum MHD_Result send_response(struct ca_http *http, struct MHD_Connection
 	if (!data)
 		return MHD_NO; /* out of memory: MHD closes the connection */
 	struct MHD_Response *resp =
-		MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+	        MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
 	if (!resp) {
 		free(data);
 		return MHD_NO;
@@ -135,8 +420,8 @@ static bool has_body(struct MHD_Connection *conn)
 	                                             MHD_HTTP_HEADER_TRANSFER_ENCODING);
 	if (te)
 		return true;
-	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-	                                             MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const char *cl =
+	        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (!cl)
 		return false;
 	while (*cl == ' ' || *cl == '\t')
@@ -147,6 +432,16 @@ static bool has_body(struct MHD_Connection *conn)
 	while (*cl == ' ' || *cl == '\t')
 		cl++;
 	return *cl != '\0';
+}
+
+/* MHD percent-decodes the path through this callback before the access
+ * handler sees it. Leaving it as sent makes paths match byte for byte:
+ * "/health%2Flive" or "/health/%6Cive" is not "/health/live" (http.h). */
+static size_t keep_escapes(void *cls, struct MHD_Connection *conn, char *s)
+{
+	(void)cls;
+	(void)conn;
+	return strlen(s);
 }
 
 /* Length of the path part of url (up to '?'). MHD already strips the query,
@@ -163,30 +458,39 @@ static bool path_is(const char *url, size_t len, const char *want)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
 {
 	struct ca_http *http = cls;
 	(void)version;
 	(void)upload_data;
 
-	/* Every request is answered on the first call, before any body is
-	 * read; MHD then discards whatever body follows and closes the
-	 * connection. A later call can only carry body bytes we refused. */
-	if (*req_cls) {
-		*upload_data_size = 0;
+	/* A request refused for its method or its body is answered on the
+	 * first call, before any body is read: MHD then discards what follows
+	 * and closes the connection. Any other is answered on the second call,
+	 * once MHD knows there is no body: a response queued on the first call
+	 * would make libmicrohttpd close the connection too, where a scraper
+	 * could keep it alive. */
+	static char refused, accepted;
+	if (*req_cls == &refused || (*req_cls == &accepted && *upload_data_size != 0)) {
+		*upload_data_size = 0; /* body bytes we refused */
 		return MHD_YES;
 	}
-	*req_cls = http;
-
-	bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-	if (!head && strcmp(method, MHD_HTTP_METHOD_GET) != 0)
-		return send_text(http, conn, MHD_HTTP_METHOD_NOT_ALLOWED,
-		                 "method not allowed\n", "GET, HEAD");
-	if (has_body(conn))
-		return send_text(http, conn, MHD_HTTP_CONTENT_TOO_LARGE,
-		                 "request bodies are not accepted\n", NULL);
+	if (!*req_cls) {
+		struct conn *c = conn_of(conn);
+		if (c)
+			c->answering = true;
+		*req_cls = &refused;
+		bool head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+		if (!head && strcmp(method, MHD_HTTP_METHOD_GET) != 0)
+			return send_text(http, conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+			                 "method not allowed\n", "GET, HEAD");
+		if (has_body(conn))
+			return send_text(http, conn, MHD_HTTP_CONTENT_TOO_LARGE,
+			                 "request bodies are not accepted\n", NULL);
+		*req_cls = &accepted;
+		return MHD_YES;
+	}
 
 	const struct ca_http_handlers *h = http->h;
 	size_t n = path_len(url);
@@ -201,7 +505,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		struct ca_buf body;
 		ca_buf_init(&body, HTTP_BODY_MAX);
 		h->metrics(http->arg, &body);
-		enum MHD_Result ret = send_response(http, conn, MHD_HTTP_OK, CT_METRICS, &body, NULL);
+		enum MHD_Result ret =
+		        send_response(http, conn, MHD_HTTP_OK, CT_METRICS, &body, NULL);
 		ca_buf_fini(&body);
 		return ret;
 	}
@@ -242,9 +547,9 @@ static int open_listener(const char *host, int port, int *gai_error, int *sys_er
 	char service[16];
 	snprintf(service, sizeof service, "%d", port);
 	struct addrinfo hints = {
-		.ai_family = AF_UNSPEC,
-		.ai_socktype = SOCK_STREAM,
-		.ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+	        .ai_family = AF_UNSPEC,
+	        .ai_socktype = SOCK_STREAM,
+	        .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
 	};
 	struct addrinfo *res = NULL;
 	*gai_error = getaddrinfo(host, service, &hints, &res);
@@ -263,7 +568,10 @@ static int open_listener(const char *host, int port, int *gai_error, int *sys_er
 			*sys_errno = errno;
 			continue;
 		}
-		int one = 1;
+		/* TCP_DEFER_ACCEPT is best effort: without it an idle
+		 * connection takes a slot until it is evicted. */
+		int one = 1, defer_s = HTTP_HEADER_DEADLINE_MS / 1000;
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof defer_s);
 		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
 		    bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, HTTP_BACKLOG) == 0)
 			break;
@@ -338,46 +646,35 @@ enum ca_err ca_http_new(struct ca_http **out, struct ca_loop *loop, const char *
 	}
 	http->port = bound_port(http->listen_fd);
 
-	/* Whether MHD closes a listen socket it was given when it fails to
-	 * start depends on how far it got; afterwards, tell the cases apart by
-	 * the socket's inode (no other socket can share it). */
-	struct stat before;
-	if (fstat(http->listen_fd, &before) != 0) {
-		rc = CA_EIO;
-		set_err(err, errlen, endpoint, strerror(errno));
-		goto out;
-	}
+	/* clang-format off */
 	http->daemon = MHD_start_daemon(
-		MHD_USE_EPOLL, 0, NULL, NULL, on_request, http,
-		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)http->listen_fd,
-		MHD_OPTION_CONNECTION_LIMIT, HTTP_CONNECTION_LIMIT,
+		MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET, 0, NULL, NULL, on_request, http,
+		MHD_OPTION_CONNECTION_LIMIT, HTTP_MHD_CONNECTION_LIMIT,
 		MHD_OPTION_CONNECTION_TIMEOUT, HTTP_CONNECTION_TIMEOUT_S,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, http,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, http,
+		MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, http,
 		MHD_OPTION_END);
+	/* clang-format on */
 	if (!http->daemon) {
-		struct stat after;
-		if (fstat(http->listen_fd, &after) != 0 || after.st_ino != before.st_ino ||
-		    after.st_dev != before.st_dev)
-			http->listen_fd = -1; /* MHD closed it already */
 		rc = CA_EIO;
 		set_err(err, errlen, endpoint, "libmicrohttpd failed to start");
 		goto out;
 	}
-	http->listen_fd = -1; /* the daemon owns it now */
 
-	const union MHD_DaemonInfo *info = MHD_get_daemon_info(http->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+	const union MHD_DaemonInfo *info =
+	        MHD_get_daemon_info(http->daemon, MHD_DAEMON_INFO_EPOLL_FD);
 	if (!info || info->epoll_fd < 0) {
 		rc = CA_EIO;
 		set_err(err, errlen, endpoint, "libmicrohttpd has no epoll fd");
 		goto out;
 	}
-	rc = ca_loop_timer_new(loop, on_timer, http, &http->timer);
-	if (rc != CA_OK) {
-		set_err(err, errlen, endpoint, ca_strerror(rc));
-		goto out;
-	}
-	rc = ca_loop_fd_add(loop, info->epoll_fd, CA_LOOP_READ, on_epoll_fd, http,
-	                    &http->epoll_handle);
-	if (rc != CA_OK) {
+	if ((rc = ca_loop_timer_new(loop, on_timer, http, &http->timer)) != CA_OK ||
+	    (rc = ca_loop_timer_new(loop, on_resume, http, &http->resume)) != CA_OK ||
+	    (rc = ca_loop_fd_add(loop, info->epoll_fd, CA_LOOP_READ, on_epoll_fd, http,
+	                         &http->epoll_watch)) != CA_OK ||
+	    (rc = ca_loop_fd_add(loop, http->listen_fd, CA_LOOP_READ, on_listen, http,
+	                         &http->listen_watch)) != CA_OK) {
 		set_err(err, errlen, endpoint, ca_strerror(rc));
 		goto out;
 	}
@@ -407,10 +704,18 @@ void ca_http_free(struct ca_http *http)
 		return;
 	/* Unregister before MHD closes its epoll fd, so the loop never sees
 	 * a stale fd. */
-	ca_loop_fd_del(http->epoll_handle);
+	ca_loop_fd_del(http->listen_watch);
+	ca_loop_fd_del(http->epoll_watch);
 	ca_loop_timer_free(http->timer);
+	ca_loop_timer_free(http->resume);
+	/* Closes every connection; on_connection() frees each record. */
 	if (http->daemon)
-		MHD_stop_daemon(http->daemon); /* closes the listen socket too */
+		MHD_stop_daemon(http->daemon);
+	while (http->head) { /* only if MHD failed to report a close */
+		struct conn *c = http->head;
+		http->head = c->next;
+		free(c);
+	}
 	if (http->listen_fd >= 0)
 		close(http->listen_fd);
 	free(http);

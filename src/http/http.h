@@ -8,15 +8,40 @@
  *   /metrics       metrics() text/plain; version=0.0.4; charset=utf-8
  *
  * GET and HEAD only (anything else: 405 with "Allow: GET, HEAD"), other
- * paths 404, request bodies refused (413), query strings ignored. Every
- * response carries "Cache-Control: no-store". At most 64 connections are
- * open at once and an idle connection is closed after 10 s; request headers
- * are capped by libmicrohttpd's per-connection memory pool (32 KiB).
+ * paths 404, request bodies refused (413), query strings ignored. Paths
+ * match byte for byte as the client sent them, before any percent-decoding:
+ * a percent-encoded character is never one of ours, so "/health%2Flive"
+ * and "/health/%6Cive" answer 404, and so do "/health/live/" and
+ * "//health/live" (no slash is added, removed or merged). Every response
+ * carries "Cache-Control: no-store"; connections may be kept alive.
  *
- * The server runs inside the caller's ca_loop: libmicrohttpd is driven in
- * its external epoll mode (no thread of its own), so the handlers run on the
- * loop thread and may read module state directly. It is the only module
- * that includes microhttpd.h.
+ * Limits, so that no client can keep the probes from being answered:
+ *   - at most 64 connections count. One accepted beyond that evicts the
+ *     oldest connection that has no complete request (idle, or still
+ *     sending its headers); only when all 64 are being answered does the
+ *     oldest of those go. A new connection is not refused, nor left in
+ *     the backlog, for want of a slot.
+ *   - the request line and headers must be complete within 5 s of accept,
+ *     or within 10 s of the end of the previous response on a kept-alive
+ *     connection. Bytes arriving do not extend it (one byte a second does
+ *     not hold a connection).
+ *   - a connection that has sent nothing is left to the kernel
+ *     (TCP_DEFER_ACCEPT) and takes no slot until its first byte, or until
+ *     the kernel stops deferring it some seconds later.
+ *   - request headers are capped by libmicrohttpd's per-connection memory
+ *     pool (32 KiB); a response the client stops reading is dropped after
+ *     10 s without progress.
+ *   - out of file descriptors, the oldest connection without a request is
+ *     evicted and accepting pauses for 100 ms at a time, instead of
+ *     spinning on the readable listening socket.
+ * At most 128 connections (64 plus those evicted but not yet closed) hold
+ * an fd and a 32 KiB pool at any time.
+ *
+ * The server runs inside the caller's ca_loop: the loop accepts on the
+ * listening socket, and libmicrohttpd, given each connection, is driven in
+ * its external epoll mode (no thread of its own), so the handlers run on
+ * the loop thread and may read module state directly. It is the only
+ * module that includes microhttpd.h.
  *
  * Ownership: struct ca_http owns its libmicrohttpd daemon, the listening
  * socket and its loop registrations. The loop, the handler table and arg
