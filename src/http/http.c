@@ -726,6 +726,7 @@ void ca_http_budget(struct ca_budget *b)
 	/* libmicrohttpd's per-connection pool (32 KiB by default: request
 	 * headers and its buffers) and a response being sent: /health and
 	 * /metrics render a few tens of KiB. */
-	ca_budget_add(b, "http: connections (pool and a response each)", "",
-	              (uint64_t)HTTP_CONNECTION_LIMIT * ((32 << 10) + (64 << 10)));
+	ca_budget_add(b, "http: connections (pool each, a response per counted one)", "",
+	              (uint64_t)HTTP_MHD_CONNECTION_LIMIT * (32 << 10) +
+	                  (uint64_t)HTTP_CONNECTION_CAP * (64 << 10));
 }
