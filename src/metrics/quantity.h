@@ -114,7 +114,9 @@ enum ca_err ca_quantity_value(const struct ca_quantity *q, int64_t *out);
  * largest suffix that loses nothing, an exponent that is a multiple of 3
  * ("1.5" -> "1500m", "1.5Gi" -> "1536Mi", "2e3" -> "2e3", "1000M" -> "1G",
  * "0.5Ki" -> "512", zero -> "0"). A binary quantity below 1024 or with a
- * fraction is written in decimal, as apimachinery does. (For a parsed
+ * fraction is written in decimal, one that is no multiple of 1024 as plain
+ * digits ("312.5Ki" -> "320000", which reads back as a decimal "320k"), as
+ * apimachinery does. (For a parsed
  * string apimachinery may echo the input instead, "+1" or "1E3"; this
  * never does.) Always parses back to the same value. Writes a terminated
  * string into buf; CA_ETOOBIG when buflen is too small (CA_QUANTITY_STR_MAX
