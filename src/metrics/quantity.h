@@ -13,6 +13,10 @@
  *   <decimalSI>       ::= n | u | m | "" | k | M | G | T | P | E (10^-9 .. 10^18)
  *   <decimalExponent> ::= "e" <signedDigits> | "E" <signedDigits>
  *
+ * (apimachinery's comment says <signedNumber> after the "e", but its
+ * scanner and strconv.ParseInt take only an integer there: "1e1.5" is
+ * refused by both.)
+ *
  * Nothing else: no spaces, no other letters or case ("1K", "1ki", "1 Gi",
  * "1Gi "), no hex, no "NaN" or "inf", one sign, one point, one suffix.
  *
