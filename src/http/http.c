@@ -72,6 +72,10 @@
 /* Connections MHD may hold: those within the cap plus those evicted and
  * not yet closed. */
 #define HTTP_MHD_CONNECTION_LIMIT (2u * HTTP_CONNECTION_CAP)
+/* Each connection's libmicrohttpd pool (request line, headers, its
+ * buffers): probes and scrapes send a few hundred bytes of headers; 16 KiB
+ * is what nginx allows by default and half libmicrohttpd's default. */
+#define HTTP_CONNECTION_POOL_BYTES ((size_t)16 * 1024)
 #define HTTP_HEADER_DEADLINE_MS 5000
 #define HTTP_KEEPALIVE_IDLE_MS 10000
 /* MHD's own idle timeout: a response the client stops reading. */
@@ -651,6 +655,7 @@ enum ca_err ca_http_new(struct ca_http **out, struct ca_loop *loop, const char *
 		MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET, 0, NULL, NULL, on_request, http,
 		MHD_OPTION_CONNECTION_LIMIT, HTTP_MHD_CONNECTION_LIMIT,
 		MHD_OPTION_CONNECTION_TIMEOUT, HTTP_CONNECTION_TIMEOUT_S,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_CONNECTION_POOL_BYTES,
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, http,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, http,
 		MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, http,
@@ -723,10 +728,9 @@ void ca_http_free(struct ca_http *http)
 
 void ca_http_budget(struct ca_budget *b)
 {
-	/* libmicrohttpd's per-connection pool (32 KiB by default: request
-	 * headers and its buffers) and a response being sent: /health and
-	 * /metrics render a few tens of KiB. */
+	/* libmicrohttpd's per-connection pool and a response being sent:
+	 * /health and /metrics render a few tens of KiB. */
 	ca_budget_add(b, "http: connections (pool each, a response per counted one)", "",
-	              (uint64_t)HTTP_MHD_CONNECTION_LIMIT * (32 << 10) +
+	              (uint64_t)HTTP_MHD_CONNECTION_LIMIT * HTTP_CONNECTION_POOL_BYTES +
 	                  (uint64_t)HTTP_CONNECTION_CAP * (64 << 10));
 }
