@@ -35,8 +35,8 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
+#include "core/hash.h"
 #include "core/timeutil.h"
 
 #define MIN_SLOTS 16
@@ -61,7 +61,7 @@ struct ca_store {
 	char *name;
 	enum ca_store_key key_kind;
 	size_t max_entries, max_bytes;
-	uint64_t seed[2];
+	struct ca_hash_key seed;
 
 	struct group *groups; /* nslots / GROUP of them */
 	size_t nslots, mask, count;
@@ -77,69 +77,6 @@ struct ca_store {
 	int busy;             /* inside a callback or foreach: no changes */
 	struct ca_store_stats st;
 };
-
-/* ------------------------------------------------------------------ */
-/* SipHash-1-3 (Aumasson and Bernstein, https://131002.net/siphash/): one
- * compression round per 8-byte word, three finalization rounds. */
-
-static inline uint64_t rotl(uint64_t x, int b)
-{
-	return (x << b) | (x >> (64 - b));
-}
-
-static inline uint64_t load_le64(const unsigned char *p)
-{
-	/* Compilers turn this into one load on little-endian machines. */
-	return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
-	       (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
-	       (uint64_t)p[7] << 56;
-}
-
-#define SIPROUND                                                                                   \
-	do {                                                                                       \
-		v0 += v1;                                                                          \
-		v1 = rotl(v1, 13);                                                                 \
-		v1 ^= v0;                                                                          \
-		v0 = rotl(v0, 32);                                                                 \
-		v2 += v3;                                                                          \
-		v3 = rotl(v3, 16);                                                                 \
-		v3 ^= v2;                                                                          \
-		v0 += v3;                                                                          \
-		v3 = rotl(v3, 21);                                                                 \
-		v3 ^= v0;                                                                          \
-		v2 += v1;                                                                          \
-		v1 = rotl(v1, 17);                                                                 \
-		v1 ^= v2;                                                                          \
-		v2 = rotl(v2, 32);                                                                 \
-	} while (0)
-
-static uint64_t siphash13(const uint64_t k[2], const char *data, size_t len)
-{
-	const unsigned char *in = (const unsigned char *)data;
-	uint64_t v0 = 0x736f6d6570736575ull ^ k[0];
-	uint64_t v1 = 0x646f72616e646f6dull ^ k[1];
-	uint64_t v2 = 0x6c7967656e657261ull ^ k[0];
-	uint64_t v3 = 0x7465646279746573ull ^ k[1];
-	uint64_t b = (uint64_t)len << 56;
-	const unsigned char *end = in + (len & ~(size_t)7);
-
-	for (; in != end; in += 8) {
-		uint64_t m = load_le64(in);
-		v3 ^= m;
-		SIPROUND;
-		v0 ^= m;
-	}
-	for (size_t i = 0; i < (len & 7); i++)
-		b |= (uint64_t)in[i] << (8 * i);
-	v3 ^= b;
-	SIPROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
-}
 
 /* ------------------------------------------------------------------ */
 /* Sizes and keys */
@@ -163,7 +100,7 @@ static size_t total_bytes(const struct ca_store *s)
 
 static uint64_t hash_of(const struct ca_store *s, const char *key, size_t len)
 {
-	return siphash13(s->seed, key, len);
+	return ca_hash_keyed(&s->seed, key, len);
 }
 
 /* The tag uses the top bits, the slot index the bottom ones, so the two
@@ -568,16 +505,6 @@ void ca_store_reflector_callbacks(struct ca_store *s, struct ca_reflector_callba
 	cbs->on_synced = ca_store_list_done;
 }
 
-static void random_seed(uint64_t seed[2])
-{
-	if (getrandom(seed, 2 * sizeof seed[0], 0) == (ssize_t)(2 * sizeof seed[0]))
-		return;
-	/* No getrandom (an old kernel, a seccomp profile): the jitter
-	 * generator, itself seeded from the clock then. */
-	seed[0] = ca_random_below(UINT64_MAX) ^ (uint64_t)(uintptr_t)seed;
-	seed[1] = ca_random_below(UINT64_MAX) ^ (uint64_t)ca_now_monotonic_ms();
-}
-
 enum ca_err ca_store_new(struct ca_store **out, const struct ca_store_options *opts,
                          const struct ca_store_ops *ops, void *arg)
 {
@@ -596,7 +523,7 @@ enum ca_err ca_store_new(struct ca_store **out, const struct ca_store_options *o
 	s->key_kind = opts->key;
 	s->max_entries = opts->max_entries ? opts->max_entries : CA_STORE_ENTRIES_LIMIT;
 	s->max_bytes = opts->max_bytes;
-	random_seed(s->seed);
+	ca_hash_new_key(&s->seed);
 	if (!(s->name = strdup(opts->name && *opts->name ? opts->name : "store")))
 		goto out;
 	s->nslots = MIN_SLOTS;
