@@ -22,6 +22,7 @@
 #include "core/prom.h"
 #include "core/timeutil.h"
 #include "events/events.h"
+#include "metrics/metrics.h"
 #include "http/http.h"
 #include "kube/kube.h"
 #include "log/log.h"
@@ -48,7 +49,7 @@ struct module_slot {
 	char error[512];
 };
 
-enum { MOD_NATS = 0, MOD_KUBE, MOD_CLUSTER, MOD_EVENTS, MOD_COUNT };
+enum { MOD_NATS = 0, MOD_KUBE, MOD_CLUSTER, MOD_EVENTS, MOD_METRICS, MOD_COUNT };
 
 struct ca_agent {
 	const struct ca_config *cfg;
@@ -59,6 +60,7 @@ struct ca_agent {
 	struct ca_kube *kube;       /* NULL when no credentials were found */
 	struct ca_cluster *cluster;
 	struct ca_events *events;   /* NULL until the cluster ID is known, or when disabled */
+	struct ca_metrics *metrics; /* likewise */
 	char kube_error[512];       /* why there is no kube client */
 	int signal_fd;
 	struct ca_loop_fd *signal_watch;
@@ -74,6 +76,7 @@ struct ca_agent {
 	char subject_register[SUBJECT_MAX];
 	char subject_heartbeat[SUBJECT_MAX];
 	char subject_event[SUBJECT_MAX];
+	char subject_metrics[SUBJECT_MAX];
 	char subject_result[SUBJECT_MAX];
 	char subject_command[SUBJECT_MAX];
 	char queue_group[SUBJECT_MAX];
@@ -111,13 +114,19 @@ static size_t command_pending_bytes(const struct ca_config *cfg)
  * stacks in use. Idle RSS measured at 12.8 MiB (BENCHMARKS.md). */
 #define PROCESS_BASELINE_BYTES ((uint64_t)16 << 20)
 
-/* Watches the agent keeps open: one per watched events namespace (or one
- * for all). */
-static size_t agent_watches(const struct ca_config *cfg)
+/* Event watches: one per watched events namespace (or one for all). */
+static size_t event_watches(const struct ca_config *cfg)
 {
 	if (!cfg->events.enabled)
 		return 0;
 	return cfg->events.namespaces.count ? cfg->events.namespaces.count : 1;
+}
+
+/* Watches the agent keeps open: the events' and the metrics collector's
+ * three (nodes, pods, namespaces). */
+static size_t agent_watches(const struct ca_config *cfg)
+{
+	return event_watches(cfg) + (cfg->metrics.enabled ? 3 : 0);
 }
 
 void ca_agent_budget(const struct ca_config *cfg, struct ca_budget *b)
@@ -127,10 +136,19 @@ void ca_agent_budget(const struct ca_config *cfg, struct ca_budget *b)
 	              2 * (uint64_t)CA_LOG_RECORD_MAX);
 	ca_bus_budget(cfg, command_pending_bytes(cfg), b);
 	if (cfg->events.enabled)
-		ca_kube_watch_budget(agent_watches(cfg), (size_t)cfg->events.max_object_bytes, "event",
+		ca_kube_watch_budget(event_watches(cfg), (size_t)cfg->events.max_object_bytes, "event",
 		                     "events.max_object_bytes", b);
+	int64_t line = cfg->events.enabled ? cfg->events.max_object_bytes : 0;
+	const char *line_key = "events.max_object_bytes";
+	if (cfg->metrics.enabled && cfg->metrics.max_object_bytes > line) {
+		line = cfg->metrics.max_object_bytes;
+		line_key = "metrics.max_object_bytes";
+	}
+	if (line)
+		ca_kube_parse_budget((size_t)line, line_key, b);
 	ca_kube_budget((size_t)cfg->kubernetes.max_list_page_bytes, b);
 	ca_events_budget(cfg, b);
+	ca_metrics_budget(cfg, b);
 	ca_http_budget(b);
 }
 
@@ -149,8 +167,9 @@ static enum ca_err check_budget(const struct ca_config *cfg, uint64_t limit, cha
 	ca_set_err(err, errlen,
 	           "the memory budget is %.1f MiB, over 90%% of the memory limit of %.1f MiB: lower "
 	           "events.max_object_bytes (each watched namespace may hold a partial line that long), "
-	           "events.buffer_bytes, events.dedup_window_bytes, nats.reconnect_buffer_bytes or "
-	           "kubernetes.max_list_page_bytes, or watch fewer events.namespaces (see --check-config "
+	           "events.buffer_bytes, events.dedup_window_bytes, metrics.max_pods, metrics.max_nodes, "
+	           "metrics.max_namespaces, nats.reconnect_buffer_bytes or kubernetes.max_list_page_bytes, "
+	           "or watch fewer events.namespaces (see --check-config "
 	           "for the table)",
 	           (double)b.total / 1048576.0, (double)limit / 1048576.0);
 	return CA_EINVAL;
@@ -246,6 +265,7 @@ static void build_subjects(struct ca_agent *a)
 	snprintf(a->subject_register, SUBJECT_MAX, "%s.register.%s", prefix, a->cluster_id);
 	snprintf(a->subject_heartbeat, SUBJECT_MAX, "%s.heartbeat.%s", prefix, a->cluster_id);
 	snprintf(a->subject_event, SUBJECT_MAX, "%s.event.%s", prefix, a->cluster_id);
+	snprintf(a->subject_metrics, SUBJECT_MAX, "%s.metrics.%s", prefix, a->cluster_id);
 	snprintf(a->subject_result, SUBJECT_MAX, "%s.result.%s", prefix, a->cluster_id);
 	snprintf(a->subject_command, SUBJECT_MAX, "%s.command.%s", prefix, a->cluster_id);
 	snprintf(a->queue_group, SUBJECT_MAX, "collect-agent.%s", a->cluster_id);
@@ -309,7 +329,7 @@ static void send_registration(struct ca_agent *a)
 		.hostname = a->hostname,
 		.started_at = a->started_unix_ms,
 		.cap_events = a->events != NULL,
-		.cap_metrics = false,
+		.cap_metrics = a->metrics != NULL,
 		.cap_exec = false, /* no executor in this build: no tools to advertise */
 	};
 	ca_buf_init(&payload, 0);
@@ -348,6 +368,11 @@ static void send_heartbeat(struct ca_agent *a, const char *status)
 		hb.queues.events = (int64_t)st.queue_size;
 		hb.events_published_total = (int64_t)st.published;
 		hb.events_dropped_total = (int64_t)st.dropped;
+	}
+	if (a->metrics) {
+		struct ca_metrics_stats st;
+		ca_metrics_get_stats(a->metrics, &st);
+		hb.queues.metrics = (int64_t)st.queue_parts;
 	}
 	ca_buf_init(&payload, 0);
 	if (ca_codec_encode_heartbeat(a->format, &hb, &payload) == CA_OK) {
@@ -597,6 +622,45 @@ static void start_events(struct ca_agent *a)
 	m->self = a->events;
 }
 
+/* ----------------------------------------------------------------- metrics */
+
+static enum ca_err publish_metrics(void *arg, const char *payload, size_t len, const char *msg_id)
+{
+	struct ca_agent *a = arg;
+	return ca_bus_publish(a->bus, a->subject_metrics, ca_codec_content_type(a->format), msg_id, payload, len);
+}
+
+static size_t metrics_max_payload(void *arg)
+{
+	struct ca_agent *a = arg;
+	return ca_bus_max_payload(a->bus);
+}
+
+static void start_metrics(struct ca_agent *a)
+{
+	struct module_slot *m = &a->modules[MOD_METRICS];
+	static const struct ca_metrics_sink sink = { .publish = publish_metrics, .max_payload = metrics_max_payload };
+	if (!a->cfg->metrics.enabled || !a->kube || a->metrics)
+		return;
+	m->waiting = false;
+	if (ca_metrics_new(&a->metrics, a->loop, a->kube, a->cfg, a->format, a->cluster_id, a->agent_id, &sink, a,
+	                   m->error, sizeof m->error) != CA_OK) {
+		ca_log(CA_LOG_ERROR, "metrics", "cannot set up the metrics collector", "error", m->error, NULL);
+		set_last_error(a, m->error);
+		return;
+	}
+	enum ca_err rc = ca_metrics_start(a->metrics);
+	if (rc != CA_OK) {
+		ca_set_err(m->error, sizeof m->error, "cannot start the metrics collector: %s", ca_strerror(rc));
+		ca_log(CA_LOG_ERROR, "metrics", m->error, NULL);
+		set_last_error(a, m->error);
+		ca_metrics_free(a->metrics);
+		a->metrics = NULL;
+		return;
+	}
+	m->self = a->metrics;
+}
+
 /* ---------------------------------------------------------------- cluster */
 
 static void on_cluster_known(void *arg, const struct ca_cluster_info *info)
@@ -615,6 +679,7 @@ static void on_cluster_known(void *arg, const struct ca_cluster_info *info)
 		ca_log(CA_LOG_ERROR, "agent", "cannot subscribe to commands", "subject", a->subject_command,
 		       "error", ca_strerror(rc), NULL);
 	start_events(a);
+	start_metrics(a);
 	if (ca_bus_connected(a->bus) && !a->stopping)
 		send_registration(a);
 }
@@ -629,6 +694,7 @@ static void on_bus_connected(void *arg, bool reconnected)
 		send_registration(a);
 	if (a->events)
 		ca_events_flush(a->events);
+	ca_metrics_flush(a->metrics);
 }
 
 static void on_bus_disconnected(void *arg)
@@ -748,7 +814,6 @@ static void handle_metrics(void *arg, struct ca_buf *body)
 	               a->stopping ? 0 : 1);
 	ca_prom_single(&p, "agent_uptime_seconds", "gauge", "Seconds since the agent started.",
 	               (double)(ca_now_monotonic_ms() - a->started_mono_ms) / 1000.0);
-	ca_prom_single(&p, "agent_metrics_queue_size", "gauge", "Metrics samples waiting to be published.", 0);
 	ca_prom_single(&p, "agent_command_queue_size", "gauge", "Commands waiting for an executor slot.", 0);
 	ca_prom_single(&p, "agent_result_queue_size", "gauge", "Command results waiting to be published.", 0);
 	ca_prom_family(&p, "agent_commands_total", "counter", "Commands received, by final status.");
@@ -909,6 +974,8 @@ enum ca_err ca_agent_new(struct ca_agent **out, const struct ca_config *cfg,
 	                                                .wanted = true };
 	a->modules[MOD_EVENTS] = (struct module_slot){ .ops = &ca_events_module, .wanted = cfg->events.enabled,
 	                                               .waiting = true };
+	a->modules[MOD_METRICS] = (struct module_slot){ .ops = &ca_metrics_module, .wanted = cfg->metrics.enabled,
+	                                                .waiting = true };
 	struct ca_budget budget;
 	ca_budget_init(&budget);
 	ca_agent_budget(cfg, &budget);
@@ -943,6 +1010,7 @@ void ca_agent_free(struct ca_agent *a)
 	if (!a)
 		return;
 	ca_events_free(a->events);
+	ca_metrics_free(a->metrics);
 	ca_cluster_free(a->cluster);
 	ca_kube_free(a->kube);
 	ca_bus_free(a->bus);

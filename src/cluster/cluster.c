@@ -29,7 +29,7 @@
 
 #define FINDINGS_MAX 4096
 #define METADATA_MAX_BODY (64 * 1024)
-#define NODE_MAX_BODY (512 * 1024) /* a Node is 5 to 20 KiB; kube.h's budget counts this */
+#define NODE_MAX_BODY (256 * 1024) /* a Node is 5 to 50 KiB; kube.h's budget counts this */
 #define AWS_TOKEN_TTL_HEADER "X-aws-ec2-metadata-token-ttl-seconds: 21600"
 #define NO_ID_RETRY_INITIAL_MS 10000
 #define NO_ID_RETRY_MAX_MS (5 * 60 * 1000)

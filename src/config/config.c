@@ -85,7 +85,7 @@ static const struct key_def keys[] = {
 	KEY("nats.reconnect_jitter", K_DURATION, nats.reconnect_jitter_ms, "100ms"),
 	KEY("nats.max_reconnects", K_INT, nats.max_reconnects, "-1"),
 	KEY("nats.reconnect_buffer_bytes", K_INT64, nats.reconnect_buffer_bytes, "8388608"),
-	KEY("nats.publish_buffer_bytes", K_INT64, nats.publish_buffer_bytes, "4194304"),
+	KEY("nats.publish_buffer_bytes", K_INT64, nats.publish_buffer_bytes, "2097152"),
 	KEY("nats.ping_interval", K_DURATION, nats.ping_interval_ms, "3s"),
 	KEY("nats.max_pings_out", K_INT, nats.max_pings_out, "2"),
 	KEY("nats.write_deadline", K_DURATION, nats.write_deadline_ms, "1s"),
@@ -113,7 +113,7 @@ static const struct key_def keys[] = {
 	KEY("kubernetes.watch_timeout_min", K_DURATION, kubernetes.watch_timeout_min_ms, "5m"),
 	KEY("kubernetes.watch_timeout_max", K_DURATION, kubernetes.watch_timeout_max_ms, "10m"),
 	KEY("kubernetes.allow_insecure_http", K_BOOL, kubernetes.allow_insecure_http, "false"),
-	KEY("kubernetes.max_list_page_bytes", K_INT64, kubernetes.max_list_page_bytes, "4194304"),
+	KEY("kubernetes.max_list_page_bytes", K_INT64, kubernetes.max_list_page_bytes, "2097152"),
 	KEY("kubernetes.page_size", K_INT64, kubernetes.page_size, "500"),
 	KEY("kubernetes.max_object_bytes", K_INT64, kubernetes.max_object_bytes, "1048576"),
 	KEY("kubernetes.backoff_initial", K_DURATION, kubernetes.backoff_initial_ms, "800ms"),
@@ -146,6 +146,12 @@ static const struct key_def keys[] = {
 	KEY("metrics.interval", K_DURATION, metrics.interval_ms, "60s"),
 	KEY("metrics.max_unhealthy_pods", K_INT64, metrics.max_unhealthy_pods, "50"),
 	KEY("metrics.max_payload_bytes", K_INT64, metrics.max_payload_bytes, "0"),
+	KEY("metrics.pending_threshold", K_DURATION, metrics.pending_threshold_ms, "5m"),
+	KEY("metrics.usage", K_BOOL, metrics.usage, "true"),
+	KEY("metrics.max_pods", K_INT64, metrics.max_pods, "150000"),
+	KEY("metrics.max_nodes", K_INT64, metrics.max_nodes, "5000"),
+	KEY("metrics.max_namespaces", K_INT64, metrics.max_namespaces, "10000"),
+	KEY("metrics.max_object_bytes", K_INT64, metrics.max_object_bytes, "524288"),
 
 	KEY("exec.enabled", K_BOOL, exec.enabled, "true"),
 	KEY("exec.max_concurrent", K_INT64, exec.max_concurrent, "4"),
@@ -1242,6 +1248,16 @@ enum ca_err ca_config_validate(struct ca_config *cfg, char *err, size_t errlen)
 	TRY(check_duration(cfg, "metrics.interval", 1 * SEC, 24 * HOUR, err, errlen));
 	TRY(check_int(cfg, "metrics.max_unhealthy_pods", 0, 10000, err, errlen));
 	TRY(check_int(cfg, "metrics.max_payload_bytes", 0, 64 * MIB, err, errlen));
+	if (cfg->metrics.max_payload_bytes != 0 && cfg->metrics.max_payload_bytes < 4096) {
+		ca_set_err(err, errlen, "metrics.max_payload_bytes: %lld is too small: 0 (the server's "
+		           "max_payload) or at least 4096", (long long)cfg->metrics.max_payload_bytes);
+		return CA_EINVAL;
+	}
+	TRY(check_duration(cfg, "metrics.pending_threshold", 1 * SEC, 7 * 24 * HOUR, err, errlen));
+	TRY(check_int(cfg, "metrics.max_pods", 1, 1000000, err, errlen));
+	TRY(check_int(cfg, "metrics.max_nodes", 1, 100000, err, errlen));
+	TRY(check_int(cfg, "metrics.max_namespaces", 1, 100000, err, errlen));
+	TRY(check_int(cfg, "metrics.max_object_bytes", 64 * 1024, 16 * MIB, err, errlen));
 
 	/* exec */
 	TRY(check_int(cfg, "exec.max_concurrent", 1, 1024, err, errlen));

@@ -115,6 +115,12 @@ struct ca_config {
 		int64_t interval_ms;          /* 60s */
 		int64_t max_unhealthy_pods;   /* 50 */
 		int64_t max_payload_bytes;    /* 0 = the server's max_payload */
+		int64_t pending_threshold_ms; /* 5m: Pending longer than this is unhealthy */
+		bool usage;                   /* read metrics.k8s.io when served */
+		int64_t max_pods;             /* 150000: store caps (and the memory budget) */
+		int64_t max_nodes;            /* 5000 */
+		int64_t max_namespaces;       /* 10000 */
+		int64_t max_object_bytes;     /* 1 MiB: longest pod/node/namespace watch line */
 	} metrics;
 	struct {
 		bool enabled;

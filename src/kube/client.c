@@ -64,6 +64,7 @@ struct ca_kube_xfer {
 	char *path;                      /* for error messages ("GET /api/v1/pods") */
 	char *method;                    /* NULL = GET */
 	bool api;                        /* credentials and API CA apply */
+	bool aggregated;                 /* an extension API server answers (see note_result) */
 	bool stream;
 	bool prune;                      /* cut managedFields from a 2xx one-shot body */
 	bool in_multi;
@@ -513,6 +514,7 @@ struct xfer_spec {
 	size_t max_body;
 	bool stream;
 	bool prune_managed_fields;
+	bool aggregated;
 };
 
 static enum ca_err setup_easy(struct ca_kube_xfer *x, const struct xfer_spec *s)
@@ -609,6 +611,7 @@ static enum ca_err xfer_start(struct ca_kube *k, const struct xfer_spec *s,
 	x->api = s->url == NULL;
 	x->stream = s->stream;
 	x->prune = s->prune_managed_fields;
+	x->aggregated = s->aggregated;
 	x->max_body = s->max_body ? s->max_body : DEFAULT_MAX_BODY;
 	x->retry_after_s = -1;
 	ca_buf_init(&x->body, x->max_body);
@@ -678,6 +681,7 @@ enum ca_err ca_kube_xfer_start(struct ca_kube *kube, const struct ca_kube_xfer_p
 		.max_body = params->max_body,
 		.stream = params->stream,
 		.prune_managed_fields = params->prune_managed_fields,
+		.aggregated = params->aggregated,
 	};
 	struct ca_kube_xfer *x = NULL;
 	enum ca_err err = xfer_start(kube, &s, &x);
@@ -770,6 +774,10 @@ static void note_result(struct ca_kube *k, struct ca_kube_xfer *x, enum ca_err e
 		return;
 	}
 	if (status == 401 || status == 403)
+		return;
+	/* metrics-server down is a 503 from the aggregator: the API server
+	 * itself answered. */
+	if (x->aggregated && status >= 500)
 		return;
 	if (status >= 500) {
 		k->api_ok = false;
@@ -1053,9 +1061,9 @@ out:
 /* A TLS connection with libcurl's and OpenSSL's buffers (measured at about
  * 70 KiB with OpenSSL 3.0 and libcurl 7.88): rounded up. */
 #define CONNECTION_BYTES ((uint64_t)128 << 10)
-/* Cluster detection's largest one-shot answer (a Node, 512 KiB in
+/* Cluster detection's largest one-shot answer (a Node, 256 KiB in
  * cluster.c) and its tape, two at once while it runs. */
-#define ONE_SHOT_BYTES ((uint64_t)2 * 6 * (512 << 10))
+#define ONE_SHOT_BYTES ((uint64_t)2 * 6 * (256 << 10))
 
 void ca_kube_budget(size_t max_list_page_bytes, struct ca_budget *b)
 {
@@ -1073,8 +1081,12 @@ void ca_kube_watch_budget(size_t watches, size_t max_object_bytes, const char *w
 	ca_budget_add(b, text, key,
 	              (uint64_t)watches * (PENDING_HARD_CAP + ca_watch_parser_budget(max_object_bytes) +
 	                                   CONNECTION_BYTES));
-	snprintf(text, sizeof text, "kube: parse of one %s line at a time", what);
-	ca_budget_add(b, text, key, ca_watch_parse_peak(max_object_bytes));
+}
+
+void ca_kube_parse_budget(size_t max_object_bytes, const char *key, struct ca_budget *b)
+{
+	ca_budget_add(b, "kube: parse of one watch line at a time (the longest allowed)", key,
+	              ca_watch_parse_peak(max_object_bytes));
 }
 
 bool ca_kube_list_slot_take(struct ca_kube *kube, struct ca_kube_slot_waiter *w)

@@ -49,6 +49,8 @@ struct ca_kube_xfer_params {
 	int64_t idle_timeout_s;  /* streams: fail when no byte arrived for this long (0 = none) */
 	size_t max_body;         /* one-shot body cap (0 = 4 MiB); beyond it CA_ETOOBIG */
 	bool prune_managed_fields; /* one-shot: cut managedFields from a 2xx body before on_done */
+	bool aggregated;         /* an extension API server (metrics.k8s.io) answers through the
+	                          * aggregator: its 5xx do not mean the API server is down */
 };
 
 /* Start a GET. ops is borrowed (a static table); arg is passed back. */

@@ -106,6 +106,10 @@ void ca_kube_budget(size_t max_list_page_bytes, struct ca_budget *b);
  * parse of one such line. Any thread. */
 void ca_kube_watch_budget(size_t watches, size_t max_object_bytes, const char *what,
                           const char *key, struct ca_budget *b);
+/* The parse of one watch line of up to max_object_bytes: lines are parsed
+ * one at a time on the loop thread, whatever the watch, so the agent adds
+ * this row once, for its longest line. */
+void ca_kube_parse_budget(size_t max_object_bytes, const char *key, struct ca_budget *b);
 
 /* agent_kube_requests_total{code}, agent_kube_watch_restarts_total and the
  * client's other counters. */

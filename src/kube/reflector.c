@@ -75,6 +75,8 @@ struct ca_reflector {
 	bool started;
 	bool paused;
 	bool need_list;
+	bool list_only;
+	bool aggregated_api;
 
 	/* LIST */
 	char *continue_token;     /* for the next page, or NULL */
@@ -347,6 +349,13 @@ static void fail(struct ca_reflector *r, long status, const char *what, const ch
 		       "retry_in_ms", ms, NULL);
 	if (status == 403)
 		r->logged_403 = true;
+	if (r->list_only) {
+		/* The consumer lists again when it wants: no retry of ours. */
+		r->attempt = 0;
+		if (r->cbs.on_list_failed)
+			r->cbs.on_list_failed(r->arg, status, message);
+		return;
+	}
 	schedule(r, delay);
 }
 
@@ -418,7 +427,9 @@ static void list_done(void *arg, const struct ca_kube_result *res)
 		}
 	}
 	const char *rv = ca_kobj_str(page, "metadata.resourceVersion");
-	if (!rv || !*rv || strlen(rv) >= sizeof r->page_rv) {
+	if (r->list_only && (!rv || strlen(rv) >= sizeof r->page_rv))
+		rv = ""; /* nothing to watch from: none needed */
+	if (!rv || (!*rv && !r->list_only) || strlen(rv) >= sizeof r->page_rv) {
 		ca_kobj_free(page);
 		fail(r, res->status, what, "list has no usable metadata.resourceVersion", -1);
 		goto out;
@@ -476,7 +487,7 @@ static void list_finished(struct ca_reflector *r)
 	       "resource_version", r->st.resource_version, "duration_ms", took, NULL);
 	if (r->cbs.on_synced)
 		r->cbs.on_synced(r->arg, r->st.resource_version);
-	if (r->dying)
+	if (r->dying || r->list_only)
 		return;
 	call_rv(r);
 	if (r->dying)
@@ -541,6 +552,7 @@ static void start_list(struct ca_reflector *r)
 		.timeout_ms = LIST_TIMEOUT_MS,
 		.max_body = r->max_list_bytes,
 		.prune_managed_fields = true,
+		.aggregated = r->aggregated_api,
 	};
 	r->xfer_is_watch = false;
 	if (err == CA_OK)
@@ -838,7 +850,7 @@ static void on_timer(void *arg)
 		r->xfer = NULL;
 		r->st.watching = false;
 	}
-	if (r->need_list || !r->st.resource_version[0]) {
+	if (r->need_list || r->list_only || !r->st.resource_version[0]) {
 		r->need_list = true;
 		start_list(r);
 	} else if (r->verify_resume) {
@@ -925,7 +937,9 @@ enum ca_err ca_reflector_new(struct ca_reflector **out, struct ca_kube *kube,
 		r->backoff_max_ms = r->backoff_initial_ms;
 	r->max_object_bytes = opts->max_object_bytes ? opts->max_object_bytes : DEFAULT_MAX_OBJECT;
 	r->max_list_bytes = opts->max_list_bytes ? opts->max_list_bytes : DEFAULT_MAX_LIST_BYTES;
-	r->need_list = !(opts->resume_resource_version && *opts->resume_resource_version);
+	r->list_only = opts->list_only;
+	r->aggregated_api = opts->aggregated_api;
+	r->need_list = r->list_only || !(opts->resume_resource_version && *opts->resume_resource_version);
 	if (!r->need_list) {
 		set_rv(r, opts->resume_resource_version);
 		r->verify_resume = true;
@@ -1002,6 +1016,16 @@ void ca_reflector_free(struct ca_reflector *r)
 		return;
 	}
 	destroy(r);
+}
+
+bool ca_reflector_relist(struct ca_reflector *r)
+{
+	if (!r->started || r->dying || r->xfer || r->page || r->holds_slot || r->slot_wait.queued ||
+	    ca_loop_timer_active(r->timer))
+		return false;
+	r->need_list = true;
+	schedule(r, 0);
+	return true;
 }
 
 bool ca_reflector_ready(const struct ca_reflector *r, char *why, size_t whylen)

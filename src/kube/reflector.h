@@ -43,6 +43,15 @@ struct ca_reflector_options {
 	 * state file) instead of listing; a 410 falls back to a normal LIST.
 	 * NULL or "" = LIST first. Copied. */
 	const char *resume_resource_version;
+	/* LIST only, never WATCH: after a LIST the reflector waits for
+	 * ca_reflector_relist(). A failed LIST is not retried (the consumer
+	 * lists again when it wants; on_list_failed says why). For APIs
+	 * without watch, such as metrics.k8s.io; a page without
+	 * metadata.resourceVersion is fine then. */
+	bool list_only;
+	/* The collection is served by an extension API server through the
+	 * aggregator (metrics.k8s.io): its 5xx leave ca_kube_api_ok alone. */
+	bool aggregated_api;
 };
 
 struct ca_reflector_callbacks {
@@ -58,6 +67,10 @@ struct ca_reflector_callbacks {
 	/* The resume point advanced (objects and bookmarks): what a state file
 	 * stores. May be NULL. */
 	void (*on_resource_version)(void *arg, const char *resource_version);
+	/* list_only: the LIST failed and will not be retried until
+	 * ca_reflector_relist(); status is the HTTP status (0: transport).
+	 * May be NULL. */
+	void (*on_list_failed)(void *arg, long status, const char *message);
 };
 
 struct ca_reflector_stats {
@@ -94,6 +107,9 @@ enum ca_err ca_reflector_start(struct ca_reflector *r);
 void ca_reflector_pause(struct ca_reflector *r);
 void ca_reflector_resume(struct ca_reflector *r);
 void ca_reflector_free(struct ca_reflector *r);
+/* list_only: LIST again now, unless a LIST is already in progress or
+ * waiting for its turn (false then). */
+bool ca_reflector_relist(struct ca_reflector *r);
 
 /* Ready: the collection was listed (or the watch resumed from a stored
  * point) and the reflector is streaming: its last request did not fail and

@@ -61,13 +61,17 @@ static void test_budget_limits(void)
 	size_t used = (size_t)snprintf(ns, sizeof ns, "COLLECT_AGENT_EVENTS_NAMESPACES=");
 	for (int i = 0; i < 40 && used < sizeof ns; i++)
 		used += (size_t)snprintf(ns + used, sizeof ns - used, "%sns%d", i ? "," : "", i);
-	char *env40[] = { ns, "COLLECT_AGENT_EVENTS_MAX_OBJECT_BYTES=262144", NULL };
+	/* ... with the metrics collector sized for the smaller cluster such a
+	 * configuration is for. */
+	char *env40[] = { ns, "COLLECT_AGENT_EVENTS_MAX_OBJECT_BYTES=262144", "COLLECT_AGENT_METRICS_MAX_PODS=20000",
+		          "COLLECT_AGENT_METRICS_MAX_NODES=1000", "COLLECT_AGENT_METRICS_MAX_NAMESPACES=2000", NULL };
 	load(&cfg, env40);
 	struct ca_budget b40, b1;
 	ca_budget_init(&b40);
 	ca_agent_budget(&cfg, &b40);
 	ca_config_fini(&cfg);
-	char *env1[] = { NULL };
+	char *env1[] = { "COLLECT_AGENT_METRICS_MAX_PODS=20000", "COLLECT_AGENT_METRICS_MAX_NODES=1000",
+		         "COLLECT_AGENT_METRICS_MAX_NAMESPACES=2000", NULL };
 	load(&cfg, env1);
 	ca_budget_init(&b1);
 	ca_agent_budget(&cfg, &b1);

@@ -1,0 +1,1285 @@
+/* metrics/metrics.c: the collector's reflectors and stores, the usage
+ * passes over metrics.k8s.io, the sample (computed from the records, then
+ * shared out across parts and handed to the sink as it takes them), and
+ * the module's health and metrics. */
+#include "metrics/metrics.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/timeutil.h"
+#include "kube/reflector.h"
+#include "kube/store.h"
+#include "log/log.h"
+#include "metrics/metrics_int.h"
+
+#define PAGE_PODS 500
+#define PAGE_NODES 100
+#define PAGE_NAMESPACES 500
+/* Parts are at most this big unless metrics.max_payload_bytes says more
+ * (NATS's default max_payload). */
+#define DEFAULT_MAX_PAYLOAD ((size_t)1 << 20)
+/* Room left in each part for what the size estimate does not see. */
+#define PART_SLACK 256
+/* What a store key of average length costs (namespace/name). */
+#define AVG_KEY 48
+#define AVG_NODE_CONDITIONS 8
+#define RETRY_MS 250
+
+enum { KIND_PODS = 0, KIND_NODES, KIND_NAMESPACES, KIND_COUNT };
+static const char *const kind_names[KIND_COUNT] = { "pods", "nodes", "namespaces" };
+
+/* The sample being sent: what every part shares, the lists, and where
+ * each part starts. Names point into the interners, which keep them while
+ * the sample holds a reference (held_names, held_words). */
+struct outgoing {
+	bool active;
+	char sample_id[300];
+	struct ca_msg_metrics_sample msg;
+	char usage_reason[256];
+	struct ca_msg_node_sample *nodes;
+	struct ca_msg_node_condition *conds;
+	struct ca_msg_namespace_sample *nss;
+	struct ca_msg_unhealthy_pod *unhealthy;
+	char *pod_names;
+	size_t nnodes, nnss, nunhealthy;
+	uint32_t *starts; /* parts + 1 */
+	uint32_t parts, next;
+	size_t max_payload;
+	uint32_t *held_names, *held_words;
+	size_t nheld_names, nheld_words;
+};
+
+struct ns_usage {
+	int64_t cpu_m, mem;
+};
+
+struct ca_metrics {
+	struct ca_loop *loop;
+	struct ca_kube *kube;
+	const struct ca_config *cfg;
+	enum ca_codec_format format;
+	char cluster_id[128], agent_id[256];
+	struct ca_metrics_sink sink;
+	void *sink_arg;
+
+	struct ca_metrics_fold_ctx fold;
+	struct ca_store *store[KIND_COUNT];
+	struct ca_reflector *refl[KIND_COUNT];
+	struct ca_loop_timer *timer;
+	struct ca_loop_timer *retry; /* offer the waiting parts again */
+	bool started;
+
+	/* metrics.k8s.io */
+	struct ca_reflector *usage_nodes, *usage_pods;
+	uint32_t usage_pass;      /* the pass in progress (or the last one) */
+	uint32_t usage_pass_done; /* the last pass that completed */
+	bool pass_running, pass_nodes_done, pass_pods_done;
+	int64_t pass_started_ms;  /* Unix ms */
+	struct ns_usage *acc;     /* by names id: the pass in progress (holds a ref per touched id) */
+	uint32_t nacc;
+	struct ns_usage *ns_usage; /* by names id: the last completed pass */
+	uint32_t nns_usage;
+	bool usage_available;
+	int64_t usage_observed_ms;
+	char usage_reason[256];
+
+	struct outgoing out;
+	uint64_t samples, parts_published, samples_dropped, usage_lists;
+	double last_duration_s;
+	struct ca_histogram duration;
+	uint64_t unknown_node_pods, unknown_ns_pods; /* in the last sample */
+	uint64_t logged_unknown_node, logged_unknown_ns;
+};
+
+static const double duration_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 };
+
+/* ------------------------------------------------------------------------
+ * Store callbacks */
+
+static enum ca_err fold_pod(void *arg, const struct ca_kobj *obj, void **value, size_t *size)
+{
+	struct ca_metrics *m = arg;
+	return ca_metrics_fold_pod(&m->fold, obj, (struct ca_pod_rec **)value, size);
+}
+
+static void free_pod(void *arg, void *value)
+{
+	struct ca_metrics *m = arg;
+	ca_metrics_free_pod(&m->fold, value);
+}
+
+static enum ca_err fold_node(void *arg, const struct ca_kobj *obj, void **value, size_t *size)
+{
+	struct ca_metrics *m = arg;
+	return ca_metrics_fold_node(&m->fold, obj, (struct ca_node_rec **)value, size);
+}
+
+static void free_node(void *arg, void *value)
+{
+	struct ca_metrics *m = arg;
+	ca_metrics_free_node(&m->fold, value);
+}
+
+/* A node's new version keeps the usage the last pass read for it. */
+static void node_updated(void *arg, const char *key, void *old_value, void *new_value)
+{
+	(void)arg;
+	(void)key;
+	const struct ca_node_rec *o = old_value;
+	struct ca_node_rec *n = new_value;
+	n->usage_cpu_m = o->usage_cpu_m;
+	n->usage_mem = o->usage_mem;
+	n->usage_pass = o->usage_pass;
+}
+
+static enum ca_err fold_namespace(void *arg, const struct ca_kobj *obj, void **value, size_t *size)
+{
+	struct ca_metrics *m = arg;
+	return ca_metrics_fold_namespace(&m->fold, obj, (struct ca_ns_rec **)value, size);
+}
+
+static void free_namespace(void *arg, void *value)
+{
+	struct ca_metrics *m = arg;
+	ca_metrics_free_namespace(&m->fold, value);
+}
+
+/* ------------------------------------------------------------------------
+ * Memory budget */
+
+static uint64_t pod_bytes(void)
+{
+	/* The store's entry and key, the record's 80-byte chunk, the table's
+	 * share (9 bytes a slot, at least 3/8 full). */
+	return ca_store_entry_bytes(AVG_KEY) + ca_store_heap_bytes(sizeof(struct ca_pod_rec)) + 24;
+}
+
+static uint64_t node_bytes(void)
+{
+	return ca_store_entry_bytes(AVG_KEY) +
+	       ca_store_heap_bytes(sizeof(struct ca_node_rec) + AVG_NODE_CONDITIONS * sizeof(struct ca_node_cond)) +
+	       24 + ca_intern_entry_bytes(AVG_KEY);
+}
+
+static uint64_t namespace_bytes(void)
+{
+	/* With its name interned and a usage slot in two arrays. */
+	return ca_store_entry_bytes(AVG_KEY) + ca_store_heap_bytes(sizeof(struct ca_ns_rec)) + 24 +
+	       ca_intern_entry_bytes(AVG_KEY) + 2 * sizeof(struct ns_usage);
+}
+
+/* While a sample is built and sent: per node and per namespace, its
+ * message struct, the working arrays, and the references held. */
+static uint64_t sample_node_bytes(void)
+{
+	return sizeof(struct ca_msg_node_sample) + AVG_NODE_CONDITIONS * sizeof(struct ca_msg_node_condition) +
+	       (4 + 3 * AVG_NODE_CONDITIONS) * sizeof(uint32_t) + 64;
+}
+
+static uint64_t sample_namespace_bytes(void)
+{
+	return sizeof(struct ca_msg_namespace_sample) + sizeof(uint32_t) + 72 + 32;
+}
+
+static size_t payload_cap(const struct ca_config *cfg)
+{
+	return cfg->metrics.max_payload_bytes ? (size_t)cfg->metrics.max_payload_bytes : DEFAULT_MAX_PAYLOAD;
+}
+
+void ca_metrics_budget(const struct ca_config *cfg, struct ca_budget *b)
+{
+	if (!cfg->metrics.enabled)
+		return;
+	ca_budget_add(b, "metrics: pods (record, key, table share)", "metrics.max_pods",
+	              (uint64_t)cfg->metrics.max_pods * pod_bytes());
+	ca_budget_add(b, "metrics: nodes (record with conditions, key, name)", "metrics.max_nodes",
+	              (uint64_t)cfg->metrics.max_nodes * node_bytes());
+	ca_budget_add(b, "metrics: namespaces (record, key, name, usage)", "metrics.max_namespaces",
+	              (uint64_t)cfg->metrics.max_namespaces * namespace_bytes());
+	/* One part encoding at a time, in a buffer of its size. */
+	ca_budget_add(b, "metrics: the sample being sent (lists, one part encoding)", "metrics.max_nodes",
+	              (uint64_t)cfg->metrics.max_nodes * sample_node_bytes() +
+	                  (uint64_t)cfg->metrics.max_namespaces * sample_namespace_bytes() +
+	                  (uint64_t)cfg->metrics.max_unhealthy_pods * 512 + (uint64_t)payload_cap(cfg));
+	ca_kube_watch_budget(KIND_COUNT, (size_t)cfg->metrics.max_object_bytes, "pod/node/namespace",
+	                     "metrics.max_object_bytes", b);
+}
+
+/* ------------------------------------------------------------------------
+ * The sample being sent */
+
+static void release_outgoing(struct ca_metrics *m)
+{
+	struct outgoing *o = &m->out;
+	for (size_t i = 0; i < o->nheld_names; i++)
+		ca_intern_unref(m->fold.names, o->held_names[i]);
+	for (size_t i = 0; i < o->nheld_words; i++)
+		ca_intern_unref(m->fold.words, o->held_words[i]);
+	free(o->held_names);
+	free(o->held_words);
+	free(o->nodes);
+	free(o->conds);
+	free(o->nss);
+	free(o->unhealthy);
+	free(o->pod_names);
+	free(o->starts);
+	memset(o, 0, sizeof *o);
+}
+
+static const char *hold_name(struct ca_metrics *m, uint32_t id)
+{
+	if (!id)
+		return NULL;
+	ca_intern_ref_id(m->fold.names, id);
+	m->out.held_names[m->out.nheld_names++] = id;
+	return ca_intern_str(m->fold.names, id);
+}
+
+static const char *hold_word(struct ca_metrics *m, uint32_t id)
+{
+	if (!id)
+		return NULL;
+	ca_intern_ref_id(m->fold.words, id);
+	m->out.held_words[m->out.nheld_words++] = id;
+	return ca_intern_str(m->fold.words, id);
+}
+
+/* Part p as a message of its own: the shared fields and its share of the
+ * lists (items are nodes, then namespaces, then unhealthy pods). */
+static void part_message(const struct outgoing *o, uint32_t p, struct ca_msg_metrics_sample *msg)
+{
+	size_t from = o->starts[p], to = o->starts[p + 1];
+	size_t n1 = o->nnodes, n2 = n1 + o->nnss;
+	*msg = o->msg;
+	msg->part = (int32_t)(p + 1);
+	msg->parts = (int32_t)o->parts;
+	size_t a = from < n1 ? from : n1, b = to < n1 ? to : n1;
+	msg->nodes = o->nodes + a;
+	msg->n_nodes = b - a;
+	a = from < n1 ? 0 : (from < n2 ? from - n1 : o->nnss);
+	b = to < n1 ? 0 : (to < n2 ? to - n1 : o->nnss);
+	msg->namespaces = o->nss + a;
+	msg->n_namespaces = b - a;
+	a = from < n2 ? 0 : from - n2;
+	b = to < n2 ? 0 : to - n2;
+	msg->unhealthy_pods = o->unhealthy + a;
+	msg->n_unhealthy_pods = b - a;
+}
+
+/* Hand parts to the sink until it says "not now" or the sample is out. */
+static void send_parts(struct ca_metrics *m)
+{
+	struct outgoing *o = &m->out;
+	struct ca_buf payload;
+	/* Sized once: a part is at most max_payload. */
+	ca_buf_init(&payload, 0);
+	if (o->active && o->next < o->parts && ca_buf_reserve(&payload, o->max_payload + 1) != CA_OK) {
+		ca_buf_fini(&payload);
+		ca_loop_timer_start(m->retry, RETRY_MS, 0); /* out of memory: later */
+		return;
+	}
+	while (o->active && o->next < o->parts) {
+		struct ca_msg_metrics_sample msg;
+		char msg_id[340];
+		part_message(o, o->next, &msg);
+		ca_buf_reset(&payload);
+		enum ca_err err = ca_codec_encode_metrics_sample(m->format, &msg, &payload);
+		if (err == CA_OK && payload.len > o->max_payload)
+			err = CA_ETOOBIG;
+		if (err == CA_OK) {
+			snprintf(msg_id, sizeof msg_id, "%s-%" PRIu32, o->sample_id, o->next + 1);
+			err = m->sink.publish(m->sink_arg, payload.data, payload.len, msg_id);
+		}
+		if (err == CA_EAGAIN) {
+			/* The bus's hand-off is full: NATS is slow or away. */
+			if (!ca_loop_timer_active(m->retry))
+				ca_loop_timer_start(m->retry, RETRY_MS, 0);
+			break;
+		}
+		if (err != CA_OK) {
+			char part[32];
+			snprintf(part, sizeof part, "%" PRIu32 "/%" PRIu32, o->next + 1, o->parts);
+			ca_log(CA_LOG_ERROR, "metrics", "cannot publish a sample part: the sample is dropped",
+			       "sample_id", o->sample_id, "part", part, "error", ca_strerror(err), NULL);
+			m->samples_dropped++;
+			release_outgoing(m);
+			break;
+		}
+		o->next++;
+		m->parts_published++;
+	}
+	if (o->active && o->next == o->parts)
+		release_outgoing(m);
+	ca_buf_fini(&payload);
+}
+
+void ca_metrics_flush(struct ca_metrics *m)
+{
+	if (m)
+		send_parts(m);
+}
+
+/* ------------------------------------------------------------------------
+ * Building a sample */
+
+struct ns_acc {
+	struct ca_pod_phase_counts pods;
+	int64_t restarts;
+	int64_t req_cpu_m, req_mem, lim_cpu_m, lim_mem;
+};
+
+struct bad_pod {
+	const char *key; /* "namespace/name", the store's (valid during the walk) */
+	const struct ca_pod_rec *p;
+	uint8_t reason;
+	int64_t since;
+};
+
+struct walk {
+	struct ca_metrics *m;
+	int64_t now;
+	uint32_t limit; /* names id limit */
+	struct ns_acc *acc;
+	uint32_t *node_pods;
+	uint8_t *is_node, *is_ns;
+	struct ca_msg_cluster_summary *sum;
+	const void **recs;
+	const char **keys;
+	size_t n;
+	struct bad_pod *heap;
+	size_t nheap, cap_heap;
+	int64_t unhealthy;
+};
+
+static int64_t add64(int64_t a, int64_t b)
+{
+	return (b > 0 && a > INT64_MAX - b) ? INT64_MAX : a + b;
+}
+
+static void count_phase(struct ca_pod_phase_counts *c, uint8_t phase)
+{
+	switch ((enum ca_pod_phase)phase) {
+	case CA_PHASE_PENDING: c->pending++; break;
+	case CA_PHASE_RUNNING: c->running++; break;
+	case CA_PHASE_SUCCEEDED: c->succeeded++; break;
+	case CA_PHASE_FAILED: c->failed++; break;
+	case CA_PHASE_UNKNOWN: c->unknown++; break;
+	}
+}
+
+/* a is worse than b: the reason, then more restarts, then older, then by
+ * name (so equal pods come out in one order every time). */
+static bool worse(const struct bad_pod *a, const struct bad_pod *b)
+{
+	if (a->reason != b->reason)
+		return a->reason > b->reason;
+	if (a->p->restarts != b->p->restarts)
+		return a->p->restarts > b->p->restarts;
+	int64_t sa = a->since ? a->since : INT64_MAX, sb = b->since ? b->since : INT64_MAX;
+	if (sa != sb)
+		return sa < sb;
+	return strcmp(a->key, b->key) < 0;
+}
+
+/* A heap of the worst pods seen, the least bad at the root. */
+static void heap_down(struct bad_pod *h, size_t n, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, least = i;
+		if (l < n && worse(&h[least], &h[l]))
+			least = l;
+		if (r < n && worse(&h[least], &h[r]))
+			least = r;
+		if (least == i)
+			return;
+		struct bad_pod t = h[i];
+		h[i] = h[least];
+		h[least] = t;
+		i = least;
+	}
+}
+
+static void heap_offer(struct walk *w, const struct bad_pod *b)
+{
+	if (!w->cap_heap)
+		return;
+	if (w->nheap < w->cap_heap) {
+		size_t i = w->nheap++;
+		w->heap[i] = *b;
+		while (i > 0) {
+			size_t parent = (i - 1) / 2;
+			if (!worse(&w->heap[parent], &w->heap[i]))
+				break;
+			struct bad_pod t = w->heap[i];
+			w->heap[i] = w->heap[parent];
+			w->heap[parent] = t;
+			i = parent;
+		}
+	} else if (worse(b, &w->heap[0])) {
+		w->heap[0] = *b;
+		heap_down(w->heap, w->nheap, 0);
+	}
+}
+
+static bool walk_node(void *arg, const char *key, void *value)
+{
+	struct walk *w = arg;
+	const struct ca_node_rec *n = value;
+	struct ca_msg_cluster_summary *s = w->sum;
+	if (n->name < w->limit)
+		w->is_node[n->name] = 1;
+	s->nodes_total++;
+	s->nodes_ready += n->ready;
+	s->capacity.cpu_millicores = add64(s->capacity.cpu_millicores, n->cap_cpu_m);
+	s->capacity.memory_bytes = add64(s->capacity.memory_bytes, n->cap_mem);
+	s->capacity.pods = add64(s->capacity.pods, n->cap_pods);
+	s->allocatable.cpu_millicores = add64(s->allocatable.cpu_millicores, n->alloc_cpu_m);
+	s->allocatable.memory_bytes = add64(s->allocatable.memory_bytes, n->alloc_mem);
+	s->allocatable.pods = add64(s->allocatable.pods, n->alloc_pods);
+	w->recs[w->n] = n;
+	w->keys[w->n++] = key;
+	return true;
+}
+
+static bool walk_namespace(void *arg, const char *key, void *value)
+{
+	struct walk *w = arg;
+	const struct ca_ns_rec *n = value;
+	if (n->name < w->limit)
+		w->is_ns[n->name] = 1;
+	w->recs[w->n] = n;
+	w->keys[w->n++] = key;
+	return true;
+}
+
+static bool walk_pod(void *arg, const char *key, void *value)
+{
+	struct walk *w = arg;
+	const struct ca_pod_rec *p = value;
+	struct ca_msg_cluster_summary *s = w->sum;
+	bool finished = p->phase == CA_PHASE_SUCCEEDED || p->phase == CA_PHASE_FAILED;
+	count_phase(&s->pods, p->phase);
+	s->restarts = add64(s->restarts, p->restarts);
+	s->containers_restarting += p->restarting;
+	if (!finished) {
+		s->requests.cpu_millicores = add64(s->requests.cpu_millicores, p->cpu_req_m);
+		s->requests.memory_bytes = add64(s->requests.memory_bytes, (int64_t)(p->mem_req > INT64_MAX ? INT64_MAX : p->mem_req));
+		s->limits.cpu_millicores = add64(s->limits.cpu_millicores, p->cpu_lim_m);
+		s->limits.memory_bytes = add64(s->limits.memory_bytes, (int64_t)(p->mem_lim > INT64_MAX ? INT64_MAX : p->mem_lim));
+	}
+	if (p->ns < w->limit) {
+		struct ns_acc *a = &w->acc[p->ns];
+		count_phase(&a->pods, p->phase);
+		a->restarts = add64(a->restarts, p->restarts);
+		if (!finished) {
+			a->req_cpu_m = add64(a->req_cpu_m, p->cpu_req_m);
+			a->req_mem = add64(a->req_mem, (int64_t)(p->mem_req > INT64_MAX ? INT64_MAX : p->mem_req));
+			a->lim_cpu_m = add64(a->lim_cpu_m, p->cpu_lim_m);
+			a->lim_mem = add64(a->lim_mem, (int64_t)(p->mem_lim > INT64_MAX ? INT64_MAX : p->mem_lim));
+		}
+		if (!w->is_ns[p->ns])
+			w->m->unknown_ns_pods++;
+	}
+	if (p->node && p->node < w->limit) {
+		if (!w->is_node[p->node])
+			w->m->unknown_node_pods++;
+		else if (!finished)
+			w->node_pods[p->node]++;
+	}
+	struct bad_pod b = { .key = key, .p = p };
+	b.reason = (uint8_t)ca_metrics_pod_unhealthy(p, w->now, w->m->cfg->metrics.pending_threshold_ms, &b.since);
+	if (b.reason != CA_UNHEALTHY_NONE) {
+		w->unhealthy++;
+		heap_offer(w, &b);
+	}
+	return true;
+}
+
+static int cmp_keys(const void *a, const void *b, const char *const *keys)
+{
+	return strcmp(keys[*(const uint32_t *)a], keys[*(const uint32_t *)b]);
+}
+
+static const char *const *sort_keys;
+static int cmp_index(const void *a, const void *b)
+{
+	return cmp_keys(a, b, sort_keys);
+}
+
+static int cmp_bad(const void *a, const void *b)
+{
+	const struct bad_pod *x = a, *y = b;
+	return worse(x, y) ? -1 : worse(y, x) ? 1 : 0;
+}
+
+/* The order of n keys, sorted (loop thread only: qsort has no argument). */
+static uint32_t *sorted_order(const char **keys, size_t n)
+{
+	uint32_t *order = malloc((n ? n : 1) * sizeof *order);
+	if (!order)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		order[i] = (uint32_t)i;
+	sort_keys = keys;
+	qsort(order, n, sizeof *order, cmp_index);
+	sort_keys = NULL;
+	return order;
+}
+
+static void res_of_node(struct ca_msg_resources *r, int64_t cpu, int64_t mem, int64_t pods)
+{
+	r->cpu_millicores = cpu;
+	r->memory_bytes = mem;
+	r->pods = pods;
+}
+
+static double thread_cpu_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Encoded size of each item in its list: a message holding that item
+ * alone, less the same message holding none (plus a JSON comma). */
+static bool item_sizes(struct ca_metrics *m, size_t *sizes, size_t *fixed)
+{
+	struct outgoing *o = &m->out;
+	struct ca_msg_metrics_sample base = o->msg, one;
+	struct ca_buf b;
+	bool ok = false;
+	ca_buf_init(&b, 0);
+	base.part = base.parts = 999999;
+	if (ca_codec_encode_metrics_sample(m->format, &base, &b) != CA_OK)
+		goto out;
+	*fixed = b.len + PART_SLACK;
+	struct ca_msg_metrics_sample empty = base;
+	empty.summary = (struct ca_msg_cluster_summary){ 0 };
+	empty.usage_unavailable_reason = NULL;
+	ca_buf_reset(&b);
+	if (ca_codec_encode_metrics_sample(m->format, &empty, &b) != CA_OK)
+		goto out;
+	size_t empty_len = b.len, k = 0;
+	for (size_t i = 0; i < o->nnodes + o->nnss + o->nunhealthy; i++) {
+		one = empty;
+		if (i < o->nnodes) {
+			one.nodes = &o->nodes[i];
+			one.n_nodes = 1;
+		} else if (i < o->nnodes + o->nnss) {
+			one.namespaces = &o->nss[i - o->nnodes];
+			one.n_namespaces = 1;
+		} else {
+			one.unhealthy_pods = &o->unhealthy[i - o->nnodes - o->nnss];
+			one.n_unhealthy_pods = 1;
+		}
+		ca_buf_reset(&b);
+		if (ca_codec_encode_metrics_sample(m->format, &one, &b) != CA_OK)
+			goto out;
+		sizes[k++] = b.len - empty_len + 1;
+	}
+	ok = true;
+out:
+	ca_buf_fini(&b);
+	return ok;
+}
+
+static bool synced(const struct ca_metrics *m)
+{
+	for (int k = 0; k < KIND_COUNT; k++)
+		if (!ca_store_synced(m->store[k]))
+			return false;
+	return true;
+}
+
+static bool build(struct ca_metrics *m, struct walk *w)
+{
+	struct outgoing *o = &m->out;
+	const struct ca_config *cfg = m->cfg;
+	size_t nnodes = ca_store_count(m->store[KIND_NODES]);
+	size_t nns = ca_store_count(m->store[KIND_NAMESPACES]);
+	size_t most = nnodes > nns ? nnodes : nns;
+	w->limit = ca_intern_id_limit(m->fold.names);
+	w->acc = calloc(w->limit, sizeof *w->acc);
+	w->node_pods = calloc(w->limit, sizeof *w->node_pods);
+	w->is_node = calloc(w->limit, 1);
+	w->is_ns = calloc(w->limit, 1);
+	w->recs = malloc((most ? most : 1) * sizeof *w->recs);
+	w->keys = malloc((most ? most : 1) * sizeof *w->keys);
+	w->cap_heap = (size_t)cfg->metrics.max_unhealthy_pods;
+	w->heap = malloc((w->cap_heap ? w->cap_heap : 1) * sizeof *w->heap);
+	if (!w->acc || !w->node_pods || !w->is_node || !w->is_ns || !w->recs || !w->keys || !w->heap)
+		return false;
+	w->sum = &o->msg.summary;
+
+	/* Nodes: the summary's node figures, and their records in name order. */
+	w->n = 0;
+	ca_store_foreach(m->store[KIND_NODES], walk_node, w);
+	uint32_t *order = sorted_order(w->keys, w->n);
+	size_t nconds = 0;
+	for (size_t i = 0; i < w->n; i++)
+		nconds += ((const struct ca_node_rec *)w->recs[i])->nconds;
+	o->nodes = calloc(w->n ? w->n : 1, sizeof *o->nodes);
+	o->conds = calloc(nconds ? nconds : 1, sizeof *o->conds);
+	o->held_names = malloc((w->n + nns + 2 * w->cap_heap + 1) * sizeof *o->held_names);
+	o->held_words = malloc((3 * w->n + 3 * nconds + 1) * sizeof *o->held_words);
+	if (!order || !o->nodes || !o->conds || !o->held_names || !o->held_words) {
+		free(order);
+		return false;
+	}
+	/* Usage known for a node when the last completed pass read it. */
+	bool usage = m->usage_available;
+	o->msg.summary.usage_known = usage;
+	size_t c = 0;
+	for (size_t i = 0; i < w->n; i++) {
+		const struct ca_node_rec *n = w->recs[order[i]];
+		struct ca_msg_node_sample *s = &o->nodes[i];
+		s->name = hold_name(m, n->name);
+		s->ready = n->ready;
+		s->unschedulable = n->unschedulable;
+		s->conditions = &o->conds[c];
+		s->n_conditions = n->nconds;
+		for (uint8_t k = 0; k < n->nconds; k++, c++) {
+			o->conds[c].type = hold_word(m, n->conds[k].type);
+			o->conds[c].status = hold_word(m, n->conds[k].status);
+			o->conds[c].reason = hold_word(m, n->conds[k].reason);
+			o->conds[c].last_transition_time = n->conds[k].last_transition_ms;
+		}
+		res_of_node(&s->capacity, n->cap_cpu_m, n->cap_mem, n->cap_pods);
+		res_of_node(&s->allocatable, n->alloc_cpu_m, n->alloc_mem, n->alloc_pods);
+		s->usage_known = usage && n->usage_pass && n->usage_pass == m->usage_pass_done;
+		if (s->usage_known) {
+			res_of_node(&s->usage, n->usage_cpu_m, n->usage_mem, 0);
+			o->msg.summary.usage.cpu_millicores = add64(o->msg.summary.usage.cpu_millicores, n->usage_cpu_m);
+			o->msg.summary.usage.memory_bytes = add64(o->msg.summary.usage.memory_bytes, n->usage_mem);
+		}
+		s->zone = hold_word(m, n->zone);
+		s->instance_type = hold_word(m, n->instance_type);
+		s->kubelet_version = hold_word(m, n->kubelet_version);
+	}
+	o->nnodes = w->n;
+	const void **node_recs = w->recs;
+	/* Pods count against nodes by id, after the nodes' ids are marked. */
+	w->recs = malloc((most ? most : 1) * sizeof *w->recs);
+	if (!w->recs) {
+		w->recs = node_recs;
+		free(order);
+		return false;
+	}
+
+	w->n = 0;
+	ca_store_foreach(m->store[KIND_NAMESPACES], walk_namespace, w);
+	m->unknown_node_pods = m->unknown_ns_pods = 0;
+	ca_store_foreach(m->store[KIND_PODS], walk_pod, w);
+	for (size_t i = 0; i < o->nnodes; i++)
+		o->nodes[i].pods = w->node_pods[((const struct ca_node_rec *)node_recs[order[i]])->name];
+	free(node_recs);
+	free(order);
+	o->msg.summary.namespaces = (int64_t)w->n;
+	o->msg.summary.unhealthy_pods = w->unhealthy;
+
+	/* Namespaces, in name order. */
+	order = sorted_order(w->keys, w->n);
+	o->nss = calloc(w->n ? w->n : 1, sizeof *o->nss);
+	if (!order || !o->nss) {
+		free(order);
+		return false;
+	}
+	for (size_t i = 0; i < w->n; i++) {
+		const struct ca_ns_rec *n = w->recs[order[i]];
+		struct ca_msg_namespace_sample *s = &o->nss[i];
+		const struct ns_acc *a = n->name < w->limit ? &w->acc[n->name] : NULL;
+		s->name = hold_name(m, n->name);
+		s->phase = n->terminating ? "Terminating" : "Active";
+		if (a) {
+			s->pods = a->pods;
+			s->restarts = a->restarts;
+			s->requests.cpu_millicores = a->req_cpu_m;
+			s->requests.memory_bytes = a->req_mem;
+			s->limits.cpu_millicores = a->lim_cpu_m;
+			s->limits.memory_bytes = a->lim_mem;
+		}
+		s->usage_known = usage;
+		if (usage && n->name < m->nns_usage && m->ns_usage[n->name].cpu_m >= 0) {
+			s->usage.cpu_millicores = m->ns_usage[n->name].cpu_m;
+			s->usage.memory_bytes = m->ns_usage[n->name].mem;
+		}
+	}
+	o->nnss = w->n;
+	free(order);
+
+	/* Unhealthy pods, worst first; their names copied (the keys are the
+	 * store's). */
+	qsort(w->heap, w->nheap, sizeof *w->heap, cmp_bad);
+	size_t names_len = 0;
+	for (size_t i = 0; i < w->nheap; i++)
+		names_len += strlen(w->heap[i].key) + 1;
+	o->unhealthy = calloc(w->nheap ? w->nheap : 1, sizeof *o->unhealthy);
+	o->pod_names = malloc(names_len ? names_len : 1);
+	if (!o->unhealthy || !o->pod_names)
+		return false;
+	char *at = o->pod_names;
+	for (size_t i = 0; i < w->nheap; i++) {
+		const struct bad_pod *b = &w->heap[i];
+		struct ca_msg_unhealthy_pod *u = &o->unhealthy[i];
+		size_t len = strlen(b->key);
+		memcpy(at, b->key, len + 1);
+		char *slash = strchr(at, '/');
+		if (slash) {
+			*slash = '\0';
+			u->name = slash + 1;
+		} else {
+			u->name = at;
+		}
+		u->namespace_ = hold_name(m, b->p->ns);
+		u->node = hold_name(m, b->p->node);
+		u->phase = ca_metrics_phase_name((enum ca_pod_phase)b->p->phase);
+		u->reason = ca_metrics_unhealthy_name((enum ca_unhealthy)b->reason);
+		u->restarts = b->p->restarts;
+		u->since = b->since;
+		at += len + 1;
+	}
+	o->nunhealthy = w->nheap;
+	o->msg.unhealthy_pods_omitted = w->unhealthy - (int64_t)w->nheap;
+	return true;
+}
+
+static void free_walk(struct walk *w)
+{
+	free(w->acc);
+	free(w->node_pods);
+	free(w->is_node);
+	free(w->is_ns);
+	free(w->recs);
+	free(w->keys);
+	free(w->heap);
+}
+
+bool ca_metrics_sample_now(struct ca_metrics *m)
+{
+	if (!synced(m))
+		return false;
+	double t0 = thread_cpu_s();
+	if (m->out.active) {
+		/* NATS has not taken the last one yet: the fresher sample wins. */
+		m->samples_dropped++;
+		ca_log(CA_LOG_WARN, "metrics", "the previous sample was not fully sent: replaced by a new one",
+		       "sample_id", m->out.sample_id, NULL);
+	}
+	release_outgoing(m);
+	struct outgoing *o = &m->out;
+	struct walk w = { .m = m, .now = ca_now_unix_ms() };
+	o->active = true;
+	o->msg.timestamp = w.now;
+	snprintf(o->sample_id, sizeof o->sample_id, "%s-%lld", m->agent_id, (long long)w.now);
+	o->msg.sample_id = o->sample_id;
+	o->msg.cluster_id = m->cluster_id;
+	o->msg.agent_id = m->agent_id;
+	o->msg.usage_available = m->usage_available;
+	if (!m->usage_available) {
+		ca_strlcpy(o->usage_reason, m->usage_reason[0] ? m->usage_reason : "not read yet",
+		           sizeof o->usage_reason);
+		o->msg.usage_unavailable_reason = o->usage_reason;
+	} else {
+		o->msg.usage_observed_at = m->usage_observed_ms;
+	}
+	bool ok = build(m, &w);
+	free_walk(&w);
+	size_t n = o->nnodes + o->nnss + o->nunhealthy, fixed = 0;
+	size_t *sizes = ok ? malloc((n ? n : 1) * sizeof *sizes) : NULL;
+	o->starts = ok ? malloc((n + 2) * sizeof *o->starts) : NULL;
+	/* Parts of at most metrics.max_payload_bytes (1 MiB when 0, what the
+	 * memory budget counts), and never over the server's max_payload. */
+	size_t server = m->sink.max_payload(m->sink_arg);
+	o->max_payload = payload_cap(m->cfg);
+	if (server && server < o->max_payload)
+		o->max_payload = server;
+	if (ok && (!sizes || !o->starts || !item_sizes(m, sizes, &fixed)))
+		ok = false;
+	if (ok && !(o->parts = ca_metrics_plan_parts(fixed, sizes, n, o->max_payload, o->starts))) {
+		ca_log(CA_LOG_ERROR, "metrics", "a node, namespace or pod entry does not fit in one message "
+		       "under the payload limit: sample dropped (raise metrics.max_payload_bytes)", NULL);
+		ok = false;
+	}
+	free(sizes);
+	m->samples++;
+	if (!ok) {
+		m->samples_dropped++;
+		release_outgoing(m);
+	}
+	if (m->unknown_node_pods != m->logged_unknown_node || m->unknown_ns_pods != m->logged_unknown_ns) {
+		/* Counted in the totals and their namespace, left out of any
+		 * node's (or namespace's) figures; said once per change. */
+		char nodes[24], nss[24];
+		snprintf(nodes, sizeof nodes, "%" PRIu64, m->unknown_node_pods);
+		snprintf(nss, sizeof nss, "%" PRIu64, m->unknown_ns_pods);
+		ca_log(m->unknown_node_pods || m->unknown_ns_pods ? CA_LOG_WARN : CA_LOG_INFO, "metrics",
+		       "pods bound to nodes, or in namespaces, that the agent does not know",
+		       "pods_unknown_node", nodes, "pods_unknown_namespace", nss, NULL);
+		m->logged_unknown_node = m->unknown_node_pods;
+		m->logged_unknown_ns = m->unknown_ns_pods;
+	}
+	m->last_duration_s = thread_cpu_s() - t0;
+	ca_histogram_observe(&m->duration, m->last_duration_s);
+	if (ok)
+		send_parts(m);
+	return ok;
+}
+
+/* ------------------------------------------------------------------------
+ * Usage: metrics.k8s.io */
+
+static void drop_acc(struct ca_metrics *m, struct ns_usage **arr, uint32_t *n)
+{
+	for (uint32_t id = 1; id < *n; id++)
+		if ((*arr)[id].cpu_m >= 0)
+			ca_intern_unref(m->fold.names, id);
+	free(*arr);
+	*arr = NULL;
+	*n = 0;
+}
+
+static void usage_failed(struct ca_metrics *m, long status, const char *message)
+{
+	char was[sizeof m->usage_reason];
+	ca_strlcpy(was, m->usage_reason, sizeof was);
+	if (status == 404)
+		ca_strlcpy(m->usage_reason, "metrics.k8s.io is not served (404): no metrics-server?",
+		           sizeof m->usage_reason);
+	else if (status == 503)
+		ca_set_err(m->usage_reason, sizeof m->usage_reason,
+		           "metrics.k8s.io is served but unavailable (503): %.160s", message);
+	else if (status == 403)
+		ca_set_err(m->usage_reason, sizeof m->usage_reason,
+		           "the agent may not list metrics.k8s.io (403): %.160s", message);
+	else if (status)
+		ca_set_err(m->usage_reason, sizeof m->usage_reason, "metrics.k8s.io answered %ld: %.160s",
+		           status, message);
+	else
+		ca_set_err(m->usage_reason, sizeof m->usage_reason, "metrics.k8s.io: %.200s", message);
+	if (m->usage_available || strcmp(was, m->usage_reason) != 0)
+		ca_log(CA_LOG_INFO, "metrics", "usage figures are not available", "reason", m->usage_reason, NULL);
+	m->usage_available = false;
+	m->pass_running = false;
+	drop_acc(m, &m->acc, &m->nacc);
+}
+
+static void pass_maybe_done(struct ca_metrics *m)
+{
+	if (!m->pass_running || !m->pass_nodes_done || !m->pass_pods_done)
+		return;
+	m->pass_running = false;
+	m->usage_lists++;
+	if (!m->usage_available)
+		ca_log(CA_LOG_INFO, "metrics", "usage figures from metrics.k8s.io are available", NULL);
+	m->usage_available = true;
+	m->usage_reason[0] = '\0';
+	m->usage_pass_done = m->usage_pass;
+	m->usage_observed_ms = m->pass_started_ms;
+	drop_acc(m, &m->ns_usage, &m->nns_usage);
+	m->ns_usage = m->acc;
+	m->nns_usage = m->nacc;
+	m->acc = NULL;
+	m->nacc = 0;
+}
+
+static void usage_node(void *arg, enum ca_watch_type type, const struct ca_kobj *obj, bool from_list)
+{
+	struct ca_metrics *m = arg;
+	(void)type;
+	(void)from_list;
+	const char *name = ca_kobj_str(obj, "metadata.name");
+	struct ca_node_rec *n = name ? ca_store_get(m->store[KIND_NODES], name) : NULL;
+	int64_t cpu, mem;
+	if (!n || !ca_metrics_fold_usage(&m->fold, ca_kobj_get(obj, "usage"), "nodemetrics", &cpu, &mem))
+		return;
+	n->usage_cpu_m = cpu;
+	n->usage_mem = mem;
+	n->usage_pass = m->usage_pass;
+}
+
+static void usage_pod(void *arg, enum ca_watch_type type, const struct ca_kobj *obj, bool from_list)
+{
+	struct ca_metrics *m = arg;
+	(void)type;
+	(void)from_list;
+	const char *ns = ca_kobj_str(obj, "metadata.namespace");
+	uint32_t id = ns ? ca_intern_find(m->fold.names, ns, strlen(ns)) : 0;
+	if (!id)
+		return; /* a namespace the agent does not hold: nothing to add it to */
+	if (id >= m->nacc) {
+		uint32_t n = ca_intern_id_limit(m->fold.names);
+		struct ns_usage *a = realloc(m->acc, (size_t)n * sizeof *a);
+		if (!a)
+			return;
+		for (uint32_t i = m->nacc; i < n; i++)
+			a[i].cpu_m = -1; /* untouched: no reference held */
+		m->acc = a;
+		m->nacc = n;
+	}
+	struct ns_usage *u = &m->acc[id];
+	if (u->cpu_m < 0) {
+		ca_intern_ref_id(m->fold.names, id);
+		u->cpu_m = u->mem = 0;
+	}
+	const struct ca_kobj *ctrs = ca_kobj_get(obj, "containers");
+	for (size_t i = 0, n = ca_kobj_array_len(ctrs); i < n; i++) {
+		int64_t cpu, mem;
+		if (ca_metrics_fold_usage(&m->fold, ca_kobj_get(ca_kobj_array_at(ctrs, i), "usage"), "podmetrics",
+		                          &cpu, &mem)) {
+			u->cpu_m = add64(u->cpu_m, cpu);
+			u->mem = add64(u->mem, mem);
+		}
+	}
+}
+
+static void usage_nodes_done(void *arg, const char *rv)
+{
+	struct ca_metrics *m = arg;
+	(void)rv;
+	m->pass_nodes_done = true;
+	pass_maybe_done(m);
+}
+
+static void usage_pods_done(void *arg, const char *rv)
+{
+	struct ca_metrics *m = arg;
+	(void)rv;
+	m->pass_pods_done = true;
+	pass_maybe_done(m);
+}
+
+static void usage_list_failed(void *arg, long status, const char *message)
+{
+	usage_failed(arg, status, message);
+}
+
+static void start_usage_pass(struct ca_metrics *m)
+{
+	if (!m->usage_nodes)
+		return;
+	if (m->pass_running) {
+		/* The last pass has not finished in a whole interval: start over. */
+		drop_acc(m, &m->acc, &m->nacc);
+	}
+	m->usage_pass++;
+	if (m->usage_pass == 0)
+		m->usage_pass = 1;
+	m->pass_running = true;
+	m->pass_nodes_done = m->pass_pods_done = false;
+	m->pass_started_ms = ca_now_unix_ms();
+	ca_reflector_relist(m->usage_nodes);
+	ca_reflector_relist(m->usage_pods);
+}
+
+/* ------------------------------------------------------------------------
+ * Lifecycle */
+
+static void on_retry(void *arg)
+{
+	send_parts(arg);
+}
+
+static void on_timer(void *arg)
+{
+	struct ca_metrics *m = arg;
+	if (!ca_metrics_sample_now(m))
+		ca_log(CA_LOG_DEBUG, "metrics", "no sample: nodes, pods or namespaces not listed yet", NULL);
+	start_usage_pass(m);
+}
+
+static enum ca_err new_reflector(struct ca_metrics *m, int kind, const char *path, int64_t page,
+                                 char *err, size_t errlen)
+{
+	static const struct ca_store_ops ops[KIND_COUNT] = {
+		[KIND_PODS] = { .fold = fold_pod, .free_value = free_pod },
+		[KIND_NODES] = { .fold = fold_node, .free_value = free_node, .on_update = node_updated },
+		[KIND_NAMESPACES] = { .fold = fold_namespace, .free_value = free_namespace },
+	};
+	const struct ca_config *cfg = m->cfg;
+	int64_t max = kind == KIND_PODS ? cfg->metrics.max_pods
+	              : kind == KIND_NODES ? cfg->metrics.max_nodes : cfg->metrics.max_namespaces;
+	uint64_t each = kind == KIND_PODS ? pod_bytes() : kind == KIND_NODES ? node_bytes() : namespace_bytes();
+	struct ca_store_options so = {
+		.name = kind_names[kind],
+		.key = CA_STORE_KEY_NAME,
+		.max_entries = (size_t)max,
+		.max_bytes = (size_t)((uint64_t)max * each),
+	};
+	enum ca_err rc = ca_store_new(&m->store[kind], &so, &ops[kind], m);
+	if (rc != CA_OK) {
+		ca_set_err(err, errlen, "cannot create the %s store: %s", kind_names[kind], ca_strerror(rc));
+		return rc;
+	}
+	struct ca_reflector_callbacks cbs;
+	ca_store_reflector_callbacks(m->store[kind], &cbs);
+	struct ca_reflector_options ro = {
+		.name = kind_names[kind],
+		.path = path,
+		.page_size = page,
+		.max_object_bytes = (size_t)cfg->metrics.max_object_bytes,
+		.max_list_bytes = (size_t)cfg->kubernetes.max_list_page_bytes,
+	};
+	rc = ca_reflector_new(&m->refl[kind], m->kube, &ro, &cbs, m->store[kind]);
+	if (rc != CA_OK)
+		ca_set_err(err, errlen, "cannot create the %s reflector: %s", kind_names[kind], ca_strerror(rc));
+	return rc;
+}
+
+static enum ca_err new_usage_lister(struct ca_metrics *m, struct ca_reflector **out, const char *name,
+                                    const char *path, void (*on_object)(void *, enum ca_watch_type,
+                                                                        const struct ca_kobj *, bool),
+                                    void (*on_synced)(void *, const char *))
+{
+	struct ca_reflector_callbacks cbs = {
+		.on_object = on_object,
+		.on_synced = on_synced,
+		.on_list_failed = usage_list_failed,
+	};
+	struct ca_reflector_options ro = {
+		.name = name,
+		.path = path,
+		.page_size = PAGE_PODS,
+		.max_object_bytes = (size_t)m->cfg->metrics.max_object_bytes,
+		.max_list_bytes = (size_t)m->cfg->kubernetes.max_list_page_bytes,
+		.list_only = true,
+		.aggregated_api = true,
+	};
+	return ca_reflector_new(out, m->kube, &ro, &cbs, m);
+}
+
+enum ca_err ca_metrics_new(struct ca_metrics **out, struct ca_loop *loop, struct ca_kube *kube,
+                           const struct ca_config *cfg, enum ca_codec_format format, const char *cluster_id,
+                           const char *agent_id, const struct ca_metrics_sink *sink, void *sink_arg,
+                           char *err, size_t errlen)
+{
+	enum ca_err rc = CA_ENOMEM;
+	*out = NULL;
+	if (!loop || !kube || !cfg || !sink || !sink->publish || !sink->max_payload) {
+		ca_set_err(err, errlen, "%s", "metrics: missing argument");
+		return CA_EINVAL;
+	}
+	struct ca_metrics *m = calloc(1, sizeof *m);
+	if (!m) {
+		ca_set_err(err, errlen, "%s", "metrics: out of memory");
+		return CA_ENOMEM;
+	}
+	m->loop = loop;
+	m->kube = kube;
+	m->cfg = cfg;
+	m->format = format;
+	m->sink = *sink;
+	m->sink_arg = sink_arg;
+	ca_strlcpy(m->cluster_id, cluster_id ? cluster_id : "", sizeof m->cluster_id);
+	ca_strlcpy(m->agent_id, agent_id ? agent_id : "", sizeof m->agent_id);
+	ca_histogram_init(&m->duration, duration_bounds, sizeof duration_bounds / sizeof duration_bounds[0]);
+	ca_strlcpy(m->usage_reason, cfg->metrics.usage ? "not read yet" : "metrics.usage is off",
+	           sizeof m->usage_reason);
+	uint64_t names = (uint64_t)(cfg->metrics.max_nodes + cfg->metrics.max_namespaces) *
+	                 ca_intern_entry_bytes(AVG_KEY) * 2;
+	if (ca_intern_new(&m->fold.names, (size_t)names) != CA_OK ||
+	    ca_intern_new(&m->fold.words, (size_t)1 << 20) != CA_OK) {
+		ca_set_err(err, errlen, "%s", "metrics: out of memory");
+		goto fail;
+	}
+	if ((rc = new_reflector(m, KIND_NAMESPACES, "/api/v1/namespaces", PAGE_NAMESPACES, err, errlen)) != CA_OK ||
+	    (rc = new_reflector(m, KIND_NODES, "/api/v1/nodes", PAGE_NODES, err, errlen)) != CA_OK ||
+	    (rc = new_reflector(m, KIND_PODS, "/api/v1/pods", PAGE_PODS, err, errlen)) != CA_OK)
+		goto fail;
+	if (cfg->metrics.usage &&
+	    ((rc = new_usage_lister(m, &m->usage_nodes, "nodemetrics", "/apis/metrics.k8s.io/v1beta1/nodes",
+	                            usage_node, usage_nodes_done)) != CA_OK ||
+	     (rc = new_usage_lister(m, &m->usage_pods, "podmetrics", "/apis/metrics.k8s.io/v1beta1/pods",
+	                            usage_pod, usage_pods_done)) != CA_OK)) {
+		ca_set_err(err, errlen, "cannot create the metrics.k8s.io listers: %s", ca_strerror(rc));
+		goto fail;
+	}
+	if ((rc = ca_loop_timer_new(loop, on_timer, m, &m->timer)) != CA_OK ||
+	    (rc = ca_loop_timer_new(loop, on_retry, m, &m->retry)) != CA_OK) {
+		ca_set_err(err, errlen, "cannot create the metrics timer: %s", ca_strerror(rc));
+		goto fail;
+	}
+	*out = m;
+	return CA_OK;
+fail:
+	ca_metrics_free(m);
+	return rc == CA_OK ? CA_ENOMEM : rc;
+}
+
+enum ca_err ca_metrics_start(struct ca_metrics *m)
+{
+	if (m->started)
+		return CA_EINVAL;
+	m->started = true;
+	enum ca_err rc = CA_OK;
+	for (int k = 0; k < KIND_COUNT && rc == CA_OK; k++)
+		rc = ca_reflector_start(m->refl[k]);
+	if (rc == CA_OK && m->usage_nodes) {
+		/* The first LIST of each is the discovery: 404 = not served. */
+		m->usage_pass = 1;
+		m->pass_running = true;
+		m->pass_started_ms = ca_now_unix_ms();
+		if ((rc = ca_reflector_start(m->usage_nodes)) == CA_OK)
+			rc = ca_reflector_start(m->usage_pods);
+	}
+	if (rc == CA_OK)
+		ca_loop_timer_start(m->timer, m->cfg->metrics.interval_ms, m->cfg->metrics.interval_ms);
+	return rc;
+}
+
+void ca_metrics_free(struct ca_metrics *m)
+{
+	if (!m)
+		return;
+	ca_loop_timer_free(m->timer);
+	ca_loop_timer_free(m->retry);
+	ca_reflector_free(m->usage_nodes);
+	ca_reflector_free(m->usage_pods);
+	for (int k = 0; k < KIND_COUNT; k++)
+		ca_reflector_free(m->refl[k]);
+	release_outgoing(m);
+	drop_acc(m, &m->acc, &m->nacc);
+	drop_acc(m, &m->ns_usage, &m->nns_usage);
+	for (int k = 0; k < KIND_COUNT; k++)
+		ca_store_free(m->store[k]);
+	ca_intern_free(m->fold.names);
+	ca_intern_free(m->fold.words);
+	free(m);
+}
+
+/* ------------------------------------------------------------------------
+ * Health and metrics */
+
+void ca_metrics_get_stats(const struct ca_metrics *m, struct ca_metrics_stats *out)
+{
+	memset(out, 0, sizeof *out);
+	out->samples = m->samples;
+	out->parts_published = m->parts_published;
+	out->samples_dropped = m->samples_dropped;
+	out->usage_lists = m->usage_lists;
+	out->pods = ca_store_count(m->store[KIND_PODS]);
+	out->nodes = ca_store_count(m->store[KIND_NODES]);
+	out->namespaces = ca_store_count(m->store[KIND_NAMESPACES]);
+	out->queue_parts = m->out.active ? m->out.parts - m->out.next : 0;
+	out->usage_available = m->usage_available;
+	out->last_duration_s = m->last_duration_s;
+}
+
+static void module_health(const void *self, struct ca_module_health *h)
+{
+	const struct ca_metrics *m = self;
+	int64_t stall = m->cfg->kubernetes.stall_timeout_ms, now = ca_now_monotonic_ms();
+	char why[256];
+	for (int k = 0; k < KIND_COUNT; k++) {
+		if (ca_reflector_stalled(m->refl[k], now, stall)) {
+			char limit[32];
+			ca_format_duration(stall, limit, sizeof limit);
+			h->live = h->ready = false;
+			ca_set_err(h->reason, sizeof h->reason, "%s watch made no progress for %s (kubernetes.stall_timeout)",
+			           kind_names[k], limit);
+			return;
+		}
+	}
+	for (int k = 0; k < KIND_COUNT; k++) {
+		if (!ca_reflector_ready(m->refl[k], why, sizeof why)) {
+			h->ready = false;
+			ca_set_err(h->reason, sizeof h->reason, "metrics watch %s", why);
+			return;
+		}
+	}
+	for (int k = 0; k < KIND_COUNT; k++) {
+		if (ca_store_over_budget(m->store[k])) {
+			h->ready = false;
+			ca_set_err(h->reason, sizeof h->reason,
+			           "more %s than metrics.max_%s: samples are incomplete (raise it)", kind_names[k],
+			           kind_names[k]);
+			return;
+		}
+	}
+}
+
+static void module_health_json(const void *self, struct ca_buf *out)
+{
+	const struct ca_metrics *m = self;
+	struct ca_metrics_stats st;
+	char at[CA_RFC3339_LEN] = "";
+	ca_metrics_get_stats(m, &st);
+	if (m->usage_observed_ms)
+		ca_format_rfc3339(m->usage_observed_ms, at);
+	ca_buf_printf(out, "{\"samples\":%" PRIu64 ",\"parts_published\":%" PRIu64 ",\"samples_dropped\":%" PRIu64
+	              ",\"queue_parts\":%zu,\"last_sample_cpu_seconds\":%.6f,\"usage\":{\"available\":%s,"
+	              "\"observed_at\":",
+	              st.samples, st.parts_published, st.samples_dropped, st.queue_parts, st.last_duration_s,
+	              st.usage_available ? "true" : "false");
+	ca_buf_append_json_string(out, at);
+	ca_buf_append_str(out, ",\"reason\":");
+	ca_buf_append_json_string(out, m->usage_available ? "" : m->usage_reason);
+	ca_buf_printf(out, ",\"passes\":%" PRIu64 "},\"stores\":{", st.usage_lists);
+	for (int k = 0; k < KIND_COUNT; k++) {
+		ca_buf_printf(out, "%s\"%s\":", k ? "," : "", kind_names[k]);
+		ca_store_health_json(m->store[k], out);
+	}
+	ca_buf_append_str(out, "},\"watches\":[");
+	for (int k = 0; k < KIND_COUNT; k++) {
+		if (k)
+			ca_buf_append_str(out, ",");
+		ca_reflector_health_json(m->refl[k], out);
+	}
+	ca_buf_printf(out, "],\"interned\":{\"names\":%zu,\"words\":%zu,\"bytes\":%zu}}",
+	              ca_intern_count(m->fold.names), ca_intern_count(m->fold.words),
+	              ca_intern_bytes(m->fold.names) + ca_intern_bytes(m->fold.words));
+}
+
+static void module_metrics(const void *self, struct ca_prom *p)
+{
+	const struct ca_metrics *m = self;
+	struct ca_metrics_stats st = { 0 };
+	if (m)
+		ca_metrics_get_stats(m, &st);
+	ca_prom_single(p, "agent_metrics_samples_total", "counter", "Metrics samples taken.", (double)st.samples);
+	ca_prom_single(p, "agent_metrics_parts_published_total", "counter",
+	               "Metrics sample parts handed to NATS.", (double)st.parts_published);
+	ca_prom_single(p, "agent_metrics_samples_dropped_total", "counter",
+	               "Metrics samples not fully sent (replaced by the next one, or unsendable).",
+	               (double)st.samples_dropped);
+	ca_prom_single(p, "agent_metrics_queue_size", "gauge", "Metrics sample parts waiting to be published.",
+	               (double)st.queue_parts);
+	struct ca_histogram empty;
+	ca_histogram_init(&empty, duration_bounds, sizeof duration_bounds / sizeof duration_bounds[0]);
+	ca_prom_histogram(p, "agent_metrics_sample_duration_seconds", "CPU time spent computing one sample.",
+	                  m ? &m->duration : &empty);
+	ca_prom_family(p, "agent_metrics_objects", "gauge", "Objects the collector tracks, by kind.");
+	ca_prom_sample(p, "agent_metrics_objects", "kind", "pods", (double)st.pods);
+	ca_prom_sample(p, "agent_metrics_objects", "kind", "nodes", (double)st.nodes);
+	ca_prom_sample(p, "agent_metrics_objects", "kind", "namespaces", (double)st.namespaces);
+	ca_prom_family(p, "agent_metrics_store_bytes", "gauge", "Bytes the collector's stores hold, by kind.");
+	for (int k = 0; k < KIND_COUNT; k++) {
+		struct ca_store_stats ss = { 0 };
+		if (m)
+			ca_store_get_stats(m->store[k], &ss);
+		ca_prom_sample(p, "agent_metrics_store_bytes", "kind", kind_names[k], (double)ss.bytes);
+	}
+	ca_prom_family(p, "agent_metrics_invalid_total", "counter",
+	               "Objects or fields the collector skipped, by reason.");
+	for (int r = 0; r < CA_INVALID_COUNT_; r++)
+		ca_prom_sample(p, "agent_metrics_invalid_total", "reason", ca_metrics_invalid_name((enum ca_metrics_invalid)r),
+		               m ? (double)m->fold.invalid[r] : 0);
+	ca_prom_family(p, "agent_metrics_pods_unknown", "gauge",
+	               "Pods in the last sample bound to a node, or in a namespace, the agent does not know.");
+	ca_prom_sample(p, "agent_metrics_pods_unknown", "unknown", "node", m ? (double)m->unknown_node_pods : 0);
+	ca_prom_sample(p, "agent_metrics_pods_unknown", "unknown", "namespace", m ? (double)m->unknown_ns_pods : 0);
+	ca_prom_single(p, "agent_metrics_usage_available", "gauge",
+	               "1 when usage figures from metrics.k8s.io are in the samples.", st.usage_available ? 1 : 0);
+	ca_prom_single(p, "agent_metrics_usage_passes_total", "counter",
+	               "Complete reads of metrics.k8s.io (nodes and pods).", (double)st.usage_lists);
+}
+
+const struct ca_module_ops ca_metrics_module = {
+	.name = "metrics",
+	.health = module_health,
+	.health_json = module_health_json,
+	.render_metrics = module_metrics,
+};
