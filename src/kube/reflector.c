@@ -343,7 +343,8 @@ static void fail(struct ca_reflector *r, long status, const char *what, const ch
 	char st[24], ms[24];
 	snprintf(st, sizeof st, "%ld", status);
 	snprintf(ms, sizeof ms, "%lld", (long long)delay);
-	if (status != 403 || !r->logged_403)
+	/* A list-only consumer logs what the failure means to it. */
+	if ((status != 403 || !r->logged_403) && !r->list_only)
 		ca_log(CA_LOG_WARN, "kube", "kubernetes request failed", "reflector", r->name,
 		       "request", what, "status", status ? st : "none", "error", message,
 		       "retry_in_ms", ms, NULL);
