@@ -129,6 +129,7 @@ def test_sample_numbers(nats_server, kubesim, agent_factory, encoding):
     h = a.health()
     assert h["metrics"]["stores"]["pods"]["entries"] == 6
     assert h["metrics"]["usage"]["available"] is False
+    a.assert_clean_exit()
     client.close()
 
 
@@ -154,7 +155,7 @@ def test_changes_show_in_next_sample(nats_server, kubesim, agent_factory):
     kubesim.create("pods", pod("web-2", "shop", requests={"cpu": "250m", "memory": "64Mi"}))
     for i in range(3):
         kubesim.create("pods", pod(f"job-{i}", "batch", requests={"cpu": "1", "memory": "1Gi"}))
-    start(agent_factory, nats_server, kubesim)
+    a = start(agent_factory, nats_server, kubesim)
     s = col.next_sample(lambda s: s["summary"]["pods"]["running"] == 5)
     assert s["unhealthy_pods"] == [] and s["summary"]["restarts"] == 0
 
@@ -204,6 +205,7 @@ def test_changes_show_in_next_sample(nats_server, kubesim, agent_factory):
     assert s["summary"]["namespaces"] == 4 and s["summary"]["pods"]["running"] == 1
     assert unhealthy(s) == [("shop", "web-1", "CrashLoopBackOff")]
     assert s["summary"]["requests"] == {"cpu_millicores": 250, "memory_bytes": 64 * MI}
+    a.assert_clean_exit()
     client.close()
 
 
@@ -241,6 +243,7 @@ def test_usage_absent_then_present(nats_server, kubesim, agent_factory):
     kubesim.control("POST", "/metrics-api", {"enabled": False})
     s = col.next_sample(lambda s: not s["usage_available"], after=s["sample_id"], timeout=20)
     assert s["summary"]["pods"]["running"] == 2 and "usage" not in s["summary"]
+    a.assert_clean_exit()
     client.close()
 
 
@@ -313,4 +316,5 @@ def test_bad_input_counted_and_skipped(nats_server, kubesim, agent_factory):
     assert any(r.get("msg") == "skipped what the cluster sent" and r.get("reason") == "quantity"
                for r in a.log_records())
     assert any(r.get("msg", "").startswith("pods bound to nodes") for r in a.log_records())
+    a.assert_clean_exit()
     client.close()
