@@ -1661,6 +1661,135 @@ static void test_token_rotation(void)
 	unsetenv("KUBERNETES_SERVICE_PORT");
 }
 
+/* A list-only reflector (metrics.k8s.io has no watch): it lists, then waits
+ * for ca_reflector_relist(); a failure is reported once and not retried;
+ * pages without a resourceVersion are fine; with aggregated_api an
+ * extension server's 503 does not count against the API server. */
+struct lister {
+	int objects, synced, failed;
+	long last_status;
+	char last_message[200];
+};
+
+static void lister_object(void *arg, enum ca_watch_type type, const struct ca_kobj *o, bool from_list)
+{
+	struct lister *l = arg;
+	CHECK_INT(type, CA_WATCH_ADDED);
+	CHECK(from_list);
+	CHECK(ca_kobj_str(o, "metadata.name") != NULL);
+	l->objects++;
+}
+
+static void lister_synced(void *arg, const char *rv)
+{
+	(void)rv;
+	((struct lister *)arg)->synced++;
+}
+
+static void lister_failed(void *arg, long status, const char *message)
+{
+	struct lister *l = arg;
+	l->failed++;
+	l->last_status = status;
+	ca_strlcpy(l->last_message, message, sizeof l->last_message);
+}
+
+static bool lister_synced_twice(void *arg)
+{
+	return ((struct lister *)arg)->synced >= 2;
+}
+
+static bool lister_synced_once(void *arg)
+{
+	return ((struct lister *)arg)->synced >= 1;
+}
+
+static bool lister_failed_once(void *arg)
+{
+	return ((struct lister *)arg)->failed >= 1;
+}
+
+static struct ca_reflector *lister(struct ca_kube *k, const char *path, struct lister *l, bool aggregated)
+{
+	static const struct ca_reflector_callbacks cbs = {
+		.on_object = lister_object,
+		.on_synced = lister_synced,
+		.on_list_failed = lister_failed,
+	};
+	struct ca_reflector_options o = {
+		.name = "lister",
+		.path = path,
+		.page_size = 2,
+		.backoff_initial_ms = 100,
+		.backoff_max_ms = 200,
+		.list_only = true,
+		.aggregated_api = aggregated,
+	};
+	struct ca_reflector *r = NULL;
+	CHECK_INT(ca_reflector_new(&r, k, &o, &cbs, l), CA_OK);
+	if (r)
+		CHECK_INT(ca_reflector_start(r), CA_OK);
+	return r;
+}
+
+static void test_list_only(void)
+{
+	CHECK(emit("lo", 5, NULL));
+	struct ca_kube *k = kube_with(sim.kubeconfig);
+	struct lister l = { 0 };
+	if (!k)
+		return;
+	struct ca_reflector *r = lister(k, "/api/v1/namespaces/lo/events", &l, false);
+	CHECK(run_until(lister_synced_once, &l, DEADLINE_MS));
+	run_for(800);
+	struct ca_reflector_stats s = stats_of(r);
+	CHECK_INT(s.lists, 1);
+	CHECK_INT(s.pages, 3);
+	CHECK_INT(s.watches, 0);
+	CHECK_INT(l.objects, 5);
+	CHECK_INT(l.synced, 1);
+	CHECK(ca_reflector_ready(r, NULL, 0));
+	CHECK(ca_reflector_relist(r));
+	CHECK(!ca_reflector_relist(r)); /* one at a time */
+	CHECK(run_until(lister_synced_twice, &l, DEADLINE_MS));
+	CHECK_INT(l.objects, 10);
+	CHECK_INT(stats_of(r).watches, 0);
+	ca_reflector_free(r);
+
+	/* metrics.k8s.io not served: one failure, reported, not retried. */
+	memset(&l, 0, sizeof l);
+	CHECK(ctl("POST", "/metrics-api", "{\"enabled\": false}", NULL) == 200);
+	r = lister(k, "/apis/metrics.k8s.io/v1beta1/nodes", &l, true);
+	CHECK(run_until(lister_failed_once, &l, DEADLINE_MS));
+	run_for(1000);
+	CHECK_INT(l.failed, 1);
+	CHECK_INT(l.last_status, 404);
+	CHECK_INT(stats_of(r).errors, 1);
+	CHECK(!ca_reflector_ready(r, NULL, 0));
+
+	/* Served: the NodeMetrics list has no resourceVersion; fine. */
+	CHECK(ctl("POST", "/metrics-api", "{\"enabled\": true}", NULL) == 200);
+	CHECK(ca_reflector_relist(r));
+	CHECK(run_until(lister_synced_once, &l, DEADLINE_MS));
+	CHECK_INT(l.objects, 1); /* kubesim's one node */
+	CHECK(ca_reflector_ready(r, NULL, 0));
+	CHECK(ca_kube_api_ok(k));
+
+	/* metrics-server down (503 through the aggregator): reported, and the
+	 * API server is still answering as far as the client is concerned. */
+	CHECK(ctl("POST", "/faults",
+	          "{\"status\": 503, \"count\": 5, \"path_prefix\": \"/apis/metrics.k8s.io\"}", NULL) == 200);
+	l.failed = 0;
+	CHECK(ca_reflector_relist(r));
+	CHECK(run_until(lister_failed_once, &l, DEADLINE_MS));
+	CHECK_INT(l.last_status, 503);
+	CHECK(ca_kube_api_ok(k));
+	CHECK(ctl("POST", "/faults", "{\"clear\": true}", NULL) == 200);
+	CHECK(ctl("POST", "/metrics-api", "{\"enabled\": false}", NULL) == 200);
+	ca_reflector_free(r);
+	ca_kube_free(k);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -1686,6 +1815,7 @@ int main(void)
 	test_list_and_watch();
 	test_big_pages();
 	test_list_slot();
+	test_list_only();
 	test_endless_continue();
 	test_drops();
 	test_gone();
