@@ -76,7 +76,7 @@ wait_until 10 "$!" "$work/nats.log" nats-server port_open 127.0.0.1 "$nats_port"
 kubeconfig=${DEMO_KUBECONFIG:-}
 if [ -z "$kubeconfig" ]; then
 	step "simulated Kubernetes API server"
-	$PY tests/kubesim/kubesim.py --state-dir "$work/kubesim" >"$work/kubesim.out" 2>"$work/kubesim.log" &
+	$PY tests/kubesim/kubesim.py --state-dir "$work/kubesim" --metrics-api >"$work/kubesim.out" 2>"$work/kubesim.log" &
 	pids+=($!)
 	wait_until 20 "$!" "$work/kubesim.log" "the simulated API server" grep -q READY "$work/kubesim.out"
 	read -r _ api control <"$work/kubesim.out"
@@ -85,7 +85,7 @@ if [ -z "$kubeconfig" ]; then
 fi
 
 step "collect-agent (probes and metrics on http://127.0.0.1:$http_port)"
-COLLECT_AGENT_HTTP_LISTEN=127.0.0.1:$http_port COLLECT_AGENT_HEARTBEAT_INTERVAL=5s \
+COLLECT_AGENT_HTTP_LISTEN=127.0.0.1:$http_port COLLECT_AGENT_HEARTBEAT_INTERVAL=5s COLLECT_AGENT_METRICS_INTERVAL=10s \
 COLLECT_AGENT_LOG_FORMAT=text NODE_NAME=node-a \
 	build/collect-agent --kubeconfig "$kubeconfig" --nats "nats://127.0.0.1:$nats_port" >"$work/agent.log" 2>&1 &
 agent=$!
@@ -101,8 +101,14 @@ if [ -z "${DEMO_KUBECONFIG:-}" ]; then
 	step "emitting 3 Warning events in namespace demo"
 	curl -sf -X POST "$control/emit-events" -H 'Content-Type: application/json' \
 		-d '{"namespace":"demo","count":3,"type":"Warning","reason":"BackOff","message":"Back-off restarting failed container"}' >/dev/null
+	step "a pod crash-looping on node-a (the next metrics sample lists it as unhealthy)"
+	curl -sf -X POST "$control/objects" -H 'Content-Type: application/json' -d '{"resource":"pods","object":{
+		"metadata":{"name":"web-0","namespace":"default"},
+		"spec":{"nodeName":"node-a","containers":[{"name":"web","image":"nginx:1.25","resources":{"requests":{"cpu":"250m","memory":"64Mi"}}}]},
+		"status":{"phase":"Running","containerStatuses":[{"name":"web","ready":false,"restartCount":5,"image":"nginx:1.25",
+			"state":{"waiting":{"reason":"CrashLoopBackOff"}}}]}}}' >/dev/null
 fi
 wait $tail_pid || true
 step "metrics (excerpt)"
-curl -s "http://127.0.0.1:$http_port/metrics" | grep -E '^agent_(connected|events_published_total|nats_reconnects_total)' || true
+curl -s "http://127.0.0.1:$http_port/metrics" | grep -E '^agent_(connected|events_published_total|nats_reconnects_total|metrics_samples_total|metrics_objects)' || true
 kill -0 "$agent" 2>/dev/null || fail "collect-agent (exited during the demo)" "$work/agent.log"
