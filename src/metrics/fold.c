@@ -21,10 +21,10 @@
 #define INVALID_LOG_EVERY_MS 10000
 
 static const char *const invalid_names[CA_INVALID_COUNT_] = {
-	[CA_INVALID_QUANTITY] = "quantity",
-	[CA_INVALID_COUNT] = "count",
-	[CA_INVALID_PHASE] = "phase",
-	[CA_INVALID_NAME] = "name",
+        [CA_INVALID_QUANTITY] = "quantity",
+        [CA_INVALID_COUNT] = "count",
+        [CA_INVALID_PHASE] = "phase",
+        [CA_INVALID_NAME] = "name",
 };
 
 const char *ca_metrics_invalid_name(enum ca_metrics_invalid reason)
@@ -32,8 +32,8 @@ const char *ca_metrics_invalid_name(enum ca_metrics_invalid reason)
 	return reason < CA_INVALID_COUNT_ ? invalid_names[reason] : "other";
 }
 
-void ca_metrics_invalid(struct ca_metrics_fold_ctx *c, enum ca_metrics_invalid reason, const char *what,
-                        const char *detail)
+void ca_metrics_invalid(struct ca_metrics_fold_ctx *c, enum ca_metrics_invalid reason,
+                        const char *what, const char *detail)
 {
 	if (reason >= CA_INVALID_COUNT_)
 		return;
@@ -44,15 +44,16 @@ void ca_metrics_invalid(struct ca_metrics_fold_ctx *c, enum ca_metrics_invalid r
 	c->last_log_ms[reason] = now;
 	char count[24];
 	snprintf(count, sizeof count, "%llu", (unsigned long long)c->invalid[reason]);
-	ca_log(CA_LOG_WARN, "metrics", "skipped what the cluster sent", "reason", invalid_names[reason],
-	       "object", what, "detail", detail, "total", count, NULL);
+	ca_log(CA_LOG_WARN, "metrics", "skipped what the cluster sent", "reason",
+	       invalid_names[reason], "object", what, "detail", detail, "total", count, NULL);
 }
 
-static const char *const phase_names[] = { "Pending", "Running", "Succeeded", "Failed", "Unknown" };
+static const char *const phase_names[] = {"Pending", "Running", "Succeeded", "Failed", "Unknown"};
 
 const char *ca_metrics_phase_name(enum ca_pod_phase p)
 {
-	return (unsigned)p < sizeof phase_names / sizeof phase_names[0] ? phase_names[p] : "Unknown";
+	return (unsigned)p < sizeof phase_names / sizeof phase_names[0] ? phase_names[p]
+	                                                                : "Unknown";
 }
 
 static int64_t parse_time(const struct ca_kobj *o, const char *path)
@@ -72,8 +73,8 @@ static uint32_t seconds(int64_t ms)
 
 /* A quantity member of a resource map: false when absent; an unparsable
  * (or negative, or not a string) one is counted and also absent. */
-static bool quantity(struct ca_metrics_fold_ctx *c, const struct ca_kobj *map, const char *key, bool cpu,
-                     bool count_only, const char *what, int64_t *out)
+static bool quantity(struct ca_metrics_fold_ctx *c, const struct ca_kobj *map, const char *key,
+                     bool cpu, bool count_only, const char *what, int64_t *out)
 {
 	const struct ca_kobj *v = ca_kobj_member(map, key);
 	if (!v || ca_kobj_is_null(v))
@@ -81,7 +82,9 @@ static bool quantity(struct ca_metrics_fold_ctx *c, const struct ca_kobj *map, c
 	const char *s = ca_kobj_str(v, NULL);
 	enum ca_err err = CA_EINVAL;
 	if (s)
-		err = count_only ? CA_EINVAL : cpu ? ca_quantity_cpu_millicores(s, out) : ca_quantity_memory_bytes(s, out);
+		err = count_only ? CA_EINVAL
+		      : cpu      ? ca_quantity_cpu_millicores(s, out)
+		                 : ca_quantity_memory_bytes(s, out);
 	if (s && count_only) {
 		struct ca_quantity q;
 		err = ca_quantity_parse(s, strlen(s), &q);
@@ -110,8 +113,8 @@ struct res {
 	uint64_t cpu_m, mem;
 };
 
-static void container_resources(struct ca_metrics_fold_ctx *c, const struct ca_kobj *ctr, const char *which,
-                                const char *what, struct res *r)
+static void container_resources(struct ca_metrics_fold_ctx *c, const struct ca_kobj *ctr,
+                                const char *which, const char *what, struct res *r)
 {
 	const struct ca_kobj *map = ca_kobj_get(ca_kobj_get(ctr, "resources"), which);
 	int64_t v;
@@ -127,11 +130,11 @@ static void container_resources(struct ca_metrics_fold_ctx *c, const struct ca_k
 /* What the scheduler counts for a pod: the sum over its containers, or the
  * largest init container when that is more (init containers run one at a
  * time, before the others). */
-static void pod_resources(struct ca_metrics_fold_ctx *c, const struct ca_kobj *spec, const char *which,
-                          const char *what, struct res *out)
+static void pod_resources(struct ca_metrics_fold_ctx *c, const struct ca_kobj *spec,
+                          const char *which, const char *what, struct res *out)
 {
 	const struct ca_kobj *ctrs = ca_kobj_get(spec, "containers");
-	struct res sum = { 0, 0 }, one;
+	struct res sum = {0, 0}, one;
 	for (size_t i = 0, n = ca_kobj_array_len(ctrs); i < n; i++) {
 		container_resources(c, ca_kobj_array_at(ctrs, i), which, what, &one);
 		sum.cpu_m = add_sat(sum.cpu_m, one.cpu_m);
@@ -163,8 +166,8 @@ static enum ca_pod_waiting waiting_reason(const char *reason)
 	return CA_WAIT_NONE;
 }
 
-static void container_statuses(struct ca_metrics_fold_ctx *c, const struct ca_kobj *list, const char *what,
-                               struct ca_pod_rec *p, int64_t *crash_ms)
+static void container_statuses(struct ca_metrics_fold_ctx *c, const struct ca_kobj *list,
+                               const char *what, struct ca_pod_rec *p, int64_t *crash_ms)
 {
 	for (size_t i = 0, n = ca_kobj_array_len(list); i < n; i++) {
 		const struct ca_kobj *cs = ca_kobj_array_at(list, i);
@@ -172,7 +175,8 @@ static void container_statuses(struct ca_metrics_fold_ctx *c, const struct ca_ko
 		if (rc) {
 			int64_t v = ca_kobj_int(rc, NULL, -1);
 			if (v < 0 || v > MAX_RESTART_COUNT) {
-				ca_metrics_invalid(c, CA_INVALID_COUNT, what, "restartCount out of range");
+				ca_metrics_invalid(c, CA_INVALID_COUNT, what,
+				                   "restartCount out of range");
 			} else {
 				uint64_t sum = (uint64_t)p->restarts + (uint64_t)v;
 				p->restarts = sum > UINT32_MAX ? UINT32_MAX : (uint32_t)sum;
@@ -200,7 +204,8 @@ static void describe(const struct ca_kobj *obj, const char *kind, char *out, siz
 {
 	const char *ns = ca_kobj_str(obj, "metadata.namespace");
 	const char *name = ca_kobj_str(obj, "metadata.name");
-	snprintf(out, outlen, "%s %.63s%s%.200s", kind, ns ? ns : "", ns ? "/" : "", name ? name : "(no name)");
+	snprintf(out, outlen, "%s %.63s%s%.200s", kind, ns ? ns : "", ns ? "/" : "",
+	         name ? name : "(no name)");
 }
 
 enum ca_err ca_metrics_fold_pod(struct ca_metrics_fold_ctx *c, const struct ca_kobj *obj,
@@ -211,7 +216,8 @@ enum ca_err ca_metrics_fold_pod(struct ca_metrics_fold_ctx *c, const struct ca_k
 	const char *ns = ca_kobj_str(obj, "metadata.namespace");
 	const char *name = ca_kobj_str(obj, "metadata.name");
 	if (!ns || !*ns || !name || !*name) {
-		ca_metrics_invalid(c, CA_INVALID_NAME, what, "metadata.namespace or metadata.name missing");
+		ca_metrics_invalid(c, CA_INVALID_NAME, what,
+		                   "metadata.namespace or metadata.name missing");
 		return CA_EINVAL;
 	}
 	const char *phase = ca_kobj_str(obj, "status.phase");
@@ -270,7 +276,9 @@ enum ca_err ca_metrics_fold_pod(struct ca_metrics_fold_ctx *c, const struct ca_k
 	/* Since when it is in trouble, as far as the pod says: the last crash
 	 * of a crash loop, else the Ready condition's last change, else its
 	 * start. */
-	p->since_s = seconds(crash_ms ? crash_ms : ready_change ? ready_change : parse_time(obj, "status.startTime"));
+	p->since_s = seconds(crash_ms       ? crash_ms
+	                     : ready_change ? ready_change
+	                                    : parse_time(obj, "status.startTime"));
 	if (!p->since_s)
 		p->since_s = p->created_s;
 	*out = p;
@@ -300,8 +308,8 @@ static const char *label(const struct ca_kobj *labels, const char *key, const ch
 	return v ? v : ca_kobj_str(ca_kobj_member(labels, old_key), NULL);
 }
 
-static void node_resources(struct ca_metrics_fold_ctx *c, const struct ca_kobj *map, const char *what,
-                           int64_t *cpu_m, int64_t *mem, int64_t *pods)
+static void node_resources(struct ca_metrics_fold_ctx *c, const struct ca_kobj *map,
+                           const char *what, int64_t *cpu_m, int64_t *mem, int64_t *pods)
 {
 	if (!quantity(c, map, "cpu", true, false, what, cpu_m))
 		*cpu_m = 0;
@@ -334,14 +342,16 @@ enum ca_err ca_metrics_fold_node(struct ca_metrics_fold_ctx *c, const struct ca_
 		return CA_ENOMEM;
 	}
 	const struct ca_kobj *labels = ca_kobj_get(obj, "metadata.labels");
-	n->zone = word(c, label(labels, "topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone"));
-	n->instance_type =
-	        word(c, label(labels, "node.kubernetes.io/instance-type", "beta.kubernetes.io/instance-type"));
+	n->zone = word(c, label(labels, "topology.kubernetes.io/zone",
+	                        "failure-domain.beta.kubernetes.io/zone"));
+	n->instance_type = word(c, label(labels, "node.kubernetes.io/instance-type",
+	                                 "beta.kubernetes.io/instance-type"));
 	n->kubelet_version = word(c, ca_kobj_str(obj, "status.nodeInfo.kubeletVersion"));
 	n->unschedulable = ca_kobj_bool(obj, "spec.unschedulable", false);
-	node_resources(c, ca_kobj_get(obj, "status.capacity"), what, &n->cap_cpu_m, &n->cap_mem, &n->cap_pods);
-	node_resources(c, ca_kobj_get(obj, "status.allocatable"), what, &n->alloc_cpu_m, &n->alloc_mem,
-	               &n->alloc_pods);
+	node_resources(c, ca_kobj_get(obj, "status.capacity"), what, &n->cap_cpu_m, &n->cap_mem,
+	               &n->cap_pods);
+	node_resources(c, ca_kobj_get(obj, "status.allocatable"), what, &n->alloc_cpu_m,
+	               &n->alloc_mem, &n->alloc_pods);
 	for (size_t i = 0; i < ca_kobj_array_len(conds) && n->nconds < nconds; i++) {
 		const struct ca_kobj *cd = ca_kobj_array_at(conds, i);
 		const char *type = ca_kobj_str(cd, "type"), *status = ca_kobj_str(cd, "status");
@@ -408,8 +418,8 @@ void ca_metrics_free_namespace(struct ca_metrics_fold_ctx *c, struct ca_ns_rec *
 	free(n);
 }
 
-bool ca_metrics_fold_usage(struct ca_metrics_fold_ctx *c, const struct ca_kobj *usage, const char *what,
-                           int64_t *cpu_m, int64_t *mem)
+bool ca_metrics_fold_usage(struct ca_metrics_fold_ctx *c, const struct ca_kobj *usage,
+                           const char *what, int64_t *cpu_m, int64_t *mem)
 {
 	bool any = false;
 	*cpu_m = *mem = 0;

@@ -14,7 +14,7 @@
 #define MIN_SLOTS 64u
 
 struct entry {
-	char *s;       /* NULL when the id is free */
+	char *s; /* NULL when the id is free */
 	uint32_t len;
 	uint32_t refs;
 	uint64_t hash;
@@ -25,13 +25,13 @@ struct ca_intern {
 	struct entry *entries; /* by id; entries[0] unused */
 	uint32_t nentries;     /* ids handed out so far (+1): the id limit */
 	uint32_t cap_entries;
-	uint32_t *free_ids;    /* stack of dead ids */
+	uint32_t *free_ids; /* stack of dead ids */
 	uint32_t nfree;
 	uint32_t *slots;
-	size_t nslots;         /* a power of two */
-	size_t used_slots;     /* live + tombstones */
+	size_t nslots;     /* a power of two */
+	size_t used_slots; /* live + tombstones */
 	size_t live;
-	size_t bytes;          /* strings (their heap chunks) */
+	size_t bytes; /* strings (their heap chunks) */
 	size_t max_bytes;
 };
 
@@ -50,7 +50,8 @@ size_t ca_intern_entry_bytes(size_t len)
 
 static size_t table_bytes(const struct ca_intern *t)
 {
-	return t->nslots * sizeof(uint32_t) + (size_t)t->cap_entries * (sizeof(struct entry) + sizeof(uint32_t));
+	return t->nslots * sizeof(uint32_t) +
+	       (size_t)t->cap_entries * (sizeof(struct entry) + sizeof(uint32_t));
 }
 
 enum ca_err ca_intern_new(struct ca_intern **out, size_t max_bytes)
@@ -194,7 +195,7 @@ uint32_t ca_intern_ref(struct ca_intern *t, const char *s, size_t len)
 	copy[len] = '\0';
 	if (id == t->nentries)
 		t->nentries++;
-	t->entries[id] = (struct entry){ .s = copy, .len = (uint32_t)len, .refs = 1, .hash = h };
+	t->entries[id] = (struct entry){.s = copy, .len = (uint32_t)len, .refs = 1, .hash = h};
 	if (t->slots[slot] == 0)
 		t->used_slots++;
 	t->slots[slot] = id;
@@ -231,7 +232,7 @@ void ca_intern_unref(struct ca_intern *t, uint32_t id)
 		t->slots[slot] = TOMBSTONE;
 	t->bytes -= heap_chunk((size_t)e->len + 1);
 	free(e->s);
-	*e = (struct entry){ 0 };
+	*e = (struct entry){0};
 	t->live--;
 	t->free_ids[t->nfree++] = id;
 }

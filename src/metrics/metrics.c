@@ -30,7 +30,7 @@
 #define RETRY_MS 250
 
 enum { KIND_PODS = 0, KIND_NODES, KIND_NAMESPACES, KIND_COUNT };
-static const char *const kind_names[KIND_COUNT] = { "pods", "nodes", "namespaces" };
+static const char *const kind_names[KIND_COUNT] = {"pods", "nodes", "namespaces"};
 
 /* The sample being sent: what every part shares, the lists, and where
  * each part starts. Names point into the interners, which keep them while
@@ -78,8 +78,8 @@ struct ca_metrics {
 	uint32_t usage_pass;      /* the pass in progress (or the last one) */
 	uint32_t usage_pass_done; /* the last pass that completed */
 	bool pass_running, pass_nodes_done, pass_pods_done;
-	int64_t pass_started_ms;  /* Unix ms */
-	struct ns_usage *acc;     /* by names id: the pass in progress (holds a ref per touched id) */
+	int64_t pass_started_ms; /* Unix ms */
+	struct ns_usage *acc; /* by names id: the pass in progress (holds a ref per touched id) */
 	uint32_t nacc;
 	struct ns_usage *ns_usage; /* by names id: the last completed pass */
 	uint32_t nns_usage;
@@ -95,7 +95,7 @@ struct ca_metrics {
 	uint64_t logged_unknown_node, logged_unknown_ns;
 };
 
-static const double duration_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 };
+static const double duration_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 
 /* ------------------------------------------------------------------------
  * Store callbacks */
@@ -161,7 +161,8 @@ static uint64_t pod_bytes(void)
 static uint64_t node_bytes(void)
 {
 	return ca_store_entry_bytes(AVG_KEY) +
-	       ca_store_heap_bytes(sizeof(struct ca_node_rec) + AVG_NODE_CONDITIONS * sizeof(struct ca_node_cond)) +
+	       ca_store_heap_bytes(sizeof(struct ca_node_rec) +
+	                           AVG_NODE_CONDITIONS * sizeof(struct ca_node_cond)) +
 	       24 + ca_intern_entry_bytes(AVG_KEY);
 }
 
@@ -176,7 +177,8 @@ static uint64_t namespace_bytes(void)
  * message struct, the working arrays, and the references held. */
 static uint64_t sample_node_bytes(void)
 {
-	return sizeof(struct ca_msg_node_sample) + AVG_NODE_CONDITIONS * sizeof(struct ca_msg_node_condition) +
+	return sizeof(struct ca_msg_node_sample) +
+	       AVG_NODE_CONDITIONS * sizeof(struct ca_msg_node_condition) +
 	       (4 + 3 * AVG_NODE_CONDITIONS) * sizeof(uint32_t) + 64;
 }
 
@@ -187,7 +189,8 @@ static uint64_t sample_namespace_bytes(void)
 
 static size_t payload_cap(const struct ca_config *cfg)
 {
-	return cfg->metrics.max_payload_bytes ? (size_t)cfg->metrics.max_payload_bytes : DEFAULT_MAX_PAYLOAD;
+	return cfg->metrics.max_payload_bytes ? (size_t)cfg->metrics.max_payload_bytes
+	                                      : DEFAULT_MAX_PAYLOAD;
 }
 
 void ca_metrics_budget(const struct ca_config *cfg, struct ca_budget *b)
@@ -201,12 +204,14 @@ void ca_metrics_budget(const struct ca_config *cfg, struct ca_budget *b)
 	ca_budget_add(b, "metrics: namespaces (record, key, name, usage)", "metrics.max_namespaces",
 	              (uint64_t)cfg->metrics.max_namespaces * namespace_bytes());
 	/* One part encoding at a time, in a buffer of its size. */
-	ca_budget_add(b, "metrics: the sample being sent (lists, one part encoding)", "metrics.max_nodes",
+	ca_budget_add(b, "metrics: the sample being sent (lists, one part encoding)",
+	              "metrics.max_nodes",
 	              (uint64_t)cfg->metrics.max_nodes * sample_node_bytes() +
-	                  (uint64_t)cfg->metrics.max_namespaces * sample_namespace_bytes() +
-	                  (uint64_t)cfg->metrics.max_unhealthy_pods * 512 + (uint64_t)payload_cap(cfg));
-	ca_kube_watch_budget(KIND_COUNT, (size_t)cfg->metrics.max_object_bytes, "pod/node/namespace",
-	                     "metrics.max_object_bytes", b);
+	                      (uint64_t)cfg->metrics.max_namespaces * sample_namespace_bytes() +
+	                      (uint64_t)cfg->metrics.max_unhealthy_pods * 512 +
+	                      (uint64_t)payload_cap(cfg));
+	ca_kube_watch_budget(KIND_COUNT, (size_t)cfg->metrics.max_object_bytes,
+	                     "pod/node/namespace", "metrics.max_object_bytes", b);
 }
 
 /* ------------------------------------------------------------------------
@@ -277,7 +282,8 @@ static void send_parts(struct ca_metrics *m)
 	struct ca_buf payload;
 	/* Sized once: a part is at most max_payload. */
 	ca_buf_init(&payload, 0);
-	if (o->active && o->next < o->parts && ca_buf_reserve(&payload, o->max_payload + 1) != CA_OK) {
+	if (o->active && o->next < o->parts &&
+	    ca_buf_reserve(&payload, o->max_payload + 1) != CA_OK) {
 		ca_buf_fini(&payload);
 		ca_loop_timer_start(m->retry, RETRY_MS, 0); /* out of memory: later */
 		return;
@@ -303,8 +309,9 @@ static void send_parts(struct ca_metrics *m)
 		if (err != CA_OK) {
 			char part[32];
 			snprintf(part, sizeof part, "%" PRIu32 "/%" PRIu32, o->next + 1, o->parts);
-			ca_log(CA_LOG_ERROR, "metrics", "cannot publish a sample part: the sample is dropped",
-			       "sample_id", o->sample_id, "part", part, "error", ca_strerror(err), NULL);
+			ca_log(CA_LOG_ERROR, "metrics",
+			       "cannot publish a sample part: the sample is dropped", "sample_id",
+			       o->sample_id, "part", part, "error", ca_strerror(err), NULL);
 			m->samples_dropped++;
 			release_outgoing(m);
 			break;
@@ -363,11 +370,21 @@ static int64_t add64(int64_t a, int64_t b)
 static void count_phase(struct ca_pod_phase_counts *c, uint8_t phase)
 {
 	switch ((enum ca_pod_phase)phase) {
-	case CA_PHASE_PENDING: c->pending++; break;
-	case CA_PHASE_RUNNING: c->running++; break;
-	case CA_PHASE_SUCCEEDED: c->succeeded++; break;
-	case CA_PHASE_FAILED: c->failed++; break;
-	case CA_PHASE_UNKNOWN: c->unknown++; break;
+	case CA_PHASE_PENDING:
+		c->pending++;
+		break;
+	case CA_PHASE_RUNNING:
+		c->running++;
+		break;
+	case CA_PHASE_SUCCEEDED:
+		c->succeeded++;
+		break;
+	case CA_PHASE_FAILED:
+		c->failed++;
+		break;
+	case CA_PHASE_UNKNOWN:
+		c->unknown++;
+		break;
 	}
 }
 
@@ -467,9 +484,13 @@ static bool walk_pod(void *arg, const char *key, void *value)
 	s->containers_restarting += p->restarting;
 	if (!finished) {
 		s->requests.cpu_millicores = add64(s->requests.cpu_millicores, p->cpu_req_m);
-		s->requests.memory_bytes = add64(s->requests.memory_bytes, (int64_t)(p->mem_req > INT64_MAX ? INT64_MAX : p->mem_req));
+		s->requests.memory_bytes =
+		        add64(s->requests.memory_bytes,
+		              (int64_t)(p->mem_req > INT64_MAX ? INT64_MAX : p->mem_req));
 		s->limits.cpu_millicores = add64(s->limits.cpu_millicores, p->cpu_lim_m);
-		s->limits.memory_bytes = add64(s->limits.memory_bytes, (int64_t)(p->mem_lim > INT64_MAX ? INT64_MAX : p->mem_lim));
+		s->limits.memory_bytes =
+		        add64(s->limits.memory_bytes,
+		              (int64_t)(p->mem_lim > INT64_MAX ? INT64_MAX : p->mem_lim));
 	}
 	if (p->ns < w->limit) {
 		struct ns_acc *a = &w->acc[p->ns];
@@ -477,9 +498,13 @@ static bool walk_pod(void *arg, const char *key, void *value)
 		a->restarts = add64(a->restarts, p->restarts);
 		if (!finished) {
 			a->req_cpu_m = add64(a->req_cpu_m, p->cpu_req_m);
-			a->req_mem = add64(a->req_mem, (int64_t)(p->mem_req > INT64_MAX ? INT64_MAX : p->mem_req));
+			a->req_mem =
+			        add64(a->req_mem,
+			              (int64_t)(p->mem_req > INT64_MAX ? INT64_MAX : p->mem_req));
 			a->lim_cpu_m = add64(a->lim_cpu_m, p->cpu_lim_m);
-			a->lim_mem = add64(a->lim_mem, (int64_t)(p->mem_lim > INT64_MAX ? INT64_MAX : p->mem_lim));
+			a->lim_mem =
+			        add64(a->lim_mem,
+			              (int64_t)(p->mem_lim > INT64_MAX ? INT64_MAX : p->mem_lim));
 		}
 		if (!w->is_ns[p->ns])
 			w->m->unknown_ns_pods++;
@@ -490,8 +515,9 @@ static bool walk_pod(void *arg, const char *key, void *value)
 		else if (!finished)
 			w->node_pods[p->node]++;
 	}
-	struct bad_pod b = { .key = key, .p = p };
-	b.reason = (uint8_t)ca_metrics_pod_unhealthy(p, w->now, w->m->cfg->metrics.pending_threshold_ms, &b.since);
+	struct bad_pod b = {.key = key, .p = p};
+	b.reason = (uint8_t)ca_metrics_pod_unhealthy(
+	        p, w->now, w->m->cfg->metrics.pending_threshold_ms, &b.since);
 	if (b.reason != CA_UNHEALTHY_NONE) {
 		w->unhealthy++;
 		heap_offer(w, &b);
@@ -558,7 +584,7 @@ static bool item_sizes(struct ca_metrics *m, size_t *sizes, size_t *fixed)
 		goto out;
 	*fixed = b.len + PART_SLACK;
 	struct ca_msg_metrics_sample empty = base;
-	empty.summary = (struct ca_msg_cluster_summary){ 0 };
+	empty.summary = (struct ca_msg_cluster_summary){0};
 	empty.usage_unavailable_reason = NULL;
 	ca_buf_reset(&b);
 	if (ca_codec_encode_metrics_sample(m->format, &empty, &b) != CA_OK)
@@ -611,7 +637,8 @@ static bool build(struct ca_metrics *m, struct walk *w)
 	w->keys = malloc((most ? most : 1) * sizeof *w->keys);
 	w->cap_heap = (size_t)cfg->metrics.max_unhealthy_pods;
 	w->heap = malloc((w->cap_heap ? w->cap_heap : 1) * sizeof *w->heap);
-	if (!w->acc || !w->node_pods || !w->is_node || !w->is_ns || !w->recs || !w->keys || !w->heap)
+	if (!w->acc || !w->node_pods || !w->is_node || !w->is_ns || !w->recs || !w->keys ||
+	    !w->heap)
 		return false;
 	w->sum = &o->msg.summary;
 
@@ -653,8 +680,10 @@ static bool build(struct ca_metrics *m, struct walk *w)
 		s->usage_known = usage && n->usage_pass && n->usage_pass == m->usage_pass_done;
 		if (s->usage_known) {
 			res_of_node(&s->usage, n->usage_cpu_m, n->usage_mem, 0);
-			o->msg.summary.usage.cpu_millicores = add64(o->msg.summary.usage.cpu_millicores, n->usage_cpu_m);
-			o->msg.summary.usage.memory_bytes = add64(o->msg.summary.usage.memory_bytes, n->usage_mem);
+			o->msg.summary.usage.cpu_millicores =
+			        add64(o->msg.summary.usage.cpu_millicores, n->usage_cpu_m);
+			o->msg.summary.usage.memory_bytes =
+			        add64(o->msg.summary.usage.memory_bytes, n->usage_mem);
 		}
 		s->zone = hold_word(m, n->zone);
 		s->instance_type = hold_word(m, n->instance_type);
@@ -675,7 +704,8 @@ static bool build(struct ca_metrics *m, struct walk *w)
 	m->unknown_node_pods = m->unknown_ns_pods = 0;
 	ca_store_foreach(m->store[KIND_PODS], walk_pod, w);
 	for (size_t i = 0; i < o->nnodes; i++)
-		o->nodes[i].pods = w->node_pods[((const struct ca_node_rec *)node_recs[order[i]])->name];
+		o->nodes[i].pods =
+		        w->node_pods[((const struct ca_node_rec *)node_recs[order[i]])->name];
 	free(node_recs);
 	free(order);
 	o->msg.summary.namespaces = (int64_t)w->n;
@@ -766,12 +796,13 @@ bool ca_metrics_sample_now(struct ca_metrics *m)
 	if (m->out.active) {
 		/* NATS has not taken the last one yet: the fresher sample wins. */
 		m->samples_dropped++;
-		ca_log(CA_LOG_WARN, "metrics", "the previous sample was not fully sent: replaced by a new one",
-		       "sample_id", m->out.sample_id, NULL);
+		ca_log(CA_LOG_WARN, "metrics",
+		       "the previous sample was not fully sent: replaced by a new one", "sample_id",
+		       m->out.sample_id, NULL);
 	}
 	release_outgoing(m);
 	struct outgoing *o = &m->out;
-	struct walk w = { .m = m, .now = ca_now_unix_ms() };
+	struct walk w = {.m = m, .now = ca_now_unix_ms()};
 	o->active = true;
 	o->msg.timestamp = w.now;
 	snprintf(o->sample_id, sizeof o->sample_id, "%s-%lld", m->agent_id, (long long)w.now);
@@ -800,8 +831,10 @@ bool ca_metrics_sample_now(struct ca_metrics *m)
 	if (ok && (!sizes || !o->starts || !item_sizes(m, sizes, &fixed)))
 		ok = false;
 	if (ok && !(o->parts = ca_metrics_plan_parts(fixed, sizes, n, o->max_payload, o->starts))) {
-		ca_log(CA_LOG_ERROR, "metrics", "a node, namespace or pod entry does not fit in one message "
-		       "under the payload limit: sample dropped (raise metrics.max_payload_bytes)", NULL);
+		ca_log(CA_LOG_ERROR, "metrics",
+		       "a node, namespace or pod entry does not fit in one message "
+		       "under the payload limit: sample dropped (raise metrics.max_payload_bytes)",
+		       NULL);
 		ok = false;
 	}
 	free(sizes);
@@ -810,13 +843,15 @@ bool ca_metrics_sample_now(struct ca_metrics *m)
 		m->samples_dropped++;
 		release_outgoing(m);
 	}
-	if (m->unknown_node_pods != m->logged_unknown_node || m->unknown_ns_pods != m->logged_unknown_ns) {
+	if (m->unknown_node_pods != m->logged_unknown_node ||
+	    m->unknown_ns_pods != m->logged_unknown_ns) {
 		/* Counted in the totals and their namespace, left out of any
 		 * node's (or namespace's) figures; said once per change. */
 		char nodes[24], nss[24];
 		snprintf(nodes, sizeof nodes, "%" PRIu64, m->unknown_node_pods);
 		snprintf(nss, sizeof nss, "%" PRIu64, m->unknown_ns_pods);
-		ca_log(m->unknown_node_pods || m->unknown_ns_pods ? CA_LOG_WARN : CA_LOG_INFO, "metrics",
+		ca_log(m->unknown_node_pods || m->unknown_ns_pods ? CA_LOG_WARN : CA_LOG_INFO,
+		       "metrics",
 		       "pods bound to nodes, or in namespaces, that the agent does not know",
 		       "pods_unknown_node", nodes, "pods_unknown_namespace", nss, NULL);
 		m->logged_unknown_node = m->unknown_node_pods;
@@ -847,7 +882,8 @@ static void usage_failed(struct ca_metrics *m, long status, const char *message)
 	char was[sizeof m->usage_reason];
 	ca_strlcpy(was, m->usage_reason, sizeof was);
 	if (status == 404)
-		ca_strlcpy(m->usage_reason, "metrics.k8s.io is not served (404): no metrics-server?",
+		ca_strlcpy(m->usage_reason,
+		           "metrics.k8s.io is not served (404): no metrics-server?",
 		           sizeof m->usage_reason);
 	else if (status == 503)
 		ca_set_err(m->usage_reason, sizeof m->usage_reason,
@@ -856,12 +892,14 @@ static void usage_failed(struct ca_metrics *m, long status, const char *message)
 		ca_set_err(m->usage_reason, sizeof m->usage_reason,
 		           "the agent may not list metrics.k8s.io (403): %.160s", message);
 	else if (status)
-		ca_set_err(m->usage_reason, sizeof m->usage_reason, "metrics.k8s.io answered %ld: %.160s",
-		           status, message);
+		ca_set_err(m->usage_reason, sizeof m->usage_reason,
+		           "metrics.k8s.io answered %ld: %.160s", status, message);
 	else
-		ca_set_err(m->usage_reason, sizeof m->usage_reason, "metrics.k8s.io: %.200s", message);
+		ca_set_err(m->usage_reason, sizeof m->usage_reason, "metrics.k8s.io: %.200s",
+		           message);
 	if (m->usage_available || strcmp(was, m->usage_reason) != 0)
-		ca_log(CA_LOG_INFO, "metrics", "usage figures are not available", "reason", m->usage_reason, NULL);
+		ca_log(CA_LOG_INFO, "metrics", "usage figures are not available", "reason",
+		       m->usage_reason, NULL);
 	m->usage_available = false;
 	m->pass_running = false;
 	drop_acc(m, &m->acc, &m->nacc);
@@ -874,7 +912,8 @@ static void pass_maybe_done(struct ca_metrics *m)
 	m->pass_running = false;
 	m->usage_lists++;
 	if (!m->usage_available)
-		ca_log(CA_LOG_INFO, "metrics", "usage figures from metrics.k8s.io are available", NULL);
+		ca_log(CA_LOG_INFO, "metrics", "usage figures from metrics.k8s.io are available",
+		       NULL);
 	m->usage_available = true;
 	m->usage_reason[0] = '\0';
 	m->usage_pass_done = m->usage_pass;
@@ -886,7 +925,8 @@ static void pass_maybe_done(struct ca_metrics *m)
 	m->nacc = 0;
 }
 
-static void usage_node(void *arg, enum ca_watch_type type, const struct ca_kobj *obj, bool from_list)
+static void usage_node(void *arg, enum ca_watch_type type, const struct ca_kobj *obj,
+                       bool from_list)
 {
 	struct ca_metrics *m = arg;
 	(void)type;
@@ -894,7 +934,8 @@ static void usage_node(void *arg, enum ca_watch_type type, const struct ca_kobj 
 	const char *name = ca_kobj_str(obj, "metadata.name");
 	struct ca_node_rec *n = name ? ca_store_get(m->store[KIND_NODES], name) : NULL;
 	int64_t cpu, mem;
-	if (!n || !ca_metrics_fold_usage(&m->fold, ca_kobj_get(obj, "usage"), "nodemetrics", &cpu, &mem))
+	if (!n ||
+	    !ca_metrics_fold_usage(&m->fold, ca_kobj_get(obj, "usage"), "nodemetrics", &cpu, &mem))
 		return;
 	n->usage_cpu_m = cpu;
 	n->usage_mem = mem;
@@ -928,8 +969,8 @@ static void usage_pod(void *arg, enum ca_watch_type type, const struct ca_kobj *
 	const struct ca_kobj *ctrs = ca_kobj_get(obj, "containers");
 	for (size_t i = 0, n = ca_kobj_array_len(ctrs); i < n; i++) {
 		int64_t cpu, mem;
-		if (ca_metrics_fold_usage(&m->fold, ca_kobj_get(ca_kobj_array_at(ctrs, i), "usage"), "podmetrics",
-		                          &cpu, &mem)) {
+		if (ca_metrics_fold_usage(&m->fold, ca_kobj_get(ca_kobj_array_at(ctrs, i), "usage"),
+		                          "podmetrics", &cpu, &mem)) {
 			u->cpu_m = add64(u->cpu_m, cpu);
 			u->mem = add64(u->mem, mem);
 		}
@@ -987,7 +1028,8 @@ static void on_timer(void *arg)
 {
 	struct ca_metrics *m = arg;
 	if (!ca_metrics_sample_now(m))
-		ca_log(CA_LOG_DEBUG, "metrics", "no sample: nodes, pods or namespaces not listed yet", NULL);
+		ca_log(CA_LOG_DEBUG, "metrics",
+		       "no sample: nodes, pods or namespaces not listed yet", NULL);
 	start_usage_pass(m);
 }
 
@@ -995,66 +1037,75 @@ static enum ca_err new_reflector(struct ca_metrics *m, int kind, const char *pat
                                  char *err, size_t errlen)
 {
 	static const struct ca_store_ops ops[KIND_COUNT] = {
-		[KIND_PODS] = { .fold = fold_pod, .free_value = free_pod },
-		[KIND_NODES] = { .fold = fold_node, .free_value = free_node, .on_update = node_updated },
-		[KIND_NAMESPACES] = { .fold = fold_namespace, .free_value = free_namespace },
+	        [KIND_PODS] = {.fold = fold_pod, .free_value = free_pod},
+	        [KIND_NODES] = {.fold = fold_node,
+	                        .free_value = free_node,
+	                        .on_update = node_updated},
+	        [KIND_NAMESPACES] = {.fold = fold_namespace, .free_value = free_namespace},
 	};
 	const struct ca_config *cfg = m->cfg;
-	int64_t max = kind == KIND_PODS ? cfg->metrics.max_pods
-	              : kind == KIND_NODES ? cfg->metrics.max_nodes : cfg->metrics.max_namespaces;
-	uint64_t each = kind == KIND_PODS ? pod_bytes() : kind == KIND_NODES ? node_bytes() : namespace_bytes();
+	int64_t max = kind == KIND_PODS    ? cfg->metrics.max_pods
+	              : kind == KIND_NODES ? cfg->metrics.max_nodes
+	                                   : cfg->metrics.max_namespaces;
+	uint64_t each = kind == KIND_PODS    ? pod_bytes()
+	                : kind == KIND_NODES ? node_bytes()
+	                                     : namespace_bytes();
 	struct ca_store_options so = {
-		.name = kind_names[kind],
-		.key = CA_STORE_KEY_NAME,
-		.max_entries = (size_t)max,
-		.max_bytes = (size_t)((uint64_t)max * each),
+	        .name = kind_names[kind],
+	        .key = CA_STORE_KEY_NAME,
+	        .max_entries = (size_t)max,
+	        .max_bytes = (size_t)((uint64_t)max * each),
 	};
 	enum ca_err rc = ca_store_new(&m->store[kind], &so, &ops[kind], m);
 	if (rc != CA_OK) {
-		ca_set_err(err, errlen, "cannot create the %s store: %s", kind_names[kind], ca_strerror(rc));
+		ca_set_err(err, errlen, "cannot create the %s store: %s", kind_names[kind],
+		           ca_strerror(rc));
 		return rc;
 	}
 	struct ca_reflector_callbacks cbs;
 	ca_store_reflector_callbacks(m->store[kind], &cbs);
 	struct ca_reflector_options ro = {
-		.name = kind_names[kind],
-		.path = path,
-		.page_size = page,
-		.max_object_bytes = (size_t)cfg->metrics.max_object_bytes,
-		.max_list_bytes = (size_t)cfg->kubernetes.max_list_page_bytes,
+	        .name = kind_names[kind],
+	        .path = path,
+	        .page_size = page,
+	        .max_object_bytes = (size_t)cfg->metrics.max_object_bytes,
+	        .max_list_bytes = (size_t)cfg->kubernetes.max_list_page_bytes,
 	};
 	rc = ca_reflector_new(&m->refl[kind], m->kube, &ro, &cbs, m->store[kind]);
 	if (rc != CA_OK)
-		ca_set_err(err, errlen, "cannot create the %s reflector: %s", kind_names[kind], ca_strerror(rc));
+		ca_set_err(err, errlen, "cannot create the %s reflector: %s", kind_names[kind],
+		           ca_strerror(rc));
 	return rc;
 }
 
-static enum ca_err new_usage_lister(struct ca_metrics *m, struct ca_reflector **out, const char *name,
-                                    const char *path, void (*on_object)(void *, enum ca_watch_type,
-                                                                        const struct ca_kobj *, bool),
+static enum ca_err new_usage_lister(struct ca_metrics *m, struct ca_reflector **out,
+                                    const char *name, const char *path,
+                                    void (*on_object)(void *, enum ca_watch_type,
+                                                      const struct ca_kobj *, bool),
                                     void (*on_synced)(void *, const char *))
 {
 	struct ca_reflector_callbacks cbs = {
-		.on_object = on_object,
-		.on_synced = on_synced,
-		.on_list_failed = usage_list_failed,
+	        .on_object = on_object,
+	        .on_synced = on_synced,
+	        .on_list_failed = usage_list_failed,
 	};
 	struct ca_reflector_options ro = {
-		.name = name,
-		.path = path,
-		.page_size = PAGE_PODS,
-		.max_object_bytes = (size_t)m->cfg->metrics.max_object_bytes,
-		.max_list_bytes = (size_t)m->cfg->kubernetes.max_list_page_bytes,
-		.list_only = true,
-		.aggregated_api = true,
+	        .name = name,
+	        .path = path,
+	        .page_size = PAGE_PODS,
+	        .max_object_bytes = (size_t)m->cfg->metrics.max_object_bytes,
+	        .max_list_bytes = (size_t)m->cfg->kubernetes.max_list_page_bytes,
+	        .list_only = true,
+	        .aggregated_api = true,
 	};
 	return ca_reflector_new(out, m->kube, &ro, &cbs, m);
 }
 
 enum ca_err ca_metrics_new(struct ca_metrics **out, struct ca_loop *loop, struct ca_kube *kube,
-                           const struct ca_config *cfg, enum ca_codec_format format, const char *cluster_id,
-                           const char *agent_id, const struct ca_metrics_sink *sink, void *sink_arg,
-                           char *err, size_t errlen)
+                           const struct ca_config *cfg, enum ca_codec_format format,
+                           const char *cluster_id, const char *agent_id,
+                           const struct ca_metrics_sink *sink, void *sink_arg, char *err,
+                           size_t errlen)
 {
 	enum ca_err rc = CA_ENOMEM;
 	*out = NULL;
@@ -1075,7 +1126,8 @@ enum ca_err ca_metrics_new(struct ca_metrics **out, struct ca_loop *loop, struct
 	m->sink_arg = sink_arg;
 	ca_strlcpy(m->cluster_id, cluster_id ? cluster_id : "", sizeof m->cluster_id);
 	ca_strlcpy(m->agent_id, agent_id ? agent_id : "", sizeof m->agent_id);
-	ca_histogram_init(&m->duration, duration_bounds, sizeof duration_bounds / sizeof duration_bounds[0]);
+	ca_histogram_init(&m->duration, duration_bounds,
+	                  sizeof duration_bounds / sizeof duration_bounds[0]);
 	ca_strlcpy(m->usage_reason, cfg->metrics.usage ? "not read yet" : "metrics.usage is off",
 	           sizeof m->usage_reason);
 	uint64_t names = (uint64_t)(cfg->metrics.max_nodes + cfg->metrics.max_namespaces) *
@@ -1085,16 +1137,20 @@ enum ca_err ca_metrics_new(struct ca_metrics **out, struct ca_loop *loop, struct
 		ca_set_err(err, errlen, "%s", "metrics: out of memory");
 		goto fail;
 	}
-	if ((rc = new_reflector(m, KIND_NAMESPACES, "/api/v1/namespaces", PAGE_NAMESPACES, err, errlen)) != CA_OK ||
-	    (rc = new_reflector(m, KIND_NODES, "/api/v1/nodes", PAGE_NODES, err, errlen)) != CA_OK ||
+	if ((rc = new_reflector(m, KIND_NAMESPACES, "/api/v1/namespaces", PAGE_NAMESPACES, err,
+	                        errlen)) != CA_OK ||
+	    (rc = new_reflector(m, KIND_NODES, "/api/v1/nodes", PAGE_NODES, err, errlen)) !=
+	            CA_OK ||
 	    (rc = new_reflector(m, KIND_PODS, "/api/v1/pods", PAGE_PODS, err, errlen)) != CA_OK)
 		goto fail;
-	if (cfg->metrics.usage &&
-	    ((rc = new_usage_lister(m, &m->usage_nodes, "nodemetrics", "/apis/metrics.k8s.io/v1beta1/nodes",
-	                            usage_node, usage_nodes_done)) != CA_OK ||
-	     (rc = new_usage_lister(m, &m->usage_pods, "podmetrics", "/apis/metrics.k8s.io/v1beta1/pods",
-	                            usage_pod, usage_pods_done)) != CA_OK)) {
-		ca_set_err(err, errlen, "cannot create the metrics.k8s.io listers: %s", ca_strerror(rc));
+	if (cfg->metrics.usage && ((rc = new_usage_lister(m, &m->usage_nodes, "nodemetrics",
+	                                                  "/apis/metrics.k8s.io/v1beta1/nodes",
+	                                                  usage_node, usage_nodes_done)) != CA_OK ||
+	                           (rc = new_usage_lister(m, &m->usage_pods, "podmetrics",
+	                                                  "/apis/metrics.k8s.io/v1beta1/pods",
+	                                                  usage_pod, usage_pods_done)) != CA_OK)) {
+		ca_set_err(err, errlen, "cannot create the metrics.k8s.io listers: %s",
+		           ca_strerror(rc));
 		goto fail;
 	}
 	if ((rc = ca_loop_timer_new(loop, on_timer, m, &m->timer)) != CA_OK ||
@@ -1126,7 +1182,8 @@ enum ca_err ca_metrics_start(struct ca_metrics *m)
 			rc = ca_reflector_start(m->usage_pods);
 	}
 	if (rc == CA_OK)
-		ca_loop_timer_start(m->timer, m->cfg->metrics.interval_ms, m->cfg->metrics.interval_ms);
+		ca_loop_timer_start(m->timer, m->cfg->metrics.interval_ms,
+		                    m->cfg->metrics.interval_ms);
 	return rc;
 }
 
@@ -1178,7 +1235,8 @@ static void module_health(const void *self, struct ca_module_health *h)
 			char limit[32];
 			ca_format_duration(stall, limit, sizeof limit);
 			h->live = h->ready = false;
-			ca_set_err(h->reason, sizeof h->reason, "%s watch made no progress for %s (kubernetes.stall_timeout)",
+			ca_set_err(h->reason, sizeof h->reason,
+			           "%s watch made no progress for %s (kubernetes.stall_timeout)",
 			           kind_names[k], limit);
 			return;
 		}
@@ -1194,8 +1252,8 @@ static void module_health(const void *self, struct ca_module_health *h)
 		if (ca_store_over_budget(m->store[k])) {
 			h->ready = false;
 			ca_set_err(h->reason, sizeof h->reason,
-			           "more %s than metrics.max_%s: samples are incomplete (raise it)", kind_names[k],
-			           kind_names[k]);
+			           "more %s than metrics.max_%s: samples are incomplete (raise it)",
+			           kind_names[k], kind_names[k]);
 			return;
 		}
 	}
@@ -1209,11 +1267,14 @@ static void module_health_json(const void *self, struct ca_buf *out)
 	ca_metrics_get_stats(m, &st);
 	if (m->usage_observed_ms)
 		ca_format_rfc3339(m->usage_observed_ms, at);
-	ca_buf_printf(out, "{\"samples\":%" PRIu64 ",\"parts_published\":%" PRIu64 ",\"samples_dropped\":%" PRIu64
-	              ",\"queue_parts\":%zu,\"last_sample_cpu_seconds\":%.6f,\"usage\":{\"available\":%s,"
-	              "\"observed_at\":",
-	              st.samples, st.parts_published, st.samples_dropped, st.queue_parts, st.last_duration_s,
-	              st.usage_available ? "true" : "false");
+	ca_buf_printf(
+	        out,
+	        "{\"samples\":%" PRIu64 ",\"parts_published\":%" PRIu64
+	        ",\"samples_dropped\":%" PRIu64
+	        ",\"queue_parts\":%zu,\"last_sample_cpu_seconds\":%.6f,\"usage\":{\"available\":%s,"
+	        "\"observed_at\":",
+	        st.samples, st.parts_published, st.samples_dropped, st.queue_parts,
+	        st.last_duration_s, st.usage_available ? "true" : "false");
 	ca_buf_append_json_string(out, at);
 	ca_buf_append_str(out, ",\"reason\":");
 	ca_buf_append_json_string(out, m->usage_available ? "" : m->usage_reason);
@@ -1236,50 +1297,61 @@ static void module_health_json(const void *self, struct ca_buf *out)
 static void module_metrics(const void *self, struct ca_prom *p)
 {
 	const struct ca_metrics *m = self;
-	struct ca_metrics_stats st = { 0 };
+	struct ca_metrics_stats st = {0};
 	if (m)
 		ca_metrics_get_stats(m, &st);
-	ca_prom_single(p, "agent_metrics_samples_total", "counter", "Metrics samples taken.", (double)st.samples);
+	ca_prom_single(p, "agent_metrics_samples_total", "counter", "Metrics samples taken.",
+	               (double)st.samples);
 	ca_prom_single(p, "agent_metrics_parts_published_total", "counter",
 	               "Metrics sample parts handed to NATS.", (double)st.parts_published);
 	ca_prom_single(p, "agent_metrics_samples_dropped_total", "counter",
 	               "Metrics samples not fully sent (replaced by the next one, or unsendable).",
 	               (double)st.samples_dropped);
-	ca_prom_single(p, "agent_metrics_queue_size", "gauge", "Metrics sample parts waiting to be published.",
-	               (double)st.queue_parts);
+	ca_prom_single(p, "agent_metrics_queue_size", "gauge",
+	               "Metrics sample parts waiting to be published.", (double)st.queue_parts);
 	struct ca_histogram empty;
-	ca_histogram_init(&empty, duration_bounds, sizeof duration_bounds / sizeof duration_bounds[0]);
-	ca_prom_histogram(p, "agent_metrics_sample_duration_seconds", "CPU time spent computing one sample.",
-	                  m ? &m->duration : &empty);
-	ca_prom_family(p, "agent_metrics_objects", "gauge", "Objects the collector tracks, by kind.");
+	ca_histogram_init(&empty, duration_bounds,
+	                  sizeof duration_bounds / sizeof duration_bounds[0]);
+	ca_prom_histogram(p, "agent_metrics_sample_duration_seconds",
+	                  "CPU time spent computing one sample.", m ? &m->duration : &empty);
+	ca_prom_family(p, "agent_metrics_objects", "gauge",
+	               "Objects the collector tracks, by kind.");
 	ca_prom_sample(p, "agent_metrics_objects", "kind", "pods", (double)st.pods);
 	ca_prom_sample(p, "agent_metrics_objects", "kind", "nodes", (double)st.nodes);
 	ca_prom_sample(p, "agent_metrics_objects", "kind", "namespaces", (double)st.namespaces);
-	ca_prom_family(p, "agent_metrics_store_bytes", "gauge", "Bytes the collector's stores hold, by kind.");
+	ca_prom_family(p, "agent_metrics_store_bytes", "gauge",
+	               "Bytes the collector's stores hold, by kind.");
 	for (int k = 0; k < KIND_COUNT; k++) {
-		struct ca_store_stats ss = { 0 };
+		struct ca_store_stats ss = {0};
 		if (m)
 			ca_store_get_stats(m->store[k], &ss);
-		ca_prom_sample(p, "agent_metrics_store_bytes", "kind", kind_names[k], (double)ss.bytes);
+		ca_prom_sample(p, "agent_metrics_store_bytes", "kind", kind_names[k],
+		               (double)ss.bytes);
 	}
 	ca_prom_family(p, "agent_metrics_invalid_total", "counter",
 	               "Objects or fields the collector skipped, by reason.");
 	for (int r = 0; r < CA_INVALID_COUNT_; r++)
-		ca_prom_sample(p, "agent_metrics_invalid_total", "reason", ca_metrics_invalid_name((enum ca_metrics_invalid)r),
+		ca_prom_sample(p, "agent_metrics_invalid_total", "reason",
+		               ca_metrics_invalid_name((enum ca_metrics_invalid)r),
 		               m ? (double)m->fold.invalid[r] : 0);
 	ca_prom_family(p, "agent_metrics_pods_unknown", "gauge",
-	               "Pods in the last sample bound to a node, or in a namespace, the agent does not know.");
-	ca_prom_sample(p, "agent_metrics_pods_unknown", "unknown", "node", m ? (double)m->unknown_node_pods : 0);
-	ca_prom_sample(p, "agent_metrics_pods_unknown", "unknown", "namespace", m ? (double)m->unknown_ns_pods : 0);
+	               "Pods in the last sample bound to a node, or in a namespace, the agent does "
+	               "not know.");
+	ca_prom_sample(p, "agent_metrics_pods_unknown", "unknown", "node",
+	               m ? (double)m->unknown_node_pods : 0);
+	ca_prom_sample(p, "agent_metrics_pods_unknown", "unknown", "namespace",
+	               m ? (double)m->unknown_ns_pods : 0);
 	ca_prom_single(p, "agent_metrics_usage_available", "gauge",
-	               "1 when usage figures from metrics.k8s.io are in the samples.", st.usage_available ? 1 : 0);
+	               "1 when usage figures from metrics.k8s.io are in the samples.",
+	               st.usage_available ? 1 : 0);
 	ca_prom_single(p, "agent_metrics_usage_passes_total", "counter",
-	               "Complete reads of metrics.k8s.io (nodes and pods).", (double)st.usage_lists);
+	               "Complete reads of metrics.k8s.io (nodes and pods).",
+	               (double)st.usage_lists);
 }
 
 const struct ca_module_ops ca_metrics_module = {
-	.name = "metrics",
-	.health = module_health,
-	.health_json = module_health_json,
-	.render_metrics = module_metrics,
+        .name = "metrics",
+        .health = module_health,
+        .health_json = module_health_json,
+        .render_metrics = module_metrics,
 };

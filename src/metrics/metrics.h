@@ -55,9 +55,10 @@ struct ca_metrics_sink {
  * copied; sink is copied, sink_arg borrowed. err gets one sentence on
  * failure (CA_EINVAL, CA_ENOMEM). */
 enum ca_err ca_metrics_new(struct ca_metrics **out, struct ca_loop *loop, struct ca_kube *kube,
-                           const struct ca_config *cfg, enum ca_codec_format format, const char *cluster_id,
-                           const char *agent_id, const struct ca_metrics_sink *sink, void *sink_arg,
-                           char *err, size_t errlen);
+                           const struct ca_config *cfg, enum ca_codec_format format,
+                           const char *cluster_id, const char *agent_id,
+                           const struct ca_metrics_sink *sink, void *sink_arg, char *err,
+                           size_t errlen);
 /* Start the reflectors and the sample timer. */
 enum ca_err ca_metrics_start(struct ca_metrics *m);
 /* NATS can take messages again: offer what waits. */
@@ -75,12 +76,13 @@ void ca_metrics_budget(const struct ca_config *cfg, struct ca_budget *b);
 struct ca_metrics_stats {
 	uint64_t samples;         /* samples taken */
 	uint64_t parts_published; /* parts handed to the sink */
-	uint64_t samples_dropped; /* samples not (fully) sent: replaced by the next one, or unsendable */
+	uint64_t samples_dropped; /* samples not (fully) sent: replaced by the next one, or
+	                             unsendable */
 	uint64_t usage_lists;     /* metrics.k8s.io passes completed */
 	size_t pods, nodes, namespaces;
-	size_t queue_parts;       /* parts of the current sample not yet taken by the sink */
+	size_t queue_parts; /* parts of the current sample not yet taken by the sink */
 	bool usage_available;
-	double last_duration_s;   /* CPU time of the last sample, in seconds */
+	double last_duration_s; /* CPU time of the last sample, in seconds */
 };
 void ca_metrics_get_stats(const struct ca_metrics *m, struct ca_metrics_stats *out);
 

@@ -14,17 +14,32 @@
 #include "kube/kobj.h"
 #include "metrics/intern.h"
 
-enum ca_pod_phase { CA_PHASE_PENDING = 0, CA_PHASE_RUNNING, CA_PHASE_SUCCEEDED, CA_PHASE_FAILED,
-	            CA_PHASE_UNKNOWN };
+enum ca_pod_phase {
+	CA_PHASE_PENDING = 0,
+	CA_PHASE_RUNNING,
+	CA_PHASE_SUCCEEDED,
+	CA_PHASE_FAILED,
+	CA_PHASE_UNKNOWN
+};
 
 /* A container waiting for a reason worth reporting, least bad first (the
  * pod keeps its worst). */
-enum ca_pod_waiting { CA_WAIT_NONE = 0, CA_WAIT_CREATE_CONFIG, CA_WAIT_ERR_IMAGE_PULL,
-	              CA_WAIT_IMAGE_PULL_BACKOFF, CA_WAIT_CRASHLOOP };
+enum ca_pod_waiting {
+	CA_WAIT_NONE = 0,
+	CA_WAIT_CREATE_CONFIG,
+	CA_WAIT_ERR_IMAGE_PULL,
+	CA_WAIT_IMAGE_PULL_BACKOFF,
+	CA_WAIT_CRASHLOOP
+};
 
 /* Why an object or a field was skipped: agent_metrics_invalid_total{reason}. */
-enum ca_metrics_invalid { CA_INVALID_QUANTITY = 0, CA_INVALID_COUNT, CA_INVALID_PHASE,
-	                  CA_INVALID_NAME, CA_INVALID_COUNT_ };
+enum ca_metrics_invalid {
+	CA_INVALID_QUANTITY = 0,
+	CA_INVALID_COUNT,
+	CA_INVALID_PHASE,
+	CA_INVALID_NAME,
+	CA_INVALID_COUNT_
+};
 
 #define CA_POD_READY 0x01u     /* the Ready condition is True */
 #define CA_POD_HAS_READY 0x02u /* there is a Ready condition */
@@ -42,8 +57,8 @@ struct ca_pod_rec {
 	uint8_t phase, waiting, flags;
 	uint8_t restarting; /* containers waiting in CrashLoopBackOff (saturating) */
 	uint32_t created_s;
-	uint32_t since_s;   /* the last crash of a crash loop, or the Ready condition's last change */
-	uint32_t oom_s;     /* the latest OOMKilled termination */
+	uint32_t since_s; /* the last crash of a crash loop, or the Ready condition's last change */
+	uint32_t oom_s;   /* the latest OOMKilled termination */
 };
 
 #define CA_NODE_MAX_CONDITIONS 16
@@ -54,7 +69,7 @@ struct ca_node_cond {
 };
 
 struct ca_node_rec {
-	uint32_t name;                                /* names interner (pods refer to it) */
+	uint32_t name;                                 /* names interner (pods refer to it) */
 	uint32_t zone, instance_type, kubelet_version; /* words interner, 0 = none */
 	int64_t cap_cpu_m, cap_mem, cap_pods;
 	int64_t alloc_cpu_m, alloc_mem, alloc_pods;
@@ -96,17 +111,24 @@ const char *ca_metrics_invalid_name(enum ca_metrics_invalid reason);
 
 /* Usage of a PodMetrics / NodeMetrics item: summed containers for pods.
  * false when it has none that parse (counted). */
-bool ca_metrics_fold_usage(struct ca_metrics_fold_ctx *c, const struct ca_kobj *usage, const char *what,
-                           int64_t *cpu_m, int64_t *mem);
+bool ca_metrics_fold_usage(struct ca_metrics_fold_ctx *c, const struct ca_kobj *usage,
+                           const char *what, int64_t *cpu_m, int64_t *mem);
 
 const char *ca_metrics_phase_name(enum ca_pod_phase p);
 
 /* ---- sample.c ---------------------------------------------------------- */
 
 /* The unhealthy reasons, worst first. */
-enum ca_unhealthy { CA_UNHEALTHY_NONE = 0, CA_UNHEALTHY_NOT_READY, CA_UNHEALTHY_PENDING,
-	            CA_UNHEALTHY_CREATE_CONFIG, CA_UNHEALTHY_ERR_IMAGE_PULL,
-	            CA_UNHEALTHY_IMAGE_PULL_BACKOFF, CA_UNHEALTHY_CRASHLOOP, CA_UNHEALTHY_OOM };
+enum ca_unhealthy {
+	CA_UNHEALTHY_NONE = 0,
+	CA_UNHEALTHY_NOT_READY,
+	CA_UNHEALTHY_PENDING,
+	CA_UNHEALTHY_CREATE_CONFIG,
+	CA_UNHEALTHY_ERR_IMAGE_PULL,
+	CA_UNHEALTHY_IMAGE_PULL_BACKOFF,
+	CA_UNHEALTHY_CRASHLOOP,
+	CA_UNHEALTHY_OOM
+};
 
 /* Which reason a pod shows at now_ms (OOMKilled only within the last hour,
  * Pending only past pending_threshold_ms), and since when. */

@@ -8,19 +8,20 @@
 #define OOM_RECENT_MS (60 * 60 * 1000)
 
 static const char *const unhealthy_names[] = {
-	[CA_UNHEALTHY_NONE] = "",
-	[CA_UNHEALTHY_NOT_READY] = "NotReady",
-	[CA_UNHEALTHY_PENDING] = "PendingTooLong",
-	[CA_UNHEALTHY_CREATE_CONFIG] = "CreateContainerConfigError",
-	[CA_UNHEALTHY_ERR_IMAGE_PULL] = "ErrImagePull",
-	[CA_UNHEALTHY_IMAGE_PULL_BACKOFF] = "ImagePullBackOff",
-	[CA_UNHEALTHY_CRASHLOOP] = "CrashLoopBackOff",
-	[CA_UNHEALTHY_OOM] = "OOMKilled",
+        [CA_UNHEALTHY_NONE] = "",
+        [CA_UNHEALTHY_NOT_READY] = "NotReady",
+        [CA_UNHEALTHY_PENDING] = "PendingTooLong",
+        [CA_UNHEALTHY_CREATE_CONFIG] = "CreateContainerConfigError",
+        [CA_UNHEALTHY_ERR_IMAGE_PULL] = "ErrImagePull",
+        [CA_UNHEALTHY_IMAGE_PULL_BACKOFF] = "ImagePullBackOff",
+        [CA_UNHEALTHY_CRASHLOOP] = "CrashLoopBackOff",
+        [CA_UNHEALTHY_OOM] = "OOMKilled",
 };
 
 const char *ca_metrics_unhealthy_name(enum ca_unhealthy u)
 {
-	return (unsigned)u < sizeof unhealthy_names / sizeof unhealthy_names[0] ? unhealthy_names[u] : "";
+	return (unsigned)u < sizeof unhealthy_names / sizeof unhealthy_names[0] ? unhealthy_names[u]
+	                                                                        : "";
 }
 
 enum ca_unhealthy ca_metrics_pod_unhealthy(const struct ca_pod_rec *p, int64_t now_ms,
@@ -47,11 +48,13 @@ enum ca_unhealthy ca_metrics_pod_unhealthy(const struct ca_pod_rec *p, int64_t n
 	case CA_WAIT_NONE:
 		break;
 	}
-	if (p->phase == CA_PHASE_PENDING && created_ms && now_ms - created_ms > pending_threshold_ms) {
+	if (p->phase == CA_PHASE_PENDING && created_ms &&
+	    now_ms - created_ms > pending_threshold_ms) {
 		*since_ms = created_ms;
 		return CA_UNHEALTHY_PENDING;
 	}
-	if (p->phase == CA_PHASE_RUNNING && (p->flags & CA_POD_HAS_READY) && !(p->flags & CA_POD_READY))
+	if (p->phase == CA_PHASE_RUNNING && (p->flags & CA_POD_HAS_READY) &&
+	    !(p->flags & CA_POD_READY))
 		return CA_UNHEALTHY_NOT_READY;
 	return CA_UNHEALTHY_NONE;
 }
