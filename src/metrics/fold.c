@@ -74,23 +74,17 @@ static uint32_t seconds(int64_t ms)
 /* A quantity member of a resource map: false when absent; an unparsable
  * (or negative, or not a string) one is counted and also absent. */
 static bool quantity(struct ca_metrics_fold_ctx *c, const struct ca_kobj *map, const char *key,
-                     bool cpu, bool count_only, const char *what, int64_t *out)
+                     bool millis, const char *what, int64_t *out)
 {
 	const struct ca_kobj *v = ca_kobj_member(map, key);
 	if (!v || ca_kobj_is_null(v))
 		return false;
 	const char *s = ca_kobj_str(v, NULL);
-	enum ca_err err = CA_EINVAL;
-	if (s)
-		err = count_only ? CA_EINVAL
-		      : cpu      ? ca_quantity_cpu_millicores(s, out)
-		                 : ca_quantity_memory_bytes(s, out);
-	if (s && count_only) {
-		struct ca_quantity q;
-		err = ca_quantity_parse(s, strlen(s), &q);
-		if (err == CA_OK)
-			err = q.negative ? CA_EINVAL : ca_quantity_value(&q, out);
-	}
+	/* Millicores for cpu; otherwise the whole value rounded up (memory in
+	 * bytes, and counts such as pods, which are quantities too). */
+	enum ca_err err = !s       ? CA_EINVAL
+	                  : millis ? ca_quantity_cpu_millicores(s, out)
+	                           : ca_quantity_memory_bytes(s, out);
 	if (err == CA_OK)
 		return true;
 	char detail[128];
@@ -121,9 +115,9 @@ static void container_resources(struct ca_metrics_fold_ctx *c, const struct ca_k
 	r->cpu_m = r->mem = 0;
 	if (!map)
 		return;
-	if (quantity(c, map, "cpu", true, false, what, &v))
+	if (quantity(c, map, "cpu", true, what, &v))
 		r->cpu_m = (uint64_t)v;
-	if (quantity(c, map, "memory", false, false, what, &v))
+	if (quantity(c, map, "memory", false, what, &v))
 		r->mem = (uint64_t)v;
 }
 
@@ -311,11 +305,11 @@ static const char *label(const struct ca_kobj *labels, const char *key, const ch
 static void node_resources(struct ca_metrics_fold_ctx *c, const struct ca_kobj *map,
                            const char *what, int64_t *cpu_m, int64_t *mem, int64_t *pods)
 {
-	if (!quantity(c, map, "cpu", true, false, what, cpu_m))
+	if (!quantity(c, map, "cpu", true, what, cpu_m))
 		*cpu_m = 0;
-	if (!quantity(c, map, "memory", false, false, what, mem))
+	if (!quantity(c, map, "memory", false, what, mem))
 		*mem = 0;
-	if (!quantity(c, map, "pods", false, true, what, pods))
+	if (!quantity(c, map, "pods", false, what, pods))
 		*pods = 0;
 }
 
@@ -423,9 +417,9 @@ bool ca_metrics_fold_usage(struct ca_metrics_fold_ctx *c, const struct ca_kobj *
 {
 	bool any = false;
 	*cpu_m = *mem = 0;
-	if (quantity(c, usage, "cpu", true, false, what, cpu_m))
+	if (quantity(c, usage, "cpu", true, what, cpu_m))
 		any = true;
-	if (quantity(c, usage, "memory", false, false, what, mem))
+	if (quantity(c, usage, "memory", false, what, mem))
 		any = true;
 	return any;
 }
