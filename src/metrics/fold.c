@@ -360,7 +360,7 @@ enum ca_err ca_metrics_fold_node(struct ca_metrics_fold_ctx *c, const struct ca_
 			n->ready = 1;
 	}
 	*out = n;
-	*size = bytes + 16;
+	*size = ca_store_heap_bytes(bytes);
 	return CA_OK;
 }
 
@@ -400,7 +400,7 @@ enum ca_err ca_metrics_fold_namespace(struct ca_metrics_fold_ctx *c, const struc
 	const char *phase = ca_kobj_str(obj, "status.phase");
 	n->terminating = phase && strcmp(phase, "Terminating") == 0;
 	*out = n;
-	*size = 32;
+	*size = ca_store_heap_bytes(sizeof *n);
 	return CA_OK;
 }
 

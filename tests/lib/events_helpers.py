@@ -18,14 +18,19 @@ TRUNC_MARKER = re.compile(r"\u2026\[truncated (\d+) bytes\]$")
 
 # --------------------------------------------------------------- messages
 
-def decode_event(msg):
-    """The Event of one NATS message as a dict, by its Content-Type."""
+def decode_message(msg, type_name):
+    """One NATS message as a dict, by its Content-Type: JSON, or the
+    protobuf message type_name of proto/agent.proto."""
     ct = msg.headers.get("Content-Type")
     if ct == "application/json":
         return json.loads(msg.data)
     assert ct == "application/x-protobuf", f"unexpected Content-Type {ct!r}"
     from lib import agentpb
-    return agentpb.decode("Event", msg.data)
+    return agentpb.decode(type_name, msg.data)
+
+
+def decode_event(msg):
+    return decode_message(msg, "Event")
 
 
 def field(d, path, default=""):

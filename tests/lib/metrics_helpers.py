@@ -9,14 +9,11 @@ import datetime
 import json
 import time
 
+from lib.events_helpers import decode_message
+
 
 def decode_sample(msg):
-    ct = msg.headers.get("Content-Type")
-    if ct == "application/json":
-        return json.loads(msg.data)
-    assert ct == "application/x-protobuf", f"unexpected Content-Type {ct!r}"
-    from lib import agentpb
-    return agentpb.decode("MetricsSample", msg.data)
+    return decode_message(msg, "MetricsSample")
 
 
 LISTS = ("nodes", "namespaces", "unhealthy_pods")
