@@ -555,6 +555,13 @@ class Store:
         self.live = {s: {} for s in STORES}       # key -> current obj
         self.log = []                 # LogEntry, rv ascending
         self.log_rvs = []
+        # key -> compact JSON (bytes) of the live object in its core form,
+        # without kind/apiVersion (a list item); dropped on every change, so
+        # an entry always belongs to the current object
+        self.rendered = {s: {} for s in STORES}
+        # rv of the last create or delete per store (the set of keys alive at
+        # an rv at or after it is the live set)
+        self.membership_rv = {s: 0 for s in STORES}
         self.history_limit = history_limit
         self.watchers = set()
         self.watch_queue_limit = watch_queue_limit
@@ -571,10 +578,13 @@ class Store:
         if not vers:
             bisect.insort(self.keys[store], key)
         vers.append((rv, obj if etype != "DELETED" else None))
+        self.rendered[store].pop(key, None)
         if etype == "DELETED":
             self.live[store].pop(key, None)
         else:
             self.live[store][key] = obj
+        if etype != "MODIFIED":
+            self.membership_rv[store] = rv
         ent = LogEntry(rv, store, etype, obj, prev, key)
         self.log.append(ent)
         self.log_rvs.append(rv)
@@ -631,16 +641,24 @@ class Store:
             self.changed.notify_all()
             return obj
 
-    def create_many(self, store, objs):
+    def create_many(self, store, objs, render=False):
+        """Create objects (an existing key is skipped). render: also cache
+        each object's JSON now (bulk creation for benchmarks; keys arriving
+        in ascending order keep the sorted key list cheap to extend)."""
         with self.lock:
             out = []
+            live = self.live[store]
+            rendered = self.rendered[store]
+            namespaced = STORE_NAMESPACED[store]
             for obj in objs:
-                key = obj_key(STORE_NAMESPACED[store], obj)
-                if key in self.live[store]:
+                key = obj_key(namespaced, obj)
+                if key in live:
                     continue
                 obj["metadata"]["resourceVersion"] = str(self._next_rv())
                 obj["metadata"] = order_meta(obj["metadata"])
                 self._record(store, "ADDED", obj, None, key)
+                if render:
+                    rendered[key] = dumps_compact(obj).encode()
                 out.append(obj)
             self.changed.notify_all()
             return out
@@ -685,6 +703,19 @@ class Store:
             if vrv <= rv:
                 return obj
         return None
+
+    def item_json(self, store, key, obj):
+        """Compact JSON bytes of obj (a version of key, core form, no kind),
+        from the cache when obj is the live object; caches it then. Callers
+        may hold the lock or not."""
+        b = self.rendered[store].get(key)
+        if b is not None and self.live[store].get(key) is obj:
+            return b
+        b = dumps_compact(obj).encode()
+        with self.lock:
+            if self.live[store].get(key) is obj:
+                self.rendered[store][key] = b
+        return b
 
     def wait_for_rv(self, rv, timeout):
         deadline = time.monotonic() + timeout
@@ -1393,9 +1424,11 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         API server encodes an object and writes it at once)."""
         if len(body) > GO_BUFFER and self.command != "HEAD":
             self._start(code, content_type, apf=apf, extra=extra, chunked=True)
-            out = GoBodyWriter(self.wfile)
-            out.write(body)
-            out.end()
+            # what GoBodyWriter makes of one write into an empty buffer (a
+            # single chunk, then the end), without copying a big body
+            self.wfile.write(b"%x\r\n" % len(body))
+            self.wfile.write(body)
+            self.wfile.write(b"\r\n0\r\n\r\n")
         else:
             self._start(code, content_type, apf=apf, extra=extra, length=len(body))
             if self.command != "HEAD":
@@ -1759,7 +1792,10 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             details["kind"] = ri.name
             self.send_status(404, '%s "%s" not found' % (what, name), details=details)
             return
-        self.send_json(200, render(ri, obj, True))
+        if self._pretty():
+            self.send_json(200, render(ri, obj, True))
+        else:
+            self.send_body(200, self.with_kind(ri, self.item_json(ri, obj, key)) + b"\n")
 
     def too_large(self, rv, cur, retry_after=True):
         details = {"causes": [{"reason": "ResourceVersionTooLarge",
@@ -1857,9 +1893,15 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                     more = True
                     i -= 1
                     break
-                items.append(obj)
+                items.append((k, obj))
                 last_key = k
-            if more and flt.empty:
+            if more and flt.empty and len(keys) == len(st.live[ri.store]) \
+                    and list_rv >= st.membership_rv[ri.store]:
+                # no tombstones, and no key came or went since list_rv: every
+                # key left in the range is an item
+                end = bisect.bisect_left(keys, prefix[:-1] + "0") if prefix else n
+                remaining = end - i
+            elif more and flt.empty:
                 remaining = 0
                 while i < n:
                     k = keys[i]
@@ -1877,14 +1919,39 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             ).decode().rstrip("=")
             if remaining is not None:
                 meta["remainingItemCount"] = remaining
-        body = {"kind": ri.kind + "List", "apiVersion": ri.api_version, "metadata": meta,
-                "items": [render(ri, o, False) for o in items]}
-        self.send_json(200, body)
+        if self._pretty():
+            self.send_json(200, {"kind": ri.kind + "List", "apiVersion": ri.api_version,
+                                 "metadata": meta, "items": [render(ri, o, False) for _, o in items]})
+            return
+        # compact: the items' cached JSON concatenated (the same bytes as
+        # encoding the whole list)
+        head = dumps_compact({"kind": ri.kind + "List", "apiVersion": ri.api_version,
+                              "metadata": meta}).encode()
+        body = b"".join((head[:-1], b',"items":[',
+                         b",".join([self.item_json(ri, o, k) for k, o in items]), b"]}\n"))
+        self.send_body(200, body)
 
     # ---- watch ----
 
-    def event_line(self, ri, etype, obj):
-        return (dumps_compact({"type": etype, "object": render(ri, obj, True)}) + "\n").encode()
+    def item_json(self, ri, obj, key=None):
+        """Compact JSON bytes of obj as an item of ri (no kind); the store's
+        cached rendering when obj is the live object of key."""
+        if ri.group == EVENTS_GROUP:
+            return dumps_compact(render(ri, obj, False)).encode()
+        if key is not None:
+            return self.sim.store.item_json(ri.store, key, obj)
+        return dumps_compact(obj).encode()
+
+    @staticmethod
+    def with_kind(ri, item):
+        """The item with kind and apiVersion in front: render(ri, obj, True)."""
+        return b'{"kind":"%s","apiVersion":"%s",%s' % (ri.kind.encode(), ri.api_version.encode(),
+                                                        item[1:])
+
+    def event_line(self, ri, etype, obj, key=None, item=None):
+        if item is None:
+            item = self.item_json(ri, obj, key)
+        return b'{"type":"%s","object":%s}\n' % (etype.encode(), self.with_kind(ri, item))
 
     def entry_line(self, ri, ent, flt):
         """The line for a log entry as this watcher sees it, or None when filtered out."""
@@ -1909,12 +1976,12 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 return self.event_line(ri, "DELETED", obj)
             else:
                 return None
-        key = (ri.group, etype)
-        line = ent.cache.get(key)
-        if line is None:
-            line = self.event_line(ri, etype, obj)
-            ent.cache[key] = line
-        return line
+        # cache the object's JSON (shared with the store's cache while it
+        # is the live object), not the line: lines are cheap to assemble
+        item = ent.cache.get(ri.group)
+        if item is None:
+            item = ent.cache[ri.group] = self.item_json(ri, obj, ent.key)
+        return self.event_line(ri, etype, obj, item=item)
 
     def serve_watch(self, ri, ns, name):
         sim = self.sim
@@ -1948,7 +2015,7 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 for k in st.keys[ri.store]:
                     o = st.live[ri.store].get(k)
                     if o is not None and flt.match(o):
-                        initial.append(o)
+                        initial.append((k, o))
             elif rv < st.compacted:
                 too_old = st.compacted
             else:
@@ -1985,10 +2052,10 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             was_stalled = False
             # The initial objects and a replay are one burst: they share
             # chunks, and the buffer is flushed once they are all written.
-            for o in initial:
+            for k, o in initial:
                 if self._watch_interrupted(w):
                     return
-                line = self.event_line(ri, "ADDED", o)
+                line = self.event_line(ri, "ADDED", o, key=k)
                 out.write(line)
                 w.last_line = line
                 sent += 1
