@@ -117,8 +117,8 @@ class KubeSim:
 
     # ---- control API ----
 
-    def control(self, method, path, body=None, expect=(200, 201)):
-        conn = http.client.HTTPConnection("127.0.0.1", self.control_port, timeout=60)
+    def control(self, method, path, body=None, expect=(200, 201), timeout=60):
+        conn = http.client.HTTPConnection("127.0.0.1", self.control_port, timeout=timeout)
         try:
             data = json.dumps(body).encode() if body is not None else None
             headers = {"Content-Type": "application/json"} if data is not None else {}
@@ -176,8 +176,15 @@ class KubeSim:
     def stats(self):
         return self.control("GET", "/stats")
 
-    def requests(self, limit=None):
-        return self.control("GET", "/requests" + ("?limit=%d" % limit if limit else ""))["items"]
+    def metrics_api(self, enabled=True, available=True, paginate=None):
+        """metrics.k8s.io on (enabled), off (404, not in /apis), or listed in
+        /apis but answering 503 (enabled, not available). paginate: LISTs
+        honour limit/continue (True) or ignore them like metrics-server
+        (False); None leaves it as it is."""
+        body = {"enabled": enabled, "available": available}
+        if paginate is not None:
+            body["paginate"] = paginate
+        return self.control("POST", "/metrics-api", body)
 
     # ---- API helpers (HTTPS, the simulator's CA) ----
 

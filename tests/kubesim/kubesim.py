@@ -1119,6 +1119,9 @@ def merge_patch(target, patch):
 # --------------------------------------------------------------------------
 # The simulator: state shared by both servers
 
+METRICS_CONTINUE_V = "kubesim.metrics/v1"     # kubesim's own token (metrics-server has none)
+METRICS_LIST_RE = re.compile(r"^/apis/metrics\.k8s\.io/v1beta1/(?:namespaces/([^/]+)/)?(nodes|pods)$")
+
 STATUS_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
                   405: "MethodNotAllowed", 409: "AlreadyExists", 410: "Expired",
                   429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable",
@@ -1192,7 +1195,13 @@ class Sim:
         self.recent = collections.deque(maxlen=2000)
         self.watches_total = 0
         self.watch_events_sent = 0
+        # metrics.k8s.io: enabled = its APIService exists (the group is in
+        # /apis); available = the aggregator reaches metrics-server (else 503);
+        # paginate = LISTs honour limit/continue (metrics-server itself
+        # ignores them and always answers with every item)
         self.metrics_api = args.metrics_api
+        self.metrics_available = True
+        self.metrics_paginate = args.metrics_api_paginate == "true"
         self.api_port = None
         self.control_port = None
         self.started = time.time()
@@ -1495,7 +1504,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 self.send_status(401, "Unauthorized", apf=False)
                 return
             user = ident["user"]
-            fault = self.sim.take_fault(path, self.verb if route else "get")
+            fault = self.sim.take_fault(path, self.verb if route else (
+                "list" if METRICS_LIST_RE.match(path.rstrip("/")) else "get"))
             if fault is not None:
                 self.send_fault(fault)
                 return
@@ -1616,8 +1626,20 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             pass
         elif p in ("/healthz", "/livez", "/readyz"):
             self.send_text(200, "ok", apf=False)
-        elif p.startswith("/apis/metrics.k8s.io") and self.sim.metrics_api:
-            self.serve_metrics(p)
+        elif (p == "/apis/metrics.k8s.io" or p.startswith("/apis/metrics.k8s.io/")) \
+                and self.sim.metrics_api:
+            self.resource_name = "metrics.k8s.io"
+            if METRICS_LIST_RE.match(p):
+                self.verb = "list"
+            if p != "/apis/metrics.k8s.io" and not self.sim.metrics_available:
+                # The aggregator proxies /apis/metrics.k8s.io/v1beta1[/...] and,
+                # while the APIService is not Available, answers with
+                # http.Error(w, "service unavailable", 503) (handler_proxy.go):
+                # text, not a Status. /apis/metrics.k8s.io itself is served by
+                # the aggregator's own group handler, so it still answers.
+                self.send_text(503, "service unavailable\n")
+            else:
+                self.serve_metrics(p)
         elif p.startswith("/api/") or (p.startswith("/apis/") and p.split("/")[2] in
                                        {g["name"] for g in self.sim.discovery["apis.json"]["groups"]}):
             self.send_status(404, "the server could not find the requested resource", details={})
@@ -1665,32 +1687,70 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                                      {"name": "pods", "singularName": "", "namespaced": True,
                                       "kind": "PodMetrics", "verbs": ["get", "list"]}]})
             return
-        m = re.match(r"^/apis/metrics\.k8s\.io/v1beta1/(?:namespaces/([^/]+)/)?(nodes|pods)$", p)
+        m = METRICS_LIST_RE.match(p)
         if not m:
             self.send_text(404, "404 page not found\n")
             return
         ns, what = m.group(1), m.group(2)
-        items = []
+        limit = self._int_param("limit")
+        start = None
+        if not self.sim.metrics_paginate or (limit is not None and limit <= 0):
+            limit = None
+        cont = self.query.get("continue") or None
+        if cont and self.sim.metrics_paginate:
+            try:
+                tok = json.loads(base64.urlsafe_b64decode(cont + "=" * (-len(cont) % 4)))
+                start = tok["start"]
+                if tok.get("v") != METRICS_CONTINUE_V or not isinstance(start, str):
+                    raise ValueError
+            except Exception:
+                raise BadRequest("invalid continue token") from None
+        prefix = "%s/" % ns if ns is not None else ""
+        if start is not None and not start.startswith(prefix):
+            raise BadRequest("invalid continue token")
+        picked, more = [], False
         with st.lock:
-            objs = list(st.live[what].values())
-        for o in sorted(objs, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])):
-            if ns is not None and o["metadata"].get("namespace") != ns:
-                continue
-            meta = {"name": o["metadata"]["name"], "creationTimestamp": now,
-                    "labels": o["metadata"].get("labels") or {}}
+            keys, live = st.keys[what], st.live[what]
+            i = bisect.bisect_left(keys, start if start is not None else prefix)
+            n = len(keys)
+            while i < n:
+                k = keys[i]
+                if prefix and not k.startswith(prefix):
+                    break
+                i += 1
+                o = live.get(k)
+                # metrics-server has metrics for running pods only
+                if o is None or (what == "pods" and (o.get("status") or {}).get("phase") != "Running"):
+                    continue
+                if limit is not None and len(picked) >= limit:
+                    more = True
+                    break
+                picked.append(o)
+        items = []
+        for o in picked:
+            om = o["metadata"]
+            meta = {"name": om["name"], "creationTimestamp": now, "labels": om.get("labels") or {}}
+            usage = (om.get("annotations") or {}).get("kubesim/usage")
             if what == "pods":
-                meta["namespace"] = o["metadata"]["namespace"]
-                usage = (o["metadata"].get("annotations") or {}).get("kubesim/usage")
+                meta = {"name": om["name"], "namespace": om["namespace"], "creationTimestamp": now,
+                        "labels": om.get("labels") or {}}
                 cpu, mem = (usage or "10m,32Mi").split(",")
-                items.append({"metadata": order_meta(meta), "timestamp": now, "window": "15s",
+                items.append({"metadata": meta, "timestamp": now, "window": "15s",
                               "containers": [{"name": c["name"], "usage": {"cpu": cpu, "memory": mem}}
                                              for c in (o.get("spec") or {}).get("containers", [])]})
             else:
-                items.append({"metadata": order_meta(meta), "timestamp": now, "window": "20s",
-                              "usage": {"cpu": "250m", "memory": "2048Mi"}})
+                cpu, mem = (usage or "250m,2048Mi").split(",")
+                items.append({"metadata": meta, "timestamp": now, "window": "20s",
+                              "usage": {"cpu": cpu, "memory": mem}})
         kind = "NodeMetricsList" if what == "nodes" else "PodMetricsList"
+        meta = {}
+        if more:
+            last = picked[-1]["metadata"]
+            last_key = "%s/%s" % (last["namespace"], last["name"]) if what == "pods" else last["name"]
+            meta["continue"] = base64.urlsafe_b64encode(dumps_compact(
+                {"v": METRICS_CONTINUE_V, "start": last_key + "\u0000"}).encode()).decode().rstrip("=")
         self.send_json(200, {"kind": kind, "apiVersion": "metrics.k8s.io/v1beta1",
-                             "metadata": {}, "items": items})
+                             "metadata": meta, "items": items})
 
     # ---- resources ----
 
@@ -2404,7 +2464,11 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
             return 200, {"items": items}
         if path == "/metrics-api" and method == "POST":
             sim.metrics_api = bool(body.get("enabled", True))
-            return 200, {"enabled": sim.metrics_api}
+            sim.metrics_available = bool(body.get("available", True))
+            if body.get("paginate") is not None:
+                sim.metrics_paginate = bool(body["paginate"])
+            return 200, {"enabled": sim.metrics_api, "available": sim.metrics_available,
+                         "paginate": sim.metrics_paginate}
         raise ControlError(404, "no such control endpoint: %s %s" % (method, path))
 
     @staticmethod
@@ -2495,7 +2559,11 @@ def parse_args(argv):
                    help="changes kept for watch replay and continue tokens")
     p.add_argument("--watch-queue-limit", type=int, default=100000,
                    help="events queued for one watcher before it is closed as too slow")
-    p.add_argument("--metrics-api", action="store_true", help="serve metrics.k8s.io")
+    p.add_argument("--metrics-api", action="store_true",
+                   help="serve metrics.k8s.io (enabled and available)")
+    p.add_argument("--metrics-api-paginate", choices=("true", "false"), default="true",
+                   help="metrics.k8s.io LISTs honour limit/continue (true) or ignore them and "
+                        "answer with every item, as metrics-server does (false)")
     p.add_argument("--anonymous-auth", choices=("true", "false"), default="true",
                    help="requests without a bearer token are system:anonymous (true, kube-apiserver's "
                         "default: 403 except /version and the health paths) or refused with 401")

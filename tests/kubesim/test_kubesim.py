@@ -258,6 +258,140 @@ def test_metrics_api_absent(sim):
 
 
 # --------------------------------------------------------------------------
+# metrics.k8s.io (a metrics-server behind the aggregator)
+
+@pytest.fixture(scope="module")
+def msim(tmp_path_factory):
+    with KubeSim(tmp_path_factory.mktemp("metrics"), metrics_api=True) as s:
+        s.create("nodes", {"metadata": {"name": "node-b",
+                                        "annotations": {"kubesim/usage": "1500m,3Gi"}}})
+        for ns in ("apps", "web"):
+            s.create("namespaces", {"metadata": {"name": ns}})
+        for ns, name, phase, usage, ncont in (
+                ("apps", "a-run-1", "Running", "120m,200Mi", 2),
+                ("apps", "a-pending", "Pending", None, 1),
+                ("apps", "a-run-2", "Running", None, 1),
+                ("apps", "a-done", "Succeeded", None, 1),
+                ("apps", "a-failed", "Failed", None, 1),
+                ("web", "w-run-1", "Running", None, 3),
+                ("web", "w-run-2", "Running", None, 1),
+                ("web", "w-unknown", "Unknown", None, 1)):
+            meta = {"name": name, "namespace": ns, "labels": {"app": name}}
+            if usage:
+                meta["annotations"] = {"kubesim/usage": usage}
+            s.create("pods", {"metadata": meta, "spec": {
+                "nodeName": "node-a", "containers": [{"name": "c%d" % i, "image": "busybox:1.36"}
+                                                     for i in range(ncont)]},
+                "status": {"phase": phase}})
+        yield s
+
+
+def metrics_pages(s, path, limit):
+    items, pages, tok = [], 0, None
+    while True:
+        q = "?limit=%d" % limit + ("&continue=" + tok if tok else "")
+        body = s.api_json(path + q)
+        pages += 1
+        items += body["items"]
+        tok = body["metadata"].get("continue")
+        if not tok:
+            assert body["metadata"] == {}
+            return items, pages
+        assert set(body["metadata"]) == {"continue"} and len(body["items"]) == limit
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", tok)       # base64url, no padding
+
+
+def test_metrics_api_nodes(msim):
+    body = msim.api_json("/apis/metrics.k8s.io/v1beta1/nodes")
+    assert body["kind"] == "NodeMetricsList" and body["apiVersion"] == "metrics.k8s.io/v1beta1"
+    assert body["metadata"] == {}
+    usage = {i["metadata"]["name"]: i["usage"] for i in body["items"]}
+    assert usage == {"node-a": {"cpu": "250m", "memory": "2048Mi"},       # the default
+                     "node-b": {"cpu": "1500m", "memory": "3Gi"}}          # its annotation
+    item = body["items"][0]
+    assert set(item) == {"metadata", "timestamp", "window", "usage"}
+    assert set(item["metadata"]) == {"name", "creationTimestamp", "labels"}
+    assert item["metadata"]["labels"]["kubernetes.io/hostname"] == "node-a"
+    items, pages = metrics_pages(msim, "/apis/metrics.k8s.io/v1beta1/nodes", 1)
+    assert pages == 2 and [i["metadata"]["name"] for i in items] == ["node-a", "node-b"]
+
+
+def test_metrics_api_pods_running_only_and_pages(msim):
+    body = msim.api_json("/apis/metrics.k8s.io/v1beta1/pods")
+    assert body["kind"] == "PodMetricsList" and body["metadata"] == {}
+    names = [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in body["items"]]
+    # metrics-server reports running pods only: not Pending, Succeeded, Failed, Unknown
+    assert names == [("apps", "a-run-1"), ("apps", "a-run-2"), ("web", "w-run-1"),
+                     ("web", "w-run-2")]
+    by = {i["metadata"]["name"]: i for i in body["items"]}
+    assert by["a-run-1"]["containers"] == [{"name": "c0", "usage": {"cpu": "120m", "memory": "200Mi"}},
+                                           {"name": "c1", "usage": {"cpu": "120m", "memory": "200Mi"}}]
+    assert [c["usage"] for c in by["w-run-1"]["containers"]] == [{"cpu": "10m", "memory": "32Mi"}] * 3
+    assert by["w-run-2"]["metadata"]["labels"] == {"app": "w-run-2"}
+    assert set(by["w-run-2"]) == {"metadata", "timestamp", "window", "containers"}
+    # pages: every running pod once, in order, whatever the page size
+    for limit in (1, 2, 3, 4):
+        items, pages = metrics_pages(msim, "/apis/metrics.k8s.io/v1beta1/pods", limit)
+        assert [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items] == names
+        assert pages == -(-len(names) // limit)
+    items, pages = metrics_pages(msim, "/apis/metrics.k8s.io/v1beta1/namespaces/apps/pods", 1)
+    assert [i["metadata"]["name"] for i in items] == ["a-run-1", "a-run-2"] and pages == 2
+    assert msim.api_json("/apis/metrics.k8s.io/v1beta1/namespaces/none/pods")["items"] == []
+    # a token is opaque but checked; one from another namespace is refused
+    tok = msim.api_json("/apis/metrics.k8s.io/v1beta1/pods?limit=1")["metadata"]["continue"]
+    for bad in ("!!!", "eyJ4IjoxfQ"):
+        st, _, b = msim.api_get("/apis/metrics.k8s.io/v1beta1/pods?limit=1&continue=" + bad)
+        assert st == 400 and json.loads(b)["reason"] == "BadRequest"
+    st, _, _ = msim.api_get("/apis/metrics.k8s.io/v1beta1/namespaces/web/pods?limit=1&continue=" + tok)
+    assert st == 400
+    assert msim.stats()["requests"]["list metrics.k8s.io"] >= 10
+
+
+def test_metrics_api_without_pagination(msim):
+    """paginate false: limit is ignored and no continue comes back, as from a
+    real metrics-server."""
+    try:
+        assert msim.metrics_api(True, True, paginate=False)["paginate"] is False
+        body = msim.api_json("/apis/metrics.k8s.io/v1beta1/pods?limit=1")
+        assert len(body["items"]) == 4 and body["metadata"] == {}
+    finally:
+        msim.metrics_api(True, True, paginate=True)
+
+
+def test_metrics_api_unavailable(msim):
+    """enabled but not available: the APIService exists (the group is in
+    /apis and /apis/metrics.k8s.io is answered by the aggregator), but the
+    proxied paths get the aggregator's 503 "service unavailable" text."""
+    try:
+        assert msim.metrics_api(True, False) == {"enabled": True, "available": False,
+                                                 "paginate": True}
+        assert "metrics.k8s.io" in [g["name"] for g in msim.api_json("/apis")["groups"]]
+        group = msim.api_json("/apis/metrics.k8s.io")
+        assert group["kind"] == "APIGroup" and group["name"] == "metrics.k8s.io"
+        for path in ("/apis/metrics.k8s.io/v1beta1", "/apis/metrics.k8s.io/v1beta1/nodes",
+                     "/apis/metrics.k8s.io/v1beta1/pods?limit=2",
+                     "/apis/metrics.k8s.io/v1beta1/namespaces/apps/pods"):
+            status, headers, body = msim.api_get(path)
+            assert (status, body) == (503, b"service unavailable\n"), path
+            assert headers["content-type"] == "text/plain; charset=utf-8"
+            assert headers["x-content-type-options"] == "nosniff"
+            assert headers["content-length"] == "20" and "audit-id" in headers
+        # off: as on a cluster without metrics-server
+        msim.metrics_api(False)
+        status, _, body = msim.api_get("/apis/metrics.k8s.io/v1beta1/nodes")
+        assert status == 404 and body == sample("metrics-api-absent-404.json")
+        assert "metrics.k8s.io" not in [g["name"] for g in msim.api_json("/apis")["groups"]]
+    finally:
+        msim.metrics_api(True, True)
+    assert len(msim.api_json("/apis/metrics.k8s.io/v1beta1/nodes")["items"]) == 2
+    # faults on metrics LISTs use the verb "list"
+    msim.fault(status=429, count=1, retry_after=1, path_prefix="/apis/metrics.k8s.io", verb="list")
+    assert msim.api_get("/apis/metrics.k8s.io/v1beta1")[0] == 200
+    assert msim.api_get("/apis/metrics.k8s.io/v1beta1/pods")[0] == 429
+    assert msim.api_get("/apis/metrics.k8s.io/v1beta1/pods")[0] == 200
+
+
+# --------------------------------------------------------------------------
 # authentication and authorization
 
 def test_401(sim):
