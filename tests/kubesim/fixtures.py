@@ -186,6 +186,27 @@ class KubeSim:
             body["paginate"] = paginate
         return self.control("POST", "/metrics-api", body)
 
+    def populate(self, namespaces=0, nodes=0, pods=0, unhealthy_fraction=0.0, seed=None,
+                 timeout=600):
+        """Bulk-create realistic namespaces ns-NNNNN, nodes node-NNNN and pods
+        spread over them; returns the counts and the resourceVersion."""
+        body = {"namespaces": namespaces, "nodes": nodes, "pods": pods,
+                "unhealthy_fraction": unhealthy_fraction}
+        if seed is not None:
+            body["seed"] = seed
+        return self.control("POST", "/populate", body, timeout=timeout)
+
+    def churn(self, resource="pods", count=1, seed=None):
+        """Modify `count` random pods (restartCount+1 or a readiness toggle,
+        alternating); returns the new resourceVersion."""
+        body = {"resource": resource, "count": count}
+        if seed is not None:
+            body["seed"] = seed
+        return self.control("POST", "/churn", body)
+
+    def requests(self, limit=None):
+        return self.control("GET", "/requests" + ("?limit=%d" % limit if limit else ""))["items"]
+
     # ---- API helpers (HTTPS, the simulator's CA) ----
 
     def ssl_context(self):
