@@ -117,8 +117,8 @@ class KubeSim:
 
     # ---- control API ----
 
-    def control(self, method, path, body=None, expect=(200, 201)):
-        conn = http.client.HTTPConnection("127.0.0.1", self.control_port, timeout=60)
+    def control(self, method, path, body=None, expect=(200, 201), timeout=60):
+        conn = http.client.HTTPConnection("127.0.0.1", self.control_port, timeout=timeout)
         try:
             data = json.dumps(body).encode() if body is not None else None
             headers = {"Content-Type": "application/json"} if data is not None else {}
@@ -175,6 +175,34 @@ class KubeSim:
 
     def stats(self):
         return self.control("GET", "/stats")
+
+    def metrics_api(self, enabled=True, available=True, paginate=None):
+        """metrics.k8s.io on (enabled), off (404, not in /apis), or listed in
+        /apis but answering 503 (enabled, not available). paginate: LISTs
+        honour limit/continue (True) or ignore them like metrics-server
+        (False); None leaves it as it is."""
+        body = {"enabled": enabled, "available": available}
+        if paginate is not None:
+            body["paginate"] = paginate
+        return self.control("POST", "/metrics-api", body)
+
+    def populate(self, namespaces=0, nodes=0, pods=0, unhealthy_fraction=0.0, seed=None,
+                 timeout=600):
+        """Bulk-create realistic namespaces ns-NNNNN, nodes node-NNNN and pods
+        spread over them; returns the counts and the resourceVersion."""
+        body = {"namespaces": namespaces, "nodes": nodes, "pods": pods,
+                "unhealthy_fraction": unhealthy_fraction}
+        if seed is not None:
+            body["seed"] = seed
+        return self.control("POST", "/populate", body, timeout=timeout)
+
+    def churn(self, resource="pods", count=1, seed=None):
+        """Modify `count` random pods (restartCount+1 or a readiness toggle,
+        alternating); returns the new resourceVersion."""
+        body = {"resource": resource, "count": count}
+        if seed is not None:
+            body["seed"] = seed
+        return self.control("POST", "/churn", body)
 
     def requests(self, limit=None):
         return self.control("GET", "/requests" + ("?limit=%d" % limit if limit else ""))["items"]

@@ -22,9 +22,12 @@ import bisect
 import collections
 import copy
 import datetime
+import gc
 import http.server
+import itertools
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -555,6 +558,13 @@ class Store:
         self.live = {s: {} for s in STORES}       # key -> current obj
         self.log = []                 # LogEntry, rv ascending
         self.log_rvs = []
+        # key -> compact JSON (bytes) of the live object in its core form,
+        # without kind/apiVersion (a list item); dropped on every change, so
+        # an entry always belongs to the current object
+        self.rendered = {s: {} for s in STORES}
+        # rv of the last create or delete per store (the set of keys alive at
+        # an rv at or after it is the live set)
+        self.membership_rv = {s: 0 for s in STORES}
         self.history_limit = history_limit
         self.watchers = set()
         self.watch_queue_limit = watch_queue_limit
@@ -565,16 +575,19 @@ class Store:
         self.rv += 1
         return self.rv
 
-    def _record(self, store, etype, obj, prev, key):
+    def _record(self, store, etype, obj, prev, key, insert_key=True):
         rv = int(obj["metadata"]["resourceVersion"])
         vers = self.versions[store].setdefault(key, [])
-        if not vers:
+        if not vers and insert_key:
             bisect.insort(self.keys[store], key)
         vers.append((rv, obj if etype != "DELETED" else None))
+        self.rendered[store].pop(key, None)
         if etype == "DELETED":
             self.live[store].pop(key, None)
         else:
             self.live[store][key] = obj
+        if etype != "MODIFIED":
+            self.membership_rv[store] = rv
         ent = LogEntry(rv, store, etype, obj, prev, key)
         self.log.append(ent)
         self.log_rvs.append(rv)
@@ -631,17 +644,56 @@ class Store:
             self.changed.notify_all()
             return obj
 
-    def create_many(self, store, objs):
+    def create_many(self, store, objs, render=False):
+        """Create objects (an existing key is skipped). render: also cache
+        each object's JSON now (bulk creation for benchmarks; keys arriving
+        in ascending order keep the sorted key list cheap to extend)."""
         with self.lock:
             out = []
+            live = self.live[store]
+            rendered = self.rendered[store]
+            namespaced = STORE_NAMESPACED[store]
             for obj in objs:
-                key = obj_key(STORE_NAMESPACED[store], obj)
-                if key in self.live[store]:
+                key = obj_key(namespaced, obj)
+                if key in live:
                     continue
                 obj["metadata"]["resourceVersion"] = str(self._next_rv())
                 obj["metadata"] = order_meta(obj["metadata"])
                 self._record(store, "ADDED", obj, None, key)
+                if render:
+                    rendered[key] = dumps_compact(obj).encode()
                 out.append(obj)
+            self.changed.notify_all()
+            return out
+
+    def bulk_create(self, store, objs):
+        """Create many generated objects at once (an existing key is
+        skipped): each gets its own rv and ADDED entry, as from single
+        creates, and its JSON is rendered into the cache now. The objects'
+        metadata must already be in META_ORDER with a resourceVersion slot.
+        Returns the objects created."""
+        with self.lock:
+            live, rendered, keys = self.live[store], self.rendered[store], self.keys[store]
+            namespaced = STORE_NAMESPACED[store]
+            new_keys, out = [], []
+            for obj in objs:
+                key = obj_key(namespaced, obj)
+                if key in live:
+                    continue
+                # a deleted object's key stays listed while its tombstone does
+                listed = key in self.versions[store]
+                obj["metadata"]["resourceVersion"] = str(self._next_rv())
+                self._record(store, "ADDED", obj, None, key, insert_key=False)
+                rendered[key] = dumps_compact(obj).encode()
+                if not listed:
+                    new_keys.append(key)
+                out.append(obj)
+            if new_keys:
+                # one merge instead of an insertion (a memmove) per key
+                keys.extend(new_keys)
+                if len(keys) > len(new_keys) and keys[-len(new_keys) - 1] > new_keys[0] or \
+                        any(a > b for a, b in zip(new_keys, new_keys[1:])):
+                    keys.sort()
             self.changed.notify_all()
             return out
 
@@ -685,6 +737,19 @@ class Store:
             if vrv <= rv:
                 return obj
         return None
+
+    def item_json(self, store, key, obj):
+        """Compact JSON bytes of obj (a version of key, core form, no kind),
+        from the cache when obj is the live object; caches it then. Callers
+        may hold the lock or not."""
+        b = self.rendered[store].get(key)
+        if b is not None and self.live[store].get(key) is obj:
+            return b
+        b = dumps_compact(obj).encode()
+        with self.lock:
+            if self.live[store].get(key) is obj:
+                self.rendered[store][key] = b
+        return b
 
     def wait_for_rv(self, rv, timeout):
         deadline = time.monotonic() + timeout
@@ -1086,7 +1151,425 @@ def merge_patch(target, patch):
 
 
 # --------------------------------------------------------------------------
+# Scale: realistic clusters in bulk (POST /populate) and steady churn (POST /churn)
+#
+# Generated objects share their identical parts (a workload's labels, owner
+# references, containers, volumes, conditions and managedFields entries, the
+# tolerations, empty maps): stored objects are never changed in place (every
+# update builds new dicts along the changed path), so sharing is safe and
+# keeps 150,000 pods within a few GB.
+
+ZONES = ("eu-west-1a", "eu-west-1b", "eu-west-1c")
+# (type, capacity cpu, memory, allocatable cpu, memory, pods)
+INSTANCE_TYPES = (
+    ("m6i.xlarge", "4", "16106128Ki", "3920m", "15087120Ki", "58"),
+    ("m6i.2xlarge", "8", "32388212Ki", "7910m", "31369204Ki", "58"),
+    ("c6i.4xlarge", "16", "31619536Ki", "15890m", "30600528Ki", "234"),
+    ("r6i.2xlarge", "8", "65063608Ki", "7910m", "64044600Ki", "58"),
+)
+APP_WORDS = ("api", "web", "worker", "checkout", "cart", "payments", "search", "auth", "catalog",
+             "orders", "notifier", "gateway", "frontend", "inventory", "billing", "recommender",
+             "ledger", "redis", "nginx", "batch")
+# sidecars: name, image, requests, limits (None: no limits)
+SIDECARS = (("envoy", "registry.example/envoy:1.28.1", {"cpu": "100m", "memory": "64Mi"}, None),
+            ("log-shipper", "registry.example/fluent-bit:2.2.2", {"cpu": "50m", "memory": "32Mi"},
+             {"cpu": "100m", "memory": "64Mi"}))
+UNHEALTHY_KINDS = ("CrashLoopBackOff", "OOMKilled", "ImagePullBackOff", "Unschedulable", "NotReady")
+NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"      # k8s.io/apimachinery's rand.String alphabet
+EMPTY = {}          # shared: never changed in place
+TOLERATIONS = [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
+                "tolerationSeconds": 300},
+               {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+                "tolerationSeconds": 300}]
+COND_FIELDS = {".": EMPTY, "f:lastProbeTime": EMPTY, "f:lastTransitionTime": EMPTY,
+               "f:status": EMPTY, "f:type": EMPTY}
+COND_FIELDS_MSG = dict(COND_FIELDS, **{"f:message": EMPTY, "f:reason": EMPTY})
+IP_FIELDS = {".": EMPTY, "f:ip": EMPTY}
+
+
+def ip4(n):
+    return "%d.%d.%d.%d" % ((n >> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255)
+
+
+def go_list(names):
+    return "[%s]" % " ".join(names)     # fmt's %v of a []string
+
+
+class Workload:
+    """What the pods of one ReplicaSet share."""
+    __slots__ = ("app", "gen_name", "t", "labels", "owner", "containers", "volumes", "spec_tpl",
+                 "qos", "images", "image_ids", "running", "conds_ok", "mf_kcm", "mf_conds",
+                 "mf_conds_msg", "started")
+
+
+class Populator:
+    def __init__(self, sim, rng):
+        self.sim = sim
+        self.rng = rng
+        self.now = now_utc()
+        self.t_now = rfc3339(self.now)
+
+    def ago(self, lo, hi):
+        return rfc3339(self.now - datetime.timedelta(seconds=self.rng.randint(lo, hi)))
+
+    def rand_str(self, n):
+        return "".join(self.rng.choices(NAME_CHARS, k=n))
+
+    def uid(self):
+        h = "%032x" % self.rng.getrandbits(128)
+        return "%s-%s-4%s-%s%s-%s" % (h[:8], h[8:12], h[13:16], "89ab"[int(h[16], 16) & 3],
+                                       h[17:20], h[20:])
+
+    def container_id(self):
+        return "containerd://%064x" % self.rng.getrandbits(256)
+
+    # ---- namespaces and nodes ----
+
+    def namespace(self, name):
+        ns = self.sim.factory.namespace(name, uid=self.uid(), manager="kubectl-create")
+        t = self.ago(86400, 400 * 86400)
+        ns["metadata"]["creationTimestamp"] = t
+        ns["metadata"]["managedFields"][0]["time"] = t
+        ns["metadata"] = order_meta(dict(ns["metadata"], resourceVersion=None))
+        return ns
+
+    def node(self, i, name):
+        r = self.rng
+        zone = ZONES[i % len(ZONES)]
+        itype, ccpu, cmem, acpu, amem, pods = INSTANCE_TYPES[r.randrange(len(INSTANCE_TYPES))]
+        labels = {"topology.kubernetes.io/zone": zone, "topology.kubernetes.io/region": zone[:-1],
+                  "node.kubernetes.io/instance-type": itype,
+                  "eks.amazonaws.com/nodegroup": "ng-" + itype.split(".")[0]}
+        provider = "aws:///%s/i-%017x" % (zone, r.getrandbits(68))
+        n = self.sim.factory.node(name, labels, provider, self.sim.args.gitversion)
+        meta = n["metadata"]
+        meta["uid"] = self.uid()
+        t = self.ago(3600, 90 * 86400)
+        meta["creationTimestamp"] = t
+        meta["annotations"] = dict(meta["annotations"], **{"node.alpha.kubernetes.io/ttl": "0"})
+        st = n["status"]
+        st["capacity"] = dict(st["capacity"], cpu=ccpu, memory=cmem, pods=pods)
+        st["allocatable"] = dict(st["allocatable"], cpu=acpu, memory=amem, pods=pods)
+        ip = ip4((10 << 24) + 256 + i)
+        st["addresses"] = [{"type": "InternalIP", "address": ip},
+                           {"type": "Hostname", "address": name}]
+        n["metadata"] = order_meta(dict(meta, resourceVersion=None))
+        return n, ip
+
+    # ---- pods ----
+
+    def workload(self, ns, word, ncont):
+        r = self.rng
+        wl = Workload()
+        wl.app = word
+        pth = self.rand_str(10)
+        wl.gen_name = "%s-%s-" % (word, pth)
+        wl.t = self.ago(600, 30 * 86400)
+        wl.started = wl.t
+        wl.labels = {"app": word, "pod-template-hash": pth}
+        rs_uid = self.uid()
+        wl.owner = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": wl.gen_name[:-1],
+                     "uid": rs_uid, "controller": True, "blockOwnerDeletion": True}]
+        vol = "kube-api-access-" + self.rand_str(5)
+        wl.volumes = [{"name": vol, "projected": {"sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {
+                "apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}], "defaultMode": 420}}]
+        mounts = [{"name": vol, "readOnly": True,
+                   "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]
+        cpu = r.choice(("100m", "250m", "500m", "1"))
+        mem = r.choice(("128Mi", "256Mi", "512Mi", "1Gi", "2Gi"))
+        main_res = {"requests": {"cpu": cpu, "memory": mem}}
+        if r.random() < 0.3:
+            main_res = {"limits": {"cpu": cpu, "memory": mem}, "requests": {"cpu": cpu, "memory": mem}}
+        elif r.random() < 0.8:
+            main_res = {"limits": {"memory": mem}, "requests": {"cpu": cpu, "memory": mem}}
+        image = "registry.example/%s:%d.%d.%d" % (word, r.randint(1, 4), r.randint(0, 30), r.randint(0, 9))
+        specs = [(word, image, main_res, [{"name": "http", "containerPort": 8080, "protocol": "TCP"}])]
+        for name, img, req, lim in SIDECARS[:ncont - 1]:
+            specs.append((name, img, {"limits": lim, "requests": req} if lim else {"requests": req}, None))
+        wl.containers, wl.images, wl.image_ids = [], [], []
+        for name, img, res, ports in specs:
+            c = {"name": name, "image": img}
+            if ports:
+                c["ports"] = ports
+            c.update({"resources": res, "volumeMounts": mounts,
+                      "terminationMessagePath": "/dev/termination-log",
+                      "terminationMessagePolicy": "File", "imagePullPolicy": "IfNotPresent"})
+            wl.containers.append(c)
+            wl.images.append(img)
+            wl.image_ids.append("%s@sha256:%064x" % (img.rsplit(":", 1)[0], r.getrandbits(256)))
+        wl.qos = pod_defaults({"spec": {"containers": [{"resources": c["resources"], "image": "x:1"}
+                                                       for c in wl.containers]}})["status"]["qosClass"]
+        wl.spec_tpl = {"volumes": wl.volumes, "containers": wl.containers, "restartPolicy": "Always",
+                       "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
+                       "serviceAccountName": "default", "serviceAccount": "default", "nodeName": None,
+                       "securityContext": EMPTY, "schedulerName": "default-scheduler",
+                       "tolerations": TOLERATIONS, "priority": 0, "enableServiceLinks": True,
+                       "preemptionPolicy": "PreemptLowerPriority"}
+        wl.running = {"running": {"startedAt": wl.t}}
+        wl.conds_ok = self.conditions(wl.t, None)
+        spec_fields = {"f:containers": {'k:{"name":"%s"}' % c["name"]: container_fields(c)
+                                        for c in wl.containers}}
+        for k in ("dnsPolicy", "enableServiceLinks", "restartPolicy", "schedulerName",
+                  "securityContext", "terminationGracePeriodSeconds"):
+            spec_fields["f:" + k] = EMPTY
+        spec_fields["f:volumes"] = {".": EMPTY, 'k:{"name":"%s"}' % vol: {
+            ".": EMPTY, "f:name": EMPTY, "f:projected": {".": EMPTY, "f:defaultMode": EMPTY,
+                                                       "f:sources": EMPTY}}}
+        wl.mf_kcm = managed_entry("kube-controller-manager", wl.t, {
+            "f:metadata": {"f:generateName": EMPTY,
+                           "f:labels": {".": EMPTY, "f:app": EMPTY, "f:pod-template-hash": EMPTY},
+                           "f:ownerReferences": {".": EMPTY, 'k:{"uid":"%s"}' % rs_uid: EMPTY}},
+            "f:spec": spec_fields})
+        wl.mf_conds = {".": EMPTY, **{'k:{"type":"%s"}' % c: COND_FIELDS for c in (
+            "ContainersReady", "Initialized", "PodScheduled", "Ready")}}
+        wl.mf_conds_msg = dict(wl.mf_conds, **{'k:{"type":"%s"}' % c: COND_FIELDS_MSG
+                                               for c in ("ContainersReady", "Ready")})
+        return wl
+
+    @staticmethod
+    def conditions(t, not_ready, t_change=None):
+        def c(ctype, ok, reason=None):
+            d = {"type": ctype, "status": "True" if ok else "False", "lastProbeTime": None,
+                 "lastTransitionTime": t if ok or t_change is None else t_change}
+            if not ok:
+                d["reason"] = reason
+                d["message"] = "containers with unready status: " + go_list(not_ready)
+            return d
+        return [c("Initialized", True), c("Ready", not not_ready, "ContainersNotReady"),
+                c("ContainersReady", not not_ready, "ContainersNotReady"), c("PodScheduled", True)]
+
+    def pod(self, wl, ns, node, host_ip, kind):
+        r = self.rng
+        name = wl.gen_name + self.rand_str(5)
+        uid = self.uid()
+        spec = dict(wl.spec_tpl)
+        t = wl.t
+        if kind == "Unschedulable":
+            del spec["nodeName"]
+            t = self.ago(3600, 3 * 86400)
+            nn = self.sim.populated_nodes or 1
+            status = {"phase": "Pending", "conditions": [{
+                "type": "PodScheduled", "status": "False", "lastProbeTime": None,
+                "lastTransitionTime": t, "reason": "Unschedulable",
+                "message": "0/%d nodes are available: %d Insufficient cpu. preemption: 0/%d nodes "
+                           "are available: %d No preemption victims found for incoming pod."
+                           % (nn, nn, nn, nn)}], "qosClass": wl.qos}
+            mf_status = managed_entry("kube-scheduler", t, {"f:status": {"f:conditions": {
+                ".": EMPTY, 'k:{"type":"PodScheduled"}': COND_FIELDS_MSG}}}, subresource="status")
+            meta = {"name": name, "generateName": wl.gen_name, "namespace": ns, "uid": uid,
+                    "resourceVersion": None, "creationTimestamp": t, "labels": wl.labels,
+                    "ownerReferences": wl.owner,
+                    "managedFields": [dict(wl.mf_kcm, time=t), mf_status]}
+            return {"metadata": meta, "spec": spec, "status": status}
+        spec["nodeName"] = node
+        ip = ip4((10 << 24) + (128 << 16) + self.sim.next_pod_ip())
+        statuses = []
+        for c, img, iid in zip(wl.containers, wl.images, wl.image_ids):
+            statuses.append({"name": c["name"], "state": wl.running, "lastState": EMPTY,
+                             "ready": True, "restartCount": 0, "image": img, "imageID": iid,
+                             "containerID": self.container_id(), "started": True})
+        conds, phase, msg_fields = wl.conds_ok, "Running", False
+        if kind is not None:
+            j = r.randrange(len(statuses))
+            cs = statuses[j]
+            cname = cs["name"]
+            recent = self.ago(30, 1800)
+            if kind == "CrashLoopBackOff":
+                old_id = cs["containerID"]
+                cs.update(state={"waiting": {"reason": "CrashLoopBackOff", "message": (
+                    "back-off 5m0s restarting failed container=%s pod=%s_%s(%s)"
+                    % (cname, name, ns, uid))}},
+                    lastState={"terminated": {"exitCode": 1, "reason": "Error", "startedAt": recent,
+                                              "finishedAt": recent, "containerID": old_id}},
+                    ready=False, restartCount=r.randint(3, 60), started=False)
+            elif kind == "OOMKilled":
+                cs.update(state={"running": {"startedAt": recent}},
+                          lastState={"terminated": {"exitCode": 137, "reason": "OOMKilled",
+                                                    "startedAt": t, "finishedAt": recent,
+                                                    "containerID": self.container_id()}},
+                          restartCount=r.randint(1, 12))
+            elif kind == "ImagePullBackOff":
+                phase = "Pending"
+                cs.update(state={"waiting": {"reason": "ImagePullBackOff",
+                                             "message": 'Back-off pulling image "%s"' % cs["image"]}},
+                          ready=False, imageID="", started=False)
+                del cs["containerID"]
+            elif kind == "NotReady":
+                cs.update(ready=False)
+            if not cs["ready"]:
+                conds = self.conditions(t, [cname], recent)
+                msg_fields = True
+        status = {"phase": phase, "conditions": conds, "hostIP": host_ip, "podIP": ip,
+                  "podIPs": [{"ip": ip}], "startTime": t, "containerStatuses": statuses,
+                  "qosClass": wl.qos}
+        mf_kubelet = managed_entry("kubelet", t, {"f:status": {
+            "f:conditions": wl.mf_conds_msg if msg_fields else wl.mf_conds,
+            "f:containerStatuses": EMPTY, "f:hostIP": EMPTY, "f:phase": EMPTY, "f:podIP": EMPTY,
+            "f:podIPs": {".": EMPTY, 'k:{"ip":"%s"}' % ip: IP_FIELDS}, "f:startTime": EMPTY}},
+            subresource="status")
+        meta = {"name": name, "generateName": wl.gen_name, "namespace": ns, "uid": uid,
+                "resourceVersion": None, "creationTimestamp": t, "labels": wl.labels,
+                "ownerReferences": wl.owner, "managedFields": [wl.mf_kcm, mf_kubelet]}
+        return {"metadata": meta, "spec": spec, "status": status}
+
+    def run(self, n_ns, n_nodes, n_pods, fraction, batch=2000):
+        sim, st, r = self.sim, self.sim.store, self.rng
+        created = {"namespaces": 0, "nodes": 0, "pods": 0}
+        w_ns = max(5, len(str(max(n_ns - 1, 0))))
+        ns_names = ["ns-%0*d" % (w_ns, i) for i in range(n_ns)]
+        for i in range(0, n_ns, batch):
+            created["namespaces"] += len(st.bulk_create(
+                "namespaces", [self.namespace(nm) for nm in ns_names[i:i + batch]]))
+        w_node = max(4, len(str(max(n_nodes - 1, 0))))
+        nodes = []
+        for i in range(0, n_nodes, batch):
+            objs = []
+            for j in range(i, min(n_nodes, i + batch)):
+                n, ip = self.node(j, "node-%0*d" % (w_node, j))
+                objs.append(n)
+                nodes.append((n["metadata"]["name"], ip))
+            created["nodes"] += len(st.bulk_create("nodes", objs))
+        if n_pods:
+            with st.lock:
+                if not ns_names:
+                    ns_names = sorted(k for k in st.live["namespaces"])
+                if not nodes:
+                    nodes = [(k, next((a["address"] for a in (o.get("status") or {}).get("addresses", [])
+                                       if a.get("type") == "InternalIP"), "10.0.0.1"))
+                             for k, o in sorted(st.live["nodes"].items())]
+            if not ns_names or not nodes:
+                raise ControlError(400, "pods need namespaces and nodes (create some, or ask for them)")
+            sim.populated_nodes = len(nodes)
+        n_bad = min(n_pods, int(round(n_pods * fraction)))
+        bad = {}
+        for j, idx in enumerate(r.sample(range(n_pods), n_bad) if n_bad else ()):
+            bad[idx] = UNHEALTHY_KINDS[j % len(UNHEALTHY_KINDS)]
+        unhealthy = {k: 0 for k in UNHEALTHY_KINDS}
+        pending, idx = [], 0
+        n_ns_used = len(ns_names) if n_pods else 0
+        base, extra = (divmod(n_pods, n_ns_used) if n_ns_used else (0, 0))
+        for k in range(n_ns_used):
+            ns = ns_names[k]
+            want = base + (1 if k < extra else 0)
+            pods = []
+            w = 0
+            while len(pods) < want:
+                word = APP_WORDS[(k + w) % len(APP_WORDS)]
+                word = word if w < len(APP_WORDS) else "%s-%d" % (word, w // len(APP_WORDS))
+                wl = self.workload(ns, word, r.choice((1, 1, 1, 1, 2, 2, 2, 3)))
+                for _ in range(min(want - len(pods), r.choice((1, 2, 2, 3, 3, 4, 5, 6)))):
+                    kind = bad.get(idx)
+                    node, host_ip = nodes[r.randrange(len(nodes))]
+                    pods.append(self.pod(wl, ns, node, host_ip, kind))
+                    if kind:
+                        unhealthy[kind] += 1
+                    idx += 1
+                w += 1
+            pods.sort(key=lambda p: p["metadata"]["name"])
+            pending += pods
+            if len(pending) >= batch or k == n_ns_used - 1:
+                created["pods"] += len(st.bulk_create("pods", pending))
+                pending = []
+        created["unhealthy"] = unhealthy
+        return created
+
+
+class Churner:
+    """Status changes a kubelet makes: a container restarts, or its readiness flips."""
+
+    def __init__(self, sim, rng):
+        self.sim = sim
+        self.rng = rng
+
+    def change(self, old, restart):
+        r = self.rng
+        now = rfc3339()
+        status = old.get("status") or {}
+        css = status.get("containerStatuses") or []
+        running = [j for j, c in enumerate(css) if "running" in (c.get("state") or {})]
+        if not restart and not running:
+            restart = True
+        j = r.choice(running) if not restart else r.randrange(len(css))
+        c = dict(css[j])
+        if restart:
+            c["restartCount"] = c.get("restartCount", 0) + 1
+            state = c.get("state") or {}
+            if "running" in state:
+                term = {"exitCode": 1, "reason": "Error",
+                        "startedAt": state["running"].get("startedAt"), "finishedAt": now}
+                if c.get("containerID"):
+                    term["containerID"] = c["containerID"]
+                c["lastState"] = {"terminated": term}
+                c["state"] = {"running": {"startedAt": now}}
+                c["containerID"] = "containerd://%064x" % r.getrandbits(256)
+            elif "waiting" in state and (c.get("lastState") or {}).get("terminated"):
+                c["lastState"] = {"terminated": dict(c["lastState"]["terminated"], finishedAt=now)}
+        else:
+            c["ready"] = not c.get("ready", False)
+        new_css = list(css)
+        new_css[j] = c
+        new_status = dict(status, containerStatuses=new_css)
+        not_ready = [x["name"] for x in new_css if not x.get("ready")]
+        conds = []
+        for cond in status.get("conditions") or []:
+            if cond.get("type") in ("Ready", "ContainersReady"):
+                ok = not not_ready
+                nc = {"type": cond["type"], "status": "True" if ok else "False",
+                      "lastProbeTime": cond.get("lastProbeTime"),
+                      "lastTransitionTime": cond.get("lastTransitionTime")
+                      if (cond.get("status") == "True") == ok else now}
+                if not ok:
+                    nc["reason"] = "ContainersNotReady"
+                    nc["message"] = "containers with unready status: " + go_list(not_ready)
+                cond = nc
+            conds.append(cond)
+        new_status["conditions"] = conds
+        new = dict(old, status=new_status)
+        meta = dict(old["metadata"])
+        mf = []
+        for e in meta.get("managedFields") or []:
+            if e.get("manager") == "kubelet" and e.get("subresource") == "status":
+                e = dict(e, time=now)
+            mf.append(e)
+        meta["managedFields"] = mf
+        new["metadata"] = meta
+        return new
+
+    def run(self, count):
+        sim, st = self.sim, self.sim.store
+        with st.lock:
+            keys = [k for k, o in st.live["pods"].items()
+                    if (o.get("status") or {}).get("phase") == "Running"
+                    and (o.get("status") or {}).get("containerStatuses")]
+        if not keys:
+            raise ControlError(409, "no running pod with container statuses to change")
+        first = last = None
+        done = 0
+        for _ in range(count):
+            key = self.rng.choice(keys)
+            with sim.lock:
+                restart = sim.churn_seq % 2 == 0
+                sim.churn_seq += 1
+            try:
+                new = st.update("pods", key, lambda old: self.change(old, restart))
+            except NotFound:
+                continue
+            last = new["metadata"]["resourceVersion"]
+            first = first or last
+            done += 1
+        with st.lock:
+            rv = str(st.rv)
+        return {"modified": done, "first_rv": first, "last_rv": last, "resourceVersion": rv}
+
+
+# --------------------------------------------------------------------------
 # The simulator: state shared by both servers
+
+METRICS_CONTINUE_V = "kubesim.metrics/v1"     # kubesim's own token (metrics-server has none)
+METRICS_LIST_RE = re.compile(r"^/apis/metrics\.k8s\.io/v1beta1/(?:namespaces/([^/]+)/)?(nodes|pods)$")
 
 STATUS_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
                   405: "MethodNotAllowed", 409: "AlreadyExists", 410: "Expired",
@@ -1161,7 +1644,17 @@ class Sim:
         self.recent = collections.deque(maxlen=2000)
         self.watches_total = 0
         self.watch_events_sent = 0
+        # metrics.k8s.io: enabled = its APIService exists (the group is in
+        # /apis); available = the aggregator reaches metrics-server (else 503);
+        # paginate = LISTs honour limit/continue (metrics-server itself
+        # ignores them and always answers with every item)
         self.metrics_api = args.metrics_api
+        self.metrics_available = True
+        self.metrics_paginate = args.metrics_api_paginate == "true"
+        self.populate_lock = threading.Lock()    # one /populate at a time
+        self.populated_nodes = 0
+        self.pod_ips = itertools.count(1)        # populated pods' IPs, never reused
+        self.churn_seq = 0                       # /churn alternates restart / readiness
         self.api_port = None
         self.control_port = None
         self.started = time.time()
@@ -1245,6 +1738,9 @@ class Sim:
                         pass
                 w.closed.wait(2)
         return len(ws)
+
+    def next_pod_ip(self):
+        return next(self.pod_ips)
 
     # ---- stats ----
 
@@ -1393,9 +1889,11 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         API server encodes an object and writes it at once)."""
         if len(body) > GO_BUFFER and self.command != "HEAD":
             self._start(code, content_type, apf=apf, extra=extra, chunked=True)
-            out = GoBodyWriter(self.wfile)
-            out.write(body)
-            out.end()
+            # what GoBodyWriter makes of one write into an empty buffer (a
+            # single chunk, then the end), without copying a big body
+            self.wfile.write(b"%x\r\n" % len(body))
+            self.wfile.write(body)
+            self.wfile.write(b"\r\n0\r\n\r\n")
         else:
             self._start(code, content_type, apf=apf, extra=extra, length=len(body))
             if self.command != "HEAD":
@@ -1462,7 +1960,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 self.send_status(401, "Unauthorized", apf=False)
                 return
             user = ident["user"]
-            fault = self.sim.take_fault(path, self.verb if route else "get")
+            fault = self.sim.take_fault(path, self.verb if route else (
+                "list" if METRICS_LIST_RE.match(path.rstrip("/")) else "get"))
             if fault is not None:
                 self.send_fault(fault)
                 return
@@ -1583,8 +2082,20 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             pass
         elif p in ("/healthz", "/livez", "/readyz"):
             self.send_text(200, "ok", apf=False)
-        elif p.startswith("/apis/metrics.k8s.io") and self.sim.metrics_api:
-            self.serve_metrics(p)
+        elif (p == "/apis/metrics.k8s.io" or p.startswith("/apis/metrics.k8s.io/")) \
+                and self.sim.metrics_api:
+            self.resource_name = "metrics.k8s.io"
+            if METRICS_LIST_RE.match(p):
+                self.verb = "list"
+            if p != "/apis/metrics.k8s.io" and not self.sim.metrics_available:
+                # The aggregator proxies /apis/metrics.k8s.io/v1beta1[/...] and,
+                # while the APIService is not Available, answers with
+                # http.Error(w, "service unavailable", 503) (handler_proxy.go):
+                # text, not a Status. /apis/metrics.k8s.io itself is served by
+                # the aggregator's own group handler, so it still answers.
+                self.send_text(503, "service unavailable\n")
+            else:
+                self.serve_metrics(p)
         elif p.startswith("/api/") or (p.startswith("/apis/") and p.split("/")[2] in
                                        {g["name"] for g in self.sim.discovery["apis.json"]["groups"]}):
             self.send_status(404, "the server could not find the requested resource", details={})
@@ -1632,32 +2143,70 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                                      {"name": "pods", "singularName": "", "namespaced": True,
                                       "kind": "PodMetrics", "verbs": ["get", "list"]}]})
             return
-        m = re.match(r"^/apis/metrics\.k8s\.io/v1beta1/(?:namespaces/([^/]+)/)?(nodes|pods)$", p)
+        m = METRICS_LIST_RE.match(p)
         if not m:
             self.send_text(404, "404 page not found\n")
             return
         ns, what = m.group(1), m.group(2)
-        items = []
+        limit = self._int_param("limit")
+        start = None
+        if not self.sim.metrics_paginate or (limit is not None and limit <= 0):
+            limit = None
+        cont = self.query.get("continue") or None
+        if cont and self.sim.metrics_paginate:
+            try:
+                tok = json.loads(base64.urlsafe_b64decode(cont + "=" * (-len(cont) % 4)))
+                start = tok["start"]
+                if tok.get("v") != METRICS_CONTINUE_V or not isinstance(start, str):
+                    raise ValueError
+            except Exception:
+                raise BadRequest("invalid continue token") from None
+        prefix = "%s/" % ns if ns is not None else ""
+        if start is not None and not start.startswith(prefix):
+            raise BadRequest("invalid continue token")
+        picked, more = [], False
         with st.lock:
-            objs = list(st.live[what].values())
-        for o in sorted(objs, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])):
-            if ns is not None and o["metadata"].get("namespace") != ns:
-                continue
-            meta = {"name": o["metadata"]["name"], "creationTimestamp": now,
-                    "labels": o["metadata"].get("labels") or {}}
+            keys, live = st.keys[what], st.live[what]
+            i = bisect.bisect_left(keys, start if start is not None else prefix)
+            n = len(keys)
+            while i < n:
+                k = keys[i]
+                if prefix and not k.startswith(prefix):
+                    break
+                i += 1
+                o = live.get(k)
+                # metrics-server has metrics for running pods only
+                if o is None or (what == "pods" and (o.get("status") or {}).get("phase") != "Running"):
+                    continue
+                if limit is not None and len(picked) >= limit:
+                    more = True
+                    break
+                picked.append(o)
+        items = []
+        for o in picked:
+            om = o["metadata"]
+            meta = {"name": om["name"], "creationTimestamp": now, "labels": om.get("labels") or {}}
+            usage = (om.get("annotations") or {}).get("kubesim/usage")
             if what == "pods":
-                meta["namespace"] = o["metadata"]["namespace"]
-                usage = (o["metadata"].get("annotations") or {}).get("kubesim/usage")
+                meta = {"name": om["name"], "namespace": om["namespace"], "creationTimestamp": now,
+                        "labels": om.get("labels") or {}}
                 cpu, mem = (usage or "10m,32Mi").split(",")
-                items.append({"metadata": order_meta(meta), "timestamp": now, "window": "15s",
+                items.append({"metadata": meta, "timestamp": now, "window": "15s",
                               "containers": [{"name": c["name"], "usage": {"cpu": cpu, "memory": mem}}
                                              for c in (o.get("spec") or {}).get("containers", [])]})
             else:
-                items.append({"metadata": order_meta(meta), "timestamp": now, "window": "20s",
-                              "usage": {"cpu": "250m", "memory": "2048Mi"}})
+                cpu, mem = (usage or "250m,2048Mi").split(",")
+                items.append({"metadata": meta, "timestamp": now, "window": "20s",
+                              "usage": {"cpu": cpu, "memory": mem}})
         kind = "NodeMetricsList" if what == "nodes" else "PodMetricsList"
+        meta = {}
+        if more:
+            last = picked[-1]["metadata"]
+            last_key = "%s/%s" % (last["namespace"], last["name"]) if what == "pods" else last["name"]
+            meta["continue"] = base64.urlsafe_b64encode(dumps_compact(
+                {"v": METRICS_CONTINUE_V, "start": last_key + "\u0000"}).encode()).decode().rstrip("=")
         self.send_json(200, {"kind": kind, "apiVersion": "metrics.k8s.io/v1beta1",
-                             "metadata": {}, "items": items})
+                             "metadata": meta, "items": items})
 
     # ---- resources ----
 
@@ -1759,7 +2308,10 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             details["kind"] = ri.name
             self.send_status(404, '%s "%s" not found' % (what, name), details=details)
             return
-        self.send_json(200, render(ri, obj, True))
+        if self._pretty():
+            self.send_json(200, render(ri, obj, True))
+        else:
+            self.send_body(200, self.with_kind(ri, self.item_json(ri, obj, key)) + b"\n")
 
     def too_large(self, rv, cur, retry_after=True):
         details = {"causes": [{"reason": "ResourceVersionTooLarge",
@@ -1857,9 +2409,15 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                     more = True
                     i -= 1
                     break
-                items.append(obj)
+                items.append((k, obj))
                 last_key = k
-            if more and flt.empty:
+            if more and flt.empty and len(keys) == len(st.live[ri.store]) \
+                    and list_rv >= st.membership_rv[ri.store]:
+                # no tombstones, and no key came or went since list_rv: every
+                # key left in the range is an item
+                end = bisect.bisect_left(keys, prefix[:-1] + "0") if prefix else n
+                remaining = end - i
+            elif more and flt.empty:
                 remaining = 0
                 while i < n:
                     k = keys[i]
@@ -1877,14 +2435,39 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             ).decode().rstrip("=")
             if remaining is not None:
                 meta["remainingItemCount"] = remaining
-        body = {"kind": ri.kind + "List", "apiVersion": ri.api_version, "metadata": meta,
-                "items": [render(ri, o, False) for o in items]}
-        self.send_json(200, body)
+        if self._pretty():
+            self.send_json(200, {"kind": ri.kind + "List", "apiVersion": ri.api_version,
+                                 "metadata": meta, "items": [render(ri, o, False) for _, o in items]})
+            return
+        # compact: the items' cached JSON concatenated (the same bytes as
+        # encoding the whole list)
+        head = dumps_compact({"kind": ri.kind + "List", "apiVersion": ri.api_version,
+                              "metadata": meta}).encode()
+        body = b"".join((head[:-1], b',"items":[',
+                         b",".join([self.item_json(ri, o, k) for k, o in items]), b"]}\n"))
+        self.send_body(200, body)
 
     # ---- watch ----
 
-    def event_line(self, ri, etype, obj):
-        return (dumps_compact({"type": etype, "object": render(ri, obj, True)}) + "\n").encode()
+    def item_json(self, ri, obj, key=None):
+        """Compact JSON bytes of obj as an item of ri (no kind); the store's
+        cached rendering when obj is the live object of key."""
+        if ri.group == EVENTS_GROUP:
+            return dumps_compact(render(ri, obj, False)).encode()
+        if key is not None:
+            return self.sim.store.item_json(ri.store, key, obj)
+        return dumps_compact(obj).encode()
+
+    @staticmethod
+    def with_kind(ri, item):
+        """The item with kind and apiVersion in front: render(ri, obj, True)."""
+        return b'{"kind":"%s","apiVersion":"%s",%s' % (ri.kind.encode(), ri.api_version.encode(),
+                                                        item[1:])
+
+    def event_line(self, ri, etype, obj, key=None, item=None):
+        if item is None:
+            item = self.item_json(ri, obj, key)
+        return b'{"type":"%s","object":%s}\n' % (etype.encode(), self.with_kind(ri, item))
 
     def entry_line(self, ri, ent, flt):
         """The line for a log entry as this watcher sees it, or None when filtered out."""
@@ -1909,12 +2492,12 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 return self.event_line(ri, "DELETED", obj)
             else:
                 return None
-        key = (ri.group, etype)
-        line = ent.cache.get(key)
-        if line is None:
-            line = self.event_line(ri, etype, obj)
-            ent.cache[key] = line
-        return line
+        # cache the object's JSON (shared with the store's cache while it
+        # is the live object), not the line: lines are cheap to assemble
+        item = ent.cache.get(ri.group)
+        if item is None:
+            item = ent.cache[ri.group] = self.item_json(ri, obj, ent.key)
+        return self.event_line(ri, etype, obj, item=item)
 
     def serve_watch(self, ri, ns, name):
         sim = self.sim
@@ -1948,7 +2531,7 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 for k in st.keys[ri.store]:
                     o = st.live[ri.store].get(k)
                     if o is not None and flt.match(o):
-                        initial.append(o)
+                        initial.append((k, o))
             elif rv < st.compacted:
                 too_old = st.compacted
             else:
@@ -1985,10 +2568,10 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             was_stalled = False
             # The initial objects and a replay are one burst: they share
             # chunks, and the buffer is flushed once they are all written.
-            for o in initial:
+            for k, o in initial:
                 if self._watch_interrupted(w):
                     return
-                line = self.event_line(ri, "ADDED", o)
+                line = self.event_line(ri, "ADDED", o, key=k)
                 out.write(line)
                 w.last_line = line
                 sent += 1
@@ -2116,6 +2699,9 @@ class TLSServer(http.server.ThreadingHTTPServer):
         # TLS handshake in the connection's own thread, never in accept()
         try:
             request.settimeout(30)
+            # Go's net package sets TCP_NODELAY on every TCP connection; without
+            # it a body's small last write waits for the client's delayed ACK
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             tls = self.ctx.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
             return
@@ -2314,6 +2900,50 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
             if not out:
                 raise ControlError(400, "nothing to do")
             return 200, out
+        if path == "/populate" and method == "POST":
+            counts = {}
+            for k in ("namespaces", "nodes", "pods"):
+                try:
+                    counts[k] = int(body.get(k) or 0)
+                except (TypeError, ValueError):
+                    raise ControlError(400, "%s must be a number" % k)
+                if not 0 <= counts[k] <= 2000000:
+                    raise ControlError(400, "%s out of range" % k)
+            try:
+                fraction = float(body.get("unhealthy_fraction") or 0.0)
+            except (TypeError, ValueError):
+                raise ControlError(400, "unhealthy_fraction must be a number")
+            if not 0.0 <= fraction <= 1.0:
+                raise ControlError(400, "unhealthy_fraction must be within [0, 1]")
+            t0 = time.monotonic()
+            with sim.populate_lock:
+                # The cyclic GC would walk every new object again and again
+                # (a third of the time at 150,000 pods); the objects are
+                # acyclic and freed by reference counting. Frozen afterwards,
+                # they are left out of later collections too.
+                gc_on = gc.isenabled()
+                gc.disable()
+                try:
+                    out = Populator(sim, random.Random(body.get("seed"))).run(
+                        counts["namespaces"], counts["nodes"], counts["pods"], fraction)
+                finally:
+                    if gc_on:
+                        gc.enable()
+                gc.freeze()
+            with st.lock:
+                out["resourceVersion"] = str(st.rv)
+            out["seconds"] = round(time.monotonic() - t0, 3)
+            return 200, out
+        if path == "/churn" and method == "POST":
+            if (body.get("resource") or "pods") != "pods":
+                raise ControlError(400, "churn supports resource \"pods\" only")
+            try:
+                n = int(body.get("count", 1))
+            except (TypeError, ValueError):
+                raise ControlError(400, "count must be a number")
+            if not 0 <= n <= 1000000:
+                raise ControlError(400, "count out of range")
+            return 200, Churner(sim, random.Random(body.get("seed"))).run(n)
         if path == "/compact" and method == "POST":
             return 200, {"compacted": str(st.compact())}
         if path == "/rotate-token" and method == "POST":
@@ -2337,7 +2967,11 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
             return 200, {"items": items}
         if path == "/metrics-api" and method == "POST":
             sim.metrics_api = bool(body.get("enabled", True))
-            return 200, {"enabled": sim.metrics_api}
+            sim.metrics_available = bool(body.get("available", True))
+            if body.get("paginate") is not None:
+                sim.metrics_paginate = bool(body["paginate"])
+            return 200, {"enabled": sim.metrics_api, "available": sim.metrics_available,
+                         "paginate": sim.metrics_paginate}
         raise ControlError(404, "no such control endpoint: %s %s" % (method, path))
 
     @staticmethod
@@ -2428,7 +3062,11 @@ def parse_args(argv):
                    help="changes kept for watch replay and continue tokens")
     p.add_argument("--watch-queue-limit", type=int, default=100000,
                    help="events queued for one watcher before it is closed as too slow")
-    p.add_argument("--metrics-api", action="store_true", help="serve metrics.k8s.io")
+    p.add_argument("--metrics-api", action="store_true",
+                   help="serve metrics.k8s.io (enabled and available)")
+    p.add_argument("--metrics-api-paginate", choices=("true", "false"), default="true",
+                   help="metrics.k8s.io LISTs honour limit/continue (true) or ignore them and "
+                        "answer with every item, as metrics-server does (false)")
     p.add_argument("--anonymous-auth", choices=("true", "false"), default="true",
                    help="requests without a bearer token are system:anonymous (true, kube-apiserver's "
                         "default: 403 except /version and the health paths) or refused with 401")

@@ -258,6 +258,140 @@ def test_metrics_api_absent(sim):
 
 
 # --------------------------------------------------------------------------
+# metrics.k8s.io (a metrics-server behind the aggregator)
+
+@pytest.fixture(scope="module")
+def msim(tmp_path_factory):
+    with KubeSim(tmp_path_factory.mktemp("metrics"), metrics_api=True) as s:
+        s.create("nodes", {"metadata": {"name": "node-b",
+                                        "annotations": {"kubesim/usage": "1500m,3Gi"}}})
+        for ns in ("apps", "web"):
+            s.create("namespaces", {"metadata": {"name": ns}})
+        for ns, name, phase, usage, ncont in (
+                ("apps", "a-run-1", "Running", "120m,200Mi", 2),
+                ("apps", "a-pending", "Pending", None, 1),
+                ("apps", "a-run-2", "Running", None, 1),
+                ("apps", "a-done", "Succeeded", None, 1),
+                ("apps", "a-failed", "Failed", None, 1),
+                ("web", "w-run-1", "Running", None, 3),
+                ("web", "w-run-2", "Running", None, 1),
+                ("web", "w-unknown", "Unknown", None, 1)):
+            meta = {"name": name, "namespace": ns, "labels": {"app": name}}
+            if usage:
+                meta["annotations"] = {"kubesim/usage": usage}
+            s.create("pods", {"metadata": meta, "spec": {
+                "nodeName": "node-a", "containers": [{"name": "c%d" % i, "image": "busybox:1.36"}
+                                                     for i in range(ncont)]},
+                "status": {"phase": phase}})
+        yield s
+
+
+def metrics_pages(s, path, limit):
+    items, pages, tok = [], 0, None
+    while True:
+        q = "?limit=%d" % limit + ("&continue=" + tok if tok else "")
+        body = s.api_json(path + q)
+        pages += 1
+        items += body["items"]
+        tok = body["metadata"].get("continue")
+        if not tok:
+            assert body["metadata"] == {}
+            return items, pages
+        assert set(body["metadata"]) == {"continue"} and len(body["items"]) == limit
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", tok)       # base64url, no padding
+
+
+def test_metrics_api_nodes(msim):
+    body = msim.api_json("/apis/metrics.k8s.io/v1beta1/nodes")
+    assert body["kind"] == "NodeMetricsList" and body["apiVersion"] == "metrics.k8s.io/v1beta1"
+    assert body["metadata"] == {}
+    usage = {i["metadata"]["name"]: i["usage"] for i in body["items"]}
+    assert usage == {"node-a": {"cpu": "250m", "memory": "2048Mi"},       # the default
+                     "node-b": {"cpu": "1500m", "memory": "3Gi"}}          # its annotation
+    item = body["items"][0]
+    assert set(item) == {"metadata", "timestamp", "window", "usage"}
+    assert set(item["metadata"]) == {"name", "creationTimestamp", "labels"}
+    assert item["metadata"]["labels"]["kubernetes.io/hostname"] == "node-a"
+    items, pages = metrics_pages(msim, "/apis/metrics.k8s.io/v1beta1/nodes", 1)
+    assert pages == 2 and [i["metadata"]["name"] for i in items] == ["node-a", "node-b"]
+
+
+def test_metrics_api_pods_running_only_and_pages(msim):
+    body = msim.api_json("/apis/metrics.k8s.io/v1beta1/pods")
+    assert body["kind"] == "PodMetricsList" and body["metadata"] == {}
+    names = [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in body["items"]]
+    # metrics-server reports running pods only: not Pending, Succeeded, Failed, Unknown
+    assert names == [("apps", "a-run-1"), ("apps", "a-run-2"), ("web", "w-run-1"),
+                     ("web", "w-run-2")]
+    by = {i["metadata"]["name"]: i for i in body["items"]}
+    assert by["a-run-1"]["containers"] == [{"name": "c0", "usage": {"cpu": "120m", "memory": "200Mi"}},
+                                           {"name": "c1", "usage": {"cpu": "120m", "memory": "200Mi"}}]
+    assert [c["usage"] for c in by["w-run-1"]["containers"]] == [{"cpu": "10m", "memory": "32Mi"}] * 3
+    assert by["w-run-2"]["metadata"]["labels"] == {"app": "w-run-2"}
+    assert set(by["w-run-2"]) == {"metadata", "timestamp", "window", "containers"}
+    # pages: every running pod once, in order, whatever the page size
+    for limit in (1, 2, 3, 4):
+        items, pages = metrics_pages(msim, "/apis/metrics.k8s.io/v1beta1/pods", limit)
+        assert [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items] == names
+        assert pages == -(-len(names) // limit)
+    items, pages = metrics_pages(msim, "/apis/metrics.k8s.io/v1beta1/namespaces/apps/pods", 1)
+    assert [i["metadata"]["name"] for i in items] == ["a-run-1", "a-run-2"] and pages == 2
+    assert msim.api_json("/apis/metrics.k8s.io/v1beta1/namespaces/none/pods")["items"] == []
+    # a token is opaque but checked; one from another namespace is refused
+    tok = msim.api_json("/apis/metrics.k8s.io/v1beta1/pods?limit=1")["metadata"]["continue"]
+    for bad in ("!!!", "eyJ4IjoxfQ"):
+        st, _, b = msim.api_get("/apis/metrics.k8s.io/v1beta1/pods?limit=1&continue=" + bad)
+        assert st == 400 and json.loads(b)["reason"] == "BadRequest"
+    st, _, _ = msim.api_get("/apis/metrics.k8s.io/v1beta1/namespaces/web/pods?limit=1&continue=" + tok)
+    assert st == 400
+    assert msim.stats()["requests"]["list metrics.k8s.io"] >= 10
+
+
+def test_metrics_api_without_pagination(msim):
+    """paginate false: limit is ignored and no continue comes back, as from a
+    real metrics-server."""
+    try:
+        assert msim.metrics_api(True, True, paginate=False)["paginate"] is False
+        body = msim.api_json("/apis/metrics.k8s.io/v1beta1/pods?limit=1")
+        assert len(body["items"]) == 4 and body["metadata"] == {}
+    finally:
+        msim.metrics_api(True, True, paginate=True)
+
+
+def test_metrics_api_unavailable(msim):
+    """enabled but not available: the APIService exists (the group is in
+    /apis and /apis/metrics.k8s.io is answered by the aggregator), but the
+    proxied paths get the aggregator's 503 "service unavailable" text."""
+    try:
+        assert msim.metrics_api(True, False) == {"enabled": True, "available": False,
+                                                 "paginate": True}
+        assert "metrics.k8s.io" in [g["name"] for g in msim.api_json("/apis")["groups"]]
+        group = msim.api_json("/apis/metrics.k8s.io")
+        assert group["kind"] == "APIGroup" and group["name"] == "metrics.k8s.io"
+        for path in ("/apis/metrics.k8s.io/v1beta1", "/apis/metrics.k8s.io/v1beta1/nodes",
+                     "/apis/metrics.k8s.io/v1beta1/pods?limit=2",
+                     "/apis/metrics.k8s.io/v1beta1/namespaces/apps/pods"):
+            status, headers, body = msim.api_get(path)
+            assert (status, body) == (503, b"service unavailable\n"), path
+            assert headers["content-type"] == "text/plain; charset=utf-8"
+            assert headers["x-content-type-options"] == "nosniff"
+            assert headers["content-length"] == "20" and "audit-id" in headers
+        # off: as on a cluster without metrics-server
+        msim.metrics_api(False)
+        status, _, body = msim.api_get("/apis/metrics.k8s.io/v1beta1/nodes")
+        assert status == 404 and body == sample("metrics-api-absent-404.json")
+        assert "metrics.k8s.io" not in [g["name"] for g in msim.api_json("/apis")["groups"]]
+    finally:
+        msim.metrics_api(True, True)
+    assert len(msim.api_json("/apis/metrics.k8s.io/v1beta1/nodes")["items"]) == 2
+    # faults on metrics LISTs use the verb "list"
+    msim.fault(status=429, count=1, retry_after=1, path_prefix="/apis/metrics.k8s.io", verb="list")
+    assert msim.api_get("/apis/metrics.k8s.io/v1beta1")[0] == 200
+    assert msim.api_get("/apis/metrics.k8s.io/v1beta1/pods")[0] == 429
+    assert msim.api_get("/apis/metrics.k8s.io/v1beta1/pods")[0] == 200
+
+
+# --------------------------------------------------------------------------
 # authentication and authorization
 
 def test_401(sim):
@@ -786,6 +920,366 @@ def test_stall_watches(sim):
     t.join(20)
     events, ended = check_watch_framing(result["raw"])
     assert ended and len(events) == 3
+
+
+# --------------------------------------------------------------------------
+# scale: POST /populate and POST /churn (at a small size; bench/kubesim_scale.py
+# measures 150,000 pods)
+
+UNHEALTHY = ("CrashLoopBackOff", "OOMKilled", "ImagePullBackOff", "Unschedulable", "NotReady")
+
+
+def go_compact(obj):
+    """The bytes kube-apiserver (and kubesim's full rendering) would send."""
+    s = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    for a, b in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        s = s.replace(a, b)
+    return s.encode()
+
+
+def list_all(s, path, limit):
+    """Every item of a paginated LIST, checking each page's metadata."""
+    items, tok, rv = [], None, None
+    while True:
+        body = s.api_json(path + "?limit=%d" % limit + ("&continue=" + tok if tok else ""))
+        rv = rv or body["metadata"]["resourceVersion"]
+        assert body["metadata"]["resourceVersion"] == rv
+        items += body["items"]
+        tok = body["metadata"].get("continue")
+        if not tok:
+            return items, rv
+        assert len(body["items"]) == limit
+        assert decode_continue(tok)["rv"] == int(rv)
+
+
+def pod_kind(p):
+    """Which unhealthy kind a populated pod shows (None: healthy)."""
+    st = p["status"]
+    css = st.get("containerStatuses") or []
+    if not p["spec"].get("nodeName"):
+        return "Unschedulable"
+    waiting = [(c.get("state") or {}).get("waiting", {}).get("reason") for c in css]
+    if "CrashLoopBackOff" in waiting:
+        return "CrashLoopBackOff"
+    if "ImagePullBackOff" in waiting:
+        return "ImagePullBackOff"
+    if any(((c.get("lastState") or {}).get("terminated") or {}).get("reason") == "OOMKilled" for c in css):
+        return "OOMKilled"
+    if any(not c["ready"] for c in css):
+        return "NotReady"
+    return None
+
+
+@pytest.fixture(scope="module")
+def psim(tmp_path_factory):
+    with KubeSim(tmp_path_factory.mktemp("populate"), metrics_api=True) as s:
+        s.populated = s.populate(namespaces=7, nodes=5, pods=200, unhealthy_fraction=0.1, seed=7)
+        yield s
+
+
+def test_populate_counts_and_names(psim):
+    out = psim.populated
+    assert {k: out[k] for k in ("namespaces", "nodes", "pods")} == {
+        "namespaces": 7, "nodes": 5, "pods": 200}
+    assert out["unhealthy"] == {k: 4 for k in UNHEALTHY}          # 10 % of 200, over 5 kinds
+    assert out["resourceVersion"] == psim.stats()["resource_version"]
+    assert isinstance(out["seconds"], float)
+    nss = [n["metadata"]["name"] for n in psim.api_json("/api/v1/namespaces")["items"]]
+    assert ["ns-%05d" % i for i in range(7)] == [n for n in nss if n.startswith("ns-")]
+    nodes = [n["metadata"]["name"] for n in psim.api_json("/api/v1/nodes")["items"]]
+    assert nodes == ["node-%04d" % i for i in range(5)] + ["node-a"]
+    # created in order: namespaces, then nodes, then pods, one rv each
+    st = psim.stats()["objects"]
+    assert st["pods"] == 200 and st["nodes"] == 6
+    # bad requests
+    for bad in ({"pods": -1}, {"pods": "x"}, {"unhealthy_fraction": 2}):
+        with pytest.raises(Exception, match="-> 400"):
+            psim.control("POST", "/populate", bad)
+
+
+def test_populated_pods_realistic(psim):
+    pods, rv = list_all(psim, "/api/v1/pods", 37)
+    assert len(pods) == 200 and rv == psim.populated["resourceVersion"]
+    keys = [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods]
+    assert len(set(keys)) == 200 and keys == sorted(keys, key=lambda k: "%s/%s" % k)
+    assert {k[0] for k in keys} == {"ns-%05d" % i for i in range(7)}    # spread over namespaces
+    nodes = {n["metadata"]["name"]: n for n in psim.api_json("/api/v1/nodes")["items"]}
+    node_ip = {name: [a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP"][0]
+               for name, n in nodes.items()}
+    assert len({p["spec"].get("nodeName") for p in pods} - {None}) >= 4  # and over nodes
+    sizes = [len(go_compact(p)) for p in pods]
+    assert 3000 < min(sizes) and max(sizes) < 8000 and 4000 < sum(sizes) / len(sizes) < 6000
+    kinds = {}
+    ips = set()
+    want = sample("pod-crashloop-oomkilled.json")
+    want_shape = shape(want) - {".kind", ".apiVersion"}      # list items carry neither
+    for p in pods:
+        m, spec, st = p["metadata"], p["spec"], p["status"]
+        kind = pod_kind(p)
+        kinds[kind] = kinds.get(kind, 0) + 1
+        assert m["name"].startswith(m["generateName"]) and len(m["name"]) == len(m["generateName"]) + 5
+        assert set(m["labels"]) == {"app", "pod-template-hash"}
+        assert m["ownerReferences"][0]["kind"] == "ReplicaSet"
+        assert m["ownerReferences"][0]["name"] == m["generateName"][:-1]
+        assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", m["uid"])
+        assert 1 <= len(spec["containers"]) <= 3
+        for c in spec["containers"]:
+            assert set(c["resources"]["requests"]) == {"cpu", "memory"}
+            assert set(c["resources"].get("limits", {})) <= {"cpu", "memory"}
+        assert st["qosClass"] in ("Burstable", "Guaranteed")
+        assert st["qosClass"] == ("Guaranteed" if all(
+            c["resources"].get("limits") == c["resources"]["requests"] for c in spec["containers"])
+            else "Burstable")
+        if kind == "Unschedulable":
+            assert st["phase"] == "Pending" and "hostIP" not in st and "containerStatuses" not in st
+            assert [(c["type"], c["status"], c["reason"]) for c in st["conditions"]] == [
+                ("PodScheduled", "False", "Unschedulable")]
+            assert [e["manager"] for e in m["managedFields"]] == ["kube-controller-manager",
+                                                                  "kube-scheduler"]
+            continue
+        assert [e["manager"] for e in m["managedFields"]] == ["kube-controller-manager", "kubelet"]
+        assert st["hostIP"] == node_ip[spec["nodeName"]]
+        assert st["podIPs"] == [{"ip": st["podIP"]}] and st["podIP"] not in ips
+        ips.add(st["podIP"])
+        assert st["startTime"] and len(st["containerStatuses"]) == len(spec["containers"])
+        assert [c["name"] for c in st["containerStatuses"]] == [c["name"] for c in spec["containers"]]
+        conds = {c["type"]: c for c in st["conditions"]}
+        assert list(conds) == ["Initialized", "Ready", "ContainersReady", "PodScheduled"]
+        ready = all(c["ready"] for c in st["containerStatuses"])
+        assert conds["Ready"]["status"] == conds["ContainersReady"]["status"] == str(ready)
+        if not ready:
+            assert conds["Ready"]["reason"] == "ContainersNotReady"
+            assert conds["Ready"]["message"].startswith("containers with unready status: [")
+        for c in st["containerStatuses"]:
+            assert set(c) >= {"name", "state", "lastState", "ready", "restartCount", "image",
+                              "imageID", "started"}
+        if kind is None:
+            assert st["phase"] == "Running" and ready
+            assert all("running" in c["state"] and c["restartCount"] == 0
+                       and c["containerID"].startswith("containerd://")
+                       for c in st["containerStatuses"])
+            assert shape(p) >= want_shape - {x for x in want_shape if "managedFields" in x
+                                              or "waiting" in x or "terminated" in x
+                                              or "limits" in x} - {
+                ".status.conditions[].message", ".status.conditions[].reason"}  # all True
+        bad = [c for c in st["containerStatuses"] if c["restartCount"] or not c["ready"]
+               or "running" not in c["state"]]
+        if kind == "CrashLoopBackOff":
+            c = bad[0]
+            assert st["phase"] == "Running" and c["restartCount"] > 0 and not c["ready"]
+            assert c["state"]["waiting"]["message"].startswith("back-off 5m0s restarting failed")
+            assert c["lastState"]["terminated"]["reason"] == "Error"
+            assert shape(p) >= want_shape - {x for x in want_shape if "managedFields" in x
+                                              or "limits" in x or "running" in x}
+        elif kind == "OOMKilled":
+            c = bad[0]
+            assert st["phase"] == "Running" and c["restartCount"] > 0 and c["ready"]
+            assert c["lastState"]["terminated"]["exitCode"] == 137 and "running" in c["state"]
+        elif kind == "ImagePullBackOff":
+            c = bad[0]
+            assert st["phase"] == "Pending" and c["restartCount"] == 0 and not c["ready"]
+            assert c["state"]["waiting"]["message"] == 'Back-off pulling image "%s"' % c["image"]
+            assert "containerID" not in c and c["imageID"] == ""
+        elif kind == "NotReady":
+            c = bad[0]
+            assert st["phase"] == "Running" and "running" in c["state"] and not c["ready"]
+            assert c["started"] and c["restartCount"] == 0
+    assert kinds == dict({None: 180}, **{k: 4 for k in UNHEALTHY})
+
+
+def test_populated_nodes_and_namespaces_realistic(psim):
+    nodes = [n for n in psim.api_json("/api/v1/nodes")["items"] if n["metadata"]["name"] != "node-a"]
+    want = sample("node-eks-ready.json")
+    zones = set()
+    for n in nodes:
+        lb = n["metadata"]["labels"]
+        zones.add(lb["topology.kubernetes.io/zone"])
+        assert lb["node.kubernetes.io/instance-type"] and lb["kubernetes.io/hostname"] == n["metadata"]["name"]
+        assert n["spec"]["providerID"].startswith("aws:///%s/i-" % lb["topology.kubernetes.io/zone"])
+        st = n["status"]
+        assert [c["type"] for c in st["conditions"]] == ["MemoryPressure", "DiskPressure", "PIDPressure",
+                                                         "Ready"]
+        assert st["nodeInfo"]["kubeletVersion"] == "v1.28.7"
+        for k in ("cpu", "memory", "pods"):
+            assert st["capacity"][k] and st["allocatable"][k]
+        assert shape(want) - shape(n) <= {".kind", ".apiVersion",      # list items carry neither
+                                          ".spec.taints", ".spec.taints[].key", ".spec.taints[].effect",
+                                          ".metadata.labels.alpha.eksctl.io/cluster-name",
+                                          ".metadata.managedFields[].fieldsV1.f:metadata.f:labels."
+                                          "f:alpha.eksctl.io/cluster-name"}
+    assert zones == {"eu-west-1a", "eu-west-1b", "eu-west-1c"}
+    ns = psim.api_json("/api/v1/namespaces/ns-00003")
+    assert shape(ns) == shape(sample("namespace-kube-system.json"))
+    assert ns["metadata"]["labels"] == {"kubernetes.io/metadata.name": "ns-00003"}
+
+
+def test_cached_json_is_the_full_rendering(psim):
+    """Pages are assembled from each object's cached JSON; the bytes must be
+    what encoding the whole list would give, in every page size, and
+    remainingItemCount must count what is left."""
+    total = 200
+    for limit in (1, 7, 64, 500):
+        status, _, body = psim.api_get("/api/v1/pods?limit=%d" % limit)
+        assert status == 200
+        doc = json.loads(body)
+        assert body == go_compact(doc) + b"\n"
+        if limit < total:
+            assert doc["metadata"]["remainingItemCount"] == total - limit
+    # per namespace (a key prefix), and the next page of it
+    doc = psim.api_json("/api/v1/namespaces/ns-00002/pods?limit=5")
+    n_ns = len(psim.api_json("/api/v1/namespaces/ns-00002/pods")["items"])
+    assert doc["metadata"]["remainingItemCount"] == n_ns - 5
+    status, _, body = psim.api_get("/api/v1/namespaces/ns-00002/pods?limit=5&continue=" +
+                                   doc["metadata"]["continue"])
+    assert body == go_compact(json.loads(body)) + b"\n"
+    assert json.loads(body)["metadata"].get("remainingItemCount", 0) == max(0, n_ns - 10)
+    name = doc["items"][0]["metadata"]["name"]
+    status, _, body = psim.api_get("/api/v1/namespaces/ns-00002/pods/" + name)
+    one = json.loads(body)
+    assert list(one)[:2] == ["kind", "apiVersion"] and body == go_compact(one) + b"\n"
+    assert psim.api_json("/api/v1/namespaces/ns-00002/pods/%s?pretty=1" % name) == one
+    for path in ("/api/v1/nodes", "/api/v1/namespaces"):
+        body = psim.api_get(path + "?limit=3")[2]
+        assert body == go_compact(json.loads(body)) + b"\n"
+
+
+def test_changed_objects_are_rendered_again(psim):
+    """The cached JSON goes when an object changes: GET, LIST and WATCH show the change."""
+    pods = psim.api_json("/api/v1/namespaces/ns-00006/pods")["items"]
+    a, b = pods[0]["metadata"]["name"], pods[1]["metadata"]["name"]
+    rv = psim.stats()["resource_version"]
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("raw", psim.raw_request(
+        "/api/v1/namespaces/ns-00006/pods?watch=1&timeoutSeconds=2&resourceVersion=" + rv)))
+    t.start()
+    assert wait_for(lambda: psim.stats()["open_watches"] >= 1)
+    psim.modify("pods", {"metadata": {"name": a, "namespace": "ns-00006",
+                                      "labels": {"kubesim-test": "changed"}}})
+    got = psim.api_json("/api/v1/namespaces/ns-00006/pods/" + a)
+    assert got["metadata"]["labels"]["kubesim-test"] == "changed"
+    assert int(got["metadata"]["resourceVersion"]) == int(rv) + 1
+    listed = {p["metadata"]["name"]: p for p in
+              psim.api_json("/api/v1/namespaces/ns-00006/pods?limit=500")["items"]}
+    assert listed[a] == {k: v for k, v in got.items() if k not in ("kind", "apiVersion")}
+    psim.delete("pods", b, namespace="ns-00006")
+    listed = psim.api_json("/api/v1/namespaces/ns-00006/pods?limit=500")["items"]
+    assert b not in [p["metadata"]["name"] for p in listed] and len(listed) == len(pods) - 1
+    # remainingItemCount after a delete (a tombstone in the key list)
+    doc = psim.api_json("/api/v1/pods?limit=10")
+    assert doc["metadata"]["remainingItemCount"] == 199 - 10
+    t.join(10)
+    events, ended = check_watch_framing(result["raw"])
+    assert ended and [e["type"] for e in events] == ["MODIFIED", "DELETED"]
+    assert events[0]["object"]["metadata"]["labels"]["kubesim-test"] == "changed"
+    assert events[1]["object"]["metadata"]["name"] == b
+    # put the namespace back as populated, for the tests that count
+    psim.modify("pods", {"metadata": {"name": a, "namespace": "ns-00006",
+                                      "labels": {"kubesim-test": None}}})
+
+
+def test_churn(psim):
+    before, rv = list_all(psim, "/api/v1/pods", 500)
+    prev = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in before}
+    raw = {}
+    t = threading.Thread(target=lambda: raw.setdefault("w", psim.raw_request(
+        "/api/v1/pods?watch=1&timeoutSeconds=2&resourceVersion=" + rv)))
+    t.start()
+    assert wait_for(lambda: psim.stats()["open_watches"] >= 1)
+    out = psim.churn("pods", 20, seed=5)
+    assert out["modified"] == 20
+    assert out["resourceVersion"] == out["last_rv"] == psim.stats()["resource_version"]
+    assert int(out["last_rv"]) - int(out["first_rv"]) == 19
+    t.join(15)
+    events, ended = check_watch_framing(raw["w"])
+    assert ended and len(events) == 20 and {e["type"] for e in events} == {"MODIFIED"}
+    assert [int(e["object"]["metadata"]["resourceVersion"]) for e in events] == \
+        list(range(int(out["first_rv"]), int(out["last_rv"]) + 1))
+    restarts = toggles = 0
+    for e in events:
+        p = e["object"]
+        key = (p["metadata"]["namespace"], p["metadata"]["name"])
+        old = prev[key]
+        assert old["status"]["phase"] == "Running" == p["status"]["phase"]
+        diffs = [(o, n) for o, n in zip(old["status"]["containerStatuses"],
+                                        p["status"]["containerStatuses"]) if o != n]
+        assert len(diffs) == 1
+        o, n = diffs[0]
+        if n["restartCount"] == o["restartCount"] + 1:
+            restarts += 1
+            assert n["ready"] == o["ready"]
+            if "running" in o["state"]:
+                assert n["lastState"]["terminated"]["reason"] == "Error"
+                assert n["containerID"] != o["containerID"]
+        else:
+            toggles += 1
+            assert n["ready"] != o["ready"] and n["restartCount"] == o["restartCount"]
+        conds = {c["type"]: c["status"] for c in p["status"]["conditions"]}
+        ready = all(c["ready"] for c in p["status"]["containerStatuses"])
+        assert conds["Ready"] == conds["ContainersReady"] == str(ready)
+        kubelet = [m for m in p["metadata"]["managedFields"] if m["manager"] == "kubelet"][0]
+        assert kubelet["time"] >= [m for m in old["metadata"]["managedFields"]
+                                   if m["manager"] == "kubelet"][0]["time"]
+        prev[key] = p
+    assert (restarts, toggles) == (10, 10)        # alternating
+    with pytest.raises(Exception, match="-> 400"):
+        psim.churn("nodes", 1)
+
+
+def test_populate_with_an_open_slow_watch(tmp_path):
+    """A watch open during /populate gets the creations like any others; one
+    that falls --watch-queue-limit behind is ended cleanly (no gap), and
+    resuming from its last rv, compacted away by --history-limit, gives 410:
+    the client lists again. A watch started after the populate from the
+    LIST's rv replays nothing."""
+    import socket
+    with KubeSim(tmp_path, seed="empty", watch_queue_limit=50, history_limit=100) as s:
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.connect(("127.0.0.1", s.api_port))
+        tls = s.ssl_context().wrap_socket(raw, server_hostname="localhost")
+        rv0 = s.stats()["resource_version"]
+        tls.sendall(("GET /api/v1/pods?watch=1&timeoutSeconds=60&resourceVersion=%s HTTP/1.1\r\n"
+                     "Host: x\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n"
+                     % (rv0, s.token)).encode())
+        assert wait_for(lambda: s.stats()["open_watches"] == 1)
+        out = s.populate(namespaces=3, nodes=2, pods=600, seed=1)    # ~3 MB of pods
+        assert out["pods"] == 600
+        data = b""
+        tls.settimeout(30)
+        while True:
+            b = tls.recv(65536)
+            if not b:
+                break
+            data += b
+        tls.close()
+        status, headers, chunks, ended = parse_chunked(data)
+        assert ended
+        lines, rest = watch_lines(chunks)
+        assert rest == b""
+        rvs = [int(json.loads(c)["object"]["metadata"]["resourceVersion"]) for c in lines]
+        first = int(rv0) + 3 + 2 + 1           # after the namespaces and nodes
+        assert 0 < len(rvs) < 600 and rvs == list(range(first, first + len(rvs)))
+        resumed = s.raw_request("/api/v1/pods?watch=1&timeoutSeconds=5&resourceVersion=%d" % rvs[-1])
+        events, ended = check_watch_framing(resumed)
+        assert ended and len(events) == 1 and events[0]["type"] == "ERROR"
+        assert events[0]["object"]["code"] == 410
+        assert events[0]["object"]["message"].startswith("too old resource version: %d" % rvs[-1])
+        # list again, then watch from the list: nothing is replayed
+        pods, rv = list_all(s, "/api/v1/pods", 500)
+        assert len(pods) == 600 and rv == out["resourceVersion"]
+        events, ended = check_watch_framing(s.raw_request(
+            "/api/v1/pods?watch=1&timeoutSeconds=1&resourceVersion=" + rv))
+        assert ended and events == []
+        assert s.stats()["history"] <= 100
+        # a second populate puts pods among the existing ones (existing
+        # namespaces and nodes when none are asked for): still one sorted list
+        more = s.populate(pods=50, seed=2)
+        assert (more["namespaces"], more["nodes"], more["pods"]) == (0, 0, 50)
+        pods, _ = list_all(s, "/api/v1/pods", 64)
+        keys = ["%s/%s" % (p["metadata"]["namespace"], p["metadata"]["name"]) for p in pods]
+        assert len(set(keys)) == 650 and keys == sorted(keys)
+        assert {p["metadata"]["namespace"] for p in pods} == {"ns-00000", "ns-00001", "ns-00002"}
+        assert s.populate(pods=0)["pods"] == 0
 
 
 # --------------------------------------------------------------------------
