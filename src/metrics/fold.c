@@ -342,18 +342,23 @@ enum ca_err ca_metrics_fold_node(struct ca_metrics_fold_ctx *c, const struct ca_
 	node_resources(c, ca_kobj_get(obj, "status.capacity"), what, &n->cap_cpu_m, &n->cap_mem, &n->cap_pods);
 	node_resources(c, ca_kobj_get(obj, "status.allocatable"), what, &n->alloc_cpu_m, &n->alloc_mem,
 	               &n->alloc_pods);
-	for (size_t i = 0; i < ca_kobj_array_len(conds) && n->nconds < nconds; i++) {
+	/* Only the first CA_NODE_MAX_CONDITIONS are kept, but the Ready
+	 * condition decides readiness wherever it is in the list
+	 * (node-problem-detector's conditions may come before the kubelet's). */
+	for (size_t i = 0, len = ca_kobj_array_len(conds); i < len; i++) {
 		const struct ca_kobj *cd = ca_kobj_array_at(conds, i);
 		const char *type = ca_kobj_str(cd, "type"), *status = ca_kobj_str(cd, "status");
 		if (!type || !*type)
+			continue;
+		if (strcmp(type, "Ready") == 0 && status && strcmp(status, "True") == 0)
+			n->ready = 1;
+		if (n->nconds == nconds)
 			continue;
 		struct ca_node_cond *k = &n->conds[n->nconds++];
 		k->type = word(c, type);
 		k->status = word(c, status);
 		k->reason = word(c, ca_kobj_str(cd, "reason"));
 		k->last_transition_ms = parse_time(cd, "lastTransitionTime");
-		if (strcmp(type, "Ready") == 0 && status && strcmp(status, "True") == 0)
-			n->ready = 1;
 	}
 	*out = n;
 	*size = bytes + 16;
