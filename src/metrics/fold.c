@@ -214,8 +214,13 @@ enum ca_err ca_metrics_fold_pod(struct ca_metrics_fold_ctx *c, const struct ca_k
 		                   "metadata.namespace or metadata.name missing");
 		return CA_EINVAL;
 	}
-	const char *phase = ca_kobj_str(obj, "status.phase");
+	const struct ca_kobj *phase_v = ca_kobj_get(obj, "status.phase");
+	const char *phase = ca_kobj_str(phase_v, NULL);
 	enum ca_pod_phase ph = CA_PHASE_PENDING; /* a pod not yet seen by a kubelet */
+	if (phase_v && !phase && !ca_kobj_is_null(phase_v)) {
+		ca_metrics_invalid(c, CA_INVALID_PHASE, what, "status.phase is not a string");
+		return CA_EINVAL;
+	}
 	if (phase && *phase) {
 		size_t i = 0;
 		while (i < 5 && strcmp(phase, phase_names[i]) != 0)
@@ -299,7 +304,7 @@ static uint32_t word(struct ca_metrics_fold_ctx *c, const char *s)
 static const char *label(const struct ca_kobj *labels, const char *key, const char *old_key)
 {
 	const char *v = ca_kobj_str(ca_kobj_member(labels, key), NULL);
-	return v ? v : ca_kobj_str(ca_kobj_member(labels, old_key), NULL);
+	return v && *v ? v : ca_kobj_str(ca_kobj_member(labels, old_key), NULL);
 }
 
 static void node_resources(struct ca_metrics_fold_ctx *c, const struct ca_kobj *map,
@@ -346,18 +351,33 @@ enum ca_err ca_metrics_fold_node(struct ca_metrics_fold_ctx *c, const struct ca_
 	               &n->cap_pods);
 	node_resources(c, ca_kobj_get(obj, "status.allocatable"), what, &n->alloc_cpu_m,
 	               &n->alloc_mem, &n->alloc_pods);
-	for (size_t i = 0; i < ca_kobj_array_len(conds) && n->nconds < nconds; i++) {
+	/* Only the first CA_NODE_MAX_CONDITIONS are kept, but the Ready
+	 * condition decides readiness wherever it is in the list
+	 * (node-problem-detector's conditions may come before the kubelet's). */
+	for (size_t i = 0, len = ca_kobj_array_len(conds); i < len; i++) {
 		const struct ca_kobj *cd = ca_kobj_array_at(conds, i);
 		const char *type = ca_kobj_str(cd, "type"), *status = ca_kobj_str(cd, "status");
 		if (!type || !*type)
 			continue;
-		struct ca_node_cond *k = &n->conds[n->nconds++];
+		if (strcmp(type, "Ready") == 0 && status && strcmp(status, "True") == 0)
+			n->ready = 1;
+		struct ca_node_cond *k;
+		if (n->nconds < nconds) {
+			k = &n->conds[n->nconds++];
+		} else if (nconds && strcmp(type, "Ready") == 0) {
+			/* Full: Ready takes the last kept one's place, so the
+			 * sample shows the condition that decides readiness. */
+			k = &n->conds[nconds - 1];
+			ca_intern_unref(c->words, k->type);
+			ca_intern_unref(c->words, k->status);
+			ca_intern_unref(c->words, k->reason);
+		} else {
+			continue;
+		}
 		k->type = word(c, type);
 		k->status = word(c, status);
 		k->reason = word(c, ca_kobj_str(cd, "reason"));
 		k->last_transition_ms = parse_time(cd, "lastTransitionTime");
-		if (strcmp(type, "Ready") == 0 && status && strcmp(status, "True") == 0)
-			n->ready = 1;
 	}
 	*out = n;
 	*size = ca_store_heap_bytes(bytes);

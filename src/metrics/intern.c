@@ -167,12 +167,20 @@ uint32_t ca_intern_ref(struct ca_intern *t, const char *s, size_t len)
 		return t->slots[slot];
 	}
 	size_t cost = heap_chunk(len + 1);
-	if (t->max_bytes && t->bytes + cost + table_bytes(t) > t->max_bytes)
-		return 0;
 	/* Keep the table at most 3/4 used (tombstones count): grow when
 	 * mostly live, else just sweep the tombstones. */
-	if ((t->used_slots + 1) * 4 > t->nslots * 3) {
-		size_t n = (t->live + 1) * 2 > t->nslots ? t->nslots * 2 : t->nslots;
+	bool sweep = (t->used_slots + 1) * 4 > t->nslots * 3;
+	size_t n = sweep && (t->live + 1) * 2 > t->nslots ? t->nslots * 2 : t->nslots;
+	/* max_bytes holds after this string, with the slots and entries it
+	 * makes the table grow by (a doubling would otherwise go past it). */
+	if (t->max_bytes) {
+		size_t grow = (n - t->nslots) * sizeof(uint32_t);
+		if (!t->nfree && t->nentries == t->cap_entries)
+			grow += (size_t)t->cap_entries * (sizeof(struct entry) + sizeof(uint32_t));
+		if (t->bytes + cost + table_bytes(t) + grow > t->max_bytes)
+			return 0;
+	}
+	if (sweep) {
 		if (!rehash(t, n))
 			return 0;
 		slot = probe(t, s, len, h, &found);
