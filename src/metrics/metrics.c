@@ -1016,10 +1016,27 @@ static enum ca_err new_reflector(struct ca_metrics *m, int kind, const char *pat
 	}
 	struct ca_reflector_callbacks cbs;
 	ca_store_reflector_callbacks(m->store[kind], &cbs);
+	/* The real watch cache sends a pod, node or namespace watch bookmarks
+	 * only once that type changed after the watch began: on a quiet
+	 * cluster (namespaces above all) a healthy watch's only progress is
+	 * its renewal after timeoutSeconds. Keep it within half of
+	 * kubernetes.stall_timeout, as the event watches do, or /health/live
+	 * fails on a quiet cluster. */
+	int64_t watch_max = cfg->kubernetes.watch_timeout_max_ms, watch_min = cfg->kubernetes.watch_timeout_min_ms;
+	if (cfg->kubernetes.stall_timeout_ms > 0 && watch_max > cfg->kubernetes.stall_timeout_ms / 2)
+		watch_max = cfg->kubernetes.stall_timeout_ms / 2;
+	if (watch_max < 1000)
+		watch_max = 1000; /* timeoutSeconds counts whole seconds */
+	if (watch_min > watch_max)
+		watch_min = watch_max;
 	struct ca_reflector_options ro = {
 		.name = kind_names[kind],
 		.path = path,
 		.page_size = page,
+		.watch_timeout_min_ms = watch_min,
+		.watch_timeout_max_ms = watch_max,
+		.backoff_initial_ms = cfg->kubernetes.backoff_initial_ms,
+		.backoff_max_ms = cfg->kubernetes.backoff_max_ms,
 		.max_object_bytes = (size_t)cfg->metrics.max_object_bytes,
 		.max_list_bytes = (size_t)cfg->kubernetes.max_list_page_bytes,
 	};
