@@ -466,3 +466,25 @@ def test_agentinfo_says_metrics_and_the_service_account_may_read_what_it_samples
         assert w["ready"] and w["synced"] and w["errors"] == 0, w
     assert "404" in h["metrics"]["usage"]["reason"]
     agent.assert_clean_exit()
+
+
+# ------------------------------------------------------------------ a quiet server
+
+def test_metrics_watches_stay_live_on_a_quiet_server(cluster, nats_server, agent_factory):
+    """The real watch cache sends a pod, node or namespace watch bookmarks
+    only once that type changed after the watch began (kubesim sends them
+    every minute regardless): on a quiet cluster a healthy watch's only
+    progress is its renewal after timeoutSeconds. With stall_timeout 4s the
+    collector's watches must be renewed within 2 s and /health/live stay
+    200 (it used to fail after 4 s: they ran for 5 to 10 minutes)."""
+    agent = start_agent(agent_factory, nats_server.url, env={"COLLECT_AGENT_KUBERNETES_STALL_TIMEOUT": "4s"})
+    w0 = {w["name"]: w["watch_restarts"] for w in agent.health()["metrics"]["watches"]}
+    deadline = time.monotonic() + 7.0      # well past the stall timeout
+    while time.monotonic() < deadline:
+        status, body = agent.get("/health/live")
+        assert status == 200, body
+        time.sleep(0.25)
+    for w in agent.health()["metrics"]["watches"]:
+        assert w["watch_restarts"] - w0[w["name"]] >= 2, w     # renewed every 2 s
+        assert w["errors"] == 0 and w["relists_gone"] == 0, w
+    agent.assert_clean_exit()
