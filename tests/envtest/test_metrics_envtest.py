@@ -421,6 +421,47 @@ def test_sample_of_nodes_and_pods_made_through_the_real_api(cluster, namespace, 
     agent.assert_clean_exit()
 
 
+# ------------------------------------------------------------------ what pods/status takes
+
+def test_status_the_real_server_takes_but_no_kubelet_writes(cluster, namespace, nats_server, nats_client,
+                                                             agent_factory, objects):
+    """kube-apiserver v1.28 validates little of a pod's status: pods/status
+    stores a phase Kubernetes does not have and a negative restart count
+    (an unparsable quantity, by contrast, is refused with 400). The pod
+    with the bad phase was a good Pending pod first (ADDED), so its bad
+    version comes as a MODIFIED: the collector must drop the record it
+    held, not keep counting the old one, and take the pod back when its
+    status is good again."""
+    cid = cluster.admin.get_json("/api/v1/namespaces/kube-system")["metadata"]["uid"]
+    ns = objects.namespace(namespace)
+    col = collector(nats_client, cid)
+    agent = start_agent(agent_factory, nats_server.url)
+    objects.pod(pod("good", ns, node=None, requests={"cpu": "500m", "memory": "1Gi"}))
+    objects.pod(pod("weird", ns, node=None, requests={"cpu": "2", "memory": "2Gi"}))
+    bad = pod("negative", ns, node=None)
+    bad["status"]["containerStatuses"][0]["restartCount"] = -5
+    stored = objects.pod(bad)
+    assert stored["status"]["containerStatuses"][0]["restartCount"] == -5    # taken as is
+    s = col.next_sample(lambda s: ns_of(s, ns) and ns_of(s, ns)["pods"]["running"] == 3)
+    assert ns_of(s, ns)["restarts"] == 0 and s["summary"]["restarts"] == 0
+    assert ns_of(s, ns)["requests"] == {"cpu_millicores": 2500, "memory_bytes": 3 * GI}
+
+    weird = objects.patch_pod_status(ns, "weird", {"phase": "Exploded"})
+    assert weird["status"]["phase"] == "Exploded"                            # taken as is
+    s = col.next_sample(lambda s: ns_of(s, ns)["pods"]["running"] == 2, after=s["sample_id"])
+    assert ns_of(s, ns)["pods"] == dict(ZERO_PODS, running=2)               # in no phase at all
+    assert ns_of(s, ns)["requests"] == {"cpu_millicores": 500, "memory_bytes": GI}
+    assert s["summary"]["unhealthy_pods"] == 0
+    assert agent.health()["metrics"]["stores"]["pods"]["entries"] == 2
+    assert metric(agent, "agent_metrics_invalid_total", {"reason": "phase"}) >= 1
+    assert metric(agent, "agent_metrics_invalid_total", {"reason": "count"}) >= 1
+
+    objects.patch_pod_status(ns, "weird", {"phase": "Running"})
+    s = col.next_sample(lambda s: ns_of(s, ns)["pods"]["running"] == 3, after=s["sample_id"])
+    assert ns_of(s, ns)["requests"] == {"cpu_millicores": 2500, "memory_bytes": 3 * GI}
+    agent.assert_clean_exit()
+
+
 # ------------------------------------------------------------------ AgentInfo, RBAC
 
 def can(cluster, verb, resource, group=""):
