@@ -185,11 +185,6 @@ def unhealthy(sample):
     return [(u["name"], u["reason"]) for u in sample["unhealthy_pods"]]
 
 
-def ms(stamp):
-    """An API timestamp as the sample carries it (whole seconds, in ms)."""
-    return parse_ts(stamp)
-
-
 # ------------------------------------------------------------------ the sample
 
 def test_sample_of_nodes_and_pods_made_through_the_real_api(cluster, namespace, nats_server, nats_client,
@@ -316,7 +311,7 @@ def test_sample_of_nodes_and_pods_made_through_the_real_api(cluster, namespace, 
     assert [(c["type"], c["status"], c["reason"]) for c in a["conditions"]] == \
         [(c["type"], c["status"], c["reason"]) for c in real_a]
     for got, real in zip(a["conditions"], real_a):
-        assert parse_ts(got["last_transition_time"]) == ms(real["lastTransitionTime"])
+        assert parse_ts(got["last_transition_time"]) == parse_ts(real["lastTransitionTime"])
     assert b["ready"] is True and b["unschedulable"] is True
     assert b["zone"] == "eu-west-1b" and b["instance_type"] == "m5.large" and b["kubelet_version"] == "v1.27.11"
     assert b["capacity"] == {"cpu_millicores": 2000, "memory_bytes": 8 * GI, "pods": 58}
@@ -349,11 +344,11 @@ def test_sample_of_nodes_and_pods_made_through_the_real_api(cluster, namespace, 
         return stored[name]["status"]
     # since: the OOM kill, the last crash, the Ready condition's change, the creation
     assert parse_ts(u["oom-1"]["since"]) == \
-        ms(status_of("oom-1")["containerStatuses"][0]["lastState"]["terminated"]["finishedAt"])
+        parse_ts(status_of("oom-1")["containerStatuses"][0]["lastState"]["terminated"]["finishedAt"])
     assert parse_ts(u["crash-1"]["since"]) == \
-        ms(status_of("crash-1")["containerStatuses"][0]["lastState"]["terminated"]["finishedAt"])
-    assert parse_ts(u["notready-1"]["since"]) == ms(status_of("notready-1")["conditions"][0]["lastTransitionTime"])
-    assert parse_ts(u["pending-1"]["since"]) == ms(stored["pending-1"]["metadata"]["creationTimestamp"])
+        parse_ts(status_of("crash-1")["containerStatuses"][0]["lastState"]["terminated"]["finishedAt"])
+    assert parse_ts(u["notready-1"]["since"]) == parse_ts(status_of("notready-1")["conditions"][0]["lastTransitionTime"])
+    assert parse_ts(u["pending-1"]["since"]) == parse_ts(stored["pending-1"]["metadata"]["creationTimestamp"])
 
     # ---- the agent's own view agrees with the API
     h = agent.health()
@@ -388,8 +383,11 @@ def test_sample_of_nodes_and_pods_made_through_the_real_api(cluster, namespace, 
     objects.delete_pod(shop, "web-2")
     s = col.next_sample(lambda s: ns_of(s, shop)["pods"]["running"] == 7, after=s["sample_id"])
     assert s["summary"]["pods"]["running"] == 10
-    shop_req = {"cpu_millicores": shop_req["cpu_millicores"] - 500, "memory_bytes": shop_req["memory_bytes"] - 128 * MI}
-    shop_lim = {"cpu_millicores": shop_lim["cpu_millicores"] - 2000, "memory_bytes": shop_lim["memory_bytes"] - 256 * MI}
+    # web-2: 2 containers x (250m, 64Mi) requested, (1, 128Mi) limits
+    shop_req = {"cpu_millicores": shop_req["cpu_millicores"] - 500,
+                "memory_bytes": shop_req["memory_bytes"] - 128 * MI}
+    shop_lim = {"cpu_millicores": shop_lim["cpu_millicores"] - 2000,
+                "memory_bytes": shop_lim["memory_bytes"] - 256 * MI}
     assert ns_of(s, shop)["requests"] == shop_req and ns_of(s, shop)["limits"] == shop_lim
     assert by_name(s["nodes"])[node_a]["pods"] == 9
     assert s["summary"]["limits"] == shop_lim
