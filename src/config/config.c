@@ -1439,3 +1439,17 @@ enum ca_err ca_config_load(struct ca_config *cfg, const struct ca_config_flags *
 out:
 	return rc;
 }
+
+void ca_config_watch_timeouts(const struct ca_config *cfg, int64_t *min_ms, int64_t *max_ms)
+{
+	int64_t max = cfg->kubernetes.watch_timeout_max_ms;
+	int64_t min = cfg->kubernetes.watch_timeout_min_ms;
+	if (cfg->kubernetes.stall_timeout_ms > 0 && max > cfg->kubernetes.stall_timeout_ms / 2)
+		max = cfg->kubernetes.stall_timeout_ms / 2;
+	if (max < 1000)
+		max = 1000;
+	if (min > max)
+		min = max;
+	*min_ms = min;
+	*max_ms = max;
+}

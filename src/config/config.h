@@ -181,4 +181,10 @@ void ca_config_fini(struct ca_config *cfg);
  * config/collect-agent.yaml (compiled in). */
 const char *ca_config_default_yaml(void);
 
+/* The timeoutSeconds range for watches: kubernetes.watch_timeout_min/max,
+ * the maximum capped at half of kubernetes.stall_timeout (a quiet watch's
+ * only progress may be its renewal; liveness must not fail on a quiet
+ * cluster) and at least a second (timeoutSeconds counts whole seconds). */
+void ca_config_watch_timeouts(const struct ca_config *cfg, int64_t *min_ms, int64_t *max_ms);
+
 #endif

@@ -718,14 +718,8 @@ enum ca_err ca_events_new_internal(struct ca_events **out, struct ca_loop *loop,
 		 * progress a healthy watch shows is its renewal when the server
 		 * ends it after timeoutSeconds. Keep that renewal well inside
 		 * kubernetes.stall_timeout, or liveness would fail on quiet clusters. */
-		int64_t watch_max = cfg->kubernetes.watch_timeout_max_ms;
-		int64_t watch_min = cfg->kubernetes.watch_timeout_min_ms;
-		if (cfg->kubernetes.stall_timeout_ms > 0 && watch_max > cfg->kubernetes.stall_timeout_ms / 2)
-			watch_max = cfg->kubernetes.stall_timeout_ms / 2;
-		if (watch_max < 1000)
-			watch_max = 1000; /* timeoutSeconds counts whole seconds */
-		if (watch_min > watch_max)
-			watch_min = watch_max;
+		int64_t watch_min, watch_max;
+		ca_config_watch_timeouts(cfg, &watch_min, &watch_max);
 		for (size_t i = 0; i < ev->nrefl; i++) {
 			struct refl *rf = &ev->refl[i];
 			const char *resume = NULL;

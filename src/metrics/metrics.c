@@ -1064,10 +1064,19 @@ static enum ca_err new_reflector(struct ca_metrics *m, int kind, const char *pat
 	}
 	struct ca_reflector_callbacks cbs;
 	ca_store_reflector_callbacks(m->store[kind], &cbs);
+	/* The real watch cache sends bookmarks only once the type changed:
+	 * on a quiet cluster (namespaces above all) a healthy watch's only
+	 * progress is its renewal, kept within half of stall_timeout. */
+	int64_t watch_min, watch_max;
+	ca_config_watch_timeouts(cfg, &watch_min, &watch_max);
 	struct ca_reflector_options ro = {
 	        .name = kind_names[kind],
 	        .path = path,
 	        .page_size = page,
+	        .watch_timeout_min_ms = watch_min,
+	        .watch_timeout_max_ms = watch_max,
+	        .backoff_initial_ms = cfg->kubernetes.backoff_initial_ms,
+	        .backoff_max_ms = cfg->kubernetes.backoff_max_ms,
 	        .max_object_bytes = (size_t)cfg->metrics.max_object_bytes,
 	        .max_list_bytes = (size_t)cfg->kubernetes.max_list_page_bytes,
 	};
