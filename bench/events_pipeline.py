@@ -199,6 +199,9 @@ def run_once(args, framing, count, rate):
             "COLLECT_AGENT_EVENTS_NAMESPACE_RATE": "0",
             # bench_apiserver speaks plain HTTP on loopback (no TLS cost in the figures)
             "COLLECT_AGENT_KUBERNETES_ALLOW_INSECURE_HTTP": "true",
+            # bench_apiserver serves Events only: the metrics collector
+            # (bench/metrics_scale.py measures it) would only retry 404s.
+            "COLLECT_AGENT_METRICS_ENABLED": "false",
         }
         agent_log = open(os.path.join(tmp, "agent.log"), "wb")
         agent = Proc([*shlex.split(args.agent_wrapper), os.path.join(args.build, "collect-agent"), "--cluster-id", CLUSTER,
