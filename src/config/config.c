@@ -85,7 +85,7 @@ static const struct key_def keys[] = {
 	KEY("nats.reconnect_jitter", K_DURATION, nats.reconnect_jitter_ms, "100ms"),
 	KEY("nats.max_reconnects", K_INT, nats.max_reconnects, "-1"),
 	KEY("nats.reconnect_buffer_bytes", K_INT64, nats.reconnect_buffer_bytes, "8388608"),
-	KEY("nats.publish_buffer_bytes", K_INT64, nats.publish_buffer_bytes, "2097152"),
+	KEY("nats.publish_buffer_bytes", K_INT64, nats.publish_buffer_bytes, "4194304"),
 	KEY("nats.ping_interval", K_DURATION, nats.ping_interval_ms, "3s"),
 	KEY("nats.max_pings_out", K_INT, nats.max_pings_out, "2"),
 	KEY("nats.write_deadline", K_DURATION, nats.write_deadline_ms, "1s"),

@@ -729,8 +729,8 @@ void ca_http_free(struct ca_http *http)
 void ca_http_budget(struct ca_budget *b)
 {
 	/* libmicrohttpd's per-connection pool and a response being sent:
-	 * /health and /metrics render a few tens of KiB. */
+	 * /metrics renders about 12 KiB, /health 4 KiB (32 KiB counted). */
 	ca_budget_add(b, "http: connections (pool each, a response per counted one)", "",
 	              (uint64_t)HTTP_MHD_CONNECTION_LIMIT * HTTP_CONNECTION_POOL_BYTES +
-	                  (uint64_t)HTTP_CONNECTION_CAP * (64 << 10));
+	                  (uint64_t)HTTP_CONNECTION_CAP * (32 << 10));
 }
