@@ -155,16 +155,33 @@ static const struct key_def keys[] = {
 
 	KEY("exec.enabled", K_BOOL, exec.enabled, "true"),
 	KEY("exec.max_concurrent", K_INT64, exec.max_concurrent, "4"),
+	KEY("exec.queue_size", K_INT64, exec.queue_size, "64"),
 	KEY("exec.default_timeout", K_DURATION, exec.default_timeout_ms, "30s"),
 	KEY("exec.max_timeout", K_DURATION, exec.max_timeout_ms, "5m"),
 	KEY("exec.max_output_bytes", K_INT64, exec.max_output_bytes, "1048576"),
 	KEY("exec.reply_prefixes", K_LIST, exec.reply_prefixes, "_INBOX."),
 	KEY("exec.max_command_bytes", K_INT64, exec.max_command_bytes, "65536"),
+	KEY("exec.max_age", K_DURATION, exec.max_age_ms, "5m"),
+	KEY("exec.replay_cache_size", K_INT64, exec.replay_cache_size, "10000"),
 	KEY("exec.require_signature", K_BOOL, exec.require_signature, "false"),
-	KEY("exec.public_key_file", K_STR, exec.public_key_file, ""),
+	KEY("exec.public_key_files", K_LIST, exec.public_key_files, ""),
 	KEY("exec.allowed_tools", K_LIST, exec.allowed_tools, "kubectl"),
+	KEY("exec.tool_paths", K_LIST, exec.tool_paths, ""),
+	KEY("exec.actions", K_LIST, exec.actions,
+	    "kubectl get,kubectl describe,kubectl logs,kubectl top,kubectl events,kubectl explain,"
+	    "kubectl api-resources,kubectl api-versions,kubectl version,kubectl cluster-info,"
+	    "kubectl auth can-i"),
+	KEY("exec.allowed_resources", K_LIST, exec.allowed_resources, ""),
+	KEY("exec.denied_resources", K_LIST, exec.denied_resources, "secret"),
 	KEY("exec.allowed_namespaces", K_LIST, exec.allowed_namespaces, ""),
-	KEY("exec.kubectl_path", K_STR, exec.kubectl_path, "/usr/bin/kubectl"),
+	KEY("exec.denied_namespaces", K_LIST, exec.denied_namespaces, ""),
+	KEY("exec.kubectl_path", K_STR, exec.kubectl_path, ""),
+	KEY("exec.work_dir", K_STR, exec.work_dir, "/tmp"),
+	KEY("exec.max_memory_bytes", K_INT64, exec.max_memory_bytes, "2147483648"),
+	KEY("exec.max_cpu_time", K_DURATION, exec.max_cpu_ms, "1m"),
+	KEY("exec.max_processes", K_INT64, exec.max_processes, "256"),
+	KEY("exec.max_open_files", K_INT64, exec.max_open_files, "256"),
+	KEY("exec.max_file_bytes", K_INT64, exec.max_file_bytes, "16777216"),
 
 	KEY("heartbeat.interval", K_DURATION, heartbeat.interval_ms, "30s"),
 
@@ -1078,6 +1095,84 @@ static enum ca_err check_list_entries(const struct ca_strlist *l, const char *pa
 	return CA_OK;
 }
 
+/* A tool or action word: what a command's tool and action fields may hold. */
+static bool exec_word(const char *s, size_t n)
+{
+	if (n == 0 || n > 64)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_'))
+			return false;
+	return true;
+}
+
+static bool has_tool(const struct ca_config *cfg, const char *name, size_t n)
+{
+	for (size_t i = 0; i < cfg->exec.allowed_tools.count; i++)
+		if (strlen(cfg->exec.allowed_tools.items[i]) == n && memcmp(cfg->exec.allowed_tools.items[i], name, n) == 0)
+			return true;
+	return false;
+}
+
+/* exec.allowed_tools are words; every tool but kubectl has its path in
+ * exec.tool_paths ("name=/absolute/path"); exec.actions are "tool action"
+ * or "tool action subaction" of allowed tools. */
+static enum ca_err check_exec_tools(const struct ca_config *cfg, char *err, size_t errlen)
+{
+	const struct ca_strlist *tools = &cfg->exec.allowed_tools;
+	for (size_t i = 0; i < tools->count; i++) {
+		const char *t = tools->items[i];
+		if (!exec_word(t, strlen(t)))
+			return bad_value(err, errlen, "exec.allowed_tools", t, "a tool name",
+			                 "lowercase letters, digits, - and _ (at most 64)");
+		bool found = strcmp(t, "kubectl") == 0;
+		for (size_t j = 0; !found && j < cfg->exec.tool_paths.count; j++) {
+			const char *e = cfg->exec.tool_paths.items[j], *eq = strchr(e, '=');
+			found = eq && (size_t)(eq - e) == strlen(t) && memcmp(e, t, strlen(t)) == 0;
+		}
+		if (!found)
+			return bad_value(err, errlen, "exec.allowed_tools", t, "a tool with a path",
+			                 "kubectl, or a name given a path in exec.tool_paths (name=/absolute/path)");
+	}
+	for (size_t j = 0; j < cfg->exec.tool_paths.count; j++) {
+		const char *e = cfg->exec.tool_paths.items[j], *eq = strchr(e, '=');
+		if (!eq || !exec_word(e, (size_t)(eq - e)) || eq[1] != '/' ||
+		    ((size_t)(eq - e) == 7 && memcmp(e, "kubectl", 7) == 0))
+			return bad_value(err, errlen, "exec.tool_paths", e, "a tool path",
+			                 "name=/absolute/path, name made of lowercase letters, digits, - and _, not kubectl (see exec.kubectl_path)");
+	}
+	const struct ca_strlist *acts = &cfg->exec.actions;
+	for (size_t i = 0; i < acts->count; i++) {
+		const char *a = acts->items[i], *w[4];
+		size_t len[4], nw = 0;
+		bool ok = true;
+		for (const char *p = a; *p && ok;) {
+			if (*p == ' ') {
+				ok = p != a && p[1] != '\0' && p[1] != ' ';
+				p++;
+				continue;
+			}
+			const char *q = p;
+			while (*q && *q != ' ')
+				q++;
+			if (nw == 4 || !exec_word(p, (size_t)(q - p)))
+				ok = false;
+			else {
+				w[nw] = p;
+				len[nw++] = (size_t)(q - p);
+			}
+			p = q;
+		}
+		if (!ok || nw < 2 || nw > 3)
+			return bad_value(err, errlen, "exec.actions", a, "an action",
+			                 "\"tool action\" or \"tool action subaction\" (words of lowercase letters, digits, - and _)");
+		if (!has_tool(cfg, w[0], len[0]))
+			return bad_value(err, errlen, "exec.actions", a, "an action of an allowed tool",
+			                 "an entry whose first word is in exec.allowed_tools");
+	}
+	return CA_OK;
+}
+
 #define TRY(expr)                  \
 	do {                       \
 		rc = (expr);       \
@@ -1215,7 +1310,11 @@ enum ca_err ca_config_validate(struct ca_config *cfg, char *err, size_t errlen)
 		{ "events.include_kinds", offsetof(struct ca_config, events.include_kinds) },
 		{ "events.exclude_kinds", offsetof(struct ca_config, events.exclude_kinds) },
 		{ "exec.allowed_tools", offsetof(struct ca_config, exec.allowed_tools) },
+		{ "exec.tool_paths", offsetof(struct ca_config, exec.tool_paths) },
+		{ "exec.allowed_resources", offsetof(struct ca_config, exec.allowed_resources) },
+		{ "exec.denied_resources", offsetof(struct ca_config, exec.denied_resources) },
 		{ "exec.allowed_namespaces", offsetof(struct ca_config, exec.allowed_namespaces) },
+		{ "exec.denied_namespaces", offsetof(struct ca_config, exec.denied_namespaces) },
 	};
 	for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
 		TRY(check_list_entries((const struct ca_strlist *)((const char *)cfg + lists[i].off),
@@ -1274,17 +1373,29 @@ enum ca_err ca_config_validate(struct ca_config *cfg, char *err, size_t errlen)
 	}
 	TRY(check_int(cfg, "exec.max_output_bytes", 1, 256 * MIB, err, errlen));
 	TRY(check_int(cfg, "exec.max_command_bytes", 1, 16 * MIB, err, errlen));
-	if (cfg->exec.require_signature && !*str_or_empty(cfg->exec.public_key_file))
-		TRY(bad_value(err, errlen, "exec.public_key_file", "", "set while exec.require_signature is true",
-		              "a path to the ed25519 public key that verifies commands"));
+	TRY(check_int(cfg, "exec.queue_size", 0, 100000, err, errlen));
+	TRY(check_duration(cfg, "exec.max_age", 1 * SEC, 24 * HOUR, err, errlen));
+	TRY(check_int(cfg, "exec.replay_cache_size", 16, 10000000, err, errlen));
+	if (cfg->exec.require_signature && cfg->exec.public_key_files.count == 0)
+		TRY(bad_value(err, errlen, "exec.public_key_files", "[]", "set while exec.require_signature is true",
+		              "paths to PEM ed25519 public keys that verify commands"));
+	for (size_t i = 0; i < cfg->exec.public_key_files.count; i++)
+		if (cfg->exec.public_key_files.items[i][0] != '/')
+			TRY(bad_value(err, errlen, "exec.public_key_files", cfg->exec.public_key_files.items[i],
+			              "an absolute path", "paths starting with /"));
 	const char *kubectl = str_or_empty(cfg->exec.kubectl_path);
 	if (*kubectl && kubectl[0] != '/')
 		TRY(bad_value(err, errlen, "exec.kubectl_path", kubectl, "an absolute path",
-		              "a path starting with /"));
-	for (size_t i = 0; i < cfg->exec.allowed_tools.count; i++)
-		if (strcmp(cfg->exec.allowed_tools.items[i], "kubectl") == 0 && !*kubectl)
-			TRY(bad_value(err, errlen, "exec.kubectl_path", "", "set while exec.allowed_tools has kubectl",
-			              "the absolute path of kubectl"));
+		              "a path starting with / (\"\" = the first of /usr/bin/kubectl, /usr/local/bin/kubectl)"));
+	TRY(check_exec_tools(cfg, err, errlen));
+	if (str_or_empty(cfg->exec.work_dir)[0] != '/')
+		TRY(bad_value(err, errlen, "exec.work_dir", cfg->exec.work_dir, "an absolute path",
+		              "a writable directory starting with /"));
+	TRY(check_int(cfg, "exec.max_memory_bytes", 16 * MIB, 1024 * GIB, err, errlen));
+	TRY(check_duration(cfg, "exec.max_cpu_time", 1 * SEC, 24 * HOUR, err, errlen));
+	TRY(check_int(cfg, "exec.max_processes", 1, 1000000, err, errlen));
+	TRY(check_int(cfg, "exec.max_open_files", 8, 1000000, err, errlen));
+	TRY(check_int(cfg, "exec.max_file_bytes", 0, 1024 * GIB, err, errlen));
 
 	/* heartbeat, http, log */
 	TRY(check_duration(cfg, "heartbeat.interval", 100, 1 * HOUR, err, errlen));

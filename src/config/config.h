@@ -124,17 +124,31 @@ struct ca_config {
 	} metrics;
 	struct {
 		bool enabled;
-		int64_t max_concurrent;       /* 4 */
+		int64_t max_concurrent;       /* 4 running at once */
+		int64_t queue_size;           /* 64 waiting for a slot; more are rejected as busy */
 		int64_t default_timeout_ms;   /* 30s */
 		int64_t max_timeout_ms;       /* 5m */
-		int64_t max_output_bytes;     /* 1 MiB */
+		int64_t max_output_bytes;     /* 1 MiB, each of stdout and stderr */
 		int64_t max_command_bytes;    /* 64 KiB */
+		int64_t max_age_ms;           /* 5m: issued_at further from now is refused */
+		int64_t replay_cache_size;    /* 10000 command ids remembered for max_age */
 		bool require_signature;
-		char *public_key_file;
+		struct ca_strlist public_key_files; /* PEM ed25519 public keys */
 		struct ca_strlist reply_prefixes; /* a result goes to a reply subject only under these */
 		struct ca_strlist allowed_tools;
-		struct ca_strlist allowed_namespaces;
-		char *kubectl_path;
+		struct ca_strlist tool_paths;     /* "name=/absolute/path" of tools other than kubectl */
+		struct ca_strlist actions;        /* "tool action [subaction]" */
+		struct ca_strlist allowed_resources; /* [] = every resource not denied */
+		struct ca_strlist denied_resources;  /* [secret]: matched case-insensitively inside a name */
+		struct ca_strlist allowed_namespaces; /* [] = all */
+		struct ca_strlist denied_namespaces;
+		char *kubectl_path;           /* "" = the first of /usr/bin/kubectl, /usr/local/bin/kubectl */
+		char *work_dir;               /* /tmp: each command's private dir is made here */
+		int64_t max_memory_bytes;     /* RLIMIT_AS, 2 GiB */
+		int64_t max_cpu_ms;           /* RLIMIT_CPU, 1m */
+		int64_t max_processes;        /* RLIMIT_NPROC (per user), 256 */
+		int64_t max_open_files;       /* RLIMIT_NOFILE, 256 */
+		int64_t max_file_bytes;       /* RLIMIT_FSIZE, 16 MiB */
 	} exec;
 	struct {
 		int64_t interval_ms;          /* 30s */

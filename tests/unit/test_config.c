@@ -150,10 +150,24 @@ static void compare_configs(const struct ca_config *a, const struct ca_config *b
 	EQ_INT(exec.max_output_bytes);
 	EQ_INT(exec.max_command_bytes);
 	EQ_INT(exec.require_signature);
-	EQ_STR(exec.public_key_file);
+	EQ_LIST(exec.public_key_files);
 	EQ_LIST(exec.allowed_tools);
+	EQ_LIST(exec.tool_paths);
+	EQ_LIST(exec.actions);
+	EQ_LIST(exec.allowed_resources);
+	EQ_LIST(exec.denied_resources);
 	EQ_LIST(exec.allowed_namespaces);
+	EQ_LIST(exec.denied_namespaces);
 	EQ_STR(exec.kubectl_path);
+	EQ_STR(exec.work_dir);
+	EQ_INT(exec.queue_size);
+	EQ_INT(exec.max_age_ms);
+	EQ_INT(exec.replay_cache_size);
+	EQ_INT(exec.max_memory_bytes);
+	EQ_INT(exec.max_cpu_ms);
+	EQ_INT(exec.max_processes);
+	EQ_INT(exec.max_open_files);
+	EQ_INT(exec.max_file_bytes);
 	EQ_INT(heartbeat.interval_ms);
 	EQ_STR(http.listen);
 	EQ_STR(http.listen_host);
@@ -219,7 +233,15 @@ static void test_defaults(void)
 	CHECK_INT(d.exec.max_command_bytes, 65536);
 	CHECK_INT(d.exec.allowed_tools.count, 1);
 	CHECK_STR(d.exec.allowed_tools.items[0], "kubectl");
-	CHECK_STR(d.exec.kubectl_path, "/usr/bin/kubectl");
+	CHECK_STR(d.exec.kubectl_path, "");
+	CHECK_INT(d.exec.actions.count, 11);
+	CHECK_STR(d.exec.actions.items[10], "kubectl auth can-i");
+	CHECK_INT(d.exec.denied_resources.count, 1);
+	CHECK_STR(d.exec.denied_resources.items[0], "secret");
+	CHECK_INT(d.exec.queue_size, 64);
+	CHECK_INT(d.exec.max_age_ms, 300000);
+	CHECK_INT(d.exec.replay_cache_size, 10000);
+	CHECK_STR(d.exec.work_dir, "/tmp");
 	CHECK_INT(d.heartbeat.interval_ms, 30000);
 	CHECK_STR(d.http.listen, "0.0.0.0:8080");
 	CHECK_STR(d.http.listen_host, "0.0.0.0");
@@ -348,7 +370,24 @@ static const struct bad_case bad_cases[] = {
 	{ "exec: {max_command_bytes: -5}", "exec.max_command_bytes", "-5" },
 	{ "exec: {default_timeout: 10m}", "exec.default_timeout", "10m" },
 	{ "exec: {kubectl_path: kubectl}", "exec.kubectl_path", "kubectl" },
-	{ "exec: {require_signature: true}", "exec.public_key_file", "\"\"" },
+	{ "exec: {require_signature: true}", "exec.public_key_files", "[]" },
+	{ "exec: {public_key_files: [key.pem]}", "exec.public_key_files", "key.pem" },
+	{ "exec: {allowed_tools: [probe]}", "exec.allowed_tools", "probe" },
+	{ "exec: {allowed_tools: [Kubectl]}", "exec.allowed_tools", "Kubectl" },
+	{ "exec: {tool_paths: [probe=bin/probe]}", "exec.tool_paths", "probe=bin/probe" },
+	{ "exec: {tool_paths: [kubectl=/bin/sh]}", "exec.tool_paths", "kubectl=/bin/sh" },
+	{ "exec: {tool_paths: [/bin/sh]}", "exec.tool_paths", "/bin/sh" },
+	{ "exec: {actions: [kubectl]}", "exec.actions", "kubectl" },
+	{ "exec: {actions: [\"kubectl delete pods now\"]}", "exec.actions", "kubectl delete pods now" },
+	{ "exec: {actions: [\"kubectl  get\"]}", "exec.actions", "kubectl  get" },
+	{ "exec: {actions: [\"kubectl get \"]}", "exec.actions", "kubectl get " },
+	{ "exec: {actions: [\"kubectl Get\"]}", "exec.actions", "kubectl Get" },
+	{ "exec: {actions: [\"probe run\"]}", "exec.actions", "probe run" },
+	{ "exec: {work_dir: tmp}", "exec.work_dir", "tmp" },
+	{ "exec: {max_memory_bytes: 1024}", "exec.max_memory_bytes", "1024" },
+	{ "exec: {max_age: 0s}", "exec.max_age", "0s" },
+	{ "exec: {replay_cache_size: 1}", "exec.replay_cache_size", "1" },
+	{ "exec: {denied_namespaces: [\"kube system\"]}", "exec.denied_namespaces", "kube system" },
 	/* wrong YAML types name the key */
 	{ "nats: {servers: nats://a:4222}", "nats.servers", "a list" },
 	{ "nats: {encoding: [json]}", "nats.encoding", "a list" },
