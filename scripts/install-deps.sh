@@ -10,7 +10,7 @@ set -euo pipefail
 profile=${1:-test}
 build=(gcc meson ninja-build pkg-config protobuf-c-compiler
 	libnats-dev libcurl4-openssl-dev libyaml-dev libjansson-dev libprotobuf-c-dev
-	libmicrohttpd-dev libseccomp-dev libprotobuf-dev)
+	libmicrohttpd-dev libseccomp-dev libssl-dev libprotobuf-dev)
 # The demo: a real nats-server, the simulated API server (Python with
 # python3-cryptography for its certificates), curl for the control API.
 demo=(nats-server python3 python3-cryptography openssl curl)
@@ -29,6 +29,12 @@ test) packages=("${build[@]}" "${demo[@]}" "${tests[@]}") ;;
 	exit 2
 	;;
 esac
+
+# The executor runs kubectl from /usr/bin or /usr/local/bin (never $PATH):
+# Debian's kubernetes-client when neither is there.
+if [ "$profile" != build ] && [ ! -x /usr/bin/kubectl ] && [ ! -x /usr/local/bin/kubectl ]; then
+	packages+=(kubernetes-client)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
