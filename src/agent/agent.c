@@ -22,6 +22,7 @@
 #include "core/prom.h"
 #include "core/timeutil.h"
 #include "events/events.h"
+#include "exec/exec.h"
 #include "metrics/metrics.h"
 #include "http/http.h"
 #include "kube/kube.h"
@@ -29,14 +30,6 @@
 
 #define CLUSTER_ID_MAX 81
 #define SUBJECT_MAX 256
-
-enum command_status { CMD_SUCCEEDED = 0, CMD_FAILED, CMD_REJECTED, CMD_TIMEOUT, CMD_STATUS_COUNT };
-static const char *const command_status_names[CMD_STATUS_COUNT] = {
-	"succeeded", "failed", "rejected", "timeout"
-};
-static const double command_duration_bounds[] = {
-	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300
-};
 
 /* One module of the agent (core/module.h). self is NULL while the module
  * is not running: waiting for what it needs (waiting = true: another
@@ -49,7 +42,7 @@ struct module_slot {
 	char error[512];
 };
 
-enum { MOD_NATS = 0, MOD_KUBE, MOD_CLUSTER, MOD_EVENTS, MOD_METRICS, MOD_COUNT };
+enum { MOD_NATS = 0, MOD_KUBE, MOD_CLUSTER, MOD_EVENTS, MOD_METRICS, MOD_EXEC, MOD_COUNT };
 
 struct ca_agent {
 	const struct ca_config *cfg;
@@ -61,6 +54,7 @@ struct ca_agent {
 	struct ca_cluster *cluster;
 	struct ca_events *events;   /* NULL until the cluster ID is known, or when disabled */
 	struct ca_metrics *metrics; /* likewise */
+	struct ca_exec *exec;       /* from the cluster ID on; NULL while stopping */
 	char kube_error[512];       /* why there is no kube client */
 	int signal_fd;
 	struct ca_loop_fd *signal_watch;
@@ -85,11 +79,6 @@ struct ca_agent {
 	uint64_t registrations;
 	uint64_t registered_epoch; /* the bus connection the last AgentInfo went out on */
 	uint64_t heartbeats;
-	uint64_t commands[CMD_STATUS_COUNT];
-	double audit_tokens;        /* the audit log's token bucket */
-	int64_t audit_last_ms;
-	uint64_t audit_suppressed;  /* refusals not logged since the last audit line */
-	struct ca_histogram command_duration;
 	char last_error[256];
 	bool stopping;
 	struct module_slot modules[MOD_COUNT];
@@ -98,8 +87,12 @@ struct ca_agent {
 
 /* ------------------------------------------------------------ memory budget */
 
-/* Commands wait for the loop in at most 64 messages of the bus's default
- * 2 MiB, or two of the largest command allowed. */
+/* Commands wait for the loop in at most COMMAND_PENDING_MSGS messages and
+ * the bus's default 2 MiB, or two of the largest command allowed: enough
+ * that a flood is answered (rejected as busy by the executor) rather than
+ * dropped unanswered by the subscription's limit. */
+#define COMMAND_PENDING_MSGS 4096
+
 static size_t command_pending_bytes(const struct ca_config *cfg)
 {
 	size_t pending = CA_BUS_SUB_PENDING_BYTES;
@@ -134,7 +127,7 @@ void ca_agent_budget(const struct ca_config *cfg, struct ca_budget *b)
 	ca_budget_add(b, "process: code, libraries, their state, thread stacks", "", PROCESS_BASELINE_BYTES);
 	ca_budget_add(b, "log: one record being written, per writing thread (2)", "",
 	              2 * (uint64_t)CA_LOG_RECORD_MAX);
-	ca_bus_budget(cfg, command_pending_bytes(cfg), b);
+	ca_bus_budget(cfg, command_pending_bytes(cfg), COMMAND_PENDING_MSGS, b);
 	if (cfg->events.enabled)
 		ca_kube_watch_budget(event_watches(cfg), (size_t)cfg->events.max_object_bytes, "event",
 		                     "events.max_object_bytes", b);
@@ -149,6 +142,7 @@ void ca_agent_budget(const struct ca_config *cfg, struct ca_budget *b)
 	ca_kube_budget((size_t)cfg->kubernetes.max_list_page_bytes, b);
 	ca_events_budget(cfg, b);
 	ca_metrics_budget(cfg, b);
+	ca_exec_budget(cfg, b);
 	ca_http_budget(b);
 }
 
@@ -330,8 +324,18 @@ static void send_registration(struct ca_agent *a)
 		.started_at = a->started_unix_ms,
 		.cap_events = a->events != NULL,
 		.cap_metrics = a->metrics != NULL,
-		.cap_exec = false, /* no executor in this build: no tools to advertise */
+		.cap_exec = a->exec && a->cfg->exec.enabled && ca_exec_tool_count(a->exec) > 0,
 	};
+	const char *tools[64], *actions[256];
+	size_t ntools = 0, nactions = 0;
+	for (size_t i = 0; a->exec && i < ca_exec_tool_count(a->exec) && ntools < 64; i++)
+		tools[ntools++] = ca_exec_tool(a->exec, i);
+	for (size_t i = 0; a->exec && i < ca_exec_action_count(a->exec) && nactions < 256; i++)
+		actions[nactions++] = ca_exec_action(a->exec, i);
+	info.allowed_tools = tools;
+	info.n_allowed_tools = ntools;
+	info.allowed_actions = actions;
+	info.n_allowed_actions = nactions;
 	ca_buf_init(&payload, 0);
 	if (ca_codec_encode_agent_info(a->format, &info, &payload) == CA_OK) {
 		/* The id names this process and connection: a second send for
@@ -373,6 +377,12 @@ static void send_heartbeat(struct ca_agent *a, const char *status)
 		struct ca_metrics_stats st;
 		ca_metrics_get_stats(a->metrics, &st);
 		hb.queues.metrics = (int64_t)st.queue_parts;
+	}
+	if (a->exec) {
+		struct ca_exec_stats st;
+		ca_exec_stats(a->exec, &st);
+		hb.queues.commands = (int64_t)st.queued;
+		hb.queues.results = (int64_t)st.results_waiting;
 	}
 	ca_buf_init(&payload, 0);
 	if (ca_codec_encode_heartbeat(a->format, &hb, &payload) == CA_OK) {
@@ -430,12 +440,10 @@ static bool degraded(const struct ca_agent *a)
 	return !ready || !live;
 }
 
-static void audit_summary(struct ca_agent *a);
-
 static void on_heartbeat_timer(void *arg)
 {
 	struct ca_agent *a = arg;
-	audit_summary(a);
+	ca_exec_audit_summary(a->exec);
 	/* A heartbeat is a statement about now: while disconnected, buffering
 	 * it for later would only deliver stale news. */
 	if (cluster_known(a) && ca_bus_connected(a->bus))
@@ -445,133 +453,41 @@ static void on_heartbeat_timer(void *arg)
 /* ---------------------------------------------------------------- commands */
 
 /* A command's reply subject is only answered when it is a request inbox
- * (exec.reply_prefixes): otherwise a command could make the agent publish
- * on any subject it may publish on, its own event stream included. */
-static bool reply_allowed(const struct ca_agent *a, const char *reply)
+ * (exec.reply_prefixes, checked by the executor): otherwise a command could
+ * make the agent publish on any subject it may publish on, its own event
+ * stream included. */
+static enum ca_err publish_result(void *arg, const char *reply, const char *msg_id, const char *payload,
+                                  size_t len)
 {
-	const struct ca_strlist *l = &a->cfg->exec.reply_prefixes;
-	for (size_t i = 0; i < l->count; i++)
-		if (l->items[i][0] && strncmp(reply, l->items[i], strlen(l->items[i])) == 0)
-			return true;
-	return false;
+	struct ca_agent *a = arg;
+	struct ca_buf b = { .data = (char *)payload, .len = len };
+	enum ca_err err = publish(a, a->subject_result, msg_id, &b);
+	if (err == CA_OK && reply && *reply)
+		publish(a, reply, msg_id, &b);
+	return err;
 }
 
-static void send_result(struct ca_agent *a, const char *reply, const struct ca_msg_command_result *r)
+static size_t bus_max_payload(void *arg)
 {
-	struct ca_buf payload;
-	char msg_id[320];
-	ca_buf_init(&payload, 0);
-	if (ca_codec_encode_command_result(a->format, r, &payload) == CA_OK) {
-		snprintf(msg_id, sizeof msg_id, "%s-result-%s", a->agent_id,
-		         r->command_id && *r->command_id ? r->command_id : "invalid");
-		publish(a, a->subject_result, msg_id, &payload);
-		if (reply && *reply && reply_allowed(a, reply))
-			publish(a, reply, msg_id, &payload);
-	}
-	ca_buf_fini(&payload);
+	struct ca_agent *a = arg;
+	return ca_bus_max_payload(a->bus);
 }
 
-/* Audit lines for refused commands: a token bucket (AUDIT_RATE a second,
- * AUDIT_BURST at once), so a flood of hostile commands cannot flood the log;
- * what is not logged is counted (agent_commands_total has every one) and
- * the count goes with the next line, or with the heartbeat's summary. */
-#define AUDIT_RATE 10.0
-#define AUDIT_BURST 20.0
-
-static bool audit_allowed(struct ca_agent *a)
+static void start_exec(struct ca_agent *a)
 {
-	int64_t now = ca_now_monotonic_ms();
-	a->audit_tokens += (double)(now - a->audit_last_ms) * AUDIT_RATE / 1000.0;
-	if (a->audit_tokens > AUDIT_BURST)
-		a->audit_tokens = AUDIT_BURST;
-	a->audit_last_ms = now;
-	if (a->audit_tokens < 1.0)
-		return false;
-	a->audit_tokens -= 1.0;
-	return true;
-}
-
-static void audit_summary(struct ca_agent *a)
-{
-	if (!a->audit_suppressed)
+	struct module_slot *m = &a->modules[MOD_EXEC];
+	static const struct ca_exec_sink sink = { .publish = publish_result, .max_payload = bus_max_payload };
+	if (a->exec)
 		return;
-	char n[24];
-	snprintf(n, sizeof n, "%" PRIu64, a->audit_suppressed);
-	ca_log(CA_LOG_WARN, "audit", "refused commands not logged one by one (rate limit)", "count", n, NULL);
-	a->audit_suppressed = 0;
-}
-
-static void reject_command(struct ca_agent *a, const struct ca_bus_msg *msg, const char *id,
-                           const char *reason)
-{
-	int64_t now = ca_now_unix_ms();
-	struct ca_msg_command_result r = {
-		.command_id = id ? id : "",
-		.agent_id = a->agent_id,
-		.cluster_id = a->cluster_id,
-		.status = "rejected",
-		.exit_code = -1,
-		.stdout_data = "",
-		.stderr_data = "",
-		.started_at = now,
-		.finished_at = now,
-		.error = reason,
-	};
-	a->commands[CMD_REJECTED]++;
-	ca_histogram_observe(&a->command_duration, 0);
-	if (audit_allowed(a)) {
-		char suppressed[24];
-		snprintf(suppressed, sizeof suppressed, "%" PRIu64, a->audit_suppressed);
-		ca_log(CA_LOG_WARN, "audit", "command rejected", "command_id", id ? id : "",
-		       "reason", reason, "reply", msg->reply,
-		       "reply_sent", !msg->reply || !*msg->reply ? "no reply subject"
-		                     : reply_allowed(a, msg->reply) ? "yes"
-		                                                    : "no: not under exec.reply_prefixes",
-		       "not_logged_before", a->audit_suppressed ? suppressed : NULL, NULL);
-		a->audit_suppressed = 0;
-	} else {
-		a->audit_suppressed++;
-	}
-	send_result(a, msg->reply, &r);
-}
-
-static void handle_command(struct ca_agent *a, const struct ca_bus_msg *msg)
-{
-	char why[512];
-	enum ca_codec_format format;
-	struct ca_command cmd = { 0 };
-
-	if ((int64_t)msg->len > a->cfg->exec.max_command_bytes) {
-		snprintf(why, sizeof why, "command is %zu bytes; the limit is %" PRId64 " (exec.max_command_bytes)",
-		         msg->len, a->cfg->exec.max_command_bytes);
-		reject_command(a, msg, NULL, why);
+	m->waiting = false;
+	if (ca_exec_new(&a->exec, a->loop, a->kube, a->cfg, a->format, a->cluster_id, a->agent_id, &sink, a,
+	                m->error, sizeof m->error) != CA_OK) {
+		ca_log(CA_LOG_ERROR, "exec", "cannot set up the command executor: commands are not answered", "error",
+		       m->error, NULL);
+		set_last_error(a, m->error);
 		return;
 	}
-	if (ca_codec_format_from_content_type(msg->content_type, &format) != CA_OK) {
-		/* Without a Content-Type, a payload starting with '{' is JSON. */
-		const char *d = msg->data;
-		size_t i = 0;
-		while (i < msg->len && (d[i] == ' ' || d[i] == '\n' || d[i] == '\t' || d[i] == '\r'))
-			i++;
-		format = (i < msg->len && d[i] == '{') ? CA_CODEC_JSON : CA_CODEC_PROTOBUF;
-	}
-	char decode_err[256] = "";
-	if (ca_codec_decode_command(format, msg->data, msg->len, &cmd, decode_err, sizeof decode_err) != CA_OK) {
-		snprintf(why, sizeof why, "command does not decode as %s: %s",
-		         format == CA_CODEC_JSON ? "JSON" : "protobuf", decode_err);
-		reject_command(a, msg, NULL, why);
-		return;
-	}
-	if (cmd.cluster_id && *cmd.cluster_id && strcmp(cmd.cluster_id, "*") != 0 &&
-	    strcmp(cmd.cluster_id, a->cluster_id) != 0) {
-		snprintf(why, sizeof why, "command is for cluster \"%.80s\", this is \"%s\"", cmd.cluster_id, a->cluster_id);
-		reject_command(a, msg, cmd.id, why);
-	} else {
-		/* The executor (DESIGN.md §4) is not part of this build yet; say so
-		 * plainly instead of pretending to run anything. */
-		reject_command(a, msg, cmd.id, "command execution is not enabled in this build of collect-agent");
-	}
-	ca_command_fini(&cmd);
+	m->self = a->exec;
 }
 
 /* ------------------------------------------------------------------ events */
@@ -630,16 +546,10 @@ static enum ca_err publish_metrics(void *arg, const char *payload, size_t len, c
 	return ca_bus_publish(a->bus, a->subject_metrics, ca_codec_content_type(a->format), msg_id, payload, len);
 }
 
-static size_t metrics_max_payload(void *arg)
-{
-	struct ca_agent *a = arg;
-	return ca_bus_max_payload(a->bus);
-}
-
 static void start_metrics(struct ca_agent *a)
 {
 	struct module_slot *m = &a->modules[MOD_METRICS];
-	static const struct ca_metrics_sink sink = { .publish = publish_metrics, .max_payload = metrics_max_payload };
+	static const struct ca_metrics_sink sink = { .publish = publish_metrics, .max_payload = bus_max_payload };
 	if (!a->cfg->metrics.enabled || !a->kube || a->metrics)
 		return;
 	m->waiting = false;
@@ -673,7 +583,8 @@ static void on_cluster_known(void *arg, const struct ca_cluster_info *info)
 	ca_log_set_cluster_id(a->cluster_id);
 	ca_log(CA_LOG_INFO, "cluster", "cluster ID known", "cluster_id", info->id, "source", info->source,
 	       "provider", info->provider, "region", info->region, NULL);
-	enum ca_err rc = ca_bus_subscribe(a->bus, a->subject_command, a->queue_group, 0,
+	start_exec(a);
+	enum ca_err rc = ca_bus_subscribe(a->bus, a->subject_command, a->queue_group, COMMAND_PENDING_MSGS,
 	                                  command_pending_bytes(a->cfg));
 	if (rc != CA_OK)
 		ca_log(CA_LOG_ERROR, "agent", "cannot subscribe to commands", "subject", a->subject_command,
@@ -695,6 +606,7 @@ static void on_bus_connected(void *arg, bool reconnected)
 	if (a->events)
 		ca_events_flush(a->events);
 	ca_metrics_flush(a->metrics);
+	ca_exec_flush(a->exec);
 }
 
 static void on_bus_disconnected(void *arg)
@@ -708,8 +620,11 @@ static void on_bus_message(void *arg, const struct ca_bus_msg *msg)
 	struct ca_agent *a = arg;
 	if (a->stopping)
 		return;
-	if (cluster_known(a) && strcmp(msg->subject, a->subject_command) == 0)
-		handle_command(a, msg);
+	if (a->exec && strcmp(msg->subject, a->subject_command) == 0) {
+		struct ca_exec_msg m = { .data = msg->data, .len = msg->len, .content_type = msg->content_type,
+			                 .reply = msg->reply };
+		ca_exec_submit(a->exec, &m);
+	}
 }
 
 /* ------------------------------------------------------------ http handlers */
@@ -814,13 +729,6 @@ static void handle_metrics(void *arg, struct ca_buf *body)
 	               a->stopping ? 0 : 1);
 	ca_prom_single(&p, "agent_uptime_seconds", "gauge", "Seconds since the agent started.",
 	               (double)(ca_now_monotonic_ms() - a->started_mono_ms) / 1000.0);
-	ca_prom_single(&p, "agent_command_queue_size", "gauge", "Commands waiting for an executor slot.", 0);
-	ca_prom_single(&p, "agent_result_queue_size", "gauge", "Command results waiting to be published.", 0);
-	ca_prom_family(&p, "agent_commands_total", "counter", "Commands received, by final status.");
-	for (int i = 0; i < CMD_STATUS_COUNT; i++)
-		ca_prom_sample(&p, "agent_commands_total", "status", command_status_names[i], (double)a->commands[i]);
-	ca_prom_histogram(&p, "agent_command_duration_seconds", "Time from receiving a command to its result.",
-	                  &a->command_duration);
 	ca_prom_single(&p, "agent_registrations_total", "counter", "AgentInfo messages published.", (double)a->registrations);
 	ca_prom_single(&p, "agent_heartbeats_total", "counter", "Heartbeats published.", (double)a->heartbeats);
 	for (size_t i = 0; i < MOD_COUNT; i++) {
@@ -840,6 +748,10 @@ static void begin_shutdown(struct ca_agent *a, const char *why)
 	a->stopping = true;
 	ca_log(CA_LOG_INFO, "agent", "shutting down", "reason", why, NULL);
 	ca_loop_timer_stop(a->heartbeat_timer);
+	/* Running commands are killed and answered before the bus flushes. */
+	ca_exec_free(a->exec);
+	a->exec = NULL;
+	a->modules[MOD_EXEC].self = NULL;
 	if (cluster_known(a) && ca_bus_connected(a->bus))
 		send_heartbeat(a, "stopping");
 	ca_bus_close(a->bus); /* flushes, bounded by nats.flush_timeout */
@@ -879,11 +791,7 @@ enum ca_err ca_agent_new(struct ca_agent **out, const struct ca_config *cfg,
 	a->signal_fd = -1;
 	a->started_unix_ms = ca_now_unix_ms();
 	a->started_mono_ms = ca_now_monotonic_ms();
-	a->audit_tokens = AUDIT_BURST;
-	a->audit_last_ms = a->started_mono_ms;
 	a->format = cfg->nats.encoding == CA_ENCODING_PROTOBUF ? CA_CODEC_PROTOBUF : CA_CODEC_JSON;
-	ca_histogram_init(&a->command_duration, command_duration_bounds,
-	                  sizeof command_duration_bounds / sizeof command_duration_bounds[0]);
 	a->node_name = getenv("NODE_NAME");
 	a->pod_name = getenv("POD_NAME");
 	a->pod_namespace = getenv("POD_NAMESPACE");
@@ -976,6 +884,7 @@ enum ca_err ca_agent_new(struct ca_agent **out, const struct ca_config *cfg,
 	                                               .waiting = true };
 	a->modules[MOD_METRICS] = (struct module_slot){ .ops = &ca_metrics_module, .wanted = cfg->metrics.enabled,
 	                                                .waiting = true };
+	a->modules[MOD_EXEC] = (struct module_slot){ .ops = &ca_exec_module, .wanted = true, .waiting = true };
 	struct ca_budget budget;
 	ca_budget_init(&budget);
 	ca_agent_budget(cfg, &budget);
@@ -1009,6 +918,7 @@ void ca_agent_free(struct ca_agent *a)
 {
 	if (!a)
 		return;
+	ca_exec_free(a->exec);
 	ca_events_free(a->events);
 	ca_metrics_free(a->metrics);
 	ca_cluster_free(a->cluster);

@@ -1172,7 +1172,7 @@ enum ca_err ca_bus_flush(struct ca_bus *bus, int64_t timeout_ms)
 	return nats_to_err(st);
 }
 
-void ca_bus_budget(const struct ca_config *cfg, size_t inbound_bytes, struct ca_budget *b)
+void ca_bus_budget(const struct ca_config *cfg, size_t inbound_bytes, size_t inbound_msgs, struct ca_budget *b)
 {
 	uint64_t reconnect = cfg->nats.reconnect_buffer_bytes > 0
 	                     ? (uint64_t)cfg->nats.reconnect_buffer_bytes : (uint64_t)8 << 20;
@@ -1184,8 +1184,10 @@ void ca_bus_budget(const struct ca_config *cfg, size_t inbound_bytes, struct ca_
 	              queue);
 	/* nats.c's 32 KiB write buffer and read buffer, TLS state. */
 	ca_budget_add(b, "nats: connection buffers and TLS state", "", (uint64_t)256 << 10);
+	/* Per message: nats.c's natsMsg with subject and reply (about 256
+	 * bytes) and our hand-off entry. */
 	ca_budget_add(b, "nats: incoming commands (client pending + hand-off queue)", "exec.max_command_bytes",
-	              2 * (uint64_t)inbound_bytes);
+	              2 * (uint64_t)inbound_bytes + (uint64_t)inbound_msgs * (256 + sizeof(struct event)));
 }
 
 bool ca_bus_connected(const struct ca_bus *bus)

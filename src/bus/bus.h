@@ -97,10 +97,11 @@ enum ca_err ca_bus_subscribe(struct ca_bus *bus, const char *subject, const char
                              int max_pending_msgs, size_t max_pending_bytes);
 
 /* The bus's rows of the memory budget for cfg, with subscriptions that
- * hold at most inbound_bytes in all: nats.c's reconnect buffer, its write
- * buffer and TLS state, and incoming messages (nats.c's pending limits and
- * the hand-off queue, each up to inbound_bytes). Any thread. */
-void ca_bus_budget(const struct ca_config *cfg, size_t inbound_bytes, struct ca_budget *b);
+ * hold at most inbound_bytes and inbound_msgs in all: nats.c's reconnect
+ * buffer, its write buffer and TLS state, and incoming messages (nats.c's
+ * pending limits and the hand-off queue, each up to inbound_bytes, plus
+ * each message's own bookkeeping). Any thread. */
+void ca_bus_budget(const struct ca_config *cfg, size_t inbound_bytes, size_t inbound_msgs, struct ca_budget *b);
 
 /* Publish data (len bytes, copied) to subject with headers Content-Type
  * and Nats-Msg-Id (each skipped when NULL). Never blocks: the message is

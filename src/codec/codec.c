@@ -190,6 +190,8 @@ static void json_agent_info(struct ca_jw *w, const struct ca_msg_agent_info *m)
 	JW_BOOL(w, "exec", m->cap_exec);
 	JW_KEY(w, "allowed_tools");
 	json_str_list(w, m->allowed_tools, m->n_allowed_tools);
+	JW_KEY(w, "allowed_actions");
+	json_str_list(w, m->allowed_actions, m->n_allowed_actions);
 	jw_close(w, '}');
 	JW_STR(w, "encoding", m->encoding);
 	JW_STR(w, "hostname", m->hostname);
@@ -527,6 +529,8 @@ static enum ca_err pb_agent_info(const struct ca_msg_agent_info *m, struct ca_bu
 	caps.exec = m->cap_exec;
 	caps.n_allowed_tools = m->n_allowed_tools;
 	caps.allowed_tools = pstr_list(&sc, m->allowed_tools, m->n_allowed_tools);
+	caps.n_allowed_actions = m->n_allowed_actions;
+	caps.allowed_actions = pstr_list(&sc, m->allowed_actions, m->n_allowed_actions);
 	p.capabilities = &caps;
 	p.encoding = pstr(&sc, m->encoding);
 	p.hostname = pstr(&sc, m->hostname);
@@ -884,6 +888,8 @@ static void to_json_agent_info(struct ca_jw *w, const ProtobufCMessage *msg)
 		m.cap_exec = p->capabilities->exec;
 		m.allowed_tools = from_pstr_list(p->capabilities->allowed_tools);
 		m.n_allowed_tools = p->capabilities->n_allowed_tools;
+		m.allowed_actions = from_pstr_list(p->capabilities->allowed_actions);
+		m.n_allowed_actions = p->capabilities->n_allowed_actions;
 	}
 	json_agent_info(w, &m);
 }

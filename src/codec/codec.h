@@ -38,6 +38,8 @@ struct ca_msg_agent_info {
 	bool cap_events, cap_metrics, cap_exec;
 	const char *const *allowed_tools; /* may be NULL */
 	size_t n_allowed_tools;
+	const char *const *allowed_actions; /* "tool action[ sub]"; may be NULL */
+	size_t n_allowed_actions;
 };
 
 struct ca_queue_sizes {

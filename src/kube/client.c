@@ -1161,6 +1161,11 @@ void ca_kube_free(struct ca_kube *kube)
 		curl_global_cleanup();
 }
 
+const struct ca_kube_credentials *ca_kube_credentials_of(const struct ca_kube *kube)
+{
+	return &kube->cred;
+}
+
 const char *ca_kube_server(const struct ca_kube *kube)
 {
 	return kube->cred.server ? kube->cred.server : "";

@@ -52,6 +52,16 @@ enum ca_err ca_kube_new(struct ca_kube **out, struct ca_loop *loop,
 /* Cancels every request and reflector transfer without calling callbacks. */
 void ca_kube_free(struct ca_kube *kube);
 
+/* A kubeconfig (YAML, appended to out) that gives a child process -- kubectl
+ * in the command sandbox -- the agent's own credentials and nothing else:
+ * the same server, CA and TLS server name; the service account token by
+ * its file (tokenFile, so kubectl re-reads a rotated token) or the token
+ * itself when it came inline; the client certificate and key by path or
+ * inline. Basic auth (username/password) is never handed on:
+ * CA_EUNSUPPORTED. Loop thread. */
+enum ca_err ca_kube_child_kubeconfig(const struct ca_kube *kube, struct ca_buf *out, char *err,
+                                     size_t errlen);
+
 /* "https://host:port" of the API server. Borrowed. */
 const char *ca_kube_server(const struct ca_kube *kube);
 /* Where credentials came from, for logs: "in-cluster", "kubeconfig /path (context x)". */

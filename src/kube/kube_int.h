@@ -44,5 +44,7 @@ enum ca_err ca_kube_credentials_find(const struct ca_kube_options *opts,
 enum ca_err ca_kube_credentials_refresh_token(struct ca_kube_credentials *c, bool force,
                                               char *why, size_t whylen);
 void ca_kube_credentials_fini(struct ca_kube_credentials *c);
+/* The credentials a client holds. Borrowed; loop thread. */
+const struct ca_kube_credentials *ca_kube_credentials_of(const struct ca_kube *kube);
 
 #endif

@@ -334,6 +334,7 @@ static json_t *ref_json_agent_info(struct ref_jw *w, const struct ca_msg_agent_i
 	ref_jbool(w, caps, "metrics", m->cap_metrics);
 	ref_jbool(w, caps, "exec", m->cap_exec);
 	ref_jstr_list(w, caps, "allowed_tools", m->allowed_tools, m->n_allowed_tools);
+	ref_jstr_list(w, caps, "allowed_actions", m->allowed_actions, m->n_allowed_actions);
 	ref_jstr(w, o, "encoding", m->encoding);
 	ref_jstr(w, o, "hostname", m->hostname);
 	return o;
@@ -687,6 +688,7 @@ static void test_heartbeat_exact(void)
 static void test_agent_info(void)
 {
 	const char *tools[] = { "kubectl", "" };
+	const char *actions[] = { "kubectl get", "kubectl auth can-i" };
 	struct ca_msg_agent_info m = {
 		.agent_id = "agent-1", .cluster_id = "prod", .cluster_source = "kube-system-uid",
 		.provider = "aws", .region = "eu-west-1", .cluster_uid = "4c1f3e1a-0000-4000-8000-000000000001",
@@ -695,10 +697,12 @@ static void test_agent_info(void)
 		.encoding = "protobuf", .hostname = "collect-agent-5d9c", .started_at = T_2026,
 		.cap_events = true, .cap_metrics = false, .cap_exec = true,
 		.allowed_tools = tools, .n_allowed_tools = 2,
+		.allowed_actions = actions, .n_allowed_actions = 2,
 	};
 	char *j = round_trip("AgentInfo", enc_agent_info, &m);
 	CHECK_CONTAINS(j, "\"capabilities\":{\"events\":true,\"metrics\":false,\"exec\":true,"
-	                  "\"allowed_tools\":[\"kubectl\",\"\"]}");
+	                  "\"allowed_tools\":[\"kubectl\",\"\"],"
+	                  "\"allowed_actions\":[\"kubectl get\",\"kubectl auth can-i\"]}");
 	CHECK_CONTAINS(j, "\"started_at\":\"2026-11-22T00:26:30.123Z\"");
 	CHECK_CONTAINS(j, "\"cluster_source\":\"kube-system-uid\"");
 	free(j);
@@ -707,7 +711,7 @@ static void test_agent_info(void)
 	struct ca_msg_agent_info empty = { .agent_id = "a" };
 	j = round_trip("AgentInfo", enc_agent_info, &empty);
 	CHECK_STR(j, "{\"agent_id\":\"a\",\"capabilities\":{\"events\":false,\"metrics\":false,"
-	             "\"exec\":false,\"allowed_tools\":[]}}");
+	             "\"exec\":false,\"allowed_tools\":[],\"allowed_actions\":[]}}");
 	free(j);
 }
 
@@ -1228,6 +1232,7 @@ static void test_writer_matches_reference_fixed(void)
 			.pod_name = s, .pod_namespace = s, .encoding = s, .hostname = s, .started_at = -62135596800000LL,
 			.cap_events = i & 1, .cap_metrics = i & 2, .cap_exec = i & 4,
 			.allowed_tools = tools, .n_allowed_tools = 5,
+			.allowed_actions = tools + 1, .n_allowed_actions = 4,
 		};
 		same_as_reference("agent_info", enc_agent_info, ref_agent_info, &ai);
 		/* Counted text with the terminator counted in, and a NUL inside. */
@@ -1470,6 +1475,7 @@ static void test_writer_matches_reference_random(void)
 			.started_at = rtime(allow_bad), .cap_events = below(2), .cap_metrics = below(2),
 			.cap_exec = below(2), .allowed_tools = nt ? tools : (below(2) ? NULL : tools),
 			.n_allowed_tools = nt > 4 ? 4 : nt,
+			.allowed_actions = nt ? tools : NULL, .n_allowed_actions = nt / 2,
 		};
 		same_as_reference("random agent_info", enc_agent_info, ref_agent_info, &ai);
 
