@@ -220,7 +220,8 @@ static void mutate_args(const struct ca_exec_keys *k, struct ca_command *c, cons
 		mutate_string(k, c, &c->args[i], vec, what);
 	}
 	/* One more (empty) arg, the last one removed, the first one removed. */
-	memcpy(list, c->args, n * sizeof *list);
+	if (n)
+		memcpy(list, c->args, n * sizeof *list);
 	list[n] = (char *)"";
 	with_args(k, c, list, n + 1, vec, "an empty arg appended");
 	if (n) {
