@@ -1048,6 +1048,9 @@ static bool use_flag(struct kctx *c, const struct kflag *f, const char *spelled,
 	default:
 		break;
 	}
+	/* The value, wherever it was: "--x=../y", "-x../y", "-x ../y". */
+	if (has_dotdot(value))
+		return deny_dotdot(vi, c->why, c->whylen);
 	if (local_path(value))
 		return deny_local(vi, value, c->why, c->whylen);
 	if (f->kind == F_OUTPUT)
@@ -1099,11 +1102,7 @@ static bool parse_long(struct kctx *c, size_t *i)
 		if (!value)
 			return false;
 		vi = *i;
-		if (has_dotdot(value))
-			return deny_dotdot(vi, c->why, c->whylen);
 	}
-	if (has_dotdot(tok))
-		return deny_dotdot(*i, c->why, c->whylen);
 	return use_flag(c, f, spelled, value != NULL, value, vi);
 }
 
@@ -1146,11 +1145,7 @@ static bool parse_short(struct kctx *c, size_t *i)
 			if (!value)
 				return false;
 			vi = *i;
-			if (has_dotdot(value))
-				return deny_dotdot(vi, c->why, c->whylen);
 		}
-		if (has_dotdot(tok))
-			return deny_dotdot(ti, c->why, c->whylen);
 		return use_flag(c, f, spelled, true, value, vi);
 	}
 	return true;
@@ -1186,17 +1181,19 @@ static bool check_positionals(struct kctx *c)
 {
 	const struct ca_command *cmd = c->cmd;
 	char q[QUOTE_BUF];
+	/* Whatever the action, TYPE/NAME names a resource; only can-i's verb
+	 * comes first and is not one. Names hold no '/'. */
+	for (size_t k = c->act == K_AUTH_CAN_I ? 1 : 0; k < c->n_pos; k++) {
+		const char *a = cmd->args[c->pos[k]];
+		if (strchr(a, '/') && !check_reference(c, c->pos[k], a, c->act == K_AUTH_CAN_I))
+			return false;
+	}
 	switch (c->act) {
 	case K_GET:
 	case K_DESCRIBE:
 	case K_OTHER:
 		/* TYPE[,TYPE...] [NAME...] or TYPE/NAME... */
-		for (size_t k = 0; k < c->n_pos; k++) {
-			const char *a = cmd->args[c->pos[k]];
-			if ((k == 0 || strchr(a, '/')) && !check_reference(c, c->pos[k], a, false))
-				return false;
-		}
-		return true;
+		return c->n_pos == 0 || check_reference(c, c->pos[0], cmd->args[c->pos[0]], false);
 	case K_EXPLAIN:
 		for (size_t k = 0; k < c->n_pos; k++)
 			if (!check_reference(c, c->pos[k], cmd->args[c->pos[k]], false))
@@ -1223,10 +1220,8 @@ static bool check_positionals(struct kctx *c)
 	case K_LOGS:
 		if (!positional_count(c, 2, "a pod or TYPE/NAME, then a container"))
 			return false;
-		if (c->n_pos == 0)
+		if (c->n_pos == 0 || strchr(cmd->args[c->pos[0]], '/'))
 			return true;
-		if (strchr(cmd->args[c->pos[0]], '/'))
-			return check_reference(c, c->pos[0], cmd->args[c->pos[0]], false);
 		/* A bare name is a pod. */
 		if (c->p->allowed_resources.count &&
 		    !in_list(&c->p->allowed_resources, "pods", 4) &&
@@ -1241,7 +1236,7 @@ static bool check_positionals(struct kctx *c)
 		/* VERB TYPE[/NAME] [NAME]; the verb is not a resource. */
 		if (!positional_count(c, 3, "a verb, a resource and a name"))
 			return false;
-		if (c->n_pos >= 2)
+		if (c->n_pos >= 2 && !strchr(cmd->args[c->pos[1]], '/'))
 			return check_reference(c, c->pos[1], cmd->args[c->pos[1]], true);
 		return true;
 	case K_EVENTS:
@@ -1274,7 +1269,12 @@ static bool check_kubectl(struct kctx *c)
 			return false;
 		}
 		if (a[0] == '-') {
+			size_t at = i;
 			if (!(a[1] == '-' ? parse_long(c, &i) : parse_short(c, &i)))
+				return false;
+			/* The rule for every tool as well: kubectl's value of
+			 * "-lapp=/x" is "app=/x", but nothing needs that. */
+			if (!check_arg_paths(at, a, c->why, c->whylen))
 				return false;
 			continue;
 		}

@@ -26,11 +26,11 @@ static bool contains(const char *hay, const char *needle)
 	return hay && needle && strstr(hay, needle) != NULL;
 }
 
-#define CHECK_CONTAINS(hay, needle)                                                         \
-	do {                                                                                \
-		CHECK(contains((hay), (needle)));                                           \
-		if (!contains((hay), (needle)))                                             \
-			fprintf(stderr, "   \"%s\" does not contain \"%s\"\n", (hay), (needle)); \
+#define CHECK_CONTAINS(hay, needle)                                                                \
+	do {                                                                                       \
+		CHECK(contains((hay), (needle)));                                                  \
+		if (!contains((hay), (needle)))                                                    \
+			fprintf(stderr, "   \"%s\" does not contain \"%s\"\n", (hay), (needle));   \
 	} while (0)
 
 static void write_file(const char *path, mode_t mode)
@@ -51,7 +51,8 @@ static struct ca_exec_policy *policy_yaml(const char *yaml, enum ca_err want, co
 	char err[512] = "";
 	enum ca_err rc = ca_config_init_defaults(&cfg);
 	if (rc == CA_OK && yaml)
-		rc = ca_config_load_from_memory(&cfg, yaml, strlen(yaml), "test.yaml", err, sizeof err);
+		rc = ca_config_load_from_memory(&cfg, yaml, strlen(yaml), "test.yaml", err,
+		                                sizeof err);
 	if (rc != CA_OK)
 		fprintf(stderr, "config: %s\n%s\n", err, yaml);
 	CHECK_INT(rc, CA_OK);
@@ -71,7 +72,8 @@ static struct ca_exec_policy *policy_yaml(const char *yaml, enum ca_err want, co
 static struct ca_exec_policy *policy_with(const char *extra)
 {
 	char yaml[4096];
-	snprintf(yaml, sizeof yaml, "exec:\n  kubectl_path: %s\n%s", fake_kubectl, extra ? extra : "");
+	snprintf(yaml, sizeof yaml, "exec:\n  kubectl_path: %s\n%s", fake_kubectl,
+	         extra ? extra : "");
 	return policy_yaml(yaml, CA_OK, NULL);
 }
 
@@ -93,10 +95,15 @@ static void run(const struct ca_exec_policy *p, struct result *r, const char *to
 	for (const char *a; (a = va_arg(ap, const char *)) != NULL && n < 80;)
 		args[n++] = (char *)a;
 	va_end(ap);
-	struct ca_command cmd = { .id = "t", .cluster_id = "c", .tool = (char *)tool,
-		                  .action = (char *)action, .namespace_ = (char *)ns,
-		                  .issuer = "", .signature = "", .args = n ? args : NULL,
-		                  .n_args = n };
+	struct ca_command cmd = {.id = "t",
+	                         .cluster_id = "c",
+	                         .tool = (char *)tool,
+	                         .action = (char *)action,
+	                         .namespace_ = (char *)ns,
+	                         .issuer = "",
+	                         .signature = "",
+	                         .args = n ? args : NULL,
+	                         .n_args = n};
 	r->rc = ca_exec_policy_check(p, &cmd, &r->plan, r->why, sizeof r->why);
 }
 
@@ -110,29 +117,29 @@ static const char *joined(const struct ca_exec_plan *plan, char *buf, size_t len
 	return buf;
 }
 
-#define DENY(p, reason, tool, action, ns, ...)                                         \
-	do {                                                                           \
-		struct result r_;                                                      \
-		run((p), &r_, (tool), (action), (ns), __VA_ARGS__, NULL);              \
-		CHECK_INT(r_.rc, CA_EDENIED);                                          \
-		CHECK_CONTAINS(r_.why, (reason));                                      \
-		CHECK(r_.plan.argv == NULL && r_.plan.argc == 0 && !r_.plan.path);      \
-		ca_exec_plan_fini(&r_.plan);                                           \
+#define DENY(p, reason, tool, action, ns, ...)                                                     \
+	do {                                                                                       \
+		struct result r_;                                                                  \
+		run((p), &r_, (tool), (action), (ns), __VA_ARGS__, NULL);                          \
+		CHECK_INT(r_.rc, CA_EDENIED);                                                      \
+		CHECK_CONTAINS(r_.why, (reason));                                                  \
+		CHECK(r_.plan.argv == NULL && r_.plan.argc == 0 && !r_.plan.path);                 \
+		ca_exec_plan_fini(&r_.plan);                                                       \
 	} while (0)
 
-#define ALLOW(p, want_argv, tool, action, ns, ...)                                          \
-	do {                                                                           \
-		struct result r_;                                                      \
-		char buf_[2048];                                                       \
-		run((p), &r_, (tool), (action), (ns), __VA_ARGS__, NULL);              \
-		if (r_.rc != CA_OK)                                                    \
-			fprintf(stderr, "   denied: %s\n", r_.why);                       \
-		CHECK_INT(r_.rc, CA_OK);                                               \
-		if (r_.rc == CA_OK) {                                                  \
-			CHECK_STR(joined(&r_.plan, buf_, sizeof buf_), (want_argv));        \
-			CHECK(r_.plan.argv[r_.plan.argc] == NULL);                     \
-		}                                                                      \
-		ca_exec_plan_fini(&r_.plan);                                           \
+#define ALLOW(p, want_argv, tool, action, ns, ...)                                                 \
+	do {                                                                                       \
+		struct result r_;                                                                  \
+		char buf_[2048];                                                                   \
+		run((p), &r_, (tool), (action), (ns), __VA_ARGS__, NULL);                          \
+		if (r_.rc != CA_OK)                                                                \
+			fprintf(stderr, "   denied: %s\n", r_.why);                                \
+		CHECK_INT(r_.rc, CA_OK);                                                           \
+		if (r_.rc == CA_OK) {                                                              \
+			CHECK_STR(joined(&r_.plan, buf_, sizeof buf_), (want_argv));               \
+			CHECK(r_.plan.argv[r_.plan.argc] == NULL);                                 \
+		}                                                                                  \
+		ca_exec_plan_fini(&r_.plan);                                                       \
 	} while (0)
 
 /* ------------------------------------------------------------------------ */
@@ -172,8 +179,8 @@ static void test_defaults(void)
 	/* the argv forms */
 	ALLOW(p, "kubectl|get|pods", "kubectl", "get", "", "pods");
 	ALLOW(p, "kubectl|api-versions", "kubectl", "api-versions", "", NULL);
-	ALLOW(p, "kubectl|logs|web-1|-c|app|--namespace=web", "kubectl", "logs", "web", "web-1", "-c",
-	      "app");
+	ALLOW(p, "kubectl|logs|web-1|-c|app|--namespace=web", "kubectl", "logs", "web", "web-1",
+	      "-c", "app");
 	ALLOW(p, "kubectl|get|pods|-lapp=web|-L=tier", "kubectl", "get", "", "pods", "-lapp=web",
 	      "-L=tier");
 	ca_exec_policy_free(p);
@@ -190,7 +197,8 @@ static void test_flags(void)
 	ALLOW(p, "kubectl|get|-wA|pods", "kubectl", "get", "", "-wA", "pods");
 	ALLOW(p, "kubectl|get|-Al|app=x|pods", "kubectl", "get", "", "-Al", "app=x", "pods");
 	ALLOW(p, "kubectl|get|pods|--watch=false", "kubectl", "get", "", "pods", "--watch=false");
-	ALLOW(p, "kubectl|get|pods|--all_namespaces", "kubectl", "get", "", "pods", "--all_namespaces");
+	ALLOW(p, "kubectl|get|pods|--all_namespaces", "kubectl", "get", "", "pods",
+	      "--all_namespaces");
 	ALLOW(p, "kubectl|logs|web|-f", "kubectl", "logs", "", "web", "-f");
 	ALLOW(p, "kubectl|logs|web|--tail=-1", "kubectl", "logs", "", "web", "--tail=-1");
 	ALLOW(p, "kubectl|get|pods|--request-timeout|5s", "kubectl", "get", "", "pods",
@@ -224,14 +232,16 @@ static void test_flags(void)
 	DENY(p, "flag --list is not allowed for kubectl get", "kubectl", "get", "", "--list");
 	DENY(p, "flag --show-labels is not allowed for kubectl auth can-i", "kubectl", "auth", "",
 	     "can-i", "--show-labels");
-	DENY(p, "flag --selector is not allowed for kubectl cluster-info", "kubectl", "cluster-info",
-	     "", "--selector=x");
+	DENY(p, "flag --selector is not allowed for kubectl cluster-info", "kubectl",
+	     "cluster-info", "", "--selector=x");
 	DENY(p, "flag --Token is not allowed for kubectl get", "kubectl", "get", "", "--Token=x");
 	DENY(p, "flag -\\xc3 is not allowed for kubectl get", "kubectl", "get", "", "-\xc3\xa9");
 	DENY(p, "flag --server changes the target cluster", "kubectl", "get", "", "--server");
 	DENY(p, "flag --as_uid (--as-uid) changes identity", "kubectl", "get", "", "--as_uid=0");
-	DENY(p, "flag --client-key changes credentials", "kubectl", "version", "", "--client-key=k");
-	DENY(p, "flag --exec-command changes credentials", "kubectl", "get", "", "--exec-command=x");
+	DENY(p, "flag --client-key changes credentials", "kubectl", "version", "",
+	     "--client-key=k");
+	DENY(p, "flag --exec-command changes credentials", "kubectl", "get", "",
+	     "--exec-command=x");
 	DENY(p, "flag --output-directory writes local files", "kubectl", "get", "",
 	     "--output-directory=x");
 	DENY(p, "output format \"wide\" is not allowed for kubectl version (one of: json, yaml)",
@@ -267,8 +277,12 @@ static void test_args(void)
 	      "jsonpath={..name}");
 	ALLOW(p, "kubectl|get|pods|..x", "kubectl", "get", "", "pods", "..x");
 	DENY(p, "path traversal", "kubectl", "get", "", "pods", "x/..");
+	DENY(p, "args[1] holds a \"..\" path segment", "kubectl", "get", "", "pods", "-l../x");
+	DENY(p, "args[1] holds a \"..\" path segment", "kubectl", "get", "", "pods", "-wl=..");
 	DENY(p, "path traversal", "kubectl", "get", "", "pods,..");
 	DENY(p, "args[1] names a local path \"~root\"", "kubectl", "get", "", "pods", "~root");
+	DENY(p, "args[1] names a local path \"/x\"", "kubectl", "get", "", "pods", "-lapp=/x");
+	DENY(p, "args[0] names a local path \"~-e\"", "kubectl", "logs", "", "-l,=~-e");
 	DENY(p, "args[0] is a lone \"-\"", "kubectl", "get", "", "-", "pods");
 
 	/* more args than the decoder lets through */
@@ -276,13 +290,13 @@ static void test_args(void)
 	char *many[70];
 	for (size_t i = 0; i < 70; i++)
 		many[i] = "pods";
-	struct ca_command cmd = { .tool = "kubectl", .action = "get", .namespace_ = "",
-		                  .args = many, .n_args = 70 };
+	struct ca_command cmd = {
+	        .tool = "kubectl", .action = "get", .namespace_ = "", .args = many, .n_args = 70};
 	r.rc = ca_exec_policy_check(p, &cmd, &r.plan, r.why, sizeof r.why);
 	CHECK_INT(r.rc, CA_EDENIED);
 	CHECK_CONTAINS(r.why, "the command has 70 args; at most 64");
 	/* NULL strings in a hand-made command are "" */
-	struct ca_command nulls = { 0 };
+	struct ca_command nulls = {0};
 	r.rc = ca_exec_policy_check(p, &nulls, &r.plan, r.why, sizeof r.why);
 	CHECK_INT(r.rc, CA_EDENIED);
 	CHECK_CONTAINS(r.why, "tool \"\" is not allowed (exec.allowed_tools: kubectl)");
@@ -302,10 +316,17 @@ static void test_positionals(void)
 	ALLOW(p, "kubectl|top|pod|web-1|--containers", "kubectl", "top", "", "pod", "web-1",
 	      "--containers");
 	ALLOW(p, "kubectl|top|no", "kubectl", "top", "", "no");
+	/* TYPE/NAME names a resource wherever it is */
+	DENY(p, "resource \"secrets\" is denied", "kubectl", "top", "", "pod", "secrets/x");
+	DENY(p, "resource \"secret\" is denied", "kubectl", "logs", "", "web", "secret/x");
+	DENY(p, "resource \"secret\" is denied", "kubectl", "auth", "", "can-i", "get", "pods",
+	     "secret/x");
+	ALLOW(p, "kubectl|auth|can-i|get/secrets|pods", "kubectl", "auth", "", "can-i",
+	      "get/secrets", "pods");
 	DENY(p, "kubectl top takes node or pod first, not \"services\"", "kubectl", "top", "",
 	     "services");
-	DENY(p, "kubectl logs takes at most 2 positional arguments", "kubectl", "logs", "", "a", "b",
-	     "c");
+	DENY(p, "kubectl logs takes at most 2 positional arguments", "kubectl", "logs", "", "a",
+	     "b", "c");
 	DENY(p, "kubectl auth can-i takes at most 3 positional arguments", "kubectl", "auth", "",
 	     "can-i", "get", "pods", "x", "y");
 	ALLOW(p, "kubectl|auth|can-i|get|pods/web", "kubectl", "auth", "", "can-i", "get",
@@ -337,10 +358,10 @@ static void test_positionals(void)
 
 static void test_namespaces_and_resources(void)
 {
-	struct ca_exec_policy *p =
-	        policy_with("  allowed_namespaces: [web, default]\n  denied_namespaces: [kube-system]\n"
-	                    "  allowed_resources: [pods, deployments, nodes, pod, '*']\n"
-	                    "  denied_resources: [secret, Token]\n");
+	struct ca_exec_policy *p = policy_with(
+	        "  allowed_namespaces: [web, default]\n  denied_namespaces: [kube-system]\n"
+	        "  allowed_resources: [pods, deployments, nodes, pod, '*']\n"
+	        "  denied_resources: [secret, Token]\n");
 	ALLOW(p, "kubectl|get|pods|--namespace=web", "kubectl", "get", "web", "pods");
 	ALLOW(p, "kubectl|get|deployments.v1.apps", "kubectl", "get", "", "deployments.v1.apps");
 	ALLOW(p, "kubectl|get|Pods/web", "kubectl", "get", "", "Pods/web");
@@ -392,7 +413,8 @@ static void test_actions(void)
 	DENY(p, "flag --watch is not allowed for kubectl rollout status", "kubectl", "rollout", "",
 	     "status", "deployment/web", "--watch");
 	DENY(p, "resource \"secrets\" is denied", "kubectl", "rollout", "", "status", "secrets");
-	DENY(p, "flag --token changes credentials", "kubectl", "rollout", "", "status", "--token=x");
+	DENY(p, "flag --token changes credentials", "kubectl", "rollout", "", "status",
+	     "--token=x");
 	DENY(p, "action \"describe\" of kubectl is not allowed (exec.actions)", "kubectl",
 	     "describe", "", "pods");
 	/* can-i still matched as a subaction, whoami under the two-word entry */
@@ -443,11 +465,12 @@ static void test_generic_tool(void)
 	DENY(p, "args[1] names a local path \"~/x\"", "mytool", "run", "", "x", "--in=~/x");
 	DENY(p, "path traversal", "mytool", "run", "", "a/../b");
 	DENY(p, "shell metacharacter ';'", "mytool", "run", "", "a;b");
-	DENY(p, "action \"status other\" of mytool is not allowed", "mytool", "status", "", "other");
+	DENY(p, "action \"status other\" of mytool is not allowed", "mytool", "status", "",
+	     "other");
 	DENY(p, "action \"status\" of mytool needs a subaction", "mytool", "status", "", NULL);
 	DENY(p, "action \"get\" of mytool is not allowed", "mytool", "get", "", "x");
-	DENY(p, "tool \"other\" is not allowed (exec.allowed_tools: kubectl, mytool)", "other", "run",
-	     "", "x");
+	DENY(p, "tool \"other\" is not allowed (exec.allowed_tools: kubectl, mytool)", "other",
+	     "run", "", "x");
 	ca_exec_policy_free(p);
 
 	/* a tool path that is not there, not a file, not executable */
@@ -460,7 +483,8 @@ static void test_generic_tool(void)
 	CHECK_INT(ca_exec_policy_action_count(p), 0);
 	char want[1024];
 	snprintf(want, sizeof want,
-	         "a: not found at %s/missing; b: no executable file at %s (not a regular file); c: no executable file at %s (not executable)",
+	         "a: not found at %s/missing; b: no executable file at %s (not a regular file); c: "
+	         "no executable file at %s (not executable)",
 	         tmp_dir, tmp_dir, not_executable);
 	CHECK_STR(ca_exec_policy_problem(p), want);
 	snprintf(want, sizeof want, "tool \"a\" is not available (a: not found at %s/missing)",
@@ -493,7 +517,8 @@ static void test_kubectl_missing(void)
 		                        strcmp(r.plan.path, "/usr/local/bin/kubectl") == 0));
 		ca_exec_plan_fini(&r.plan);
 	} else {
-		CHECK_CONTAINS(ca_exec_policy_problem(p), "/usr/bin/kubectl or /usr/local/bin/kubectl");
+		CHECK_CONTAINS(ca_exec_policy_problem(p),
+		               "/usr/bin/kubectl or /usr/local/bin/kubectl");
 	}
 	ca_exec_policy_free(p);
 }
@@ -508,9 +533,11 @@ static void test_config_errors(void)
 	CHECK(policy_yaml("exec:\n  denied_resources: [secret, '']\n", CA_EINVAL,
 	                  "an empty entry would deny everything") == NULL);
 	CHECK(policy_yaml("exec:\n  denied_resources: [pods/log]\n", CA_EINVAL,
-	                  "exec.denied_resources entry \"pods/log\" is not a resource name") == NULL);
+	                  "exec.denied_resources entry \"pods/log\" is not a resource name") ==
+	      NULL);
 	CHECK(policy_yaml("exec:\n  allowed_resources: [Deployments.apps]\n", CA_EINVAL,
-	                  "exec.allowed_resources entry \"Deployments.apps\" can never match") == NULL);
+	                  "exec.allowed_resources entry \"Deployments.apps\" can never match") ==
+	      NULL);
 	CHECK(policy_yaml("exec:\n  allowed_namespaces: [Web]\n", CA_EINVAL,
 	                  "exec.allowed_namespaces entry \"Web\" is not a namespace name") == NULL);
 	CHECK(policy_yaml("exec:\n  denied_namespaces: ['']\n", CA_EINVAL,
@@ -602,7 +629,8 @@ static void test_hostile_corpus(void)
 		struct ca_exec_policy *p = entry_policy(json_object_get(e, "config"), NULL);
 		struct ca_exec_plan plan;
 		char why[1024];
-		enum ca_err rc = p ? ca_exec_policy_check(p, &cmd, &plan, why, sizeof why) : CA_EINVAL;
+		enum ca_err rc =
+		        p ? ca_exec_policy_check(p, &cmd, &plan, why, sizeof why) : CA_EINVAL;
 		if (rc != CA_EDENIED || !contains(why, reason))
 			fprintf(stderr, "hostile \"%s\": rc %d, reason \"%s\", want \"%s\"\n", name,
 			        (int)rc, rc == CA_OK ? "" : why, reason);
@@ -636,14 +664,17 @@ static void test_allowed_corpus(void)
 		struct ca_exec_policy *p = entry_policy(json_object_get(e, "config"), fake_kubectl);
 		struct ca_exec_plan plan;
 		char why[1024];
-		enum ca_err rc = p ? ca_exec_policy_check(p, &cmd, &plan, why, sizeof why) : CA_EINVAL;
+		enum ca_err rc =
+		        p ? ca_exec_policy_check(p, &cmd, &plan, why, sizeof why) : CA_EINVAL;
 		if (rc != CA_OK)
-			fprintf(stderr, "allowed \"%s\": rc %d, reason \"%s\"\n", name, (int)rc, why);
+			fprintf(stderr, "allowed \"%s\": rc %d, reason \"%s\"\n", name, (int)rc,
+			        why);
 		CHECK_INT(rc, CA_OK);
 		if (rc == CA_OK) {
 			bool same = plan.argc == json_array_size(argv);
 			for (size_t k = 0; same && k < plan.argc; k++)
-				same = strcmp(plan.argv[k], or_empty(json_string_value(json_array_get(argv, k)))) == 0;
+				same = strcmp(plan.argv[k], or_empty(json_string_value(
+				                                    json_array_get(argv, k)))) == 0;
 			if (!same)
 				fprintf(stderr, "allowed \"%s\": argv differs\n", name);
 			CHECK(same);
