@@ -436,8 +436,7 @@ static enum ca_err add_tools(struct ca_exec_policy *p, const struct ca_config *c
 		} else {
 			one[0] = t->kubectl ? cfg->exec.kubectl_path : tool_path_of(cfg, name);
 			if (!one[0])
-				one[0] = ""; /* config validation prevents it; "not an absolute
-				                path" */
+				one[0] = ""; /* config validation prevents it */
 			rc = resolve_tool(t, one, 1);
 		}
 		if (rc != CA_OK)
