@@ -73,6 +73,7 @@ struct ca_sandbox {
  * or widen the kernel's attack surface. personality is left alone: its
  * flags (ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC) only weaken the process
  * that sets them, and no_new_privs already keeps them from a setuid exec. */
+/* clang-format off */
 static const char *const killed_calls[] = {
 	"mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen", "fsconfig",
 	"fsmount", "fspick", "mount_setattr", "ptrace", "process_vm_readv", "process_vm_writev",
@@ -80,16 +81,16 @@ static const char *const killed_calls[] = {
 	"finit_module", "delete_module", "reboot", "unshare", "setns", "swapon", "swapoff", "acct",
 	"settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "perf_event_open",
 	"userfaultfd", "open_by_handle_at", "name_to_handle_at", "quotactl", "syslog", "ioperm",
-	"iopl", "lookup_dcookie", "vhangup",
+	"iopl", "lookup_dcookie", "vhangup"
 };
+/* clang-format on */
 
 /* clone(2) takes its flags in a register, so a filter can see them; the
  * exit signal shares the low byte, which is why CLONE_NEWTIME (0x80, only
  * meaningful to clone3 and unshare) is not in this list. */
-static const uint64_t clone_new_flags[] = {
-	CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID,
-	CLONE_NEWNET,
-};
+static const uint64_t clone_new_flags[] = {CLONE_NEWNS,  CLONE_NEWCGROUP, CLONE_NEWUTS,
+                                           CLONE_NEWIPC, CLONE_NEWUSER,   CLONE_NEWPID,
+                                           CLONE_NEWNET};
 
 static enum ca_err seccomp_fail(int rc, const char *what, char *err, size_t errlen)
 {
@@ -121,6 +122,13 @@ static enum ca_err build_filter(struct sock_fprog *prog, char *err, size_t errle
 
 	if (!(ctx = seccomp_init(SCMP_ACT_ALLOW))) {
 		ca_set_err(err, errlen, "seccomp: seccomp_init failed");
+		goto out;
+	}
+	/* Level 3 is SECCOMP_RET_KILL_PROCESS (Linux 4.14); without it a
+	 * killed call would end one thread of a multi-threaded command. */
+	unsigned api = seccomp_api_get();
+	if (api < 3) {
+		ca_set_err(err, errlen, "seccomp: no SECCOMP_RET_KILL_PROCESS (API level %u)", api);
 		goto out;
 	}
 	/* i386 and x32 calls from a 64-bit process would bypass a filter
@@ -209,16 +217,16 @@ static int probe_landlock(char *status, size_t len)
 {
 	long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
 	if (abi > 0) {
+		const char *scoped = "; signals and abstract unix sockets scoped to the command";
 		snprintf(status, len, "landlock ABI %ld: writes only in the command's dir%s", abi,
-		         abi >= 6 ? "; signals and abstract unix sockets scoped to the command" : "");
+		         abi >= 6 ? scoped : "");
 		return (int)abi;
 	}
 	int e = abi == 0 ? EINVAL : errno;
 	if (e == ENOSYS)
 		snprintf(status, len, "landlock unavailable: the kernel has no Landlock (ENOSYS)");
 	else if (e == EOPNOTSUPP)
-		snprintf(status, len,
-		         "landlock unavailable: built in but not enabled (EOPNOTSUPP: lsm= boot parameter)");
+		snprintf(status, len, "landlock unavailable: not enabled at boot (EOPNOTSUPP)");
 	else
 		snprintf(status, len, "landlock unavailable: %s", strerror(e));
 	return 0;
@@ -243,8 +251,8 @@ static uint64_t handled_fs(int abi)
 	return a;
 }
 
-static enum ca_err add_rule(int ruleset, const char *path, int flags, uint64_t access,
-                            char *err, size_t errlen)
+static enum ca_err add_rule(int ruleset, const char *path, int flags, uint64_t access, char *err,
+                            size_t errlen)
 {
 	struct landlock_path_beneath_attr pb = {.allowed_access = access};
 	pb.parent_fd = open(path, O_PATH | O_CLOEXEC | flags);
@@ -357,15 +365,16 @@ enum ca_err ca_sandbox_make_dir(const char *base, char *out, size_t outlen, char
 			out[0] = '\0';
 		return CA_EINVAL;
 	}
-	if (!mkdtemp(out)) {
+	const char *made = mkdtemp(out);
+	if (!made) {
 		ca_set_err(err, errlen, "mkdtemp %s: %s", out, strerror(errno));
 		out[0] = '\0';
 		return CA_EIO;
 	}
 	/* mkdtemp's 0700 passes through the umask; say it outright. */
-	if (chmod(out, 0700) != 0) {
-		ca_set_err(err, errlen, "chmod %s: %s", out, strerror(errno));
-		(void)rmdir(out);
+	if (chmod(made, 0700) != 0) {
+		ca_set_err(err, errlen, "chmod %s: %s", made, strerror(errno));
+		(void)rmdir(made);
 		out[0] = '\0';
 		return CA_EIO;
 	}
@@ -508,9 +517,8 @@ struct plan {
 	const struct sock_fprog *prog;
 };
 
-static const char *const rlimit_names[N_RLIMITS] = {
-	"RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_FSIZE", "RLIMIT_CORE",
-};
+static const char *const rlimit_names[N_RLIMITS] = {"RLIMIT_CPU",   "RLIMIT_AS",    "RLIMIT_NOFILE",
+                                                    "RLIMIT_NPROC", "RLIMIT_FSIZE", "RLIMIT_CORE"};
 
 static void fail(const struct plan *p, int step) __attribute__((noreturn));
 static void fail(const struct plan *p, int step)
@@ -582,19 +590,22 @@ static void child(const struct plan *p)
  * container runtime whose seccomp profile answers ENOSYS) fork and
  * pidfd_open: safe, since the child cannot be reaped by anyone else before
  * we open its pidfd. Returns the pid, 0 in the child, -1 with errno. */
-static pid_t clone_child(int *pidfd)
+static pid_t clone_child(int *pidfd, const char **what)
 {
 	struct clone3_args args;
 	memset(&args, 0, sizeof args);
 	args.flags = CLONE_PIDFD;
 	args.pidfd = (uint64_t)(uintptr_t)pidfd;
 	args.exit_signal = SIGCHLD; /* waitid without __WALL */
+	*what = "clone3";
 	long r = syscall(SYS_clone3, &args, sizeof args);
 	if (r >= 0 || errno != ENOSYS)
 		return (pid_t)r;
+	*what = "fork";
 	pid_t pid = fork();
 	if (pid <= 0)
 		return pid;
+	*what = "pidfd_open";
 	if ((*pidfd = pidfd_open(pid, 0)) < 0) {
 		int e = errno;
 		kill(pid, SIGKILL);
@@ -642,7 +653,8 @@ static void plan_limits(const struct ca_sandbox *sb, struct plan *p)
 		rlim_t s = (rlim_t)soft[i], h = (rlim_t)hard[i];
 		/* Never above the agent's own hard limit: raising it is
 		 * EPERM without CAP_SYS_RESOURCE. */
-		if (getrlimit((__rlimit_resource_t)res[i], &cur) == 0 && cur.rlim_max != RLIM_INFINITY) {
+		if (getrlimit((__rlimit_resource_t)res[i], &cur) == 0 &&
+		    cur.rlim_max != RLIM_INFINITY) {
 			if (h > cur.rlim_max)
 				h = cur.rlim_max;
 			if (s > h)
@@ -655,14 +667,16 @@ static void plan_limits(const struct ca_sandbox *sb, struct plan *p)
 	struct rlimit nofile;
 	p->close_max = 1024;
 	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY)
-		p->close_max = nofile.rlim_cur > (1u << 20) ? (1u << 20) : (unsigned)nofile.rlim_cur;
+		p->close_max =
+		        nofile.rlim_cur > (1u << 20) ? (1u << 20) : (unsigned)nofile.rlim_cur;
 }
 
 static void step_text(const struct plan *p, const struct report *r, char *err, size_t errlen)
 {
 	const char *why = strerror(r->error);
 	if (r->step >= STEP_RLIMIT && r->step < STEP_RLIMIT + N_RLIMITS)
-		ca_set_err(err, errlen, "setrlimit %s: %s", rlimit_names[r->step - STEP_RLIMIT], why);
+		ca_set_err(err, errlen, "setrlimit %s: %s", rlimit_names[r->step - STEP_RLIMIT],
+		           why);
 	else if (r->step == STEP_EXEC)
 		ca_set_err(err, errlen, "exec %s: %s", p->path, why);
 	else if (r->step == STEP_CHDIR)
@@ -757,7 +771,8 @@ enum ca_err ca_sandbox_spawn(const struct ca_sandbox *sb, const char *path, char
 		ca_set_err(err, errlen, "fcntl F_DUPFD: %s", strerror(errno));
 		goto out;
 	}
-	if (fcntl(out_p[0], F_SETFL, O_NONBLOCK) != 0 || fcntl(err_p[0], F_SETFL, O_NONBLOCK) != 0) {
+	if (fcntl(out_p[0], F_SETFL, O_NONBLOCK) != 0 ||
+	    fcntl(err_p[0], F_SETFL, O_NONBLOCK) != 0) {
 		ca_set_err(err, errlen, "fcntl O_NONBLOCK: %s", strerror(errno));
 		goto out;
 	}
@@ -784,13 +799,14 @@ enum ca_err ca_sandbox_spawn(const struct ca_sandbox *sb, const char *path, char
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pid = clone_child(&pidfd);
+	const char *what = "clone3";
+	pid = clone_child(&pidfd, &what);
 	if (pid == 0)
 		child(&plan);
 	int clone_errno = errno;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (pid < 0) {
-		ca_set_err(err, errlen, "clone: %s", strerror(clone_errno));
+		ca_set_err(err, errlen, "%s: %s", what, strerror(clone_errno));
 		goto out;
 	}
 	close_fd(&out_p[1]);
@@ -855,7 +871,8 @@ enum ca_err ca_sandbox_reap(struct ca_sandbox_child *c, int *exit_code, int *ter
 		return CA_EINVAL;
 	/* Peek first: the event loop must never block here. */
 	memset(&si, 0, sizeof si);
-	if (waitid(P_PIDFD, (id_t)c->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == 0)
+	if (waitid(P_PIDFD, (id_t)c->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+	    si.si_pid == 0)
 		return CA_EAGAIN;
 	/* The leader's zombie still pins the pgid: no new group can take it
 	 * until the waitid below, so this reaches only the command's own. */

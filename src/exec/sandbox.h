@@ -110,7 +110,8 @@ enum ca_err ca_sandbox_remove_dir(const char *dir);
 struct ca_sandbox_child {
 	pid_t pid;          /* also its process group */
 	int pidfd;          /* readable when the child exits; owned by the caller */
-	int out_fd, err_fd; /* read ends of stdout/stderr: non-blocking, close-on-exec; owned by the caller */
+	int out_fd, err_fd; /* read ends of stdout/stderr: non-blocking, close-on-exec; owned by the
+	                       caller */
 };
 
 /* Start path (absolute) with argv/envp (borrowed; envp is the whole

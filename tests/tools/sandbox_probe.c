@@ -12,7 +12,9 @@
  *   write PATH [BYTES]         create PATH, write BYTES (5); 0 ok, 3 failed
  *   syscall NAME               attempt NAME with harmless arguments; if it
  *                              returns, print "NAME: errno E (name)" or
- *                              "NAME: returned R" and exit 4
+ *                              "NAME: returned R" and exit 4 (x32 and
+ *                              i386 make getpid through those ABIs; 8
+ *                              when this kernel has no int 0x80)
  *   sleep SECONDS
  *   spawn-sleepers N SECONDS   fork N sleepers, print "started N", sleep too
  *   orphan N SECONDS           fork N sleepers, print "started N", exit 0
@@ -79,10 +81,12 @@ static void beacon(int argc, char **argv)
 		char line[8192];
 		size_t len = 0;
 		for (int i = 0; i < argc && len < sizeof line - 2; i++) {
-			int k = snprintf(line + len, sizeof line - 1 - len, "%s%s", i ? " " : "", argv[i]);
+			int k = snprintf(line + len, sizeof line - 1 - len, "%s%s", i ? " " : "",
+			                 argv[i]);
 			if (k < 0)
 				break;
-			len += (size_t)k < sizeof line - 1 - len ? (size_t)k : sizeof line - 2 - len;
+			len += (size_t)k < sizeof line - 1 - len ? (size_t)k
+			                                         : sizeof line - 2 - len;
 		}
 		line[len++] = '\n';
 		for (size_t off = 0; off < len;) {
@@ -128,7 +132,8 @@ static int write_file(const char *path, long long bytes)
 	static char chunk[65536];
 	memset(chunk, 'x', sizeof chunk);
 	for (long long done = 0; done < bytes;) {
-		size_t want = bytes - done > (long long)sizeof chunk ? sizeof chunk : (size_t)(bytes - done);
+		size_t want = bytes - done > (long long)sizeof chunk ? sizeof chunk
+		                                                     : (size_t)(bytes - done);
 		ssize_t n = write(fd, chunk, want);
 		if (n < 0) {
 			printf("write %s: %s\n", path, strerror(errno));
@@ -164,6 +169,16 @@ static long in_child(int which)
 	errno = WIFEXITED(st) ? WEXITSTATUS(st) : EINTR;
 	return -1;
 }
+
+#if defined(__x86_64__)
+static void no_int80(int sig)
+{
+	(void)sig;
+	static const char msg[] = "i386: int 0x80 unavailable\n";
+	(void)!write(1, msg, sizeof msg - 1);
+	_exit(8);
+}
+#endif
 
 /* Arguments that are harmless should the filter be missing (as root too):
  * bad magic, bad fds, paths that do not exist, no-op requests. */
@@ -259,6 +274,19 @@ static long attempt(const char *name, int *known)
 		return syscall(SYS_vhangup); /* no controlling tty: nothing to hang up */
 	if (!strcmp(name, "io_uring_setup"))
 		return syscall(SYS_io_uring_setup, 1, NULL);
+#if defined(__x86_64__)
+	/* Other ABIs of the same kernel: an x32 getpid, an i386 getpid. */
+	if (!strcmp(name, "x32"))
+		return syscall(0x40000000 | SYS_getpid);
+	if (!strcmp(name, "i386")) {
+		/* Kernels can turn int 0x80 off (ia32_emulation=0, confidential
+		 * guests): a #GP, SIGSEGV. Say so with exit 8. */
+		signal(SIGSEGV, no_int80);
+		long r;
+		__asm__ volatile("int $0x80" : "=a"(r) : "a"(20L) : "memory");
+		return r;
+	}
+#endif
 	if (!strcmp(name, "setsid"))
 		return in_child(0);
 	if (!strcmp(name, "setpgid"))
@@ -278,10 +306,10 @@ static long attempt(const char *name, int *known)
 		const char *name;
 		unsigned long flag;
 	} clones[] = {
-		{"clone-newns", CLONE_NEWNS},     {"clone-newuser", CLONE_NEWUSER},
-		{"clone-newpid", CLONE_NEWPID},   {"clone-newnet", CLONE_NEWNET},
-		{"clone-newuts", CLONE_NEWUTS},   {"clone-newipc", CLONE_NEWIPC},
-		{"clone-newcgroup", CLONE_NEWCGROUP},
+	        {"clone-newns", CLONE_NEWNS},         {"clone-newuser", CLONE_NEWUSER},
+	        {"clone-newpid", CLONE_NEWPID},       {"clone-newnet", CLONE_NEWNET},
+	        {"clone-newuts", CLONE_NEWUTS},       {"clone-newipc", CLONE_NEWIPC},
+	        {"clone-newcgroup", CLONE_NEWCGROUP},
 	};
 	for (size_t i = 0; i < sizeof clones / sizeof clones[0]; i++) {
 		if (strcmp(name, clones[i].name))
@@ -308,16 +336,26 @@ static long attempt(const char *name, int *known)
 static const char *errno_name(int e)
 {
 	switch (e) {
-	case EPERM: return "EPERM";
-	case ENOENT: return "ENOENT";
-	case ESRCH: return "ESRCH";
-	case EBADF: return "EBADF";
-	case EFAULT: return "EFAULT";
-	case EINVAL: return "EINVAL";
-	case ENOSYS: return "ENOSYS";
-	case EACCES: return "EACCES";
-	case EOPNOTSUPP: return "EOPNOTSUPP";
-	default: return "other";
+	case EPERM:
+		return "EPERM";
+	case ENOENT:
+		return "ENOENT";
+	case ESRCH:
+		return "ESRCH";
+	case EBADF:
+		return "EBADF";
+	case EFAULT:
+		return "EFAULT";
+	case EINVAL:
+		return "EINVAL";
+	case ENOSYS:
+		return "ENOSYS";
+	case EACCES:
+		return "EACCES";
+	case EOPNOTSUPP:
+		return "EOPNOTSUPP";
+	default:
+		return "other";
 	}
 }
 
@@ -382,8 +420,9 @@ static int flood(long long bytes, const char *where)
 		if ((fd == 1 && !to_out) || (fd == 2 && !to_err))
 			continue;
 		for (long long done = 0; done < bytes;) {
-			size_t want = bytes - done > (long long)sizeof chunk ? sizeof chunk
-			                                                     : (size_t)(bytes - done);
+			size_t want = bytes - done > (long long)sizeof chunk
+			                      ? sizeof chunk
+			                      : (size_t)(bytes - done);
 			ssize_t n = write(fd, chunk, want);
 			if (n < 0) {
 				if (errno == EINTR)
