@@ -143,8 +143,12 @@ void ca_sandbox_kill_group(const struct ca_sandbox_child *c, int sig);
  * waitid(P_PIDFD). exit_code = code, or -1 when killed; term_signal = the
  * signal or 0 (either pointer may be NULL). Closes pidfd and sets pid and
  * pidfd to -1; out_fd/err_fd stay the caller's. Never blocks: CA_EAGAIN
- * (nothing closed) when the child has not exited yet; CA_EIO when waitid
- * fails (pidfd is closed all the same). */
+ * (nothing closed) when the child has not exited yet; CA_EINVAL when it was
+ * reaped already; CA_EIO when waitid fails (pidfd is closed all the same).
+ *
+ * The group members killed here were the leader's children: they are
+ * reparented to the nearest child subreaper, else PID 1, which must reap
+ * them. When the agent is PID 1 of its container, that is the agent. */
 enum ca_err ca_sandbox_reap(struct ca_sandbox_child *c, int *exit_code, int *term_signal);
 
 #endif
