@@ -138,7 +138,7 @@ void ca_agent_budget(const struct ca_config *cfg, struct ca_budget *b)
 		line_key = "metrics.max_object_bytes";
 	}
 	if (line)
-		ca_kube_parse_budget((size_t)line, line_key, b);
+		ca_kube_parse_budget((size_t)line, (size_t)cfg->kubernetes.max_list_page_bytes, line_key, b);
 	ca_kube_budget((size_t)cfg->kubernetes.max_list_page_bytes, b);
 	ca_events_budget(cfg, b);
 	ca_metrics_budget(cfg, b);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/prom.h"
@@ -43,6 +44,9 @@ static const double duration_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 #define RESULT_SLACK 1024         /* headers and subject next to a result in max_payload */
 #define AUDIT_RATE 10.0           /* rejection lines a second ... */
 #define AUDIT_BURST 20.0          /* ... and at once; the rest counted */
+#define ORPHAN_GROUPS 64          /* finished commands' groups swept for orphans ... */
+#define ORPHAN_SWEEP_MS 1000      /* ... this often ... */
+#define ORPHAN_WATCH_MS 30000     /* ... for this long */
 
 struct stream {
 	int pipe_fd;                 /* -1 once at EOF */
@@ -96,6 +100,17 @@ struct ca_exec {
 	struct job *done_head, *done_tail; /* finished, result not taken by the bus yet */
 	size_t ndone;
 	struct ca_loop_timer *retry;
+
+	/* When the agent is PID 1 (a container without an init), what is left
+	 * of a command's group when its leader dies -- killed at once by the
+	 * sandbox -- becomes the agent's child: these groups are reaped
+	 * (waitid P_PGID, never anyone else's) so no zombie stays. */
+	struct {
+		pid_t pgid;
+		int64_t until_ms;
+	} orphans[ORPHAN_GROUPS];
+	size_t norphans;
+	struct ca_loop_timer *sweep;
 
 	uint64_t by_status[ST_COUNT];
 	uint64_t results_lost, truncated;
@@ -396,6 +411,38 @@ static void retry_cb(void *arg)
 	drain_done(arg);
 }
 
+static void sweep_cb(void *arg)
+{
+	struct ca_exec *x = arg;
+	int64_t now = ca_now_monotonic_ms();
+	size_t kept = 0;
+	for (size_t i = 0; i < x->norphans; i++) {
+		siginfo_t info;
+		int rc;
+		do {
+			memset(&info, 0, sizeof info);
+			rc = waitid(P_PGID, (id_t)x->orphans[i].pgid, &info, WEXITED | WNOHANG);
+		} while (rc == 0 && info.si_pid != 0);
+		if (rc == 0 && x->orphans[i].until_ms > now) /* some still running */
+			x->orphans[kept++] = x->orphans[i];
+	}
+	x->norphans = kept;
+	if (!kept)
+		ca_loop_timer_stop(x->sweep);
+}
+
+static void watch_orphans(struct ca_exec *x, pid_t pgid)
+{
+	if (x->norphans == ORPHAN_GROUPS) /* the oldest has had its time */
+		memmove(&x->orphans[0], &x->orphans[1], (ORPHAN_GROUPS - 1) * sizeof x->orphans[0]);
+	else
+		x->norphans++;
+	x->orphans[x->norphans - 1].pgid = pgid;
+	x->orphans[x->norphans - 1].until_ms = ca_now_monotonic_ms() + ORPHAN_WATCH_MS;
+	if (!ca_loop_timer_active(x->sweep))
+		ca_loop_timer_start(x->sweep, ORPHAN_SWEEP_MS, ORPHAN_SWEEP_MS);
+}
+
 void ca_exec_flush(struct ca_exec *x)
 {
 	if (x)
@@ -578,6 +625,7 @@ static void exit_cb(void *arg, int fd, int events)
 	j->pid_h = NULL;
 	ca_sandbox_reap(&j->child, &j->exit_code, &j->term_signal);
 	j->exited = true;
+	watch_orphans(j->x, j->child.pid);
 	ca_loop_timer_free(j->timer);
 	j->timer = NULL;
 	if (ca_loop_timer_new(j->x->loop, drain_timeout, j, &j->timer) == CA_OK)
@@ -953,6 +1001,8 @@ enum ca_err ca_exec_new(struct ca_exec **out, struct ca_loop *loop, struct ca_ku
 		goto fail;
 	}
 	rc = ca_loop_timer_new(loop, retry_cb, x, &x->retry);
+	if (rc == CA_OK)
+		rc = ca_loop_timer_new(loop, sweep_cb, x, &x->sweep);
 	if (rc != CA_OK) {
 		ca_set_err(err, errlen, "out of memory");
 		goto fail;
@@ -982,6 +1032,11 @@ enum ca_err ca_exec_new(struct ca_exec **out, struct ca_loop *loop, struct ca_ku
 			rc = CA_EINVAL;
 			goto fail;
 		}
+		if (geteuid() == 0)
+			ca_log(CA_LOG_WARN, "exec",
+			       "the agent runs as root: commands keep root's capabilities and the kernel does not apply "
+			       "exec.max_processes to them; run it as its own user (the Deployment runs as 65534)",
+			       NULL);
 		ca_log(ca_sandbox_landlock_abi(x->sandbox) ? CA_LOG_INFO : CA_LOG_WARN, "exec", "command sandbox ready",
 		       "landlock", ca_sandbox_landlock_status(x->sandbox), "tools_unavailable",
 		       *ca_exec_policy_problem(x->policy) ? ca_exec_policy_problem(x->policy) : NULL, NULL);
@@ -1031,6 +1086,7 @@ void ca_exec_free(struct ca_exec *x)
 	}
 	ca_exec_audit_summary(x);
 	ca_loop_timer_free(x->retry);
+	ca_loop_timer_free(x->sweep);
 	ca_replay_free(x->replay);
 	ca_exec_keys_free(x->keys);
 	ca_sandbox_free(x->sandbox);

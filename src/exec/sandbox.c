@@ -569,6 +569,16 @@ static void child(const struct plan *p)
 		fail(p, STEP_STDERR);
 	if (chdir(p->dir) != 0)
 		fail(p, STEP_CHDIR);
+	/* The commands share the agent's container and its memory limit: when
+	 * it is reached, the kernel kills a command, not the agent. Best
+	 * effort (a read-only /proc says no); before Landlock, which would. */
+	int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	if (oom >= 0) {
+		if (write(oom, "1000", 4) < 0) {
+			/* keep going: the limit still holds, only the victim differs */
+		}
+		(void)close(oom);
+	}
 	for (int i = 0; i < N_RLIMITS; i++)
 		if (setrlimit((__rlimit_resource_t)p->resource[i], &p->rl[i]) != 0)
 			fail(p, STEP_RLIMIT + i);

@@ -1083,10 +1083,14 @@ void ca_kube_watch_budget(size_t watches, size_t max_object_bytes, const char *w
 	                                   CONNECTION_BYTES));
 }
 
-void ca_kube_parse_budget(size_t max_object_bytes, const char *key, struct ca_budget *b)
+void ca_kube_parse_budget(size_t max_object_bytes, size_t max_list_page_bytes, const char *key,
+                          struct ca_budget *b)
 {
-	ca_budget_add(b, "kube: parse of one watch line at a time (the longest allowed)", key,
-	              ca_watch_parse_peak(max_object_bytes));
+	uint64_t line = ca_watch_parse_peak(max_object_bytes);
+	uint64_t page_parse = (uint64_t)max_list_page_bytes * 6, page_body = max_list_page_bytes;
+	if (page_body + line > page_parse)
+		ca_budget_add(b, "kube: parse of one watch line (the longest allowed), beyond a LIST page's parse",
+		              key, page_body + line - page_parse);
 }
 
 bool ca_kube_list_slot_take(struct ca_kube *kube, struct ca_kube_slot_waiter *w)

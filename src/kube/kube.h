@@ -118,8 +118,13 @@ void ca_kube_watch_budget(size_t watches, size_t max_object_bytes, const char *w
                           const char *key, struct ca_budget *b);
 /* The parse of one watch line of up to max_object_bytes: lines are parsed
  * one at a time on the loop thread, whatever the watch, so the agent adds
- * this row once, for its longest line. */
-void ca_kube_parse_budget(size_t max_object_bytes, const char *key, struct ca_budget *b);
+ * this row once, for its longest line. A LIST page is parsed on the same
+ * thread, so the two parses never coexist: what a line's parse can hold
+ * beside a LIST page still arriving (its body) is counted only beyond the
+ * page's own parse (ca_kube_budget's row for max_list_page_bytes); no row
+ * when that is nothing. */
+void ca_kube_parse_budget(size_t max_object_bytes, size_t max_list_page_bytes, const char *key,
+                          struct ca_budget *b);
 
 /* agent_kube_requests_total{code}, agent_kube_watch_restarts_total and the
  * client's other counters. */

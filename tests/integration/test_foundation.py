@@ -258,7 +258,7 @@ def test_audit_of_a_command_flood_is_rate_limited(nats_server, kubesim, nats_cli
     # messages): every one accounted for.
     rejected = wait_for(counted, timeout=20, what="500 commands accounted for")
     assert rejected >= 64
-    wait_for(lambda: any(r.get("msg", "").startswith("refused commands not logged")
+    wait_for(lambda: any(r.get("msg", "").startswith("rejected commands not logged")
                          for r in agent.log_records()), timeout=10, what="the audit summary line")
     audit = [r for r in agent.log_records() if r.get("component") == "audit"]
     lines = [r for r in audit if r.get("msg") == "command rejected"]
