@@ -19,7 +19,7 @@ RUN apt-get update \
       gcc libc6-dev meson ninja-build pkg-config python3 \
       protobuf-c-compiler libprotobuf-dev \
       libnats-dev libcurl4-openssl-dev libyaml-dev libjansson-dev \
-      libprotobuf-c-dev libmicrohttpd-dev libseccomp-dev \
+      libprotobuf-c-dev libmicrohttpd-dev libseccomp-dev libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -45,7 +45,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates \
       libnats3.4 libcurl4 libyaml-0-2 libjansson4 libprotobuf-c1 \
-      libmicrohttpd12 libseccomp2 \
+      libmicrohttpd12 libseccomp2 libssl3 \
       kubernetes-client \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /etc/collect-agent /var/lib/collect-agent \
