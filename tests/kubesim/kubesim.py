@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """kubesim: a simulated kube-apiserver for collect-agent's tests and demo.
 
-Speaks the real wire protocol over HTTPS (HTTP/1.1, bearer tokens):
+Speaks the real wire protocol over HTTPS (HTTP/1.1, bearer tokens), well enough
+for the real kubectl (Tables, aggregated discovery, logs, reviews, OpenAPI):
 discovery, GET, paginated LIST with continue tokens, WATCH with bookmarks,
 410 Expired in both forms, chunked watch streams framed as Go's net/http
 frames them (a lone event is one chunk; a burst shares 2048-byte chunks).
