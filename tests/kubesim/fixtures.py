@@ -173,6 +173,14 @@ class KubeSim:
             body["user"] = user
         return self.control("POST", "/tokens", body)
 
+    def set_log(self, pod, text, namespace="default", container=None):
+        """The text `kubectl logs` gets for the pod (every container, or the
+        one named)."""
+        body = {"namespace": namespace, "pod": pod, "text": text}
+        if container:
+            body["container"] = container
+        return self.control("POST", "/logs", body)
+
     def stats(self):
         return self.control("GET", "/stats")
 

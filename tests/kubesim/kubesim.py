@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """kubesim: a simulated kube-apiserver for collect-agent's tests and demo.
 
-Speaks the real wire protocol over HTTPS (HTTP/1.1, bearer tokens):
+Speaks the real wire protocol over HTTPS (HTTP/1.1, bearer tokens), well enough
+for the real kubectl (Tables, aggregated discovery, logs, reviews, OpenAPI):
 discovery, GET, paginated LIST with continue tokens, WATCH with bookmarks,
 410 Expired in both forms, chunked watch streams framed as Go's net/http
 frames them (a lone event is one chunk; a burst shares 2048-byte chunks).
@@ -23,9 +24,11 @@ import collections
 import copy
 import datetime
 import gc
+import hashlib
 import http.server
 import itertools
 import json
+import lzma
 import os
 import random
 import re
@@ -37,6 +40,9 @@ import threading
 import time
 import urllib.parse
 import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import printers  # noqa: E402
 
 # --------------------------------------------------------------------------
 # JSON rendering, Go style
@@ -251,6 +257,267 @@ def bookmark_object(ri, rv):
         skel["spec"] = {}
         skel["status"] = {}
     return skel
+
+
+# --------------------------------------------------------------------------
+# Discovery: every resource the captured documents list
+
+# the subresources kubesim serves (GET)
+SUBRESOURCES = {("", "pods"): ("log", "status"), ("", "nodes"): ("status",),
+                ("", "namespaces"): ("status",)}
+
+# authorization.k8s.io / authentication.k8s.io reviews answered on POST
+REVIEWS = {("authorization.k8s.io", "selfsubjectaccessreviews"),
+           ("authorization.k8s.io", "selfsubjectrulesreviews"),
+           ("authentication.k8s.io", "selfsubjectreviews")}
+
+
+def discovered_resources(disc):
+    """(group, plural) -> ResourceInfo for every resource of the aggregated
+    discovery documents (the preferred, first-listed version of each group);
+    the simulated ones are RESOURCES' own. ri.store is None for the rest:
+    kubesim serves them empty (LIST: no items, GET: 404 NotFound)."""
+    out = {}
+    docs = (disc["aggregated-discovery-api.json"], disc["aggregated-discovery-apis.json"])
+    for doc in docs:
+        for g in doc["items"]:
+            group = g["metadata"].get("name", "")
+            if not g["versions"]:
+                continue
+            v = g["versions"][0]
+            for r in v["resources"]:
+                key = (group, r["resource"])
+                if key in RESOURCES:
+                    out[key] = RESOURCES[key]
+                    continue
+                ri = ResourceInfo(r["resource"], r["responseKind"]["kind"],
+                                  r["scope"] == "Namespaced", False, group=group,
+                                  version=v["version"])
+                ri.store = None
+                ri.verbs = r.get("verbs") or []
+                ri.subresources = {s["subresource"] for s in r.get("subresources") or []}
+                out[key] = ri
+    return out
+
+
+def legacy_resource_list(group_doc, version):
+    """The APIResourceList (legacy discovery, /apis/GROUP/VERSION) of one
+    version of an aggregated discovery group."""
+    res = []
+    for v in group_doc["versions"]:
+        if v["version"] != version:
+            continue
+        for r in v["resources"]:
+            e = {"name": r["resource"], "singularName": r.get("singularResource", ""),
+                 "namespaced": r["scope"] == "Namespaced", "kind": r["responseKind"]["kind"],
+                 "verbs": r.get("verbs") or []}
+            if r.get("shortNames"):
+                e["shortNames"] = r["shortNames"]
+            if r.get("categories"):
+                e["categories"] = r["categories"]
+            res.append(e)
+            for sub in r.get("subresources") or []:
+                rk = sub.get("responseKind") or {}
+                s = {"name": "%s/%s" % (r["resource"], sub["subresource"]), "singularName": "",
+                     "namespaced": r["scope"] == "Namespaced", "kind": rk.get("kind", "")}
+                if rk.get("group"):
+                    s["group"] = rk["group"]
+                if rk.get("version"):
+                    s["version"] = rk["version"]
+                s["verbs"] = sub.get("verbs") or []
+                res.append(s)
+    return res
+
+
+# --------------------------------------------------------------------------
+# Content negotiation (Accept), as go-restful and apimachinery's negotiation
+# do it
+
+# what a resource route Produces (go-restful's first check; the 406 it
+# answers lists them)
+PRODUCES_GET = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
+PRODUCES_LIST = PRODUCES_GET + ("application/json;stream=watch",
+                                "application/vnd.kubernetes.protobuf;stream=watch")
+SERIALIZERS = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
+OPENAPI_V2_PB = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+AGGREGATED_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+
+
+class NotAcceptable(Exception):
+    def __init__(self, message, details=None):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+def parse_accept(header):
+    """goautoneg.ParseAccept: clauses (type, subtype, params) ordered by q
+    (stable), then by specificity; q=0 dropped."""
+    out = []
+    for part in (header or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        mt, *params = [x.strip() for x in part.split(";")]
+        typ, _, sub = mt.partition("/")
+        p, q = {}, 1.0
+        for x in params:
+            k, _, v = x.partition("=")
+            k, v = k.strip(), v.strip()
+            if k == "q":
+                try:
+                    q = float(v)
+                except ValueError:
+                    q = 0.0
+            elif k:
+                p[k] = v
+        if q > 0:
+            out.append((typ.strip(), (sub or "*").strip(), p, q))
+    out.sort(key=lambda c: (-c[3], c[0] == "*", c[1] == "*"))
+    return out
+
+
+def restful_accepts(header, produces):
+    """go-restful's Route.matchesAccept."""
+    if not header:
+        return True
+    for mt in header.split(","):
+        mt = mt.split(";")[0].strip()
+        if mt == "*/*" or mt in produces:
+            return True
+    return False
+
+
+def accepts_plain_json(clauses):
+    return any(t in ("application", "*") and s in ("json", "*") and not p
+               for t, s, p, q in clauses)
+
+
+def negotiate(header, conversions, produces=PRODUCES_GET):
+    """The representation to answer with: "json" or a conversion named in
+    `conversions` {(as, group, version): result}. Raises NotAcceptable as
+    the real server would: go-restful's check first, then the serializer
+    negotiation. kubesim encodes JSON only, so a clause that only YAML or
+    protobuf would satisfy is passed over (the real server would answer in
+    that encoding)."""
+    if not restful_accepts(header, produces):
+        raise NotAcceptable("406: Not Acceptable\n\nAvailable representations: " + ", ".join(produces),
+                            details={})
+    if not (header or "").strip():
+        return "json"
+    for typ, sub, params, _ in parse_accept(header):
+        if typ not in ("application", "*") or sub not in ("json", "*"):
+            continue
+        extra = {k: v for k, v in params.items() if k not in ("as", "g", "v", "pretty", "stream")}
+        if extra:
+            continue
+        if "as" not in params and "g" not in params and "v" not in params:
+            return "json"
+        conv = conversions.get((params.get("as", ""), params.get("g", ""), params.get("v", "")))
+        if conv is not None:
+            return conv
+    raise NotAcceptable("only the following media types are accepted: " + ", ".join(SERIALIZERS))
+
+
+TABLE_CONVERSIONS = {("Table", "meta.k8s.io", "v1"): ("table", "v1"),
+                     ("Table", "meta.k8s.io", "v1beta1"): ("table", "v1beta1")}
+
+
+def object_conversions(list_like):
+    conv = dict(TABLE_CONVERSIONS)
+    kind = "PartialObjectMetadataList" if list_like else "PartialObjectMetadata"
+    for v in ("v1", "v1beta1"):
+        conv[(kind, "meta.k8s.io", v)] = ("pom", v)
+    return conv
+
+
+# --------------------------------------------------------------------------
+# Protocol buffers, only as far as kubectl's review requests need them
+# (kubectl >= 1.30 POSTs SelfSubjectAccessReview/RulesReview as
+# application/vnd.kubernetes.protobuf)
+
+PROTO_MAGIC = b"k8s\x00"
+
+
+def proto_fields(buf):
+    """{field number: [values]} of one message (varints as int,
+    length-delimited as bytes; fixed-width values are skipped)."""
+    out = {}
+    i, n = 0, len(buf)
+
+    def varint():
+        nonlocal i
+        shift = v = 0
+        while True:
+            if i >= n:
+                raise ValueError("truncated varint")
+            b = buf[i]
+            i += 1
+            v |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return v
+            shift += 7
+    while i < n:
+        key = varint()
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            val = varint()
+        elif wt == 2:
+            ln = varint()
+            val = bytes(buf[i:i + ln])
+            if len(val) != ln:
+                raise ValueError("truncated field")
+            i += ln
+        elif wt == 1:
+            i += 8
+            continue
+        elif wt == 5:
+            i += 4
+            continue
+        else:
+            raise ValueError("unsupported wire type %d" % wt)
+        out.setdefault(num, []).append(val)
+    return out
+
+
+def _pstr(fields, num):
+    v = fields.get(num)
+    return v[-1].decode() if v else None
+
+
+def review_from_protobuf(body, plural):
+    """The JSON form of a SelfSubjectAccessReview / SelfSubjectRulesReview
+    sent as protobuf (runtime.Unknown envelope after the k8s magic)."""
+    if not body.startswith(PROTO_MAGIC):
+        raise ValueError("no protobuf magic")
+    env = proto_fields(body[len(PROTO_MAGIC):])
+    raw = (env.get(2) or [b""])[-1]
+    msg = proto_fields(raw)
+    spec = proto_fields((msg.get(2) or [b""])[-1])
+    out = {"spec": {}}
+    if plural == "selfsubjectrulesreviews":
+        ns = _pstr(spec, 1)
+        if ns:
+            out["spec"]["namespace"] = ns
+        return out
+    if spec.get(1):
+        ra = proto_fields(spec[1][-1])
+        attrs = {}
+        for num, k in ((1, "namespace"), (2, "verb"), (3, "group"), (4, "version"),
+                       (5, "resource"), (6, "subresource"), (7, "name")):
+            v = _pstr(ra, num)
+            if v:
+                attrs[k] = v
+        out["spec"]["resourceAttributes"] = attrs
+    if spec.get(2):
+        na = proto_fields(spec[2][-1])
+        attrs = {}
+        for num, k in ((1, "path"), (2, "verb")):
+            v = _pstr(na, num)
+            if v:
+                attrs[k] = v
+        out["spec"]["nonResourceAttributes"] = attrs
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -1568,6 +1835,15 @@ class Churner:
 # --------------------------------------------------------------------------
 # The simulator: state shared by both servers
 
+# metrics.k8s.io in aggregated discovery (when --metrics-api), as
+# metrics-server's APIService publishes it
+METRICS_DISCOVERY = {"metadata": {"name": "metrics.k8s.io", "creationTimestamp": None},
+                     "versions": [{"version": "v1beta1", "resources": [
+                         {"resource": "nodes", "responseKind": {"group": "", "version": "", "kind": "NodeMetrics"},
+                          "scope": "Cluster", "singularResource": "", "verbs": ["get", "list"]},
+                         {"resource": "pods", "responseKind": {"group": "", "version": "", "kind": "PodMetrics"},
+                          "scope": "Namespaced", "singularResource": "", "verbs": ["get", "list"]}],
+                         "freshness": "Current"}]}
 METRICS_CONTINUE_V = "kubesim.metrics/v1"     # kubesim's own token (metrics-server has none)
 METRICS_LIST_RE = re.compile(r"^/apis/metrics\.k8s\.io/v1beta1/(?:namespaces/([^/]+)/)?(nodes|pods)$")
 
@@ -1623,6 +1899,41 @@ class Fault:
                 or (self.until is not None and time.monotonic() > self.until))
 
 
+def is_denied(ident, verb, group, resource, sub=None):
+    """Whether a token's deny list ("verb resource" entries, "*" for any)
+    refuses verb on group/resource[/sub]. A core resource is named by its
+    plural ("pods", "pods/log"); one of another group by the group
+    ("events.k8s.io") or plural.group ("events.events.k8s.io")."""
+    denied = ident["deny"]
+    if not denied:
+        return False
+    if group:
+        names = {group, "%s.%s" % (resource, group)}
+    else:
+        names = {resource}
+    if sub:
+        names = {"%s/%s" % (resource, sub)} | ({"%s/%s.%s" % (resource, sub, group)} if group else set())
+    for entry in denied:
+        v, _, r = entry.partition(" ")
+        if (v == "*" or v == verb or verb == "*") and (r == "*" or r in names or resource == "*"):
+            return True
+    return False
+
+
+# the resources kubesim simulates, and the verbs it serves on them (it is
+# read-only), for SelfSubjectRulesReview
+SIMULATED_RULES = (("", "namespaces", None), ("", "nodes", None), ("", "pods", None),
+                   ("", "pods", "log"), ("", "events", None), (EVENTS_GROUP, "events", None))
+DISCOVERY_PATHS = ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi",
+                   "/openapi/*", "/readyz", "/version", "/version/"]
+PUBLIC_RULE = {"verbs": ["get"], "nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version",
+                                                     "/version/"]}
+REVIEW_RULES = [{"verbs": ["create"], "apiGroups": ["authorization.k8s.io"],
+                 "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]},
+                {"verbs": ["create"], "apiGroups": ["authentication.k8s.io"],
+                 "resources": ["selfsubjectreviews"]}]
+
+
 # The anonymous user, and what RBAC's system:public-info-viewer lets it read.
 ANONYMOUS = {"user": "system:anonymous", "deny": frozenset(), "anonymous": True}
 PUBLIC_PATHS = frozenset(("/healthz", "/livez", "/readyz", "/version", "/version/"))
@@ -1662,9 +1973,18 @@ class Sim:
         self.prioritylevel_uid = new_uid()
         samples = args.samples_dir
         self.discovery = {}
-        for name in ("api.json", "apis.json", "api-v1-resources.json"):
+        for name in ("api.json", "apis.json", "api-v1-resources.json",
+                     "aggregated-discovery-api.json", "aggregated-discovery-apis.json",
+                     "openapi-v3-index.json"):
             with open(os.path.join(samples, name)) as f:
                 self.discovery[name] = json.load(f)
+        self.columns = printers.load_columns(samples)
+        # every resource the discovery documents list: (group, plural) ->
+        # ResourceInfo; the ones kubesim does not simulate are served empty
+        self.known = discovered_resources(self.discovery)
+        self.openapi_lock = threading.Lock()
+        self.openapi_docs = {}               # "api/v1" -> (bytes, hash)
+        self.pod_logs = {}                   # (namespace, pod, container or None) -> text
         self.log_file = open(os.path.join(self.state_dir, "kubesim.log"), "a", buffering=1)
 
     # ---- tokens ----
@@ -1741,6 +2061,66 @@ class Sim:
 
     def next_pod_ip(self):
         return next(self.pod_ips)
+
+    # ---- kubectl: OpenAPI, logs, reviews ----
+
+    def openapi_doc(self, name):
+        """(bytes, hash) of a captured OpenAPI v3 document, decompressed on
+        first use; the hash is the real server's (SHA-512, upper-case hex)."""
+        with self.openapi_lock:
+            doc = self.openapi_docs.get(name)
+            if doc is None:
+                path = os.path.join(self.args.samples_dir, "openapi-v2.pb.xz" if name == "v2" else
+                                    "openapi-v3-%s.json.xz" % name.replace("/", "-"))
+                with open(path, "rb") as f:
+                    body = lzma.decompress(f.read())
+                doc = self.openapi_docs[name] = (body, hashlib.sha512(body).hexdigest().upper())
+            return doc
+
+    def pod_log(self, ns, pod, container, previous=False):
+        """The text kubelet would stream for a container: what POST /logs
+        set (for the container, else for the pod), else a fixed text."""
+        with self.lock:
+            text = self.pod_logs.get((ns, pod, container))
+            if text is None:
+                text = self.pod_logs.get((ns, pod, None))
+        if text is None:
+            text = ("kubesim: %s container %s of pod %s/%s\n"
+                    "kubesim: this is the log text kubesim serves for every container\n"
+                    % ("previous instance of" if previous else "log of", container, ns, pod))
+        return text
+
+    def allow_reason(self, ident):
+        user = ident["user"]
+        if user.startswith("system:serviceaccount:"):
+            who = 'ServiceAccount "%s"' % "/".join(user.split(":")[2:4])
+        else:
+            who = 'User "%s"' % user
+        return 'RBAC: allowed by ClusterRoleBinding "kubesim" of ClusterRole "kubesim" to %s' % who
+
+    def rules_review(self, ident):
+        """SelfSubjectRulesReview status: everything for a token without a
+        deny list (like cluster-admin); else one rule per simulated
+        resource with the read verbs its deny list leaves."""
+        if ident.get("anonymous"):
+            return {"resourceRules": REVIEW_RULES[:1] + REVIEW_RULES[1:],
+                    "nonResourceRules": [PUBLIC_RULE], "incomplete": False}
+        if not ident["deny"]:
+            return {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}]
+                    + REVIEW_RULES,
+                    "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]},
+                                         {"verbs": ["get"], "nonResourceURLs": DISCOVERY_PATHS},
+                                         PUBLIC_RULE], "incomplete": False}
+        rules = list(REVIEW_RULES)
+        for group, res, sub in SIMULATED_RULES:
+            verbs = [v for v in (("get",) if sub else ("get", "list", "watch"))
+                     if not is_denied(ident, v, group, res, sub)]
+            if verbs:
+                rules.append({"verbs": verbs, "apiGroups": [group],
+                              "resources": [res + ("/" + sub if sub else "")]})
+        return {"resourceRules": rules,
+                "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": DISCOVERY_PATHS},
+                                     PUBLIC_RULE], "incomplete": False}
 
     # ---- stats ----
 
@@ -1860,10 +2240,10 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
     # ---- response helpers ----
 
     def _start(self, code, content_type="application/json", apf=True, extra=None,
-               length=None, chunked=False):
+               length=None, chunked=False, cache_control="no-cache, private"):
         self.send_response_only(code)
         self.send_header("Audit-Id", new_uid())
-        self.send_header("Cache-Control", "no-cache, private")
+        self.send_header("Cache-Control", cache_control)
         self.send_header("Content-Type", content_type)
         for k, v in (extra or []):
             self.send_header(k, v)
@@ -1884,18 +2264,21 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         ua = self.headers.get("User-Agent", "")
         return ua.startswith(PRETTY_AGENTS)
 
-    def send_body(self, code, body, content_type="application/json", apf=True, extra=None):
+    def send_body(self, code, body, content_type="application/json", apf=True, extra=None,
+                  cache_control="no-cache, private"):
         """Content-Length up to GO_BUFFER bytes, else chunked (one chunk: the
         API server encodes an object and writes it at once)."""
         if len(body) > GO_BUFFER and self.command != "HEAD":
-            self._start(code, content_type, apf=apf, extra=extra, chunked=True)
+            self._start(code, content_type, apf=apf, extra=extra, chunked=True,
+                        cache_control=cache_control)
             # what GoBodyWriter makes of one write into an empty buffer (a
             # single chunk, then the end), without copying a big body
             self.wfile.write(b"%x\r\n" % len(body))
             self.wfile.write(body)
             self.wfile.write(b"\r\n0\r\n\r\n")
         else:
-            self._start(code, content_type, apf=apf, extra=extra, length=len(body))
+            self._start(code, content_type, apf=apf, extra=extra, length=len(body),
+                        cache_control=cache_control)
             if self.command != "HEAD":
                 self.wfile.write(body)
         self.code = code
@@ -1940,10 +2323,11 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
     def dispatch(self):
         started = time.monotonic()
         self.code = 0
+        self.body = b""
         n = self.headers.get("Content-Length")
         if n:
             try:
-                self.rfile.read(min(int(n), 16 << 20))
+                self.body = self.rfile.read(min(int(n), 16 << 20))
             except ValueError:
                 pass
         url = urllib.parse.urlsplit(self.path)
@@ -1998,12 +2382,16 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
     # ---- routing ----
 
     def route(self, path):
-        """None for non-resource paths; else (ri, namespace, name, watch_path)."""
+        """None for non-resource paths; else (ri, namespace, name, watch_path,
+        subresource), or ("unknown", group) for a path under a known API
+        prefix that names no resource."""
         parts = [p for p in path.split("/") if p]
+        known = self.sim.known
         if len(parts) >= 2 and parts[0] == "api" and parts[1] == "v1":
             group, rest = CORE, parts[2:]
-        elif len(parts) >= 3 and parts[0] == "apis" and parts[1] == EVENTS_GROUP and parts[2] == "v1":
-            group, rest = EVENTS_GROUP, parts[3:]
+        elif len(parts) >= 3 and parts[0] == "apis" and any(
+                g == parts[1] and ri.version == parts[2] for (g, _), ri in known.items()):
+            group, rest = parts[1], parts[3:]
         else:
             return None
         if not rest:
@@ -2015,23 +2403,35 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         ns = None
         if len(rest) >= 3 and rest[0] == "namespaces":
             ns, rest = rest[1], rest[2:]
-        if not rest or len(rest) > 2:
+        if not rest or len(rest) > 3:
             if ns is not None and not rest and group == CORE:
                 # /api/v1/namespaces/NAME is a GET of the namespace itself
                 rest = ["namespaces", ns]
                 ns = None
+            elif ns is not None and len(rest) == 1 and group == CORE and not watch_path:
+                # /api/v1/namespaces/NAME/status|finalize: namespace subresources
+                rest = ["namespaces", ns, rest[0]]
+                ns = None
             else:
                 return ("unknown", group)
-        ri = RESOURCES.get((group, rest[0]))
+        ri = known.get((group, rest[0]))
         if ri is None:
             return ("unknown", group)
-        name = rest[1] if len(rest) == 2 else None
+        name = rest[1] if len(rest) >= 2 else None
+        sub = rest[2] if len(rest) == 3 else None
         if ns is not None and not ri.namespaced:
             return ("unknown", group)
-        watching = watch_path or self.query.get("watch") in ("1", "true", "True")
-        self.verb = "watch" if watching else ("get" if name else "list")
-        self.resource_name = ri.stat_name
-        return (ri, ns, name, watch_path)
+        if sub is not None and (watch_path or sub not in SUBRESOURCES.get((group, ri.name), ())
+                                and sub not in getattr(ri, "subresources", ())):
+            return ("unknown", group)
+        watching = (watch_path or self.query.get("watch") in ("1", "true", "True")) and sub is None
+        if self.command not in ("GET", "HEAD"):
+            self.verb = {"POST": "create", "PUT": "update", "PATCH": "patch",
+                         "DELETE": "delete" if name else "deletecollection"}.get(self.command, "get")
+        else:
+            self.verb = "watch" if watching else ("get" if name else "list")
+        self.resource_name = ri.stat_name if ri.store is not None or ri.group else ri.name
+        return (ri, ns, name, watch_path, sub)
 
     def serve_nonresource(self, path):
         self.verb, self.resource_name = "get", path
@@ -2040,6 +2440,32 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             return
         a = self.sim.args
         p = path.rstrip("/") or "/"
+        accept = self.headers.get("Accept")
+        if p == "/version" and not restful_accepts(accept, ("application/json",)):
+            self.send_not_acceptable(NotAcceptable(
+                "406: Not Acceptable\n\nAvailable representations: application/json", details={}))
+            return
+        if (p in ("/api", "/apis", "/api/v1") or self.is_group_path(p)) \
+                and not restful_accepts(accept, PRODUCES_GET):
+            self.send_not_acceptable(NotAcceptable(
+                "406: Not Acceptable\n\nAvailable representations: " + ", ".join(PRODUCES_GET),
+                details={}))
+            return
+        if p in ("/api", "/apis"):
+            # aggregated discovery (apidiscovery.k8s.io/v2beta1 in v1.28;
+            # v2 came with v1.30) or the legacy documents
+            try:
+                rep = negotiate(accept, {("APIGroupDiscoveryList", "apidiscovery.k8s.io", "v2beta1"):
+                                         "aggregated"})
+            except NotAcceptable as e:
+                self.send_not_acceptable(e)
+                return
+            if rep == "aggregated":
+                self.serve_aggregated(p)
+                return
+        elif p.startswith("/openapi/"):
+            self.serve_openapi(p)
+            return
         if p == "/version":
             major, minor = re.match(r"v?(\d+)\.(\d+)", a.gitversion).groups()
             # always indented, whoever asks (the real /version handler does so)
@@ -2103,9 +2529,64 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             # unknown groups (metrics.k8s.io without metrics-server) and paths
             self.send_text(404, "404 page not found\n")
 
+    def is_group_path(self, p):
+        parts = [x for x in p.split("/") if x]
+        return parts[:1] == ["apis"] and len(parts) in (2, 3) and any(
+            g["name"] == parts[1] for g in self.sim.discovery["apis.json"]["groups"])
+
+    def serve_aggregated(self, p):
+        doc = self.sim.discovery["aggregated-discovery-api.json" if p == "/api"
+                                 else "aggregated-discovery-apis.json"]
+        if p == "/apis" and self.sim.metrics_api:
+            doc = dict(doc, items=doc["items"] + [METRICS_DISCOVERY])
+        body = dumps_compact(doc).encode() + b"\n"
+        etag = '"%s"' % hashlib.sha512(body).hexdigest().upper()
+        self.send_body(200, body, content_type=AGGREGATED_V2BETA1,
+                       extra=[("Etag", etag), ("Vary", "Accept")], cache_control="public")
+
+    def serve_openapi(self, p):
+        """/openapi/v3 (the index) and /openapi/v3/api/v1 (core/v1's
+        document, as captured): what `kubectl explain` reads. The other
+        documents the index of a real server lists are not served (404)."""
+        if p == "/openapi/v3":
+            paths = {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=" + self.sim.openapi_doc("api/v1")[1]}}
+            self.send_body(200, (dumps_compact({"paths": paths})).encode(),
+                           content_type="text/plain; charset=utf-8",
+                           extra=[("Accept-Ranges", "bytes"),
+                                  ("Last-Modified", self.date_time_string(self.sim.started))])
+            return
+        if p == "/openapi/v2":
+            # kubectl up to 1.29 reads it (protobuf) before `explain`; only
+            # the captured protobuf form is served
+            accept = self.headers.get("Accept") or ""
+            if "application/com.github.proto-openapi.spec.v2" not in accept and "*/*" not in accept:
+                self.send_not_acceptable(NotAcceptable(
+                    "only the following media types are accepted: application/json, "
+                    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"))
+                return
+            body, digest = self.sim.openapi_doc("v2")
+            self.send_body(200, body, content_type=OPENAPI_V2_PB,
+                           extra=[("Accept-Ranges", "bytes"), ("Etag", '"%s"' % digest),
+                                  ("Last-Modified", self.date_time_string(self.sim.started)),
+                                  ("Vary", "Accept-Encoding"), ("Vary", "Accept")])
+            return
+        if p == "/openapi/v3/api/v1":
+            body, digest = self.sim.openapi_doc("api/v1")
+            extra = [("Accept-Ranges", "bytes"), ("Etag", '"%s"' % digest),
+                     ("Last-Modified", self.date_time_string(self.sim.started)), ("Vary", "Accept")]
+            cache = "no-cache, private"
+            if self.query.get("hash") == digest:
+                cache = "public, immutable"
+                extra.insert(2, ("Expires", (now_utc() + datetime.timedelta(days=365)).strftime(
+                    "%a, %d %b %Y %H:%M:%S UTC")))
+            self.send_body(200, body, extra=extra, cache_control=cache)
+            return
+        self.send_text(404, "404 page not found\n")
+
     def group_discovery(self, p):
         """/apis/GROUP and /apis/GROUP/VERSION for the groups /apis advertises
-        (their resources are not simulated: an empty resource list)."""
+        (legacy discovery; the resources as the aggregated document lists
+        them)."""
         parts = [x for x in p.split("/") if x]
         if parts[:1] != ["apis"] or len(parts) not in (2, 3):
             return False
@@ -2117,10 +2598,13 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                                      "versions": g["versions"],
                                      "preferredVersion": g["preferredVersion"]})
                 return True
+            agg = next((x for x in self.sim.discovery["aggregated-discovery-apis.json"]["items"]
+                        if x["metadata"].get("name") == g["name"]), {"versions": []})
             for v in g["versions"]:
                 if v["version"] == parts[2]:
                     self.send_json(200, {"kind": "APIResourceList", "apiVersion": "v1",
-                                         "groupVersion": v["groupVersion"], "resources": []})
+                                         "groupVersion": v["groupVersion"],
+                                         "resources": legacy_resource_list(agg, v["version"])})
                     return True
         return False
 
@@ -2210,12 +2694,9 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
 
     # ---- resources ----
 
-    def forbidden(self, ident, ri, ns, name):
-        denied = ident["deny"]
+    def forbidden(self, ident, ri, ns, name, sub=None):
         verb = self.verb
-        names = {ri.name if not ri.group else ri.stat_name, ri.qualified, "*"}
-        if not ident.get("anonymous") and \
-                not any(("%s %s" % (v, r)) in denied for v in (verb, "*") for r in names):
+        if not ident.get("anonymous") and not is_denied(ident, verb, ri.group, ri.name, sub):
             return False
         if ri.name == "namespaces" and not ri.group and name:
             ns = name      # a namespace is authorized as an object in itself
@@ -2223,7 +2704,7 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         who = '%s "%s"' % (ri.name if not ri.group else ri.qualified, name) if name else \
             (ri.name if not ri.group else ri.qualified)
         msg = '%s is forbidden: User "%s" cannot %s resource "%s" in API group "%s" %s' % (
-            who, ident["user"], verb, ri.name, ri.group, scope)
+            who, ident["user"], verb, ri.name + ("/" + sub if sub else ""), ri.group, scope)
         details = {}
         if name:
             details["name"] = name
@@ -2249,18 +2730,266 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 return     # authorization comes first (the real message names the resource)
             self.send_status(404, "the server could not find the requested resource", details={})
             return
-        ri, ns, name, watch_path = route
-        if self.command not in ("GET", "HEAD"):
+        ri, ns, name, watch_path, sub = route
+        review = (ri.group, ri.name) in REVIEWS
+        if review and self.command == "POST" and name is None:
+            if self.forbidden(ident, ri, ns, name):
+                return
+            self.serve_review(ri, ident)
+            return
+        if self.command not in ("GET", "HEAD") or review:
             self.send_status(405, "the server does not allow this method on the requested resource")
             return
-        if self.forbidden(ident, ri, ns, name):
+        if self.forbidden(ident, ri, ns, name, sub):
             return
-        if self.verb == "get":
+        if ri.store is None:
+            self.serve_empty(ri, ns, name)
+        elif sub == "log":
+            self.serve_log(ri, ns, name)
+        elif self.verb == "get":
             self.serve_get(ri, ns, name)
         elif self.verb == "list":
             self.serve_list(ri, ns)
         else:
             self.serve_watch(ri, ns, name)
+
+    # ---- representations ----
+
+    def representation(self, list_like=False, watch=False):
+        """("json", None), ("table", version) or ("pom", version) for this
+        request's Accept; a 406 (and None) when nothing acceptable."""
+        try:
+            rep = negotiate(self.headers.get("Accept"), object_conversions(list_like),
+                            PRODUCES_LIST if (list_like or watch) else PRODUCES_GET)
+        except NotAcceptable as e:
+            self.send_not_acceptable(e)
+            return None
+        if rep == "json":
+            return ("json", None)
+        if rep[0] == "table":
+            inc = self.query.get("includeObject", "")
+            if inc not in ("", "Metadata", "Object", "None"):
+                raise BadRequest("Unable to convert to Table as requested: includeObject: Invalid "
+                                 "value: \"%s\": must be 'Metadata', 'Object', 'None', or empty" % inc)
+        return rep
+
+    def send_not_acceptable(self, e):
+        """A 406 Status: compact when the Accept header allows plain JSON,
+        else indented (the real server then writes it with WriteRawJSON)."""
+        pretty = not accepts_plain_json(parse_accept(self.headers.get("Accept")))
+        self.send_json(406, status_obj(406, e.message, reason="NotAcceptable", details=e.details),
+                       pretty=pretty or None)
+
+    def table_rows(self, ri, objs, version):
+        now = now_utc()
+        inc = self.query.get("includeObject") or "Metadata"
+        store = ri.store if ri.store is not None else "default"
+        return [printers.row(store, o, now, inc,
+                             render(ri, o, True) if inc == "Object" else None, version)
+                for o in objs]
+
+    def table_columns(self, ri):
+        return self.sim.columns.get(ri.store if ri.store is not None else "default")
+
+    # ---- resources kubesim lists but does not simulate ----
+
+    def serve_empty(self, ri, ns, name):
+        """A resource of the discovery documents that holds nothing here:
+        GET of one -> 404 NotFound, LIST -> no items, WATCH -> a stream that
+        carries nothing until its timeout."""
+        if ri.namespaced and ns is None and name is not None:
+            self.send_status(404, "the server could not find the requested resource", details={})
+            return
+        if name is not None and self.verb == "get":
+            details = {"name": name}
+            if ri.group:
+                details["group"] = ri.group
+            details["kind"] = ri.name
+            self.send_status(404, '%s "%s" not found' % (ri.qualified, name), details=details)
+            return
+        rep = self.representation(list_like=True, watch=self.verb == "watch")
+        if rep is None:
+            return
+        with self.sim.store.lock:
+            rv = str(self.sim.store.rv)
+        if self.verb == "watch":
+            timeout = self._int_param("timeoutSeconds") or self.sim.args.watch_max_timeout
+            self._start(200, chunked=True)
+            self.code = 200
+            self.wfile.flush()
+            time.sleep(min(timeout, self.sim.args.watch_max_timeout, 60))
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        meta = {"resourceVersion": rv}
+        if rep[0] == "table":
+            self.send_json(200, printers.table(self.table_columns(ri), [], meta, rep[1]))
+        elif rep[0] == "pom":
+            self.send_json(200, {"kind": "PartialObjectMetadataList",
+                                 "apiVersion": "meta.k8s.io/" + rep[1], "metadata": meta,
+                                 "items": []})
+        else:
+            self.send_json(200, {"kind": ri.kind + "List", "apiVersion": ri.api_version,
+                                 "metadata": meta, "items": []})
+
+    # ---- pods/log ----
+
+    def serve_log(self, ri, ns, name):
+        """GET pods/NAME/log: the API server's checks (pod, container), then
+        what a kubelet would answer: a fixed or configured text
+        (POST /logs on the control port), text/plain."""
+        try:
+            negotiate(self.headers.get("Accept"), {}, PRODUCES_GET)
+        except NotAcceptable as e:
+            self.send_not_acceptable(e)
+            return
+        with self.sim.store.lock:
+            pod = self.sim.store.get("pods", "%s/%s" % (ns, name))
+        if pod is None:
+            self.send_status(404, 'pods "%s" not found' % name, details={"name": name, "kind": "pods"})
+            return
+        for k in ("tailLines", "limitBytes", "sinceSeconds"):
+            v = self._int_param(k)
+            if v is not None and v < (0 if k == "tailLines" else 1):
+                raise ApiError(422, 'PodLogOptions "%s" is invalid: %s: Invalid value: %d: must be '
+                               'greater than 0' % (name, k, v), reason="Invalid")
+        spec, status = pod.get("spec") or {}, pod.get("status") or {}
+        names = [c.get("name") for key in ("initContainers", "containers", "ephemeralContainers")
+                 for c in spec.get(key) or []]
+        container = self.query.get("container") or ""
+        if not container:
+            if len(spec.get("containers") or []) == 1:
+                container = spec["containers"][0]["name"]
+            elif not spec.get("containers"):
+                raise BadRequest("a container name must be specified for pod %s" % name)
+            else:
+                raise BadRequest("a container name must be specified for pod %s, choose one of: [%s]"
+                                 % (name, " ".join(names)))
+        elif container not in names:
+            raise BadRequest("container %s is not valid for pod %s" % (container, name))
+        if not spec.get("nodeName"):
+            # not scheduled: the API server has no kubelet to ask and
+            # answers with an empty stream
+            self.send_body(200, b"", content_type="text/plain")
+            return
+        # the kubelet's checks of the container's state (validateContainerLogStatus);
+        # its 400 text becomes a BadRequest Status, newline included
+        cs = next((c for key in ("initContainerStatuses", "containerStatuses",
+                                 "ephemeralContainerStatuses")
+                   for c in status.get(key) or [] if c.get("name") == container), None)
+        previous = self.query.get("previous") in ("1", "true", "True")
+        state = (cs or {}).get("state") or {}
+        last_term = ((cs or {}).get("lastState") or {}).get("terminated")
+        q = '"%s" in pod "%s"' % (container, name)
+        if previous:
+            if not last_term or not last_term.get("containerID"):
+                raise BadRequest("previous terminated container %s not found\n" % q)
+        elif state.get("running") is not None:
+            pass
+        elif state.get("terminated") is not None:
+            if not state["terminated"].get("containerID") and not (last_term and last_term.get("containerID")):
+                raise BadRequest("container %s is terminated\n" % q)
+        elif last_term is not None:
+            if not last_term.get("containerID"):
+                raise BadRequest("container %s is terminated\n" % q)
+        elif state.get("waiting") is not None:
+            why = state["waiting"].get("reason") or ""
+            why = {"ErrImagePull": "image can't be pulled",
+                   "ImagePullBackOff": "trying and failing to pull image"}.get(why, why)
+            raise BadRequest("container %s is waiting to start: %s\n" % (q, why))
+        else:
+            raise BadRequest("container %s is waiting to start - no logs yet\n" % q)
+        text = self.sim.pod_log(ns, name, container, previous)
+        lines = text.splitlines(keepends=True)
+        tail = self._int_param("tailLines")
+        if tail is not None:
+            lines = lines[len(lines) - tail:] if tail else []
+        if self.query.get("timestamps") in ("1", "true", "True"):
+            stamp = (pod.get("metadata") or {}).get("creationTimestamp") or rfc3339()
+            t = printers.parse_time(stamp) or now_utc()
+            lines = ["%s %s" % ((t + datetime.timedelta(milliseconds=i)).strftime(
+                "%Y-%m-%dT%H:%M:%S.%f000Z"), ln) for i, ln in enumerate(lines)]
+        body = "".join(lines).encode()
+        limit = self._int_param("limitBytes")
+        if limit is not None:
+            body = body[:limit]
+        self.send_body(200, body, content_type="text/plain")
+
+    # ---- reviews (POST) ----
+
+    def serve_review(self, ri, ident):
+        ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
+        try:
+            if ctype == "application/vnd.kubernetes.protobuf":
+                req = review_from_protobuf(self.body, ri.name)
+            elif ctype in ("application/json", "application/yaml"):
+                req = json.loads(self.body or b"{}")
+                if not isinstance(req, dict):
+                    raise ValueError("not an object")
+            else:
+                self.send_status(415, 'the body of the request was in an unknown format - accepted '
+                                 'media types include: application/json, application/yaml, '
+                                 'application/vnd.kubernetes.protobuf', reason="UnsupportedMediaType")
+                return
+        except (ValueError, UnicodeDecodeError) as e:
+            raise BadRequest("the object provided is unrecognized (error decoding: %s)" % e) from None
+        try:
+            negotiate(self.headers.get("Accept"), {}, PRODUCES_GET)
+        except NotAcceptable as e:
+            self.send_not_acceptable(e)
+            return
+        spec = req.get("spec") if isinstance(req.get("spec"), dict) else {}
+        api_version = "%s/%s" % (ri.group, ri.version)
+        kind = ri.kind
+        if ri.name == "selfsubjectreviews":
+            user = ident["user"]
+            info = {"username": user}
+            if user.startswith("system:serviceaccount:"):
+                sa_ns = user.split(":")[2]
+                info["uid"] = str(uuid.uuid5(uuid.NAMESPACE_URL, user))
+                info["groups"] = ["system:serviceaccounts", "system:serviceaccounts:" + sa_ns,
+                                  "system:authenticated"]
+            elif ident.get("anonymous"):
+                info["groups"] = ["system:unauthenticated"]
+            else:
+                info["groups"] = ["system:authenticated"]
+            self.send_json(201, {"kind": kind, "apiVersion": api_version,
+                                 "metadata": {"creationTimestamp": None}, "status": {"userInfo": info}})
+            return
+        if ri.name == "selfsubjectrulesreviews":
+            self.send_json(201, {"kind": kind, "apiVersion": api_version,
+                                 "metadata": {"creationTimestamp": None}, "spec": {},
+                                 "status": self.sim.rules_review(ident)})
+            return
+        ra, na = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
+        if bool(ra) == bool(na):
+            bad = "resourceAttributes" if not ra else "nonResourceAttributes"
+            msg = ("Invalid value: \"null\": exactly one of nonResourceAttributes or "
+                   "resourceAttributes must be specified")
+            self.send_status(422, '.%s "" is invalid: spec.%s: %s' % (ri.group, bad, msg),
+                             reason="Invalid", details={"group": ri.group, "causes": [
+                                 {"reason": "FieldValueInvalid", "message": msg,
+                                  "field": "spec." + bad}]})
+            return
+        if ra:
+            allowed = not ident.get("anonymous") and not is_denied(
+                ident, ra.get("verb") or "", ra.get("group") or "", ra.get("resource") or "",
+                ra.get("subresource") or None)
+            fields = {"f:resourceAttributes": dict({".": {}}, **{"f:" + k: {} for k in sorted(ra) if ra[k]})}
+        else:
+            path = na.get("path") or ""
+            allowed = (na.get("verb") == "get" and (path in PUBLIC_PATHS or not ident.get("anonymous"))
+                       and not is_denied(ident, na.get("verb") or "", "", path, None))
+            fields = {"f:nonResourceAttributes": dict({".": {}}, **{"f:" + k: {} for k in sorted(na) if na[k]})}
+        manager = (self.headers.get("User-Agent") or "unknown").split("/")[0]
+        status = {"allowed": allowed}
+        if allowed:
+            status["reason"] = self.sim.allow_reason(ident)
+        meta = {"creationTimestamp": None,
+                "managedFields": [{"manager": manager, "operation": "Update", "apiVersion": api_version,
+                                   "time": rfc3339(), "fieldsType": "FieldsV1",
+                                   "fieldsV1": {"f:spec": fields}}]}
+        self.send_json(201, {"kind": kind, "apiVersion": api_version, "metadata": meta,
+                             "spec": spec, "status": status})
 
     def _int_param(self, key):
         v = self.query.get(key)
@@ -2297,6 +3026,9 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         if ri.namespaced and ns is None:
             self.send_status(404, "the server could not find the requested resource", details={})
             return
+        rep = self.representation()
+        if rep is None:
+            return
         key = "%s/%s" % (ns, name) if ri.namespaced else name
         with st.lock:
             obj = st.get(ri.store, key)
@@ -2308,7 +3040,14 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             details["kind"] = ri.name
             self.send_status(404, '%s "%s" not found' % (what, name), details=details)
             return
-        if self._pretty():
+        if rep[0] == "table":
+            meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+            self.send_json(200, printers.table(self.table_columns(ri),
+                                               self.table_rows(ri, [obj], rep[1]), meta, rep[1]))
+        elif rep[0] == "pom":
+            self.send_json(200, {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/" + rep[1],
+                                 "metadata": obj.get("metadata") or {}})
+        elif self._pretty():
             self.send_json(200, render(ri, obj, True))
         else:
             self.send_body(200, self.with_kind(ri, self.item_json(ri, obj, key)) + b"\n")
@@ -2323,6 +3062,9 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
 
     def serve_list(self, ri, ns):
         st = self.sim.store
+        rep = self.representation(list_like=True)
+        if rep is None:
+            return
         limit = self._int_param("limit")
         self._int_param("timeoutSeconds")
         flt = self._filter(ri, ns)
@@ -2435,6 +3177,18 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             ).decode().rstrip("=")
             if remaining is not None:
                 meta["remainingItemCount"] = remaining
+        if rep[0] == "table":
+            self.send_json(200, printers.table(self.table_columns(ri),
+                                               self.table_rows(ri, [o for _, o in items], rep[1]),
+                                               meta, rep[1]))
+            return
+        if rep[0] == "pom":
+            self.send_json(200, {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/" + rep[1],
+                                 "metadata": meta,
+                                 "items": [{"kind": "PartialObjectMetadata",
+                                            "apiVersion": "meta.k8s.io/" + rep[1],
+                                            "metadata": o.get("metadata") or {}} for _, o in items]})
+            return
         if self._pretty():
             self.send_json(200, {"kind": ri.kind + "List", "apiVersion": ri.api_version,
                                  "metadata": meta, "items": [render(ri, o, False) for _, o in items]})
@@ -2465,9 +3219,28 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                                                         item[1:])
 
     def event_line(self, ri, etype, obj, key=None, item=None):
+        rep = getattr(self, "watch_rep", None)
+        if rep is not None and rep[0] != "json":
+            return (dumps_compact({"type": etype, "object": self.watch_object(ri, obj)}) + "\n").encode()
         if item is None:
             item = self.item_json(ri, obj, key)
         return b'{"type":"%s","object":%s}\n' % (etype.encode(), self.with_kind(ri, item))
+
+    def watch_object(self, ri, obj, bookmark=False):
+        """A watch event's object as a Table of one row (the column
+        definitions in the stream's first event only; null in a bookmark)
+        or as PartialObjectMetadata."""
+        kind, version = self.watch_rep
+        meta = obj.get("metadata") or {}
+        if kind == "pom":
+            return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/" + version,
+                    "metadata": meta}
+        first = not self.watch_sent_columns and not bookmark
+        if first:
+            self.watch_sent_columns = True
+        return printers.table(self.table_columns(ri), self.table_rows(ri, [obj], version),
+                              {"resourceVersion": meta.get("resourceVersion", "")}, version,
+                              with_columns=first)
 
     def entry_line(self, ri, ent, flt):
         """The line for a log entry as this watcher sees it, or None when filtered out."""
@@ -2492,6 +3265,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 return self.event_line(ri, "DELETED", obj)
             else:
                 return None
+        if getattr(self, "watch_rep", ("json",))[0] != "json":
+            return self.event_line(ri, etype, obj)
         # cache the object's JSON (shared with the store's cache while it
         # is the live object), not the line: lines are cheap to assemble
         item = ent.cache.get(ri.group)
@@ -2508,6 +3283,10 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 self.send_status(404, "the server could not find the requested resource", details={})
                 return
             flt.field_reqs.append(("metadata.name", True, name))
+        self.watch_rep = self.representation(list_like=False, watch=True)
+        if self.watch_rep is None:
+            return
+        self.watch_sent_columns = False
         timeout = self._int_param("timeoutSeconds")
         self._int_param("limit")
         validate_list_options(self.query, watch=True)
@@ -2616,9 +3395,10 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                     if isinstance(it, tuple):        # ("BOOKMARK", rv)
                         if w.after_rv is not None and it[1] <= w.after_rv:
                             continue
-                        line = (dumps_compact({"type": "BOOKMARK",
-                                               "object": bookmark_object(ri, str(it[1]))})
-                                + "\n").encode()
+                        bm = bookmark_object(ri, str(it[1]))
+                        if self.watch_rep[0] != "json":
+                            bm = self.watch_object(ri, bm, bookmark=True)
+                        line = (dumps_compact({"type": "BOOKMARK", "object": bm}) + "\n").encode()
                     else:
                         if w.after_rv is not None and it.rv <= w.after_rv:
                             continue
@@ -2957,6 +3737,14 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
             with sim.lock:
                 sim.tokens[tok] = {"user": user, "deny": set(deny)}
             return 200, {"token": tok, "user": user, "deny": deny}
+        if path == "/logs" and method == "POST":
+            ns, pod, text = body.get("namespace") or "default", body.get("pod"), body.get("text")
+            if not pod or not isinstance(text, str):
+                raise ControlError(400, "pod and text required")
+            with sim.lock:
+                sim.pod_logs[(ns, pod, body.get("container") or None)] = text
+            return 200, {"namespace": ns, "pod": pod, "container": body.get("container"),
+                         "bytes": len(text.encode())}
         if path == "/stats" and method == "GET":
             return 200, sim.stats()
         if path == "/requests" and method == "GET":
