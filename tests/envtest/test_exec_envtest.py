@@ -25,6 +25,11 @@ pytestmark = pytest.mark.skipif(real_kubectl() is None, reason="no kubectl in /u
 
 
 def make_pod(cluster, namespace, name):
+    # No controller makes the namespace's default ServiceAccount here, and
+    # admission wants it.
+    r = cluster.admin.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts",
+                              {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}})
+    assert r.status in (201, 409), r.body
     cluster.admin.post_json(f"/api/v1/namespaces/{namespace}/pods", {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "exec-test"}},
         "spec": {"containers": [{"name": "c", "image": "registry.example/app:1"}]}})
