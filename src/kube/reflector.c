@@ -374,6 +374,7 @@ static void list_done(void *arg, const struct ca_kube_result *res)
 	bool first_page = r->continue_token == NULL;
 	const char *what = first_page ? "list" : "list continue";
 
+	r->st.list_too_big = res->err == CA_ETOOBIG && r->st.page_limit <= 1;
 	if (res->err == CA_ETOOBIG && r->st.page_limit > 1) {
 		/* Big objects: the same page again with half the limit (a
 		 * continue token may be used with another limit). */
