@@ -52,6 +52,9 @@ struct ca_reflector_options {
 	/* The collection is served by an extension API server through the
 	 * aggregator (metrics.k8s.io): its 5xx leave ca_kube_api_ok alone. */
 	bool aggregated_api;
+	/* A completed LIST is logged at debug level, not info: for a consumer
+	 * that lists thousands of small collections per interval. */
+	bool quiet;
 };
 
 struct ca_reflector_callbacks {
