@@ -919,10 +919,7 @@ static bool valid_subject_prefix(const char *s)
 	}
 }
 
-/* Empty, or 1..80 of [a-z0-9-] starting and ending with [a-z0-9]. */
-/* A Kubernetes namespace name: an RFC 1123 label (1-63 of [a-z0-9-],
- * starting and ending with a letter or digit). */
-static bool valid_namespace(const char *s)
+bool ca_config_valid_namespace(const char *s)
 {
 	size_t n = strlen(s);
 	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
@@ -933,6 +930,7 @@ static bool valid_namespace(const char *s)
 	return true;
 }
 
+/* Empty, or 1..80 of [a-z0-9-] starting and ending with [a-z0-9]. */
 static bool valid_cluster_id(const char *s)
 {
 	size_t n = strlen(s);
@@ -1328,7 +1326,7 @@ enum ca_err ca_config_validate(struct ca_config *cfg, char *err, size_t errlen)
 		              "watches every namespace with one)"));
 	}
 	for (size_t i = 0; i < cfg->events.namespaces.count; i++)
-		if (!valid_namespace(cfg->events.namespaces.items[i]))
+		if (!ca_config_valid_namespace(cfg->events.namespaces.items[i]))
 			TRY(bad_value(err, errlen, "events.namespaces", cfg->events.namespaces.items[i],
 			              "a namespace name",
 			              "1 to 63 lower-case letters, digits or '-', starting and ending with a letter or digit"));

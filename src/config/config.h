@@ -201,4 +201,9 @@ const char *ca_config_default_yaml(void);
  * cluster) and at least a second (timeoutSeconds counts whole seconds). */
 void ca_config_watch_timeouts(const struct ca_config *cfg, int64_t *min_ms, int64_t *max_ms);
 
+/* s is a Kubernetes namespace name: an RFC 1123 label (1-63 of [a-z0-9-],
+ * starting and ending with a letter or digit), so it goes into a URL path
+ * as it is. Any thread. */
+bool ca_config_valid_namespace(const char *s);
+
 #endif

@@ -77,6 +77,7 @@ struct ca_reflector {
 	bool need_list;
 	bool list_only;
 	bool aggregated_api;
+	bool quiet;
 
 	/* LIST */
 	char *continue_token;     /* for the next page, or NULL */
@@ -374,6 +375,7 @@ static void list_done(void *arg, const struct ca_kube_result *res)
 	bool first_page = r->continue_token == NULL;
 	const char *what = first_page ? "list" : "list continue";
 
+	r->st.list_too_big = res->err == CA_ETOOBIG && r->st.page_limit <= 1;
 	if (res->err == CA_ETOOBIG && r->st.page_limit > 1) {
 		/* Big objects: the same page again with half the limit (a
 		 * continue token may be used with another limit). */
@@ -484,8 +486,8 @@ static void list_finished(struct ca_reflector *r)
 	give_slot(r);
 	snprintf(count, sizeof count, "%llu", (unsigned long long)r->list_objects);
 	snprintf(took, sizeof took, "%lld", (long long)(ca_now_monotonic_ms() - r->list_started_ms));
-	ca_log(CA_LOG_INFO, "kube", "list completed", "reflector", r->name, "objects", count,
-	       "resource_version", r->st.resource_version, "duration_ms", took, NULL);
+	ca_log(r->quiet ? CA_LOG_DEBUG : CA_LOG_INFO, "kube", "list completed", "reflector", r->name,
+	       "objects", count, "resource_version", r->st.resource_version, "duration_ms", took, NULL);
 	if (r->cbs.on_synced)
 		r->cbs.on_synced(r->arg, r->st.resource_version);
 	if (r->dying || r->list_only)
@@ -940,6 +942,7 @@ enum ca_err ca_reflector_new(struct ca_reflector **out, struct ca_kube *kube,
 	r->max_list_bytes = opts->max_list_bytes ? opts->max_list_bytes : DEFAULT_MAX_LIST_BYTES;
 	r->list_only = opts->list_only;
 	r->aggregated_api = opts->aggregated_api;
+	r->quiet = opts->quiet;
 	r->need_list = r->list_only || !(opts->resume_resource_version && *opts->resume_resource_version);
 	if (!r->need_list) {
 		set_rv(r, opts->resume_resource_version);

@@ -52,6 +52,9 @@ struct ca_reflector_options {
 	/* The collection is served by an extension API server through the
 	 * aggregator (metrics.k8s.io): its 5xx leave ca_kube_api_ok alone. */
 	bool aggregated_api;
+	/* A completed LIST is logged at debug level, not info: for a consumer
+	 * that lists thousands of small collections per interval. */
+	bool quiet;
 };
 
 struct ca_reflector_callbacks {
@@ -68,7 +71,8 @@ struct ca_reflector_callbacks {
 	 * stores. May be NULL. */
 	void (*on_resource_version)(void *arg, const char *resource_version);
 	/* list_only: the LIST failed and will not be retried until
-	 * ca_reflector_relist(); status is the HTTP status (0: transport).
+	 * ca_reflector_relist(); status is the HTTP status (0: transport, or
+	 * a page too big: ca_reflector_stats.list_too_big says which).
 	 * May be NULL. */
 	void (*on_list_failed)(void *arg, long status, const char *message);
 };
@@ -88,6 +92,11 @@ struct ca_reflector_stats {
 	uint64_t list_items_invalid; /* LIST items that did not parse, skipped */
 	uint64_t pages_too_big;     /* LIST pages over max_list_bytes, asked again smaller */
 	int64_t page_limit;         /* the LIST limit in use (halved after a page too big) */
+	/* The last LIST failed because a page was over max_list_bytes even at
+	 * one object per page: the server ignores limit (metrics-server does)
+	 * and the whole collection does not fit, or one object alone does not.
+	 * Asking again cannot help. */
+	bool list_too_big;
 	bool synced;                /* a LIST has completed since start */
 	bool watching;              /* a WATCH stream is open now */
 	int64_t last_progress_ms;   /* monotonic: last object, bookmark, or successful list/(re)connect */

@@ -28,6 +28,12 @@
 #define AVG_KEY 48
 #define AVG_NODE_CONDITIONS 8
 #define RETRY_MS 250
+/* Once the cluster-wide PodMetrics list did not fit, it is tried again
+ * this long after (the cluster may have shrunk): one LIST cut off at
+ * kubernetes.max_list_page_bytes, then the namespaces as usual. */
+#define CLUSTER_RETRY_MS (60 * 60 * 1000)
+/* At most one line this often about namespaces whose list does not fit. */
+#define TOO_BIG_LOG_MS (10 * 60 * 1000)
 
 enum { KIND_PODS = 0, KIND_NODES, KIND_NAMESPACES, KIND_COUNT };
 static const char *const kind_names[KIND_COUNT] = {"pods", "nodes", "namespaces"};
@@ -75,6 +81,8 @@ struct ca_metrics {
 
 	/* metrics.k8s.io */
 	struct ca_reflector *usage_nodes, *usage_pods;
+	struct ca_loop_timer *usage_wait; /* the first pass waits for the stores to sync */
+	bool usage_started;
 	uint32_t usage_pass;      /* the pass in progress (or the last one) */
 	uint32_t usage_pass_done; /* the last pass that completed */
 	bool pass_running, pass_nodes_done, pass_pods_done;
@@ -86,6 +94,28 @@ struct ca_metrics {
 	bool usage_available;
 	int64_t usage_observed_ms;
 	char usage_reason[256];
+	int64_t pass_started_mono_ms, last_pass_ms;
+	uint64_t passes_skipped; /* intervals that found the last pass still running */
+
+	/* PodMetrics namespace by namespace, when the cluster-wide list does
+	 * not fit even at one item a page (metrics-server ignores limit): one
+	 * lister at a time walks the names interner's ids, each namespace's
+	 * sum going into acc once its list is complete. */
+	bool per_ns;      /* passes list namespace by namespace */
+	bool pass_per_ns; /* the pass in progress does */
+	/* The last completed pass did: a namespace it has no sum for is
+	 * unknown (not listed whole), not zero. */
+	bool usage_per_ns;
+	int64_t per_ns_since_ms; /* monotonic: the cluster-wide list's last failure */
+	struct ca_reflector *ns_lister;
+	uint32_t ns_next;       /* names id the walk goes on from */
+	uint32_t ns_id;         /* the namespace being listed (a reference held), 0 = none */
+	struct ns_usage ns_sum; /* its pods so far */
+	/* Namespaces whose list did not fit: in this pass, in the last. */
+	uint32_t pass_too_big, last_too_big;
+	uint64_t too_big_total;
+	int64_t too_big_logged_ms;
+	uint64_t ns_usage_unknown; /* namespaces without usage in the last sample that had usage */
 
 	struct outgoing out;
 	uint64_t samples, parts_published, samples_dropped, usage_lists;
@@ -712,6 +742,7 @@ static bool build(struct ca_metrics *m, struct walk *w)
 	o->msg.summary.unhealthy_pods = w->unhealthy;
 
 	/* Namespaces, in name order. */
+	m->ns_usage_unknown = 0;
 	order = sorted_order(w->keys, w->n);
 	o->nss = calloc(w->n ? w->n : 1, sizeof *o->nss);
 	if (!order || !o->nss) {
@@ -732,8 +763,13 @@ static bool build(struct ca_metrics *m, struct walk *w)
 			s->limits.cpu_millicores = a->lim_cpu_m;
 			s->limits.memory_bytes = a->lim_mem;
 		}
-		s->usage_known = usage;
-		if (usage && n->name < m->nns_usage && m->ns_usage[n->name].cpu_m >= 0) {
+		/* Read namespace by namespace, a namespace without a sum was not
+		 * listed whole (too big, or new since): unknown, not zero. */
+		bool summed = n->name < m->nns_usage && m->ns_usage[n->name].cpu_m >= 0;
+		s->usage_known = usage && (summed || !m->usage_per_ns);
+		if (usage && !s->usage_known)
+			m->ns_usage_unknown++;
+		if (s->usage_known && summed) {
 			s->usage.cpu_millicores = m->ns_usage[n->name].cpu_m;
 			s->usage.memory_bytes = m->ns_usage[n->name].mem;
 		}
@@ -877,6 +913,52 @@ static void drop_acc(struct ca_metrics *m, struct ns_usage **arr, uint32_t *n)
 	*n = 0;
 }
 
+/* The namespace's sum in the pass in progress, zero and holding a
+ * reference on its name the first time; NULL when out of memory. */
+static struct ns_usage *acc_slot(struct ca_metrics *m, uint32_t id)
+{
+	if (id >= m->nacc) {
+		uint32_t n = ca_intern_id_limit(m->fold.names);
+		struct ns_usage *a = realloc(m->acc, (size_t)n * sizeof *a);
+		if (!a)
+			return NULL;
+		for (uint32_t i = m->nacc; i < n; i++)
+			a[i].cpu_m = -1; /* untouched: no reference held */
+		m->acc = a;
+		m->nacc = n;
+	}
+	struct ns_usage *u = &m->acc[id];
+	if (u->cpu_m < 0) {
+		ca_intern_ref_id(m->fold.names, id);
+		u->cpu_m = u->mem = 0;
+	}
+	return u;
+}
+
+/* Add a PodMetrics item's containers to u. */
+static void add_pod_usage(struct ca_metrics *m, const struct ca_kobj *obj, struct ns_usage *u)
+{
+	const struct ca_kobj *ctrs = ca_kobj_get(obj, "containers");
+	for (size_t i = 0, n = ca_kobj_array_len(ctrs); i < n; i++) {
+		int64_t cpu, mem;
+		if (ca_metrics_fold_usage(&m->fold, ca_kobj_get(ca_kobj_array_at(ctrs, i), "usage"),
+		                          "podmetrics", &cpu, &mem)) {
+			u->cpu_m = add64(u->cpu_m, cpu);
+			u->mem = add64(u->mem, mem);
+		}
+	}
+}
+
+/* Stop listing a namespace (from inside its lister's callback too: the
+ * reflector frees itself on the way out). */
+static void ns_lister_stop(struct ca_metrics *m)
+{
+	ca_reflector_free(m->ns_lister);
+	m->ns_lister = NULL;
+	ca_intern_unref(m->fold.names, m->ns_id);
+	m->ns_id = 0;
+}
+
 static void usage_failed(struct ca_metrics *m, long status, const char *message)
 {
 	char was[sizeof m->usage_reason];
@@ -902,6 +984,7 @@ static void usage_failed(struct ca_metrics *m, long status, const char *message)
 		       m->usage_reason, NULL);
 	m->usage_available = false;
 	m->pass_running = false;
+	ns_lister_stop(m);
 	drop_acc(m, &m->acc, &m->nacc);
 }
 
@@ -918,6 +1001,9 @@ static void pass_maybe_done(struct ca_metrics *m)
 	m->usage_reason[0] = '\0';
 	m->usage_pass_done = m->usage_pass;
 	m->usage_observed_ms = m->pass_started_ms;
+	m->last_pass_ms = ca_now_monotonic_ms() - m->pass_started_mono_ms;
+	m->usage_per_ns = m->pass_per_ns;
+	m->last_too_big = m->pass_too_big;
 	drop_acc(m, &m->ns_usage, &m->nns_usage);
 	m->ns_usage = m->acc;
 	m->nns_usage = m->nacc;
@@ -949,32 +1035,9 @@ static void usage_pod(void *arg, enum ca_watch_type type, const struct ca_kobj *
 	(void)from_list;
 	const char *ns = ca_kobj_str(obj, "metadata.namespace");
 	uint32_t id = ns ? ca_intern_find(m->fold.names, ns, strlen(ns)) : 0;
-	if (!id)
-		return; /* a namespace the agent does not hold: nothing to add it to */
-	if (id >= m->nacc) {
-		uint32_t n = ca_intern_id_limit(m->fold.names);
-		struct ns_usage *a = realloc(m->acc, (size_t)n * sizeof *a);
-		if (!a)
-			return;
-		for (uint32_t i = m->nacc; i < n; i++)
-			a[i].cpu_m = -1; /* untouched: no reference held */
-		m->acc = a;
-		m->nacc = n;
-	}
-	struct ns_usage *u = &m->acc[id];
-	if (u->cpu_m < 0) {
-		ca_intern_ref_id(m->fold.names, id);
-		u->cpu_m = u->mem = 0;
-	}
-	const struct ca_kobj *ctrs = ca_kobj_get(obj, "containers");
-	for (size_t i = 0, n = ca_kobj_array_len(ctrs); i < n; i++) {
-		int64_t cpu, mem;
-		if (ca_metrics_fold_usage(&m->fold, ca_kobj_get(ca_kobj_array_at(ctrs, i), "usage"),
-		                          "podmetrics", &cpu, &mem)) {
-			u->cpu_m = add64(u->cpu_m, cpu);
-			u->mem = add64(u->mem, mem);
-		}
-	}
+	struct ns_usage *u = id ? acc_slot(m, id) : NULL;
+	if (u) /* else a namespace the agent does not hold: nothing to add it to */
+		add_pod_usage(m, obj, u);
 }
 
 static void usage_nodes_done(void *arg, const char *rv)
@@ -989,6 +1052,10 @@ static void usage_pods_done(void *arg, const char *rv)
 {
 	struct ca_metrics *m = arg;
 	(void)rv;
+	if (m->per_ns)
+		ca_log(CA_LOG_INFO, "metrics",
+		       "the cluster-wide PodMetrics list fits again: reading it whole", NULL);
+	m->per_ns = false;
 	m->pass_pods_done = true;
 	pass_maybe_done(m);
 }
@@ -998,22 +1065,206 @@ static void usage_list_failed(void *arg, long status, const char *message)
 	usage_failed(arg, status, message);
 }
 
+/* ---- PodMetrics namespace by namespace ---- */
+
+static void ns_list_next(struct ca_metrics *m);
+
+static void ns_list_begin(void *arg)
+{
+	struct ca_metrics *m = arg;
+	m->ns_sum = (struct ns_usage){0}; /* a LIST that starts over sums again */
+}
+
+static void ns_pod(void *arg, enum ca_watch_type type, const struct ca_kobj *obj, bool from_list)
+{
+	struct ca_metrics *m = arg;
+	(void)type;
+	(void)from_list;
+	const char *ns = ca_kobj_str(obj, "metadata.namespace");
+	if (ns && strcmp(ns, ca_intern_str(m->fold.names, m->ns_id)) == 0)
+		add_pod_usage(m, obj, &m->ns_sum);
+}
+
+static void ns_listed(void *arg, const char *rv)
+{
+	struct ca_metrics *m = arg;
+	(void)rv;
+	struct ns_usage *u = acc_slot(m, m->ns_id);
+	if (u) /* else out of memory: the namespace stays unknown */
+		*u = m->ns_sum;
+	ns_list_next(m);
+}
+
+static void ns_list_failed(void *arg, long status, const char *message)
+{
+	struct ca_metrics *m = arg;
+	struct ca_reflector_stats st;
+	ca_reflector_get_stats(m->ns_lister, &st);
+	if (st.list_too_big) {
+		/* Its usage is left out of the samples (unknown), never a part
+		 * of it; the other namespaces go on. */
+		int64_t now = ca_now_monotonic_ms();
+		m->pass_too_big++;
+		m->too_big_total++;
+		if (!m->too_big_logged_ms || now - m->too_big_logged_ms >= TOO_BIG_LOG_MS) {
+			char total[24];
+			snprintf(total, sizeof total, "%" PRIu64, m->too_big_total);
+			ca_log(CA_LOG_WARN, "metrics",
+			       "a namespace's PodMetrics list does not fit: its usage is left out "
+			       "of the samples",
+			       "namespace", ca_intern_str(m->fold.names, m->ns_id), "raise",
+			       "kubernetes.max_list_page_bytes", "total", total, NULL);
+			m->too_big_logged_ms = now;
+		}
+	} else if (status != 404) {
+		usage_failed(m, status, message);
+		return;
+	}
+	/* 404: the namespace went away; nothing to add. */
+	ns_list_next(m);
+}
+
+static enum ca_err ns_list_start(struct ca_metrics *m, uint32_t id, const char *name)
+{
+	static const struct ca_reflector_callbacks cbs = {
+	        .on_list_begin = ns_list_begin,
+	        .on_object = ns_pod,
+	        .on_synced = ns_listed,
+	        .on_list_failed = ns_list_failed,
+	};
+	char path[128];
+	struct ca_reflector_stats cluster;
+	/* The cluster-wide lister's limit, halved down to 1 by then: the
+	 * server ignores it, and each namespace that does not fit then costs
+	 * one request, not one per halving. */
+	ca_reflector_get_stats(m->usage_pods, &cluster);
+	snprintf(path, sizeof path, "/apis/metrics.k8s.io/v1beta1/namespaces/%s/pods", name);
+	struct ca_reflector_options ro = {
+	        .name = "podmetrics-namespace",
+	        .path = path,
+	        .page_size = cluster.page_limit,
+	        .max_object_bytes = (size_t)m->cfg->metrics.max_object_bytes,
+	        .max_list_bytes = (size_t)m->cfg->kubernetes.max_list_page_bytes,
+	        .list_only = true,
+	        .aggregated_api = true,
+	        .quiet = true,
+	};
+	enum ca_err rc = ca_reflector_new(&m->ns_lister, m->kube, &ro, &cbs, m);
+	if (rc == CA_OK)
+		rc = ca_reflector_start(m->ns_lister);
+	if (rc != CA_OK) {
+		ca_reflector_free(m->ns_lister);
+		m->ns_lister = NULL;
+		return rc;
+	}
+	ca_intern_ref_id(m->fold.names, id);
+	m->ns_id = id;
+	m->ns_sum = (struct ns_usage){0};
+	return CA_OK;
+}
+
+/* List the next namespace the store holds, in id order; the pods' half of
+ * the pass is done after the last. A namespace created behind the walk
+ * waits for the next pass (unknown until then). */
+static void ns_list_next(struct ca_metrics *m)
+{
+	ns_lister_stop(m);
+	uint32_t limit = ca_intern_id_limit(m->fold.names);
+	while (m->ns_next < limit) {
+		uint32_t id = m->ns_next++;
+		const char *name = ca_intern_str(m->fold.names, id);
+		/* Names are nodes' too; a namespace's is a DNS label (the API
+		 * server checks it), so it goes into the path as it is. */
+		if (!ca_store_contains(m->store[KIND_NAMESPACES], name) ||
+		    !ca_config_valid_namespace(name))
+			continue;
+		enum ca_err rc = ns_list_start(m, id, name);
+		if (rc != CA_OK) {
+			char why[96];
+			snprintf(why, sizeof why, "cannot list a namespace's PodMetrics: %s",
+			         ca_strerror(rc));
+			usage_failed(m, 0, why);
+		}
+		return;
+	}
+	m->pass_pods_done = true;
+	pass_maybe_done(m);
+}
+
+/* This pass reads PodMetrics namespace by namespace, from the first. */
+static void ns_walk(struct ca_metrics *m)
+{
+	drop_acc(m, &m->acc, &m->nacc); /* pages of a cluster-wide try that failed */
+	m->pass_per_ns = true;
+	m->pass_too_big = 0;
+	m->ns_next = 1;
+	ns_list_next(m);
+}
+
+static void usage_pods_failed(void *arg, long status, const char *message)
+{
+	struct ca_metrics *m = arg;
+	struct ca_reflector_stats st;
+	ca_reflector_get_stats(m->usage_pods, &st);
+	if (!st.list_too_big) {
+		usage_failed(m, status, message);
+		return;
+	}
+	if (!m->per_ns)
+		ca_log(CA_LOG_WARN, "metrics",
+		       "the PodMetrics list is over kubernetes.max_list_page_bytes and the server "
+		       "ignores limit (metrics-server does): reading it namespace by namespace",
+		       NULL);
+	m->per_ns = true;
+	m->per_ns_since_ms = ca_now_monotonic_ms();
+	if (m->pass_running)
+		ns_walk(m);
+}
+
 static void start_usage_pass(struct ca_metrics *m)
 {
-	if (!m->usage_nodes)
+	if (!m->usage_started)
 		return;
 	if (m->pass_running) {
-		/* The last pass has not finished in a whole interval: start over. */
-		drop_acc(m, &m->acc, &m->nacc);
+		/* One pass at a time: each LIST ends (done, failed or timed
+		 * out), so this one ends too; its figures come then. */
+		m->passes_skipped++;
+		return;
 	}
 	m->usage_pass++;
 	if (m->usage_pass == 0)
 		m->usage_pass = 1;
 	m->pass_running = true;
-	m->pass_nodes_done = m->pass_pods_done = false;
+	m->pass_nodes_done = m->pass_pods_done = m->pass_per_ns = false;
 	m->pass_started_ms = ca_now_unix_ms();
+	m->pass_started_mono_ms = ca_now_monotonic_ms();
 	ca_reflector_relist(m->usage_nodes);
-	ca_reflector_relist(m->usage_pods);
+	if (m->per_ns && m->pass_started_mono_ms - m->per_ns_since_ms < CLUSTER_RETRY_MS) {
+		ns_walk(m);
+	} else if (ca_reflector_relist(m->usage_pods) && m->per_ns) {
+		ca_log(CA_LOG_INFO, "metrics", "trying the cluster-wide PodMetrics list again",
+		       "every", "1h", NULL);
+	}
+}
+
+/* The first pass, which also finds out whether metrics.k8s.io is served,
+ * waits for the stores to sync: usage read before its node or namespace
+ * is known would be left out, a sum short. */
+static void on_usage_wait(void *arg)
+{
+	struct ca_metrics *m = arg;
+	if (!synced(m)) {
+		ca_loop_timer_start(m->usage_wait, RETRY_MS, 0);
+		return;
+	}
+	m->usage_started = true;
+	m->usage_pass = 1;
+	m->pass_running = true;
+	m->pass_started_ms = ca_now_unix_ms();
+	m->pass_started_mono_ms = ca_now_monotonic_ms();
+	if (ca_reflector_start(m->usage_nodes) != CA_OK ||
+	    ca_reflector_start(m->usage_pods) != CA_OK)
+		usage_failed(m, 0, "cannot start listing"); /* started twice: a bug */
 }
 
 /* ------------------------------------------------------------------------
@@ -1087,16 +1338,15 @@ static enum ca_err new_reflector(struct ca_metrics *m, int kind, const char *pat
 	return rc;
 }
 
-static enum ca_err new_usage_lister(struct ca_metrics *m, struct ca_reflector **out,
-                                    const char *name, const char *path,
-                                    void (*on_object)(void *, enum ca_watch_type,
-                                                      const struct ca_kobj *, bool),
-                                    void (*on_synced)(void *, const char *))
+static enum ca_err new_usage_lister(
+        struct ca_metrics *m, struct ca_reflector **out, const char *name, const char *path,
+        void (*on_object)(void *, enum ca_watch_type, const struct ca_kobj *, bool),
+        void (*on_synced)(void *, const char *), void (*on_list_failed)(void *, long, const char *))
 {
 	struct ca_reflector_callbacks cbs = {
 	        .on_object = on_object,
 	        .on_synced = on_synced,
-	        .on_list_failed = usage_list_failed,
+	        .on_list_failed = on_list_failed,
 	};
 	struct ca_reflector_options ro = {
 	        .name = name,
@@ -1152,18 +1402,20 @@ enum ca_err ca_metrics_new(struct ca_metrics **out, struct ca_loop *loop, struct
 	            CA_OK ||
 	    (rc = new_reflector(m, KIND_PODS, "/api/v1/pods", PAGE_PODS, err, errlen)) != CA_OK)
 		goto fail;
-	if (cfg->metrics.usage && ((rc = new_usage_lister(m, &m->usage_nodes, "nodemetrics",
-	                                                  "/apis/metrics.k8s.io/v1beta1/nodes",
-	                                                  usage_node, usage_nodes_done)) != CA_OK ||
-	                           (rc = new_usage_lister(m, &m->usage_pods, "podmetrics",
-	                                                  "/apis/metrics.k8s.io/v1beta1/pods",
-	                                                  usage_pod, usage_pods_done)) != CA_OK)) {
+	if (cfg->metrics.usage &&
+	    ((rc = new_usage_lister(m, &m->usage_nodes, "nodemetrics",
+	                            "/apis/metrics.k8s.io/v1beta1/nodes", usage_node,
+	                            usage_nodes_done, usage_list_failed)) != CA_OK ||
+	     (rc = new_usage_lister(m, &m->usage_pods, "podmetrics",
+	                            "/apis/metrics.k8s.io/v1beta1/pods", usage_pod, usage_pods_done,
+	                            usage_pods_failed)) != CA_OK)) {
 		ca_set_err(err, errlen, "cannot create the metrics.k8s.io listers: %s",
 		           ca_strerror(rc));
 		goto fail;
 	}
 	if ((rc = ca_loop_timer_new(loop, on_timer, m, &m->timer)) != CA_OK ||
-	    (rc = ca_loop_timer_new(loop, on_retry, m, &m->retry)) != CA_OK) {
+	    (rc = ca_loop_timer_new(loop, on_retry, m, &m->retry)) != CA_OK ||
+	    (rc = ca_loop_timer_new(loop, on_usage_wait, m, &m->usage_wait)) != CA_OK) {
 		ca_set_err(err, errlen, "cannot create the metrics timer: %s", ca_strerror(rc));
 		goto fail;
 	}
@@ -1182,14 +1434,8 @@ enum ca_err ca_metrics_start(struct ca_metrics *m)
 	enum ca_err rc = CA_OK;
 	for (int k = 0; k < KIND_COUNT && rc == CA_OK; k++)
 		rc = ca_reflector_start(m->refl[k]);
-	if (rc == CA_OK && m->usage_nodes) {
-		/* The first LIST of each is the discovery: 404 = not served. */
-		m->usage_pass = 1;
-		m->pass_running = true;
-		m->pass_started_ms = ca_now_unix_ms();
-		if ((rc = ca_reflector_start(m->usage_nodes)) == CA_OK)
-			rc = ca_reflector_start(m->usage_pods);
-	}
+	if (rc == CA_OK && m->usage_nodes)
+		on_usage_wait(m);
 	if (rc == CA_OK)
 		ca_loop_timer_start(m->timer, m->cfg->metrics.interval_ms,
 		                    m->cfg->metrics.interval_ms);
@@ -1202,8 +1448,10 @@ void ca_metrics_free(struct ca_metrics *m)
 		return;
 	ca_loop_timer_free(m->timer);
 	ca_loop_timer_free(m->retry);
+	ca_loop_timer_free(m->usage_wait);
 	ca_reflector_free(m->usage_nodes);
 	ca_reflector_free(m->usage_pods);
+	ns_lister_stop(m);
 	for (int k = 0; k < KIND_COUNT; k++)
 		ca_reflector_free(m->refl[k]);
 	release_outgoing(m);
@@ -1231,6 +1479,9 @@ void ca_metrics_get_stats(const struct ca_metrics *m, struct ca_metrics_stats *o
 	out->namespaces = ca_store_count(m->store[KIND_NAMESPACES]);
 	out->queue_parts = m->out.active ? m->out.parts - m->out.next : 0;
 	out->usage_available = m->usage_available;
+	out->usage_per_namespace = m->per_ns;
+	out->usage_namespaces_unknown = m->ns_usage_unknown;
+	out->usage_too_big_total = m->too_big_total;
 	out->last_duration_s = m->last_duration_s;
 }
 
@@ -1287,7 +1538,14 @@ static void module_health_json(const void *self, struct ca_buf *out)
 	ca_buf_append_json_string(out, at);
 	ca_buf_append_str(out, ",\"reason\":");
 	ca_buf_append_json_string(out, m->usage_available ? "" : m->usage_reason);
-	ca_buf_printf(out, ",\"passes\":%" PRIu64 "},\"stores\":{", st.usage_lists);
+	ca_buf_printf(out,
+	              ",\"passes\":%" PRIu64 ",\"passes_skipped\":%" PRIu64
+	              ",\"last_pass_ms\":%" PRId64
+	              ",\"mode\":\"%s\",\"namespaces_unknown\":%" PRIu64
+	              ",\"namespace_lists_too_big\":%" PRIu32 "},\"stores\":{",
+	              st.usage_lists, m->passes_skipped, m->last_pass_ms,
+	              st.usage_per_namespace ? "namespaces" : "cluster",
+	              st.usage_namespaces_unknown, m->last_too_big);
 	for (int k = 0; k < KIND_COUNT; k++) {
 		ca_buf_printf(out, "%s\"%s\":", k ? "," : "", kind_names[k]);
 		ca_store_health_json(m->store[k], out);
@@ -1356,6 +1614,17 @@ static void module_metrics(const void *self, struct ca_prom *p)
 	ca_prom_single(p, "agent_metrics_usage_passes_total", "counter",
 	               "Complete reads of metrics.k8s.io (nodes and pods).",
 	               (double)st.usage_lists);
+	ca_prom_single(p, "agent_metrics_usage_per_namespace", "gauge",
+	               "1 when PodMetrics are listed namespace by namespace (the cluster-wide list "
+	               "does not fit in kubernetes.max_list_page_bytes).",
+	               st.usage_per_namespace ? 1 : 0);
+	ca_prom_single(p, "agent_metrics_usage_namespaces_unknown", "gauge",
+	               "Namespaces without usage in the last sample although usage was available "
+	               "(their PodMetrics list did not fit).",
+	               (double)st.usage_namespaces_unknown);
+	ca_prom_single(p, "agent_metrics_usage_namespace_lists_too_big_total", "counter",
+	               "Namespaces' PodMetrics lists over kubernetes.max_list_page_bytes.",
+	               (double)st.usage_too_big_total);
 }
 
 const struct ca_module_ops ca_metrics_module = {

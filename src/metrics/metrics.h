@@ -14,8 +14,14 @@
  * PodMetrics are listed (paginated, list-only reflectors) once per
  * interval, node usage kept in the node records, pod usage summed per
  * namespace. Whether it is served is found by that LIST (404: not served;
- * 503: served but its backend is down) and checked again every interval;
- * meanwhile samples say usage_available: false and why.
+ * 503: served but its backend is down), first made once the three stores
+ * have synced, and checked again every interval;
+ * meanwhile samples say usage_available: false and why. metrics-server
+ * ignores limit: when the PodMetrics list does not fit in
+ * kubernetes.max_list_page_bytes, passes list it namespace by namespace
+ * (one LIST at a time), a namespace whose own list does not fit having no
+ * usage in the sample (docs/METRICS.md). One pass at a time: an interval
+ * that finds the last one running starts none.
  *
  * The module owns its reflectors, stores, interners, timer and the sample
  * waiting to be sent. It never includes bus/, http/ or agent/ headers.
@@ -82,7 +88,10 @@ struct ca_metrics_stats {
 	size_t pods, nodes, namespaces;
 	size_t queue_parts; /* parts of the current sample not yet taken by the sink */
 	bool usage_available;
-	double last_duration_s; /* CPU time of the last sample, in seconds */
+	bool usage_per_namespace;          /* PodMetrics are listed namespace by namespace */
+	uint64_t usage_namespaces_unknown; /* in the last sample, with usage available */
+	uint64_t usage_too_big_total;      /* namespaces' PodMetrics lists that did not fit */
+	double last_duration_s;            /* CPU time of the last sample, in seconds */
 };
 void ca_metrics_get_stats(const struct ca_metrics *m, struct ca_metrics_stats *out);
 

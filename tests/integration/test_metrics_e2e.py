@@ -12,7 +12,8 @@ import pytest
 
 from lib.agentproc import wait_for
 from lib.events_helpers import metric
-from lib.metrics_helpers import SampleCollector, by_name, crashloop_status, parse_ts, pod, ts
+from lib.metrics_helpers import (SampleCollector, by_name, crashloop_status, parse_ts, pod,
+                                 pod_metrics_usage, ts)
 from lib.nats import NatsClient
 
 CID = "c1"
@@ -243,6 +244,120 @@ def test_usage_absent_then_present(nats_server, kubesim, agent_factory):
     kubesim.control("POST", "/metrics-api", {"enabled": False})
     s = col.next_sample(lambda s: not s["usage_available"], after=s["sample_id"], timeout=20)
     assert s["summary"]["pods"]["running"] == 2 and "usage" not in s["summary"]
+    a.assert_clean_exit()
+    client.close()
+
+
+# ------------------------------------------------------------------ usage, namespace by namespace
+
+PODMETRICS = "/apis/metrics.k8s.io/v1beta1/pods"
+# The smallest kubernetes.max_list_page_bytes allowed (src/config/config.c).
+PAGE_CAP = MI
+
+
+def served_usage(kubesim):
+    """Per-namespace usage as kubesim serves it, and the size of the
+    cluster-wide PodMetrics list (one response: limit is ignored)."""
+    status, _, body = kubesim.api_get(PODMETRICS + "?limit=1")
+    assert status == 200
+    return pod_metrics_usage(json.loads(body)["items"]), len(body)
+
+
+def namespace_list_bytes(kubesim, ns):
+    status, _, body = kubesim.api_get(f"/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods?limit=1")
+    assert status == 200
+    return len(body)
+
+
+def cluster_wide_requests(kubesim):
+    return sum(1 for r in kubesim.requests() if r["url"].split("?")[0] == PODMETRICS)
+
+
+def test_usage_namespace_by_namespace(nats_server, kubesim, agent_factory):
+    """metrics-server ignores limit: 4,000 PodMetrics (1.3 MB in one
+    response) do not fit in a 1 MiB kubernetes.max_list_page_bytes even at
+    limit=1, while each of the 8 namespaces' lists does. Usage is read
+    namespace by namespace, every namespace's sum exactly what the server
+    serves, and later passes go straight to the namespaces."""
+    client = NatsClient(nats_server.url)
+    col = subscribe(client)
+    kubesim.metrics_api(enabled=True, available=True, paginate=False)
+    kubesim.populate(namespaces=8, nodes=2, pods=4000, seed=9)
+    want, whole = served_usage(kubesim)
+    assert whole > PAGE_CAP and len(want) == 8
+    assert all(namespace_list_bytes(kubesim, ns) < PAGE_CAP / 4 for ns in want)
+    a = start(agent_factory, nats_server, kubesim,
+              env={"COLLECT_AGENT_KUBERNETES_MAX_LIST_PAGE_BYTES": str(PAGE_CAP)})
+    s = col.next_sample(lambda s: s["usage_available"] and s["summary"]["pods"]["running"] == 4000,
+                        timeout=60)
+    names = [n["name"] for n in s["namespaces"]]
+    assert len(names) == 11 and set(want) < set(names)
+    for name in names:
+        # default, kube-public, kube-system: no pods, a zero sum (known)
+        assert ns_of(s, name)["usage"] == want.get(name, {"cpu_millicores": 0, "memory_bytes": 0}), name
+    # Nodes' usage is still one cluster-wide list: 3 nodes x 250m, 2048Mi.
+    assert s["summary"]["usage"] == {"cpu_millicores": 750, "memory_bytes": 3 * 2048 * MI}
+
+    h = a.health()["metrics"]["usage"]
+    assert h["available"] is True and h["mode"] == "namespaces"
+    assert h["namespaces_unknown"] == 0 and h["namespace_lists_too_big"] == 0
+    assert metric(a, "agent_metrics_usage_per_namespace", {"cluster_id": CID}) == 1
+    assert metric(a, "agent_metrics_usage_namespaces_unknown", {"cluster_id": CID}) == 0
+    switched = [r for r in a.log_records() if "namespace by namespace" in r.get("msg", "")]
+    assert len(switched) == 1 and switched[0]["level"] == "warn"
+
+    # Later passes list the namespaces only (the cluster-wide list is tried
+    # again after an hour), and stay exact.
+    tried = cluster_wide_requests(kubesim)
+    passes = h["passes"]
+    wait_for(lambda: a.health()["metrics"]["usage"]["passes"] >= passes + 3, timeout=30,
+             what="three more passes")
+    assert cluster_wide_requests(kubesim) == tried
+    s = col.next_sample(lambda s: s["usage_available"], after=s["sample_id"])
+    for name in want:
+        assert ns_of(s, name)["usage"] == want[name], name
+    a.assert_clean_exit()
+    client.close()
+
+
+def test_usage_namespace_too_big_alone(nats_server, kubesim, agent_factory):
+    """One namespace whose own PodMetrics list does not fit: its usage is
+    absent from the samples (unknown, never a partial sum), counted and
+    logged once; every other namespace's is exact."""
+    client = NatsClient(nats_server.url)
+    col = subscribe(client)
+    kubesim.metrics_api(enabled=True, available=True, paginate=False)
+    kubesim.populate(namespaces=1, nodes=1, pods=4000, seed=3)  # all in ns-00000
+    for ns in ("shop", "batch"):
+        kubesim.create("namespaces", {"metadata": {"name": ns}})
+    p = pod("web-1", "shop", containers=["web", "sidecar"])
+    p["metadata"]["annotations"] = {"kubesim/usage": "120m,100Mi"}
+    kubesim.create("pods", p)
+    kubesim.create("pods", pod("web-2", "shop"))
+    kubesim.create("pods", pod("job-1", "batch", containers=["a", "b", "c"]))
+    want, _ = served_usage(kubesim)
+    assert namespace_list_bytes(kubesim, "ns-00000") > PAGE_CAP
+    assert want["shop"] == {"cpu_millicores": 250, "memory_bytes": 232 * MI}
+    assert want["batch"] == {"cpu_millicores": 30, "memory_bytes": 96 * MI}
+    a = start(agent_factory, nats_server, kubesim,
+              env={"COLLECT_AGENT_KUBERNETES_MAX_LIST_PAGE_BYTES": str(PAGE_CAP)})
+    s = col.next_sample(lambda s: s["usage_available"] and s["summary"]["pods"]["running"] == 4003,
+                        timeout=60)
+    big = ns_of(s, "ns-00000")
+    assert "usage" not in big and big["pods"]["running"] == 4000
+    assert ns_of(s, "shop")["usage"] == want["shop"]
+    assert ns_of(s, "batch")["usage"] == want["batch"]
+    assert ns_of(s, "default")["usage"] == {"cpu_millicores": 0, "memory_bytes": 0}
+    assert s["summary"]["usage"] == {"cpu_millicores": 500, "memory_bytes": 2 * 2048 * MI}
+
+    wait_for(lambda: a.health()["metrics"]["usage"]["passes"] >= 3, timeout=30, what="three passes")
+    h = a.health()["metrics"]["usage"]
+    assert h["available"] is True and h["mode"] == "namespaces"
+    assert h["namespaces_unknown"] == 1 and h["namespace_lists_too_big"] == 1
+    assert metric(a, "agent_metrics_usage_namespaces_unknown", {"cluster_id": CID}) == 1
+    assert metric(a, "agent_metrics_usage_namespace_lists_too_big_total", {"cluster_id": CID}) >= 3
+    logged = [r for r in a.log_records() if r.get("namespace") == "ns-00000"]
+    assert len(logged) == 1 and "left out" in logged[0]["msg"]  # rate-limited: one line
     a.assert_clean_exit()
     client.close()
 

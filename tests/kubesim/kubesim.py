@@ -1845,7 +1845,7 @@ METRICS_DISCOVERY = {"metadata": {"name": "metrics.k8s.io", "creationTimestamp":
                           "scope": "Namespaced", "singularResource": "", "verbs": ["get", "list"]}],
                          "freshness": "Current"}]}
 METRICS_CONTINUE_V = "kubesim.metrics/v1"     # kubesim's own token (metrics-server has none)
-METRICS_LIST_RE = re.compile(r"^/apis/metrics\.k8s\.io/v1beta1/(?:namespaces/([^/]+)/)?(nodes|pods)$")
+METRICS_LIST_RE = re.compile(r"^/apis/metrics\.k8s\.io/v1beta1/(?:nodes|(?:namespaces/([^/]+)/)?pods)$")
 
 STATUS_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
                   405: "MethodNotAllowed", 409: "AlreadyExists", 410: "Expired",
@@ -2631,7 +2631,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         if not m:
             self.send_text(404, "404 page not found\n")
             return
-        ns, what = m.group(1), m.group(2)
+        # NodeMetrics are cluster-scoped: there is no .../namespaces/NS/nodes.
+        ns, what = m.group(1), p.rsplit("/", 1)[1]
         limit = self._int_param("limit")
         start = None
         if not self.sim.metrics_paginate or (limit is not None and limit <= 0):

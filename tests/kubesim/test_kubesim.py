@@ -337,6 +337,10 @@ def test_metrics_api_pods_running_only_and_pages(msim):
     items, pages = metrics_pages(msim, "/apis/metrics.k8s.io/v1beta1/namespaces/apps/pods", 1)
     assert [i["metadata"]["name"] for i in items] == ["a-run-1", "a-run-2"] and pages == 2
     assert msim.api_json("/apis/metrics.k8s.io/v1beta1/namespaces/none/pods")["items"] == []
+    body = msim.api_json("/apis/metrics.k8s.io/v1beta1/namespaces/web/pods")
+    assert body["kind"] == "PodMetricsList" and body["metadata"] == {}
+    assert [i["metadata"]["name"] for i in body["items"]] == ["w-run-1", "w-run-2"]
+    assert msim.api_get("/apis/metrics.k8s.io/v1beta1/namespaces/web/nodes")[0] == 404
     # a token is opaque but checked; one from another namespace is refused
     tok = msim.api_json("/apis/metrics.k8s.io/v1beta1/pods?limit=1")["metadata"]["continue"]
     for bad in ("!!!", "eyJ4IjoxfQ"):
@@ -354,6 +358,9 @@ def test_metrics_api_without_pagination(msim):
         assert msim.metrics_api(True, True, paginate=False)["paginate"] is False
         body = msim.api_json("/apis/metrics.k8s.io/v1beta1/pods?limit=1")
         assert len(body["items"]) == 4 and body["metadata"] == {}
+        body = msim.api_json("/apis/metrics.k8s.io/v1beta1/namespaces/apps/pods?limit=1")
+        assert [i["metadata"]["name"] for i in body["items"]] == ["a-run-1", "a-run-2"]
+        assert body["metadata"] == {}
     finally:
         msim.metrics_api(True, True, paginate=True)
 

@@ -6,7 +6,9 @@ A complete sample is every part 1..parts of one sample_id; `merge` checks
 that the parts agree on everything they share and concatenates their
 lists. Stdlib only (plus tests/lib/agentpb.py for protobuf payloads)."""
 import datetime
+import fractions
 import json
+import re
 import time
 
 from lib.events_helpers import decode_message
@@ -132,3 +134,29 @@ def crashloop_status(container="app", restarts=7, crashed_ago=30, reason="Error"
 
 def by_name(items):
     return {x["name"]: x for x in items}
+
+
+SUFFIXES = {"m": fractions.Fraction(1, 1000), "": 1, "k": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9,
+            "T": 10 ** 12, "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40}
+
+
+def quantity(q, milli=False):
+    """A Kubernetes quantity as the agent reads it (the forms kubesim
+    serves: "10m", "1", "1.5", "32Mi"): millicores when milli, else units,
+    both rounded up."""
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([a-zA-Z]*)", q)
+    assert m and m.group(2) in SUFFIXES, q
+    v = fractions.Fraction(m.group(1)) * SUFFIXES[m.group(2)] * (1000 if milli else 1)
+    return -(-v.numerator // v.denominator)
+
+
+def pod_metrics_usage(items):
+    """{namespace: {"cpu_millicores", "memory_bytes"}} summed over the
+    containers of PodMetrics items."""
+    out = {}
+    for it in items:
+        u = out.setdefault(it["metadata"]["namespace"], {"cpu_millicores": 0, "memory_bytes": 0})
+        for c in it["containers"]:
+            u["cpu_millicores"] += quantity(c["usage"]["cpu"], milli=True)
+            u["memory_bytes"] += quantity(c["usage"]["memory"])
+    return out

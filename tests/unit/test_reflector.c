@@ -1709,7 +1709,8 @@ static bool lister_failed_once(void *arg)
 	return ((struct lister *)arg)->failed >= 1;
 }
 
-static struct ca_reflector *lister(struct ca_kube *k, const char *path, struct lister *l, bool aggregated)
+static struct ca_reflector *lister(struct ca_kube *k, const char *path, struct lister *l, bool aggregated,
+                                   size_t max_list_bytes)
 {
 	static const struct ca_reflector_callbacks cbs = {
 		.on_object = lister_object,
@@ -1722,6 +1723,7 @@ static struct ca_reflector *lister(struct ca_kube *k, const char *path, struct l
 		.page_size = 2,
 		.backoff_initial_ms = 100,
 		.backoff_max_ms = 200,
+		.max_list_bytes = max_list_bytes,
 		.list_only = true,
 		.aggregated_api = aggregated,
 	};
@@ -1739,7 +1741,7 @@ static void test_list_only(void)
 	struct lister l = { 0 };
 	if (!k)
 		return;
-	struct ca_reflector *r = lister(k, "/api/v1/namespaces/lo/events", &l, false);
+	struct ca_reflector *r = lister(k, "/api/v1/namespaces/lo/events", &l, false, 0);
 	CHECK(run_until(lister_synced_once, &l, DEADLINE_MS));
 	run_for(800);
 	struct ca_reflector_stats s = stats_of(r);
@@ -1759,7 +1761,7 @@ static void test_list_only(void)
 	/* metrics.k8s.io not served: one failure, reported, not retried. */
 	memset(&l, 0, sizeof l);
 	CHECK(ctl("POST", "/metrics-api", "{\"enabled\": false}", NULL) == 200);
-	r = lister(k, "/apis/metrics.k8s.io/v1beta1/nodes", &l, true);
+	r = lister(k, "/apis/metrics.k8s.io/v1beta1/nodes", &l, true, 0);
 	CHECK(run_until(lister_failed_once, &l, DEADLINE_MS));
 	run_for(1000);
 	CHECK_INT(l.failed, 1);
@@ -1785,6 +1787,40 @@ static void test_list_only(void)
 	CHECK_INT(l.last_status, 503);
 	CHECK(ca_kube_api_ok(k));
 	CHECK(ctl("POST", "/faults", "{\"clear\": true}", NULL) == 200);
+	ca_reflector_free(r);
+
+	/* A server that ignores limit, as metrics-server does, with a list
+	 * over max_list_bytes: smaller pages cannot help. One failure, said to
+	 * be that (list_too_big), not retried. */
+	for (int i = 0; i < 12; i++) {
+		char body[320];
+		snprintf(body, sizeof body,
+		         "{\"resource\":\"pods\",\"object\":{\"metadata\":{\"name\":\"p%02d\","
+		         "\"namespace\":\"lo-big\"},\"spec\":{\"containers\":[{\"name\":\"c\","
+		         "\"image\":\"busybox:1.36\"}]},\"status\":{\"phase\":\"Running\"}}}",
+		         i);
+		CHECK_INT(ctl("POST", "/objects", body, NULL), 200);
+	}
+	CHECK(ctl("POST", "/metrics-api", "{\"enabled\": true, \"paginate\": false}", NULL) == 200);
+	memset(&l, 0, sizeof l);
+	/* 12 PodMetrics of about 200 bytes each; two of them fit. */
+	r = lister(k, "/apis/metrics.k8s.io/v1beta1/namespaces/lo-big/pods", &l, true, 1024);
+	CHECK(run_until(lister_failed_once, &l, DEADLINE_MS));
+	run_for(500);
+	struct ca_reflector_stats big = stats_of(r);
+	CHECK_INT(l.failed, 1);
+	CHECK_INT(l.last_status, 0);
+	CHECK_INT(l.objects, 0);
+	CHECK(big.list_too_big);
+	CHECK_INT(big.page_limit, 1);
+	CHECK_INT(big.pages_too_big, 1); /* page_size 2, then 1 */
+
+	/* The same list from a server that pages it fits, one item a page. */
+	CHECK(ctl("POST", "/metrics-api", "{\"enabled\": true, \"paginate\": true}", NULL) == 200);
+	CHECK(ca_reflector_relist(r));
+	CHECK(run_until(lister_synced_once, &l, DEADLINE_MS));
+	CHECK_INT(l.objects, 12);
+	CHECK(!stats_of(r).list_too_big);
 	CHECK(ctl("POST", "/metrics-api", "{\"enabled\": false}", NULL) == 200);
 	ca_reflector_free(r);
 	ca_kube_free(k);
