@@ -520,8 +520,13 @@ struct plan {
 static const char *const rlimit_names[N_RLIMITS] = {"RLIMIT_CPU",   "RLIMIT_AS",    "RLIMIT_NOFILE",
                                                     "RLIMIT_NPROC", "RLIMIT_FSIZE", "RLIMIT_CORE"};
 
+/* The child runs on its own stack in the agent's memory (vfork_child):
+ * AddressSanitizer's stack poisoning there would be left behind in the
+ * shadow the agent shares, so its functions are not instrumented. */
+#define CHILD_CODE __attribute__((no_sanitize_address))
+
 static void fail(const struct plan *p, int step) __attribute__((noreturn));
-static void fail(const struct plan *p, int step)
+CHILD_CODE static void fail(const struct plan *p, int step)
 {
 	struct report r = {step, errno};
 	/* 8 bytes into a pipe: atomic, and the parent is reading. */
@@ -530,7 +535,7 @@ static void fail(const struct plan *p, int step)
 	_exit(127);
 }
 
-static void close_others(const struct plan *p)
+CHILD_CODE static void close_others(const struct plan *p)
 {
 	unsigned keep = (unsigned)p->status_w; /* close-on-exec: goes at execve */
 	if ((keep == 3 || close_range(3, keep - 1, 0) == 0) && close_range(keep + 1, ~0U, 0) == 0)
@@ -544,7 +549,7 @@ static void close_others(const struct plan *p)
 }
 
 static void child(const struct plan *p) __attribute__((noreturn));
-static void child(const struct plan *p)
+CHILD_CODE static void child(const struct plan *p)
 {
 	/* Handlers were copied from the agent and ignored signals survive
 	 * execve; all go back to default (SIGPIPE too) before the mask, which
@@ -600,6 +605,35 @@ static void child(const struct plan *p)
  * container runtime whose seccomp profile answers ENOSYS) fork and
  * pidfd_open: safe, since the child cannot be reaped by anyone else before
  * we open its pidfd. Returns the pid, 0 in the child, -1 with errno. */
+CHILD_CODE static int child_entry(void *arg)
+{
+	child(arg);
+}
+
+/* The way posix_spawn starts a child: it shares the agent's memory
+ * (CLONE_VM) on a stack of its own, and the calling thread waits
+ * (CLONE_VFORK) until it has exec'd or failed, so the agent's page tables
+ * are neither copied at the clone nor torn down at the exec -- the cost of
+ * a fork grows with the agent, this does not. Safe because the child makes
+ * only raw system calls and writes nothing but its own stack (and errno)
+ * before execve; its signal handlers are its own (no CLONE_SIGHAND).
+ * Returns the pid, or -1 with errno (then the caller tries clone3). */
+#define VFORK_STACK_BYTES (64 * 1024)
+
+static pid_t vfork_child(const struct plan *p, int *pidfd)
+{
+	char *stack = mmap(NULL, VFORK_STACK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+	                   -1, 0);
+	if (stack == MAP_FAILED)
+		return -1;
+	pid_t pid = clone(child_entry, stack + VFORK_STACK_BYTES, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD,
+	                  (void *)p, pidfd);
+	int e = errno;
+	munmap(stack, VFORK_STACK_BYTES);
+	errno = e;
+	return pid;
+}
+
 static pid_t clone_child(int *pidfd, const char **what)
 {
 	struct clone3_args args;
@@ -809,10 +843,15 @@ enum ca_err ca_sandbox_spawn(const struct ca_sandbox *sb, const char *path, char
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	const char *what = "clone3";
-	pid = clone_child(&pidfd, &what);
-	if (pid == 0)
-		child(&plan);
+	const char *what = "clone";
+	pid = vfork_child(&plan, &pidfd);
+	if (pid < 0 && (errno == EINVAL || errno == ENOSYS || errno == EPERM)) {
+		/* No CLONE_PIDFD (kernel < 5.2) or a runtime's profile refuses it. */
+		what = "clone3";
+		pid = clone_child(&pidfd, &what);
+		if (pid == 0)
+			child(&plan);
+	}
 	int clone_errno = errno;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (pid < 0) {
