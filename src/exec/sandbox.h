@@ -11,12 +11,16 @@
  * The agent is multi-threaded (nats.c, libcurl), so everything that
  * allocates (the BPF program, the Landlock ruleset, argv and envp, paths) is
  * prepared before the fork and the child makes only raw system calls until
- * execve. The child, in this order:
+ * execve. It is started the way posix_spawn starts one: clone with
+ * CLONE_VM | CLONE_VFORK | CLONE_PIDFD on a stack of its own, so the
+ * agent's page tables are neither copied nor torn down (clone3 with a
+ * pidfd, then fork and pidfd_open, where that is refused). Then, in order:
  *
  *   1. default signal dispositions (SIGPIPE too) and an empty signal mask;
  *   2. setsid: its own session and process group (pgid == pid);
  *   3. stdin = /dev/null, stdout/stderr = pipes (opened before the fork);
- *   4. chdir(dir);
+ *   4. chdir(dir), and oom_score_adj 1000 (best effort: at the container's
+ *      memory limit the kernel kills a command, not the agent);
  *   5. rlimits: CPU (hard = soft + 1 s), AS, NOFILE, NPROC, FSIZE, CORE = 0;
  *   6. PR_SET_NO_NEW_PRIVS;
  *   7. Landlock (when the kernel has it): every write-type access handled
