@@ -383,7 +383,7 @@ def test_stopping_the_agent_kills_and_answers_running_commands(nats_server, kube
 # --------------------------------------------------------------- signatures
 
 
-def test_signed_commands(nats_server, kubesim, nats_client, agent_factory, tools):
+def test_signed_commands(nats_server, kubesim, nats_client, agent_factory, tools, beacon):
     signing = pytest.importorskip("lib.command_signing")
     keys = os.path.join(FIXTURES, "signing")
     priv = signing.load_private_key(os.path.join(keys, "private.pem"))
@@ -404,6 +404,13 @@ def test_signed_commands(nats_server, kubesim, nats_client, agent_factory, tools
     assert r["status"] == "rejected" and "does not verify" in r["error"]
     garbage = command("probe", "echo", ["x"], signature="not base64!")
     assert "base64" in request(nats_client, garbage)["error"]
+    stranger = command("probe", "echo", ["x"])
+    stranger["signature"] = signing.sign(stranger, signing.load_private_key(os.path.join(keys,
+                                                                                          "other_private.pem")))
+    r = request(nats_client, stranger)
+    assert r["status"] == "rejected" and "does not verify" in r["error"], r
+    # Only the two signed commands ever started a process.
+    assert beacon.execs() == ["probe echo signed", "probe echo signed"], beacon.execs()
     agent.assert_clean_exit()
 
 
