@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "core/base64.h"
 #include "core/buf.h"
 
 #define MAX_KUBECONFIG_BYTES ((size_t)4 << 20) /* certificates inline make them a few KiB each */
@@ -58,21 +59,6 @@ void ca_kubeconfig_fini(struct ca_kubeconfig *kc)
  * padding is optional but nothing may follow it. The output is at most
  * 3/4 of the input plus a NUL, so its size is bounded by the file cap. */
 
-static int b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 static enum ca_err b64_decode(const char *in, size_t inlen, char **out, size_t *outlen)
 {
 	if (inlen > MAX_KUBECONFIG_BYTES)
@@ -90,7 +76,7 @@ static enum ca_err b64_decode(const char *in, size_t inlen, char **out, size_t *
 			pads++;
 			continue;
 		}
-		int v = b64_value(c);
+		int v = ca_base64_value(c);
 		if (v < 0 || pads)
 			goto bad;
 		acc = acc << 6 | (uint32_t)v;

@@ -12,6 +12,7 @@
 
 #include "codec/codec.h"
 #include "config/config.h"
+#include "core/base64.h"
 #include "core/file.h"
 #include "exec/signature.h"
 
@@ -257,21 +258,6 @@ enum ca_err ca_exec_canonical(const struct ca_command *cmd, struct ca_buf *out)
 /* ------------------------------------------------------------------------ */
 /* Verification */
 
-static int base64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /* Strict RFC 4648 section 4 base64: whole 4-character groups, '=' only to
  * pad the last one, zero bits under the padding. One string is one
  * signature; a lenient decoder would let many strings stand for it.
@@ -294,7 +280,7 @@ static bool base64_decode(const char *in, size_t len, unsigned char *out, size_t
 		int v[4];
 		for (size_t j = 0; j < 4; j++) {
 			bool padded = last && j >= 4 - pads;
-			v[j] = padded ? 0 : base64_value((unsigned char)in[i + j]);
+			v[j] = padded ? 0 : ca_base64_value((unsigned char)in[i + j]);
 			if (v[j] < 0)
 				return false;
 		}

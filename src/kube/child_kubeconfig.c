@@ -5,24 +5,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/base64.h"
 #include "kube/kube.h"
 #include "kube/kube_int.h"
-
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 static enum ca_err append_b64(struct ca_buf *out, const char *data, size_t len)
 {
 	enum ca_err rc = ca_buf_append(out, "\"", 1);
-	for (size_t i = 0; rc == CA_OK && i < len; i += 3) {
-		unsigned v = (unsigned)(unsigned char)data[i] << 16;
-		if (i + 1 < len)
-			v |= (unsigned)(unsigned char)data[i + 1] << 8;
-		if (i + 2 < len)
-			v |= (unsigned char)data[i + 2];
-		char q[4] = { B64[(v >> 18) & 63], B64[(v >> 12) & 63], i + 1 < len ? B64[(v >> 6) & 63] : '=',
-			      i + 2 < len ? B64[v & 63] : '=' };
-		rc = ca_buf_append(out, q, 4);
-	}
+	if (rc == CA_OK)
+		rc = ca_base64_append(out, data, len);
 	if (rc == CA_OK)
 		rc = ca_buf_append(out, "\"\n", 2);
 	return rc;
@@ -57,7 +48,12 @@ static enum ca_err pem(struct ca_buf *out, const char *key, const char *file, co
 
 enum ca_err ca_kube_child_kubeconfig(const struct ca_kube *kube, struct ca_buf *out, char *err, size_t errlen)
 {
-	const struct ca_kube_credentials *c = ca_kube_credentials_of(kube);
+	return ca_kube_credentials_kubeconfig(ca_kube_credentials_of(kube), out, err, errlen);
+}
+
+enum ca_err ca_kube_credentials_kubeconfig(const struct ca_kube_credentials *c, struct ca_buf *out, char *err,
+                                           size_t errlen)
+{
 	if (c->username || c->password) {
 		ca_set_err(err, errlen, "the agent uses basic auth (%s), which is never handed to commands",
 		           c->source ? c->source : "kubeconfig");

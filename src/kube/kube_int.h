@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "core/err.h"
 #include "kube/kube.h"
 
@@ -44,6 +45,9 @@ enum ca_err ca_kube_credentials_find(const struct ca_kube_options *opts,
 enum ca_err ca_kube_credentials_refresh_token(struct ca_kube_credentials *c, bool force,
                                               char *why, size_t whylen);
 void ca_kube_credentials_fini(struct ca_kube_credentials *c);
+/* ca_kube_child_kubeconfig (kube.h) for these credentials. */
+enum ca_err ca_kube_credentials_kubeconfig(const struct ca_kube_credentials *c, struct ca_buf *out, char *err,
+                                           size_t errlen);
 /* The credentials a client holds. Borrowed; loop thread. */
 const struct ca_kube_credentials *ca_kube_credentials_of(const struct ca_kube *kube);
 

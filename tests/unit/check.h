@@ -44,6 +44,22 @@ static int check_total, check_failed;
 		}                                                                \
 	} while (0)
 
+static inline int check_contains(const char *hay, const char *needle)
+{
+	return hay && needle && strstr(hay, needle) != NULL;
+}
+
+/* CHECK that hay holds needle, and show both when it does not. */
+#define CHECK_CONTAINS(hay, needle)                                              \
+	do {                                                                     \
+		const char *check_h_ = (hay), *check_n_ = (needle);              \
+		CHECK(check_contains(check_h_, check_n_));                       \
+		if (!check_contains(check_h_, check_n_))                         \
+			fprintf(stderr, "   \"%s\" does not contain \"%s\"\n",    \
+			        check_h_ ? check_h_ : "(null)",                  \
+			        check_n_ ? check_n_ : "(null)");                 \
+	} while (0)
+
 static inline int check_report(void)
 {
 	printf("%d checks, %d failed\n", check_total, check_failed);

@@ -19,24 +19,6 @@
 
 #define T_2026 1795307190123LL /* 2026-11-22T00:26:30.123Z */
 
-static bool contains(const char *hay, const char *needle)
-{
-	return hay && needle && strstr(hay, needle) != NULL;
-}
-
-static const char *or_null(const char *s)
-{
-	return s ? s : "(null)";
-}
-
-#define CHECK_CONTAINS(hay, needle)                                                        \
-	do {                                                                               \
-		CHECK(contains((hay), (needle)));                                          \
-		if (!contains((hay), (needle)))                                            \
-			fprintf(stderr, "   \"%s\" does not contain \"%s\"\n",               \
-			        or_null(hay), or_null(needle));                            \
-	} while (0)
-
 /* ------------------------------------------------------------- helpers */
 
 

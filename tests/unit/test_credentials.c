@@ -67,11 +67,6 @@ static void in_cluster_env(const char *host, const char *port)
 	setenv("KUBERNETES_SERVICE_PORT", port, 1);
 }
 
-static bool contains(const char *hay, const char *needle)
-{
-	return hay && needle && strstr(hay, needle) != NULL;
-}
-
 /* A kubeconfig whose cluster server is `server` and user token `token`. */
 static void write_simple_kubeconfig(const char *rel, const char *server, const char *token)
 {
@@ -133,8 +128,8 @@ static void test_nothing_found(void)
 	/* In a pod without a mounted token: still nothing, and the reason says so. */
 	in_cluster_env("10.96.0.1", "443");
 	CHECK_INT(ca_kube_credentials_find(&o, &c, err, sizeof err), CA_ENOTFOUND);
-	CHECK(contains(err, "no Kubernetes credentials"));
-	CHECK(contains(err, "/sa/token"));
+	CHECK(check_contains(err, "no Kubernetes credentials"));
+	CHECK(check_contains(err, "/sa/token"));
 	ca_kube_credentials_fini(&c);
 	clear_env();
 }
@@ -223,7 +218,7 @@ static void test_in_cluster(void)
 	/* A port that is not a port. */
 	in_cluster_env("10.96.0.1", "https");
 	CHECK_INT(ca_kube_credentials_find(&o, &c, err, sizeof err), CA_EINVAL);
-	CHECK(contains(err, "KUBERNETES_SERVICE_PORT"));
+	CHECK(check_contains(err, "KUBERNETES_SERVICE_PORT"));
 	ca_kube_credentials_fini(&c);
 	in_cluster_env("10.96.0.1", "70000");
 	CHECK_INT(ca_kube_credentials_find(&o, &c, err, sizeof err), CA_EINVAL);
@@ -233,7 +228,7 @@ static void test_in_cluster(void)
 	in_cluster_env("10.96.0.1", "443");
 	write_file("sa/token", "\n");
 	CHECK_INT(ca_kube_credentials_find(&o, &c, err, sizeof err), CA_EINVAL);
-	CHECK(contains(err, "empty"));
+	CHECK(check_contains(err, "empty"));
 	CHECK(c.token == NULL && c.server == NULL);
 	ca_kube_credentials_fini(&c);
 
@@ -305,8 +300,8 @@ static void test_precedence(void)
 	path_of(missing, sizeof missing, "does-not-exist.yaml");
 	o.kubeconfig = missing;
 	CHECK_INT(ca_kube_credentials_find(&o, &c, err, sizeof err), CA_ENOTFOUND);
-	CHECK(contains(err, missing));
-	CHECK(contains(err, "--kubeconfig"));
+	CHECK(check_contains(err, missing));
+	CHECK(check_contains(err, "--kubeconfig"));
 	CHECK(c.server == NULL);
 	ca_kube_credentials_fini(&c);
 
@@ -315,7 +310,7 @@ static void test_precedence(void)
 	path_of(missing, sizeof missing, "broken.yaml");
 	o.kubeconfig = missing;
 	CHECK_INT(ca_kube_credentials_find(&o, &c, err, sizeof err), CA_EINVAL);
-	CHECK(contains(err, "broken.yaml"));
+	CHECK(check_contains(err, "broken.yaml"));
 	ca_kube_credentials_fini(&c);
 	clear_env();
 }
@@ -388,7 +383,7 @@ static void test_kubeconfig_inline_ca(void)
 
 	o.context = "no-such-context";
 	CHECK_INT(ca_kube_credentials_find(&o, &c, err, sizeof err), CA_EINVAL);
-	CHECK(contains(err, "no-such-context"));
+	CHECK(check_contains(err, "no-such-context"));
 	ca_kube_credentials_fini(&c);
 }
 
@@ -486,8 +481,8 @@ static void test_kubeconfig_exec(void)
 	struct ca_kube_credentials c;
 	char err[512] = "";
 	CHECK_INT(ca_kube_credentials_find(&o, &c, err, sizeof err), CA_EUNSUPPORTED);
-	CHECK(contains(err, "exec"));
-	CHECK(contains(err, "exec.yaml"));
+	CHECK(check_contains(err, "exec"));
+	CHECK(check_contains(err, "exec.yaml"));
 	CHECK(c.server == NULL);
 	ca_kube_credentials_fini(&c);
 }
@@ -515,8 +510,8 @@ static void test_kubeconfig_token_control_bytes(void)
 	struct ca_kube_credentials c;
 	char err[512] = "";
 	CHECK_INT(ca_kube_credentials_find(&o, &c, err, sizeof err), CA_EINVAL);
-	CHECK(contains(err, "control characters"));
-	CHECK(!contains(err, "X-Injected"));
+	CHECK(check_contains(err, "control characters"));
+	CHECK(!check_contains(err, "X-Injected"));
 	ca_kube_credentials_fini(&c);
 }
 
@@ -541,6 +536,90 @@ static void remove_tree(const char *dir)
 	rmdir(dir);
 }
 
+/* The kubeconfig handed to kubectl in the sandbox: read back by the same
+ * reader, it names the same server, CA, TLS name and credentials --
+ * inline ones inline, files by path -- and nothing else. */
+static void roundtrip(const struct ca_kube_credentials *c, struct ca_kube_credentials *back)
+{
+	struct ca_buf yaml;
+	char err[512] = "", path[512];
+	ca_buf_init(&yaml, 0);
+	CHECK_INT(ca_kube_credentials_kubeconfig(c, &yaml, err, sizeof err), CA_OK);
+	write_file("child.kubeconfig", yaml.data ? yaml.data : "");
+	ca_buf_fini(&yaml);
+	path_of(path, sizeof path, "child.kubeconfig");
+	struct ca_kube_options o = sa_opts();
+	o.kubeconfig = path;
+	CHECK_INT(ca_kube_credentials_find(&o, back, err, sizeof err), CA_OK);
+}
+
+static void test_child_kubeconfig(void)
+{
+	clear_env();
+	struct ca_kube_credentials c = { 0 }, back;
+	char ca[] = CA_PEM, token[] = "tok\"en: {x} #y", server[] = "https://10.0.0.1:6443",
+	     sni[] = "api.internal", src[] = "test";
+	c.server = server;
+	c.source = src;
+	c.ca_pem = ca;
+	c.ca_pem_len = strlen(CA_PEM);
+	c.tls_server_name = sni;
+	c.token = token;
+	roundtrip(&c, &back);
+	CHECK_STR(back.server, server);
+	CHECK_STR(back.tls_server_name, sni);
+	CHECK(back.ca_pem && back.ca_pem_len == strlen(CA_PEM) && memcmp(back.ca_pem, CA_PEM, strlen(CA_PEM)) == 0);
+	CHECK(back.ca_file == NULL);
+	CHECK_STR(back.token, token);
+	CHECK(back.token_file == NULL);
+	CHECK(back.client_cert_file == NULL && back.client_cert_pem == NULL && back.username == NULL);
+	CHECK(!back.insecure_skip_tls_verify);
+	CHECK(back.namespace_ == NULL || strcmp(back.namespace_, "default") == 0 || back.namespace_[0] == '\0');
+	ca_kube_credentials_fini(&back);
+
+	/* Files by path: the token by its file, so kubectl re-reads a rotated one. */
+	char ca_path[512], tok_path[512], crt_path[512], key_path[512];
+	make_dir("child");
+	write_file("child/ca.crt", CA_PEM);
+	write_file("child/token", "rotating-token\n");
+	write_file("child/client.crt", "-----BEGIN CERTIFICATE-----\nc\n-----END CERTIFICATE-----\n");
+	write_file("child/client.key", "-----BEGIN PRIVATE KEY-----\nk\n-----END PRIVATE KEY-----\n");
+	path_of(ca_path, sizeof ca_path, "child/ca.crt");
+	path_of(tok_path, sizeof tok_path, "child/token");
+	path_of(crt_path, sizeof crt_path, "child/client.crt");
+	path_of(key_path, sizeof key_path, "child/client.key");
+	struct ca_kube_credentials f = { 0 };
+	char tok_value[] = "rotating-token";
+	f.server = server;
+	f.source = src;
+	f.ca_file = ca_path;
+	f.token = tok_value;
+	f.token_file = tok_path;
+	f.client_cert_file = crt_path;
+	f.client_key_file = key_path;
+	f.insecure_skip_tls_verify = true;
+	roundtrip(&f, &back);
+	CHECK_STR(back.ca_file, ca_path);
+	CHECK_STR(back.token_file, tok_path);
+	CHECK_STR(back.token, "rotating-token");
+	CHECK_STR(back.client_cert_file, crt_path);
+	CHECK_STR(back.client_key_file, key_path);
+	CHECK(back.insecure_skip_tls_verify);
+	ca_kube_credentials_fini(&back);
+
+	/* Basic auth is never handed on. */
+	char user[] = "admin", pass[] = "secret";
+	f.username = user;
+	f.password = pass;
+	struct ca_buf yaml;
+	char err[256] = "";
+	ca_buf_init(&yaml, 0);
+	CHECK_INT(ca_kube_credentials_kubeconfig(&f, &yaml, err, sizeof err), CA_EUNSUPPORTED);
+	CHECK_CONTAINS(err, "basic auth");
+	CHECK(yaml.len == 0);
+	ca_buf_fini(&yaml);
+}
+
 int main(void)
 {
 	snprintf(root, sizeof root, "/tmp/ca-test-credentials-XXXXXX");
@@ -555,6 +634,7 @@ int main(void)
 	test_kubeconfig_client_cert();
 	test_kubeconfig_exec();
 	test_kubeconfig_token_control_bytes();
+	test_child_kubeconfig();
 	remove_tree(root);
 	return check_report();
 }

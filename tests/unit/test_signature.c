@@ -22,18 +22,6 @@
 
 #define FIXTURES CA_SOURCE_ROOT "/tests/fixtures/exec/signing/"
 
-static bool contains(const char *hay, const char *needle)
-{
-	return hay && needle && strstr(hay, needle) != NULL;
-}
-
-#define CHECK_CONTAINS(hay, needle)                                                                \
-	do {                                                                                       \
-		CHECK(contains((hay), (needle)));                                                  \
-		if (!contains((hay), (needle)))                                                    \
-			fprintf(stderr, "   \"%s\" does not contain \"%s\"\n", (hay), (needle));   \
-	} while (0)
-
 /* ------------------------------------------------------------- helpers */
 
 static struct ca_exec_keys *load_keys(const char *a, const char *b)
@@ -126,7 +114,7 @@ static void expect_denied(const struct ca_exec_keys *k, const struct ca_command 
 	char why[256];
 	enum ca_err rc = verify(k, c, why, sizeof why);
 	denied_count++;
-	CHECK(rc == CA_EDENIED && contains(why, "does not verify"));
+	CHECK(rc == CA_EDENIED && check_contains(why, "does not verify"));
 	if (rc != CA_EDENIED)
 		fprintf(stderr, "   vector '%s': %s was accepted\n", vec, what);
 }
@@ -478,7 +466,7 @@ static void test_canonical_form(const struct vector *v, size_t n)
 	                         .expires_at = INT64_MIN};
 	ca_buf_init(&b, 0);
 	CHECK_INT(ca_exec_canonical(&ext, &b), CA_OK);
-	CHECK(contains(b.data, "\ntimeout_seconds=9223372036854775807\nissued_at=-1\n"
+	CHECK(check_contains(b.data, "\ntimeout_seconds=9223372036854775807\nissued_at=-1\n"
 	                       "expires_at=-9223372036854775808\nargs=0\n"));
 	ca_buf_fini(&b);
 }
