@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -250,42 +251,42 @@ static void reject(struct ca_exec *x, const struct ca_exec_msg *msg, const struc
 	send_rejection(x, msg->reply, cmd, why);
 }
 
-/* Read up to max bytes of a spool back. */
-static enum ca_err read_spool(int fd, size_t max, char **out, size_t *len)
+/* Map a spool's len bytes, read-only: page cache the kernel may drop,
+ * not heap, while the result is encoded. */
+static enum ca_err map_spool(int fd, size_t len, char **out)
 {
 	*out = NULL;
-	*len = 0;
-	if (fd < 0 || max == 0)
+	if (fd < 0 || len == 0)
 		return CA_OK;
-	char *b = malloc(max + 1);
-	if (!b)
-		return CA_ENOMEM;
-	size_t got = 0;
-	while (got < max) {
-		ssize_t n = pread(fd, b + got, max - got, (off_t)got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	b[got] = '\0';
-	*out = b;
-	*len = got;
+	void *p = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (p == MAP_FAILED)
+		return CA_EIO;
+	*out = p;
 	return CA_OK;
 }
 
+/* The most a result's encoding may take: both streams at their cap and the
+ * rest. Escapes make an encoding longer than its bytes: such a result is
+ * cut further (an eighth at a time) until it fits. */
+static size_t result_cap(const struct ca_config *cfg)
+{
+	return 2 * (size_t)cfg->exec.max_output_bytes + READ_CHUNK;
+}
+
 /* Encode j's result, cutting its output until it fits the server's
- * max_payload. CA_OK with b filled. */
+ * max_payload and result_cap(). CA_OK with b filled. */
 static enum ca_err encode_result(struct ca_exec *x, struct job *j, struct ca_buf *b)
 {
 	size_t limit = x->sink.max_payload ? x->sink.max_payload(x->sink_arg) : 0;
 	limit = limit > 2 * RESULT_SLACK ? limit - RESULT_SLACK : 0;
-	size_t out_len = (size_t)j->out.kept, err_len = (size_t)j->err.kept;
+	size_t cap = result_cap(x->cfg);
+	b->max = limit && limit < cap ? limit : cap;
+	const size_t out_mapped = (size_t)j->out.kept, err_mapped = (size_t)j->err.kept;
+	size_t out_len = out_mapped, err_len = err_mapped;
 	char *out = NULL, *err = NULL;
-	enum ca_err rc = read_spool(j->out.spool_fd, out_len, &out, &out_len);
+	enum ca_err rc = map_spool(j->out.spool_fd, out_mapped, &out);
 	if (rc == CA_OK)
-		rc = read_spool(j->err.spool_fd, err_len, &err, &err_len);
+		rc = map_spool(j->err.spool_fd, err_mapped, &err);
 	bool out_cut = j->out.seen > j->out.kept, err_cut = j->err.seen > j->err.kept;
 	for (int attempt = 0; rc == CA_OK && attempt < 32; attempt++) {
 		struct ca_msg_command_result r = {
@@ -307,28 +308,22 @@ static enum ca_err encode_result(struct ca_exec *x, struct job *j, struct ca_buf
 		};
 		ca_buf_reset(b);
 		rc = ca_codec_encode_command_result(x->format, &r, b);
-		if (rc != CA_OK || !limit || b->len <= limit)
+		if (rc != CA_ETOOBIG)
 			break;
-		/* Too big: cut both streams by the overshoot (escaping makes the
-		 * encoding longer than the bytes, so aim a little lower), the
-		 * longer one first; cut at a UTF-8 boundary. */
-		size_t over = b->len - limit + 64, total = out_len + err_len;
-		if (total == 0)
+		/* Over the cap (the server's max_payload, or result_cap):
+		 * cut an eighth of both streams, at a UTF-8 boundary, and
+		 * try again. */
+		if (out_len + err_len == 0)
 			break;
-		size_t cut_out = (size_t)((double)over * (double)out_len / (double)total) + 1;
-		size_t cut_err = over + 2 > cut_out ? over + 2 - cut_out : 0;
-		if (cut_out > out_len)
-			cut_out = out_len;
-		if (cut_err > err_len)
-			cut_err = err_len;
-		if (cut_out) {
-			out_len -= cut_out;
+		rc = CA_OK;
+		if (out_len) {
+			out_len -= out_len / 8 + 1;
 			while (out_len && ((unsigned char)out[out_len] & 0xC0) == 0x80)
 				out_len--;
 			out_cut = true;
 		}
-		if (cut_err) {
-			err_len -= cut_err;
+		if (err_len) {
+			err_len -= err_len / 8 + 1;
 			while (err_len && ((unsigned char)err[err_len] & 0xC0) == 0x80)
 				err_len--;
 			err_cut = true;
@@ -336,8 +331,10 @@ static enum ca_err encode_result(struct ca_exec *x, struct job *j, struct ca_buf
 	}
 	if (rc == CA_OK && (out_cut || err_cut))
 		x->truncated++;
-	free(out);
-	free(err);
+	if (out)
+		munmap(out, out_mapped);
+	if (err)
+		munmap(err, err_mapped);
 	return rc;
 }
 
@@ -1145,8 +1142,10 @@ void ca_exec_budget(const struct ca_config *cfg, struct ca_budget *b)
 	              (uint64_t)QUEUE_MAX_BYTES);
 	/* Output is spooled to files; in memory: the one result being encoded,
 	 * its two streams read back and the encoding (escapes can double it). */
-	ca_budget_add(b, "exec: the result being encoded (both streams read back, then encoded)",
-	              "exec.max_output_bytes", 2 * (uint64_t)cfg->exec.max_output_bytes * 2 + READ_CHUNK);
+	/* Output is spooled to files and mapped back, not read into the heap;
+	 * the protobuf encoder copies both streams (to replace bad UTF-8). */
+	ca_budget_add(b, "exec: the result being encoded (protobuf's copy of the streams, the encoding)",
+	              "exec.max_output_bytes", 2 * (uint64_t)cfg->exec.max_output_bytes + result_cap(cfg));
 	ca_budget_add(b, "exec: replay cache of command ids", "exec.replay_cache_size",
 	              ca_replay_bytes((size_t)cfg->exec.replay_cache_size));
 }
