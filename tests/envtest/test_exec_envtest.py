@@ -36,6 +36,22 @@ def make_pod(cluster, namespace, name):
 
 
 @pytest.fixture
+def pods(cluster, namespace):
+    """make(name) creates a pod in the test's namespace; all are deleted at
+    the end (no controller here deletes a namespace's pods, and other
+    tests count the cluster's pods)."""
+    made = []
+
+    def make(name):
+        make_pod(cluster, namespace, name)
+        made.append(name)
+
+    yield make
+    for name in made:
+        cluster.admin.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}?gracePeriodSeconds=0")
+
+
+@pytest.fixture
 def exec_agent(agent_factory, nats_server, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
@@ -47,9 +63,9 @@ def exec_agent(agent_factory, nats_server, tmp_path):
     return agent, cid, work
 
 
-def test_real_kubectl_get_pods_all_namespaces(cluster, namespace, nats_client, exec_agent):
+def test_real_kubectl_get_pods_all_namespaces(cluster, namespace, nats_client, exec_agent, pods):
     agent, cid, work = exec_agent
-    make_pod(cluster, namespace, "exec-pod-1")
+    pods("exec-pod-1")
     r = request(nats_client, command("kubectl", "get", ["pods", "-A"], cluster_id=cid, timeout_seconds=60),
                 timeout=90, cluster_id=cid)
     assert r["status"] == "succeeded", r
