@@ -34,6 +34,9 @@
 #define CLUSTER_RETRY_MS (60 * 60 * 1000)
 /* At most one line this often about namespaces whose list does not fit. */
 #define TOO_BIG_LOG_MS (10 * 60 * 1000)
+/* The label NodeMetrics are listed by when the cluster-wide list does not
+ * fit; metrics-server selects on the node's labels. */
+#define ZONE_LABEL "topology.kubernetes.io/zone"
 
 enum { KIND_PODS = 0, KIND_NODES, KIND_NAMESPACES, KIND_COUNT };
 static const char *const kind_names[KIND_COUNT] = {"pods", "nodes", "namespaces"};
@@ -116,6 +119,24 @@ struct ca_metrics {
 	uint64_t too_big_total;
 	int64_t too_big_logged_ms;
 	uint64_t ns_usage_unknown; /* namespaces without usage in the last sample that had usage */
+
+	/* NodeMetrics zone by zone, when the cluster-wide list does not fit
+	 * (5,000 nodes with their labels are over 2 MiB): one lister at a
+	 * time, with labelSelector topology.kubernetes.io/zone=Z for each
+	 * zone the node store knows, then !topology.kubernetes.io/zone.
+	 * Each node's figure is its own object's, so a zone whose list does
+	 * not fit leaves its nodes without usage, never with a part of it. */
+	bool per_zone;      /* passes list zone by zone */
+	bool pass_per_zone; /* the pass in progress does */
+	int64_t per_zone_since_ms; /* monotonic: the cluster-wide list's last failure */
+	struct ca_reflector *zone_lister;
+	uint32_t *zones; /* words ids, a reference held on each; 0 (no zone label) last */
+	size_t nzones, zone_next;
+	/* Zones whose list did not fit: in this pass, in the last. */
+	uint32_t pass_zones_too_big, last_zones_too_big;
+	uint64_t zones_too_big_total;
+	int64_t zone_too_big_logged_ms;
+	uint64_t nodes_usage_unknown; /* nodes without usage in the last sample that had usage */
 
 	struct outgoing out;
 	uint64_t samples, parts_published, samples_dropped, usage_lists;
@@ -690,6 +711,7 @@ static bool build(struct ca_metrics *m, struct walk *w)
 	/* Usage known for a node when the last completed pass read it. */
 	bool usage = m->usage_available;
 	o->msg.summary.usage_known = usage;
+	uint64_t nodes_unknown = 0;
 	size_t c = 0;
 	for (size_t i = 0; i < w->n; i++) {
 		const struct ca_node_rec *n = w->recs[order[i]];
@@ -708,6 +730,8 @@ static bool build(struct ca_metrics *m, struct walk *w)
 		res_of_node(&s->capacity, n->cap_cpu_m, n->cap_mem, n->cap_pods);
 		res_of_node(&s->allocatable, n->alloc_cpu_m, n->alloc_mem, n->alloc_pods);
 		s->usage_known = usage && n->usage_pass && n->usage_pass == m->usage_pass_done;
+		if (usage && !s->usage_known)
+			nodes_unknown++;
 		if (s->usage_known) {
 			res_of_node(&s->usage, n->usage_cpu_m, n->usage_mem, 0);
 			o->msg.summary.usage.cpu_millicores =
@@ -720,6 +744,7 @@ static bool build(struct ca_metrics *m, struct walk *w)
 		s->kubelet_version = hold_word(m, n->kubelet_version);
 	}
 	o->nnodes = w->n;
+	m->nodes_usage_unknown = nodes_unknown;
 	const void **node_recs = w->recs;
 	/* Pods count against nodes by id, after the nodes' ids are marked. */
 	w->recs = malloc((most ? most : 1) * sizeof *w->recs);
@@ -949,6 +974,19 @@ static void add_pod_usage(struct ca_metrics *m, const struct ca_kobj *obj, struc
 	}
 }
 
+/* Stop listing zones and let go of their names (from inside the zone
+ * lister's callback too). */
+static void zones_drop(struct ca_metrics *m)
+{
+	ca_reflector_free(m->zone_lister);
+	m->zone_lister = NULL;
+	for (size_t i = 0; i < m->nzones; i++)
+		ca_intern_unref(m->fold.words, m->zones[i]);
+	free(m->zones);
+	m->zones = NULL;
+	m->nzones = m->zone_next = 0;
+}
+
 /* Stop listing a namespace (from inside its lister's callback too: the
  * reflector frees itself on the way out). */
 static void ns_lister_stop(struct ca_metrics *m)
@@ -985,6 +1023,7 @@ static void usage_failed(struct ca_metrics *m, long status, const char *message)
 	m->usage_available = false;
 	m->pass_running = false;
 	ns_lister_stop(m);
+	zones_drop(m);
 	drop_acc(m, &m->acc, &m->nacc);
 }
 
@@ -1004,6 +1043,7 @@ static void pass_maybe_done(struct ca_metrics *m)
 	m->last_pass_ms = ca_now_monotonic_ms() - m->pass_started_mono_ms;
 	m->usage_per_ns = m->pass_per_ns;
 	m->last_too_big = m->pass_too_big;
+	m->last_zones_too_big = m->pass_per_zone ? m->pass_zones_too_big : 0;
 	drop_acc(m, &m->ns_usage, &m->nns_usage);
 	m->ns_usage = m->acc;
 	m->nns_usage = m->nacc;
@@ -1044,6 +1084,10 @@ static void usage_nodes_done(void *arg, const char *rv)
 {
 	struct ca_metrics *m = arg;
 	(void)rv;
+	if (m->per_zone)
+		ca_log(CA_LOG_INFO, "metrics",
+		       "the cluster-wide NodeMetrics list fits again: reading it whole", NULL);
+	m->per_zone = false;
 	m->pass_nodes_done = true;
 	pass_maybe_done(m);
 }
@@ -1060,9 +1104,181 @@ static void usage_pods_done(void *arg, const char *rv)
 	pass_maybe_done(m);
 }
 
-static void usage_list_failed(void *arg, long status, const char *message)
+/* ---- NodeMetrics zone by zone ---- */
+
+static void zone_list_next(struct ca_metrics *m);
+
+static void zone_listed(void *arg, const char *rv)
 {
-	usage_failed(arg, status, message);
+	(void)rv;
+	zone_list_next(arg);
+}
+
+static void zone_list_failed(void *arg, long status, const char *message)
+{
+	struct ca_metrics *m = arg;
+	struct ca_reflector_stats st;
+	ca_reflector_get_stats(m->zone_lister, &st);
+	if (!st.list_too_big) {
+		usage_failed(m, status, message);
+		return;
+	}
+	/* Its nodes are left without usage (counted in nodes_unknown); the
+	 * other zones go on. */
+	int64_t now = ca_now_monotonic_ms();
+	uint32_t zone = m->zones[m->zone_next - 1];
+	m->pass_zones_too_big++;
+	m->zones_too_big_total++;
+	if (!m->zone_too_big_logged_ms || now - m->zone_too_big_logged_ms >= TOO_BIG_LOG_MS) {
+		char total[24];
+		snprintf(total, sizeof total, "%" PRIu64, m->zones_too_big_total);
+		ca_log(CA_LOG_WARN, "metrics",
+		       "a zone's NodeMetrics list does not fit: its nodes' usage is left out of "
+		       "the samples",
+		       "zone", zone ? ca_intern_str(m->fold.words, zone) : "(none)", "raise",
+		       "kubernetes.max_list_page_bytes", "total", total, NULL);
+		m->zone_too_big_logged_ms = now;
+	}
+	zone_list_next(m);
+}
+
+/* A zone is a label value (the API server checks it): at most 63 of
+ * [A-Za-z0-9._-]. One that is not cannot be selected on. */
+static bool valid_label_value(const char *v)
+{
+	size_t n = strlen(v);
+	if (n == 0 || n > 63)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') ||
+		      (v[i] >= '0' && v[i] <= '9') || v[i] == '.' || v[i] == '_' || v[i] == '-'))
+			return false;
+	return true;
+}
+
+static enum ca_err zone_list_start(struct ca_metrics *m, uint32_t zone)
+{
+	static const struct ca_reflector_callbacks cbs = {
+	        .on_object = usage_node,
+	        .on_synced = zone_listed,
+	        .on_list_failed = zone_list_failed,
+	};
+	char selector[128];
+	struct ca_reflector_stats cluster;
+	/* As for namespaces: the limit the cluster-wide lister came down to. */
+	ca_reflector_get_stats(m->usage_nodes, &cluster);
+	if (zone)
+		snprintf(selector, sizeof selector, ZONE_LABEL "=%s",
+		         ca_intern_str(m->fold.words, zone));
+	else
+		ca_strlcpy(selector, "!" ZONE_LABEL, sizeof selector);
+	struct ca_reflector_options ro = {
+	        .name = "nodemetrics-zone",
+	        .path = "/apis/metrics.k8s.io/v1beta1/nodes",
+	        .label_selector = selector,
+	        .page_size = cluster.page_limit,
+	        .max_object_bytes = (size_t)m->cfg->metrics.max_object_bytes,
+	        .max_list_bytes = (size_t)m->cfg->kubernetes.max_list_page_bytes,
+	        .list_only = true,
+	        .aggregated_api = true,
+	        .quiet = true,
+	};
+	enum ca_err rc = ca_reflector_new(&m->zone_lister, m->kube, &ro, &cbs, m);
+	if (rc == CA_OK)
+		rc = ca_reflector_start(m->zone_lister);
+	if (rc != CA_OK) {
+		ca_reflector_free(m->zone_lister);
+		m->zone_lister = NULL;
+	}
+	return rc;
+}
+
+/* List the next zone; the nodes' half of the pass is done after the last.
+ * A node in a zone that appeared behind the walk waits for the next pass. */
+static void zone_list_next(struct ca_metrics *m)
+{
+	ca_reflector_free(m->zone_lister);
+	m->zone_lister = NULL;
+	while (m->zone_next < m->nzones) {
+		uint32_t zone = m->zones[m->zone_next++];
+		if (zone && !valid_label_value(ca_intern_str(m->fold.words, zone))) {
+			m->pass_zones_too_big++; /* its nodes stay unknown */
+			continue;
+		}
+		enum ca_err rc = zone_list_start(m, zone);
+		if (rc != CA_OK) {
+			char why[96];
+			snprintf(why, sizeof why, "cannot list a zone's NodeMetrics: %s",
+			         ca_strerror(rc));
+			usage_failed(m, 0, why);
+		}
+		return;
+	}
+	zones_drop(m);
+	m->pass_nodes_done = true;
+	pass_maybe_done(m);
+}
+
+static bool collect_zone(void *arg, const char *key, void *value)
+{
+	struct ca_metrics *m = arg;
+	const struct ca_node_rec *n = value;
+	(void)key;
+	if (n->zone)
+		m->zones[m->nzones++] = n->zone;
+	return true;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* This pass reads NodeMetrics zone by zone: the zones the node store
+ * holds now, each once, then the nodes without the label. */
+static void zone_walk(struct ca_metrics *m)
+{
+	zones_drop(m);
+	m->pass_per_zone = true;
+	m->pass_zones_too_big = 0;
+	size_t n = ca_store_count(m->store[KIND_NODES]);
+	m->zones = malloc((n + 1) * sizeof *m->zones);
+	if (!m->zones) {
+		usage_failed(m, 0, "cannot list NodeMetrics zone by zone: out of memory");
+		return;
+	}
+	ca_store_foreach(m->store[KIND_NODES], collect_zone, m);
+	qsort(m->zones, m->nzones, sizeof *m->zones, cmp_u32);
+	size_t k = 0;
+	for (size_t i = 0; i < m->nzones; i++)
+		if (!k || m->zones[i] != m->zones[k - 1])
+			m->zones[k++] = m->zones[i];
+	m->nzones = k;
+	for (size_t i = 0; i < k; i++)
+		ca_intern_ref_id(m->fold.words, m->zones[i]);
+	m->zones[m->nzones++] = 0; /* the nodes without a zone label */
+	zone_list_next(m);
+}
+
+static void usage_nodes_failed(void *arg, long status, const char *message)
+{
+	struct ca_metrics *m = arg;
+	struct ca_reflector_stats st;
+	ca_reflector_get_stats(m->usage_nodes, &st);
+	if (!st.list_too_big) {
+		usage_failed(m, status, message);
+		return;
+	}
+	if (!m->per_zone)
+		ca_log(CA_LOG_WARN, "metrics",
+		       "the NodeMetrics list is over kubernetes.max_list_page_bytes and the server "
+		       "ignores limit (metrics-server does): reading it zone by zone",
+		       NULL);
+	m->per_zone = true;
+	m->per_zone_since_ms = ca_now_monotonic_ms();
+	if (m->pass_running)
+		zone_walk(m);
 }
 
 /* ---- PodMetrics namespace by namespace ---- */
@@ -1235,10 +1451,17 @@ static void start_usage_pass(struct ca_metrics *m)
 	if (m->usage_pass == 0)
 		m->usage_pass = 1;
 	m->pass_running = true;
-	m->pass_nodes_done = m->pass_pods_done = m->pass_per_ns = false;
+	m->pass_nodes_done = m->pass_pods_done = m->pass_per_ns = m->pass_per_zone = false;
 	m->pass_started_ms = ca_now_unix_ms();
 	m->pass_started_mono_ms = ca_now_monotonic_ms();
-	ca_reflector_relist(m->usage_nodes);
+	if (m->per_zone && m->pass_started_mono_ms - m->per_zone_since_ms < CLUSTER_RETRY_MS) {
+		zone_walk(m);
+		if (!m->pass_running)
+			return; /* it failed */
+	} else if (ca_reflector_relist(m->usage_nodes) && m->per_zone) {
+		ca_log(CA_LOG_INFO, "metrics", "trying the cluster-wide NodeMetrics list again",
+		       "every", "1h", NULL);
+	}
 	if (m->per_ns && m->pass_started_mono_ms - m->per_ns_since_ms < CLUSTER_RETRY_MS) {
 		ns_walk(m);
 	} else if (ca_reflector_relist(m->usage_pods) && m->per_ns) {
@@ -1405,7 +1628,7 @@ enum ca_err ca_metrics_new(struct ca_metrics **out, struct ca_loop *loop, struct
 	if (cfg->metrics.usage &&
 	    ((rc = new_usage_lister(m, &m->usage_nodes, "nodemetrics",
 	                            "/apis/metrics.k8s.io/v1beta1/nodes", usage_node,
-	                            usage_nodes_done, usage_list_failed)) != CA_OK ||
+	                            usage_nodes_done, usage_nodes_failed)) != CA_OK ||
 	     (rc = new_usage_lister(m, &m->usage_pods, "podmetrics",
 	                            "/apis/metrics.k8s.io/v1beta1/pods", usage_pod, usage_pods_done,
 	                            usage_pods_failed)) != CA_OK)) {
@@ -1452,6 +1675,7 @@ void ca_metrics_free(struct ca_metrics *m)
 	ca_reflector_free(m->usage_nodes);
 	ca_reflector_free(m->usage_pods);
 	ns_lister_stop(m);
+	zones_drop(m);
 	for (int k = 0; k < KIND_COUNT; k++)
 		ca_reflector_free(m->refl[k]);
 	release_outgoing(m);
@@ -1482,6 +1706,9 @@ void ca_metrics_get_stats(const struct ca_metrics *m, struct ca_metrics_stats *o
 	out->usage_per_namespace = m->per_ns;
 	out->usage_namespaces_unknown = m->ns_usage_unknown;
 	out->usage_too_big_total = m->too_big_total;
+	out->usage_per_zone = m->per_zone;
+	out->usage_nodes_unknown = m->nodes_usage_unknown;
+	out->usage_zones_too_big_total = m->zones_too_big_total;
 	out->last_duration_s = m->last_duration_s;
 }
 
@@ -1542,10 +1769,14 @@ static void module_health_json(const void *self, struct ca_buf *out)
 	              ",\"passes\":%" PRIu64 ",\"passes_skipped\":%" PRIu64
 	              ",\"last_pass_ms\":%" PRId64
 	              ",\"mode\":\"%s\",\"namespaces_unknown\":%" PRIu64
-	              ",\"namespace_lists_too_big\":%" PRIu32 "},\"stores\":{",
+	              ",\"namespace_lists_too_big\":%" PRIu32
+	              ",\"node_mode\":\"%s\",\"nodes_unknown\":%" PRIu64
+	              ",\"zone_lists_too_big\":%" PRIu32 "},\"stores\":{",
 	              st.usage_lists, m->passes_skipped, m->last_pass_ms,
 	              st.usage_per_namespace ? "namespaces" : "cluster",
-	              st.usage_namespaces_unknown, m->last_too_big);
+	              st.usage_namespaces_unknown, m->last_too_big,
+	              st.usage_per_zone ? "zones" : "cluster", st.usage_nodes_unknown,
+	              m->last_zones_too_big);
 	for (int k = 0; k < KIND_COUNT; k++) {
 		ca_buf_printf(out, "%s\"%s\":", k ? "," : "", kind_names[k]);
 		ca_store_health_json(m->store[k], out);
@@ -1625,6 +1856,17 @@ static void module_metrics(const void *self, struct ca_prom *p)
 	ca_prom_single(p, "agent_metrics_usage_namespace_lists_too_big_total", "counter",
 	               "Namespaces' PodMetrics lists over kubernetes.max_list_page_bytes.",
 	               (double)st.usage_too_big_total);
+	ca_prom_single(p, "agent_metrics_usage_per_zone", "gauge",
+	               "1 when NodeMetrics are listed zone by zone (the cluster-wide list does not "
+	               "fit in kubernetes.max_list_page_bytes).",
+	               st.usage_per_zone ? 1 : 0);
+	ca_prom_single(p, "agent_metrics_usage_nodes_unknown", "gauge",
+	               "Nodes without usage in the last sample although usage was available "
+	               "(not in metrics.k8s.io, or their zone's NodeMetrics list did not fit).",
+	               (double)st.usage_nodes_unknown);
+	ca_prom_single(p, "agent_metrics_usage_zone_lists_too_big_total", "counter",
+	               "Zones' NodeMetrics lists over kubernetes.max_list_page_bytes.",
+	               (double)st.usage_zones_too_big_total);
 }
 
 const struct ca_module_ops ca_metrics_module = {

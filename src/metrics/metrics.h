@@ -91,6 +91,9 @@ struct ca_metrics_stats {
 	bool usage_per_namespace;          /* PodMetrics are listed namespace by namespace */
 	uint64_t usage_namespaces_unknown; /* in the last sample, with usage available */
 	uint64_t usage_too_big_total;      /* namespaces' PodMetrics lists that did not fit */
+	bool usage_per_zone;               /* NodeMetrics are listed zone by zone */
+	uint64_t usage_nodes_unknown;      /* in the last sample, with usage available */
+	uint64_t usage_zones_too_big_total; /* zones' NodeMetrics lists that did not fit */
 	double last_duration_s;            /* CPU time of the last sample, in seconds */
 };
 void ca_metrics_get_stats(const struct ca_metrics *m, struct ca_metrics_stats *out);

@@ -7,13 +7,14 @@ that shows the change, then checks every number it affects against what
 the test created; parts of one sample are put back together and must
 agree on everything they share (tests/lib/metrics_helpers.py)."""
 import json
+import urllib.parse
 
 import pytest
 
 from lib.agentproc import wait_for
 from lib.events_helpers import metric
 from lib.metrics_helpers import (SampleCollector, by_name, crashloop_status, parse_ts, pod,
-                                 pod_metrics_usage, ts)
+                                 pod_metrics_usage, quantity, ts)
 from lib.nats import NatsClient
 
 CID = "c1"
@@ -358,6 +359,87 @@ def test_usage_namespace_too_big_alone(nats_server, kubesim, agent_factory):
     assert metric(a, "agent_metrics_usage_namespace_lists_too_big_total", {"cluster_id": CID}) >= 3
     logged = [r for r in a.log_records() if r.get("namespace") == "ns-00000"]
     assert len(logged) == 1 and "left out" in logged[0]["msg"]  # rate-limited: one line
+    a.assert_clean_exit()
+    client.close()
+
+
+# ------------------------------------------------------------------ usage, zone by zone
+
+NODEMETRICS = "/apis/metrics.k8s.io/v1beta1/nodes"
+ZONE = "topology.kubernetes.io/zone"
+
+
+def served_node_usage(kubesim):
+    """{node: {"cpu_millicores", "memory_bytes"}} as kubesim serves it, and
+    the size of the cluster-wide NodeMetrics list (one response)."""
+    status, _, body = kubesim.api_get(NODEMETRICS + "?limit=1")
+    assert status == 200
+    return {i["metadata"]["name"]: {"cpu_millicores": quantity(i["usage"]["cpu"], milli=True),
+                                    "memory_bytes": quantity(i["usage"]["memory"])}
+            for i in json.loads(body)["items"]}, len(body)
+
+
+def node_list_requests(kubesim):
+    """Requests for NodeMetrics lists: cluster-wide ones, and by selector."""
+    whole, by = 0, {}
+    for r in kubesim.requests():
+        path, _, query = r["url"].partition("?")
+        if path != NODEMETRICS:
+            continue
+        q = urllib.parse.parse_qs(query)
+        if "labelSelector" in q:
+            by[q["labelSelector"][0]] = by.get(q["labelSelector"][0], 0) + 1
+        else:
+            whole += 1
+    return whole, by
+
+
+def test_usage_nodes_zone_by_zone(nats_server, kubesim, agent_factory):
+    """metrics-server ignores limit: 3,000 NodeMetrics with their nodes'
+    labels (1.3 MB in one response) do not fit in a 1 MiB
+    kubernetes.max_list_page_bytes even at limit=1, while each zone's list
+    does. Node usage is read zone by zone (and the nodes without a zone
+    label by !topology.kubernetes.io/zone), every node's exactly what the
+    server serves."""
+    client = NatsClient(nats_server.url)
+    col = subscribe(client)
+    kubesim.metrics_api(enabled=True, available=True, paginate=False)
+    kubesim.populate(namespaces=1, nodes=3000, pods=10, seed=11)
+    kubesim.create("nodes", {"metadata": {"name": "node-odd", "labels": {ZONE: "eu-west-1b"},
+                                          "annotations": {"kubesim/usage": "1234m,777Mi"}}})
+    kubesim.create("nodes", {"metadata": {"name": "node-bare",
+                                          "annotations": {"kubesim/usage": "50m,64Mi"}}})
+    want, whole = served_node_usage(kubesim)
+    assert whole > PAGE_CAP and len(want) == 3003
+    assert want["node-odd"] == {"cpu_millicores": 1234, "memory_bytes": 777 * MI}
+    a = start(agent_factory, nats_server, kubesim,
+              env={"COLLECT_AGENT_KUBERNETES_MAX_LIST_PAGE_BYTES": str(PAGE_CAP)})
+    s = col.next_sample(lambda s: s["usage_available"] and len(s["nodes"]) == 3003, timeout=60)
+    got = {n["name"]: n.get("usage") for n in s["nodes"]}
+    assert got == want
+    assert s["summary"]["usage"] == {
+        "cpu_millicores": sum(u["cpu_millicores"] for u in want.values()),
+        "memory_bytes": sum(u["memory_bytes"] for u in want.values())}
+
+    wait_for(lambda: a.health()["metrics"]["usage"]["passes"] >= 3, timeout=30, what="three passes")
+    h = a.health()["metrics"]["usage"]
+    assert h["available"] is True and h["node_mode"] == "zones" and h["mode"] == "cluster"
+    assert h["nodes_unknown"] == 0 and h["zone_lists_too_big"] == 0
+    assert metric(a, "agent_metrics_usage_per_zone", {"cluster_id": CID}) == 1
+    assert metric(a, "agent_metrics_usage_nodes_unknown", {"cluster_id": CID}) == 0
+    switched = [r for r in a.log_records() if "zone by zone" in r.get("msg", "")]
+    assert len(switched) == 1 and switched[0]["level"] == "warn"
+
+    # Later passes list the zones only (the cluster-wide list is tried
+    # again after an hour), each zone once a pass, and stay exact.
+    tried, by = node_list_requests(kubesim)
+    assert set(by) == {f"{ZONE}=eu-west-1{z}" for z in "abc"} | {"!" + ZONE}
+    passes = h["passes"]
+    wait_for(lambda: a.health()["metrics"]["usage"]["passes"] >= passes + 3, timeout=30,
+             what="three more passes")
+    assert node_list_requests(kubesim)[0] == tried
+    s = col.next_sample(lambda s: s["usage_available"], after=s["sample_id"])
+    assert {n["name"]: n.get("usage") for n in s["nodes"]} == want
     a.assert_clean_exit()
     client.close()
 

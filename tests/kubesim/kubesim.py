@@ -679,6 +679,23 @@ def _split_selector(s):
     return parts
 
 
+def metrics_item(what, o, now):
+    """The NodeMetrics or PodMetrics (without kind) of a node or pod: usage
+    from its kubesim/usage annotation, labels its own."""
+    om = o["metadata"]
+    usage = (om.get("annotations") or {}).get("kubesim/usage")
+    if what == "pods":
+        meta = {"name": om["name"], "namespace": om["namespace"], "creationTimestamp": now,
+                "labels": om.get("labels") or {}}
+        cpu, mem = (usage or "10m,32Mi").split(",")
+        return {"metadata": meta, "timestamp": now, "window": "15s",
+                "containers": [{"name": c["name"], "usage": {"cpu": cpu, "memory": mem}}
+                               for c in (o.get("spec") or {}).get("containers", [])]}
+    meta = {"name": om["name"], "creationTimestamp": now, "labels": om.get("labels") or {}}
+    cpu, mem = (usage or "250m,2048Mi").split(",")
+    return {"metadata": meta, "timestamp": now, "window": "20s", "usage": {"cpu": cpu, "memory": mem}}
+
+
 def parse_label_selector(s):
     reqs = []
     if not s or not s.strip():
@@ -1846,6 +1863,8 @@ METRICS_DISCOVERY = {"metadata": {"name": "metrics.k8s.io", "creationTimestamp":
                          "freshness": "Current"}]}
 METRICS_CONTINUE_V = "kubesim.metrics/v1"     # kubesim's own token (metrics-server has none)
 METRICS_LIST_RE = re.compile(r"^/apis/metrics\.k8s\.io/v1beta1/(?:nodes|(?:namespaces/([^/]+)/)?pods)$")
+# GET of one NodeMetrics (nodes/NAME) or PodMetrics (namespaces/NS/pods/NAME).
+METRICS_GET_RE = re.compile(r"^/apis/metrics\.k8s\.io/v1beta1/(?:nodes/([^/]+)|namespaces/([^/]+)/pods/([^/]+))$")
 
 STATUS_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
                   405: "MethodNotAllowed", 409: "AlreadyExists", 410: "Expired",
@@ -2627,10 +2646,16 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                                      {"name": "pods", "singularName": "", "namespaced": True,
                                       "kind": "PodMetrics", "verbs": ["get", "list"]}]})
             return
+        g = METRICS_GET_RE.match(p)
+        if g:
+            self.serve_metrics_get(g.group(1), g.group(2), g.group(3))
+            return
         m = METRICS_LIST_RE.match(p)
         if not m:
             self.send_text(404, "404 page not found\n")
             return
+        # metrics-server selects by the node's (the pod's) own labels.
+        sel = parse_label_selector(self.query.get("labelSelector", ""))
         # NodeMetrics are cluster-scoped: there is no .../namespaces/NS/nodes.
         ns, what = m.group(1), p.rsplit("/", 1)[1]
         limit = self._int_param("limit")
@@ -2663,26 +2688,13 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 # metrics-server has metrics for running pods only
                 if o is None or (what == "pods" and (o.get("status") or {}).get("phase") != "Running"):
                     continue
+                if sel and not label_match(sel, o):
+                    continue
                 if limit is not None and len(picked) >= limit:
                     more = True
                     break
                 picked.append(o)
-        items = []
-        for o in picked:
-            om = o["metadata"]
-            meta = {"name": om["name"], "creationTimestamp": now, "labels": om.get("labels") or {}}
-            usage = (om.get("annotations") or {}).get("kubesim/usage")
-            if what == "pods":
-                meta = {"name": om["name"], "namespace": om["namespace"], "creationTimestamp": now,
-                        "labels": om.get("labels") or {}}
-                cpu, mem = (usage or "10m,32Mi").split(",")
-                items.append({"metadata": meta, "timestamp": now, "window": "15s",
-                              "containers": [{"name": c["name"], "usage": {"cpu": cpu, "memory": mem}}
-                                             for c in (o.get("spec") or {}).get("containers", [])]})
-            else:
-                cpu, mem = (usage or "250m,2048Mi").split(",")
-                items.append({"metadata": meta, "timestamp": now, "window": "20s",
-                              "usage": {"cpu": cpu, "memory": mem}})
+        items = [metrics_item(what, o, now) for o in picked]
         kind = "NodeMetricsList" if what == "nodes" else "PodMetricsList"
         meta = {}
         if more:
@@ -2692,6 +2704,24 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 {"v": METRICS_CONTINUE_V, "start": last_key + "\u0000"}).encode()).decode().rstrip("=")
         self.send_json(200, {"kind": kind, "apiVersion": "metrics.k8s.io/v1beta1",
                              "metadata": meta, "items": items})
+
+    def serve_metrics_get(self, node, ns, pod):
+        """One NodeMetrics or PodMetrics, as metrics-server's Get: 404 (a
+        Status) for a node or pod it has no metrics for."""
+        what, key = ("nodes", node) if node is not None else ("pods", "%s/%s" % (ns, pod))
+        with self.sim.store.lock:
+            o = self.sim.store.live[what].get(key)
+        if o is not None and what == "pods" and (o.get("status") or {}).get("phase") != "Running":
+            o = None
+        if o is None:
+            name = node if node is not None else pod
+            self.send_status(404, '%s.metrics.k8s.io "%s" not found' % (what, name),
+                             details={"name": name, "group": "metrics.k8s.io", "kind": what})
+            return
+        item = metrics_item(what, o, rfc3339())
+        item = dict({"kind": "NodeMetrics" if what == "nodes" else "PodMetrics",
+                     "apiVersion": "metrics.k8s.io/v1beta1"}, **item)
+        self.send_json(200, item)
 
     # ---- resources ----
 

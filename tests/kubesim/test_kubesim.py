@@ -316,6 +316,36 @@ def test_metrics_api_nodes(msim):
     assert pages == 2 and [i["metadata"]["name"] for i in items] == ["node-a", "node-b"]
 
 
+def test_metrics_api_label_selector_and_get(msim):
+    """As metrics-server: a LIST selects by the node's (pod's) labels, and
+    one NodeMetrics (PodMetrics) is read by name; 404 for an unknown one."""
+    msim.metrics_api(True, True, paginate=False)
+    try:
+        nodes = "/apis/metrics.k8s.io/v1beta1/nodes"
+        names = lambda q: [i["metadata"]["name"] for i in msim.api_json(nodes + q)["items"]]
+        # node-a has the default labels, node-b none
+        assert names("?labelSelector=kubernetes.io/hostname%3Dnode-a") == ["node-a"]
+        assert names("?labelSelector=kubernetes.io/hostname%21%3Dnode-a&limit=1") == ["node-b"]
+        assert names("?labelSelector=%21kubernetes.io/hostname") == ["node-b"]
+        assert names("?labelSelector=topology.kubernetes.io/zone") == []
+        pods = "/apis/metrics.k8s.io/v1beta1/pods?labelSelector=app%3Dw-run-2"
+        assert [i["metadata"]["name"] for i in msim.api_json(pods)["items"]] == ["w-run-2"]
+        st, _, b = msim.api_get(nodes + "?labelSelector=%3D%3D")
+        assert st == 400 and json.loads(b)["reason"] == "BadRequest"
+        one = msim.api_json(nodes + "/node-b")
+        assert one["kind"] == "NodeMetrics" and one["apiVersion"] == "metrics.k8s.io/v1beta1"
+        assert one["usage"] == {"cpu": "1500m", "memory": "3Gi"}
+        assert one["metadata"]["name"] == "node-b"
+        st, _, b = msim.api_get(nodes + "/node-nowhere")
+        assert st == 404 and json.loads(b)["reason"] == "NotFound"
+        one = msim.api_json("/apis/metrics.k8s.io/v1beta1/namespaces/apps/pods/a-run-1")
+        assert one["kind"] == "PodMetrics" and len(one["containers"]) == 2
+        # metrics-server has no metrics for a pod that is not running
+        assert msim.api_get("/apis/metrics.k8s.io/v1beta1/namespaces/apps/pods/a-pending")[0] == 404
+    finally:
+        msim.metrics_api(True, True, paginate=True)
+
+
 def test_metrics_api_pods_running_only_and_pages(msim):
     body = msim.api_json("/apis/metrics.k8s.io/v1beta1/pods")
     assert body["kind"] == "PodMetricsList" and body["metadata"] == {}
