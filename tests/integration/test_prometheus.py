@@ -279,3 +279,70 @@ def test_dashboard_queries_accepted_by_prometheus(prom):
 def _now():
     import time
     return time.time()
+
+
+# ---------------------------------------------------------------------------
+# deploy/servicemonitor.yaml and the scrape config in docs/DEPLOY.md
+
+def _load_yaml(name):
+    yaml = pytest.importorskip("yaml")
+    with open(os.path.join(ROOT, "deploy", name)) as f:
+        return yaml.safe_load(f)
+
+
+def test_servicemonitor_selects_the_service():
+    sm = _load_yaml("servicemonitor.yaml")
+    svc = _load_yaml("service.yaml")
+    kust = _load_yaml("kustomization.yaml")
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1" and sm["kind"] == "ServiceMonitor"
+    assert sm["metadata"]["namespace"] == svc["metadata"]["namespace"]
+    assert svc["metadata"]["namespace"] in sm["spec"]["namespaceSelector"]["matchNames"]
+    for k, v in sm["spec"]["selector"]["matchLabels"].items():
+        assert svc["metadata"]["labels"].get(k) == v, f"the Service has no label {k}={v}"
+    ports = {p["name"] for p in svc["spec"]["ports"]}
+    for ep in sm["spec"]["endpoints"]:
+        assert ep["port"] in ports, f"ServiceMonitor port {ep['port']!r} not a Service port {ports}"
+        assert ep.get("path", "/metrics") == "/metrics"
+    # Optional: the Operator's CRD may not exist, so kubectl apply -k must not need it.
+    assert "servicemonitor.yaml" not in kust["resources"]
+
+
+def test_deploy_md_scrape_config_is_valid():
+    """The plain-Prometheus example in docs/DEPLOY.md passes promtool, and
+    its keep rule keeps the Service's http port."""
+    import shutil
+    import subprocess
+    import tempfile
+    yaml = pytest.importorskip("yaml")
+    with open(os.path.join(ROOT, "docs", "DEPLOY.md")) as f:
+        text = f.read()
+    section = text[text.index("\n## Prometheus\n"):]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    assert len(blocks) == 1, "one yaml block in DEPLOY.md's Prometheus section"
+    cfg = yaml.safe_load(blocks[0])
+    job = cfg["scrape_configs"][0]
+    keep = [r for r in job["relabel_configs"] if r.get("action") == "keep"][0]
+    svc = _load_yaml("service.yaml")
+    value = ";".join([svc["metadata"]["name"], svc["spec"]["ports"][0]["name"]])
+    assert re.fullmatch(keep["regex"], value), (keep, value)
+    assert job["kubernetes_sd_configs"][0]["namespaces"]["names"] == [svc["metadata"]["namespace"]]
+    if not shutil.which("promtool"):
+        pytest.skip("promtool is not installed (Debian package `prometheus`)")
+    sd = job["kubernetes_sd_configs"][0]
+    assert sd["role"] in {"node", "service", "pod", "endpoints", "endpointslice", "ingress"}
+    assert set(sd) <= {"role", "namespaces", "selectors", "api_server", "kubeconfig_file", "attach_metadata"}
+
+    def promtool(config_text):
+        with tempfile.NamedTemporaryFile("w", suffix=".yml") as f:
+            f.write(config_text)
+            f.flush()
+            return subprocess.run(["promtool", "check", "config", f.name], capture_output=True, text=True)
+
+    proc = promtool(blocks[0])
+    if proc.returncode != 0 and "field kubernetes_sd_configs not found" in proc.stdout + proc.stderr:
+        # Debian builds Prometheus without Kubernetes service discovery:
+        # check the rest of the job (relabelling...) with a static target.
+        del job["kubernetes_sd_configs"]
+        job["static_configs"] = [{"targets": ["127.0.0.1:8080"]}]
+        proc = promtool(yaml.safe_dump(cfg))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
