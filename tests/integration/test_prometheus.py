@@ -39,8 +39,10 @@ def stack(tmp_path_factory):
             try:
                 agent.wait_ready()
                 yield agent
-            finally:
+            except BaseException:
                 agent.stop()
+                raise
+            agent.assert_clean_exit()
     finally:
         nats.stop()
 
