@@ -14,7 +14,7 @@ build=(gcc meson ninja-build pkg-config protobuf-c-compiler
 # The demo: a real nats-server, the simulated API server (Python with
 # python3-cryptography for its certificates), curl for the control API.
 demo=(nats-server python3 python3-cryptography openssl curl)
-# Tests: promtool lints /metrics; pytest drives processes; protobuf decodes
+# Tests: promtool lints /metrics and a real prometheus scrapes it; pytest drives processes; protobuf decodes
 # messages independently of our codec; valgrind; etcd for the real
 # kube-apiserver tier (skipped when its binary is not given).
 tests=(prometheus python3-pytest python3-yaml python3-protobuf protobuf-compiler valgrind
