@@ -234,9 +234,8 @@ int ca_agentctl_agents(struct ca_agentctl *ctl, int argc, char **argv)
 	struct ca_buf reg, hb;
 	ca_buf_init(&reg, 1024);
 	ca_buf_init(&hb, 1024);
-	int status = CA_AGENTCTL_EXIT_FAILED;
 	/* The prefix is known once the config is loaded: subscribe after. */
-	status = ca_agentctl_connect(ctl, NULL, 0, on_message, &s);
+	int status = ca_agentctl_connect(ctl, NULL, 0, on_message, &s);
 	if (status != 0)
 		goto out;
 	status = CA_AGENTCTL_EXIT_FAILED;

@@ -381,6 +381,7 @@ int main(int argc, char **argv)
 	if (level_name && *level_name && ca_log_level_parse(level_name, &level) == CA_OK) {
 		ca_log_configure(level, false);
 	} else {
+		/* Held by the log module until exit. */
 		int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
 		if (devnull >= 0)
 			ca_log_set_fd(devnull);

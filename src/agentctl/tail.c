@@ -8,16 +8,7 @@
 #include "agentctl/agentctl.h"
 #include "core/buf.h"
 
-struct kind {
-	const char *verb, *token, *message_type;
-};
-
-static const struct kind kinds[] = {
-        {"events", "event", "Event"},
-        {"metrics", "metrics", "MetricsSample"},
-        {"heartbeats", "heartbeat", "Heartbeat"},
-        {"results", "result", "CommandResult"},
-};
+struct kind;
 
 struct tail {
 	struct ca_agentctl *ctl;
@@ -136,6 +127,18 @@ static void format_result(struct ca_buf *b, const json_t *r)
 	}
 }
 
+struct kind {
+	const char *verb, *token, *message_type;
+	void (*format)(struct ca_buf *b, const json_t *message);
+};
+
+static const struct kind kinds[] = {
+        {"events", "event", "Event", format_event},
+        {"metrics", "metrics", "MetricsSample", format_metrics},
+        {"heartbeats", "heartbeat", "Heartbeat", format_heartbeat},
+        {"results", "result", "CommandResult", format_result},
+};
+
 static void on_message(void *arg, const struct ca_bus_msg *msg)
 {
 	struct tail *t = arg;
@@ -151,14 +154,8 @@ static void on_message(void *arg, const struct ca_bus_msg *msg)
 	ca_buf_reset(&t->line);
 	if (t->ctl->json)
 		ca_buf_append_str(&t->line, text);
-	else if (t->kind->token[0] == 'e')
-		format_event(&t->line, root);
-	else if (t->kind->token[0] == 'm')
-		format_metrics(&t->line, root);
-	else if (t->kind->token[0] == 'h')
-		format_heartbeat(&t->line, root);
 	else
-		format_result(&t->line, root);
+		t->kind->format(&t->line, root);
 	ca_buf_append_str(&t->line, "\n");
 	fwrite(t->line.data, 1, t->line.len, stdout);
 	fflush(stdout);
