@@ -193,9 +193,9 @@ def test_agents_none_answered(nats_server):
 
 def test_agents_text_and_json(nats_server, kubesim, agent_factory, probe):
     # Listening before the agent starts catches its registration too.
-    bg = agentctl_bg("--nats", nats_server.url, "-o", "json", "agents", "--window", "8s")
+    bg = agentctl_bg("--nats", nats_server.url, "-o", "json", "agents", "--window", "10s")
     time.sleep(0.5)
-    start_agent(agent_factory, nats_server, kubesim, probe)
+    agent = start_agent(agent_factory, nats_server, kubesim, probe)
     code, out, err = finish(bg)
     assert code == 0, err
     rows = [json.loads(line) for line in out.splitlines()]
@@ -215,8 +215,15 @@ def test_agents_text_and_json(nats_server, kubesim, agent_factory, probe):
     cols = lines[1].split()
     assert cols[0] == CID and cols[1] == row["agent_id"] and cols[-1] == "online"
     assert cols[4] in ("0s", "1s")
-    p, _ = agentctl("--nats", nats_server.url, "agents", "--window", "1s", "--offline-after", "1ms")
-    assert p.returncode == 0 and p.stdout_text.splitlines()[1].split()[-1] == "offline"
+
+    # An agent that says it is stopping is offline at once.
+    bg = agentctl_bg("--nats", nats_server.url, "-o", "json", "agents", "--window", "3s")
+    time.sleep(1)
+    code, _ = agent.terminate()
+    assert code == 0
+    code, out, err = finish(bg)
+    row = json.loads(out.splitlines()[-1])
+    assert code == 0 and row["status"] == "stopping" and row["state"] == "offline", out
 
 
 # ------------------------------------------------------------------ tail
