@@ -379,3 +379,80 @@ out:
 	ERR_clear_error();
 	return rc;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Signing (agentctl) */
+
+enum ca_err ca_exec_sign(const struct ca_command *cmd, const char *key_file, struct ca_buf *out,
+                         char *err, size_t errlen)
+{
+	char *text = NULL;
+	size_t len = 0;
+	BIO *bio = NULL;
+	EVP_PKEY *key = NULL;
+	EVP_MD_CTX *ctx = NULL;
+	struct ca_buf msg;
+	unsigned char sig[ED25519_SIGNATURE_BYTES];
+	size_t siglen = sizeof sig;
+	char why[160] = "";
+	ca_buf_init(&msg, 0);
+	enum ca_err rc = CA_EINVAL;
+	if (!cmd || !key_file || !out) {
+		ca_set_err(why, sizeof why, "no command, key file or output");
+		goto out;
+	}
+	rc = ca_read_file(key_file, KEY_FILE_MAX, &text, &len, NULL, why, sizeof why);
+	if (rc != CA_OK)
+		goto out;
+	rc = CA_ENOMEM;
+	bio = BIO_new_mem_buf(text, (int)len); /* len <= KEY_FILE_MAX */
+	if (!bio) {
+		ca_set_err(why, sizeof why, "out of memory");
+		goto out;
+	}
+	rc = CA_EINVAL;
+	key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	if (!key) {
+		ca_set_err(why, sizeof why, "holds no PEM private key that decodes (an unencrypted "
+		           "\"BEGIN PRIVATE KEY\" block is needed)");
+		goto out;
+	}
+	if (!EVP_PKEY_is_a(key, "ED25519")) {
+		const char *type = EVP_PKEY_get0_type_name(key);
+		ca_set_err(why, sizeof why, "holds a key of type %s; only ed25519 keys sign commands",
+		           type ? type : "unknown");
+		goto out;
+	}
+	rc = ca_exec_canonical(cmd, &msg);
+	if (rc != CA_OK) {
+		ca_set_err(why, sizeof why, "cannot build the canonical bytes: %s", ca_strerror(rc));
+		goto out;
+	}
+	rc = CA_ENOMEM;
+	ctx = EVP_MD_CTX_new();
+	if (!ctx) {
+		ca_set_err(why, sizeof why, "out of memory");
+		goto out;
+	}
+	rc = CA_EIO;
+	/* Ed25519 is PureEdDSA: no digest and the one-shot call, as verify_one. */
+	if (EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) != 1 ||
+	    EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)msg.data, msg.len) != 1 ||
+	    siglen != sizeof sig) {
+		ca_set_err(why, sizeof why, "signing failed");
+		goto out;
+	}
+	rc = ca_base64_append(out, sig, siglen);
+	if (rc != CA_OK)
+		ca_set_err(why, sizeof why, "%s", ca_strerror(rc));
+out:
+	if (rc != CA_OK)
+		ca_set_err(err, errlen, "%s: %s", key_file ? key_file : "(no key file)", why);
+	EVP_MD_CTX_free(ctx);
+	EVP_PKEY_free(key);
+	BIO_free(bio);
+	ca_free_secret_n(text, len);
+	ca_buf_fini(&msg);
+	ERR_clear_error();
+	return rc;
+}

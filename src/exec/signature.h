@@ -73,4 +73,16 @@ enum ca_err ca_exec_canonical(const struct ca_command *cmd, struct ca_buf *out);
 enum ca_err ca_exec_verify(const struct ca_exec_keys *k, const struct ca_command *cmd, char *why,
                            size_t whylen);
 
+/* Sign cmd for agentctl: append the base64 (padded, standard alphabet)
+ * ed25519 signature of ca_exec_canonical(cmd) to out, made with the
+ * unencrypted PEM private key in key_file ("-----BEGIN PRIVATE KEY-----",
+ * as `openssl genpkey -algorithm ed25519` writes it). cmd->signature is not
+ * covered and not read. The key file's bytes are wiped before they are
+ * freed. On failure out is as it was and err gets one sentence naming the
+ * file and why. Errors: CA_EINVAL (not an ed25519 private key, NULL
+ * argument), the file reader's CA_ENOTFOUND / CA_EIO / CA_ETOOBIG,
+ * CA_ENOMEM. Any thread. */
+enum ca_err ca_exec_sign(const struct ca_command *cmd, const char *key_file, struct ca_buf *out,
+                         char *err, size_t errlen);
+
 #endif

@@ -843,6 +843,44 @@ static void test_threads(const struct vector *v, size_t n)
 	ca_exec_keys_free(k);
 }
 
+/* ------------------------------------------------------------- signing */
+
+/* agentctl's side: what ca_exec_sign makes verifies under the matching
+ * public key only; a key file that is not an ed25519 private key is
+ * refused with its name. */
+static void test_sign(void)
+{
+	char *args[] = {"pods", "-A"};
+	struct ca_command cmd = {
+		.id = "cmd-sign", .cluster_id = "c1", .tool = "kubectl", .action = "get",
+		.namespace_ = "", .issuer = "ops", .args = args, .n_args = 2,
+		.timeout_seconds = 5, .issued_at = 1795307190123, .expires_at = 1795307250123,
+	};
+	struct ca_buf sig;
+	char err[256] = "";
+	ca_buf_init(&sig, 0);
+	CHECK_INT(ca_exec_sign(&cmd, FIXTURES "private.pem", &sig, err, sizeof err), CA_OK);
+	CHECK(sig.len == 88);
+	cmd.signature = sig.data;
+	struct ca_exec_keys *good = load_keys(FIXTURES "public.pem", NULL);
+	struct ca_exec_keys *other = load_keys(FIXTURES "other_public.pem", NULL);
+	char why[256] = "";
+	CHECK_INT(ca_exec_verify(good, &cmd, why, sizeof why), CA_OK);
+	CHECK_INT(ca_exec_verify(other, &cmd, why, sizeof why), CA_EDENIED);
+	/* The signature covers the fields: another arg does not verify. */
+	args[1] = "-n";
+	CHECK_INT(ca_exec_verify(good, &cmd, why, sizeof why), CA_EDENIED);
+	ca_exec_keys_free(good);
+	ca_exec_keys_free(other);
+
+	ca_buf_reset(&sig);
+	CHECK_INT(ca_exec_sign(&cmd, FIXTURES "public.pem", &sig, err, sizeof err), CA_EINVAL);
+	CHECK(sig.len == 0 && strstr(err, "public.pem") != NULL);
+	CHECK_INT(ca_exec_sign(&cmd, FIXTURES "no-such-key.pem", &sig, err, sizeof err), CA_ENOTFOUND);
+	CHECK(strstr(err, "no-such-key.pem") != NULL);
+	ca_buf_fini(&sig);
+}
+
 int main(void)
 {
 	struct vector *v = NULL;
@@ -855,6 +893,7 @@ int main(void)
 	test_signature_text(v);
 	test_keys(v);
 	test_threads(v, n);
+	test_sign();
 	free_vectors(v, n);
 	return check_report();
 }
