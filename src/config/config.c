@@ -177,7 +177,7 @@ static const struct key_def keys[] = {
 	KEY("exec.denied_namespaces", K_LIST, exec.denied_namespaces, ""),
 	KEY("exec.kubectl_path", K_STR, exec.kubectl_path, ""),
 	KEY("exec.work_dir", K_STR, exec.work_dir, "/tmp"),
-	KEY("exec.max_memory_bytes", K_INT64, exec.max_memory_bytes, "2147483648"),
+	KEY("exec.max_memory_bytes", K_INT64, exec.max_memory_bytes, "8589934592"),
 	KEY("exec.max_cpu_time", K_DURATION, exec.max_cpu_ms, "1m"),
 	KEY("exec.max_processes", K_INT64, exec.max_processes, "256"),
 	KEY("exec.max_open_files", K_INT64, exec.max_open_files, "256"),

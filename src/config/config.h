@@ -144,7 +144,7 @@ struct ca_config {
 		struct ca_strlist denied_namespaces;
 		char *kubectl_path;           /* "" = the first of /usr/bin/kubectl, /usr/local/bin/kubectl */
 		char *work_dir;               /* /tmp: each command's private dir is made here */
-		int64_t max_memory_bytes;     /* RLIMIT_AS, 2 GiB */
+		int64_t max_memory_bytes;     /* RLIMIT_AS, 8 GiB */
 		int64_t max_cpu_ms;           /* RLIMIT_CPU, 1m */
 		int64_t max_processes;        /* RLIMIT_NPROC (per user), 256 */
 		int64_t max_open_files;       /* RLIMIT_NOFILE, 256 */

@@ -428,6 +428,8 @@ def test_real_kubectl_get_pods_all_namespaces(nats_server, kubesim, nats_client,
     r = request(nats_client, command("kubectl", "get", ["pods", "-A"], timeout_seconds=30), timeout=60)
     assert r["status"] == "succeeded", r
     assert "web-1" in r["stdout"] and "shop" in r["stdout"], r["stdout"]
+    # exec.max_memory_bytes leaves kubectl the address space it reserves.
+    assert r.get("stderr", "") == "", r["stderr"]
     r = request(nats_client, command("kubectl", "get", ["pods", "-o", "json"], namespace="shop"), timeout=60)
     assert r["status"] == "succeeded", r
     assert [i["metadata"]["name"] for i in json.loads(r["stdout"])["items"]] == ["web-1"]
