@@ -78,6 +78,7 @@ struct ca_agent {
 	int64_t started_unix_ms, started_mono_ms;
 	uint64_t registrations;
 	uint64_t registered_epoch; /* the bus connection the last AgentInfo went out on */
+	bool registered_without_version; /* /version had not answered yet: send it again once it has */
 	uint64_t heartbeats;
 	char last_error[256];
 	bool stopping;
@@ -304,7 +305,7 @@ static void send_registration(struct ca_agent *a)
 	/* Once per connection: the cluster ID and the connection may become
 	 * known in either order, and both paths call this. */
 	uint64_t epoch = ca_bus_connection_epoch(a->bus);
-	if (epoch == a->registered_epoch)
+	if (epoch == a->registered_epoch && !(a->registered_without_version && *kubernetes_version(a)))
 		return;
 	struct ca_msg_agent_info info = {
 		.agent_id = a->agent_id,
@@ -339,12 +340,15 @@ static void send_registration(struct ca_agent *a)
 	ca_buf_init(&payload, 0);
 	if (ca_codec_encode_agent_info(a->format, &info, &payload) == CA_OK) {
 		/* The id names this process and connection: a second send for
-		 * the same connection would be the same message. */
-		snprintf(msg_id, sizeof msg_id, "%s-register-%" PRId64 "-%" PRIu64, a->agent_id,
-		         a->started_unix_ms, epoch);
+		 * the same connection would be the same message -- except the
+		 * one that adds kubernetes_version, which is new news. */
+		bool update = epoch == a->registered_epoch;
+		snprintf(msg_id, sizeof msg_id, "%s-register-%" PRId64 "-%" PRIu64 "%s", a->agent_id,
+		         a->started_unix_ms, epoch, update ? "-version" : "");
 		if (publish(a, a->subject_register, msg_id, &payload) == CA_OK) {
 			a->registrations++;
 			a->registered_epoch = epoch;
+			a->registered_without_version = !*kubernetes_version(a);
 			ca_log(CA_LOG_INFO, "agent", "registered", "subject", a->subject_register, NULL);
 		}
 	}
@@ -444,6 +448,10 @@ static void on_heartbeat_timer(void *arg)
 {
 	struct ca_agent *a = arg;
 	ca_exec_audit_summary(a->exec);
+	/* With the cluster ID from env or config, the first AgentInfo can go
+	 * out before /version answers: send it again with the version. */
+	if (a->registered_without_version && cluster_known(a) && ca_bus_connected(a->bus) && !a->stopping)
+		send_registration(a);
 	/* A heartbeat is a statement about now: while disconnected, buffering
 	 * it for later would only deliver stale news. */
 	if (cluster_known(a) && ca_bus_connected(a->bus))
