@@ -142,7 +142,8 @@ static int width(const char *s, int w)
 static void print_agents(struct agents *s, int64_t offline_after_ms)
 {
 	int64_t now = ca_now_unix_ms();
-	qsort(s->items, s->count, sizeof *s->items, by_cluster_then_agent);
+	if (s->count) /* qsort of NULL is undefined, even for no items */
+		qsort(s->items, s->count, sizeof *s->items, by_cluster_then_agent);
 	int wc = 7, wa = 5, wv = 7, wk = 10; /* the headers' widths */
 	char(*ages)[32] = calloc(s->count ? s->count : 1, sizeof *ages);
 	if (!ages) {
