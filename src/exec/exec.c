@@ -855,8 +855,7 @@ void ca_exec_submit(struct ca_exec *x, const struct ca_exec_msg *msg)
 
 	/* 2. target and freshness */
 	int64_t now = ca_now_unix_ms(), max_age = x->cfg->exec.max_age_ms;
-	char age[32];
-	ca_format_duration(max_age, age, sizeof age);
+	char age[32]; /* exec.max_age in words, written only for a refusal */
 	if (!*cmd.cluster_id) {
 		snprintf(why, sizeof why, "command has no cluster_id (this is \"%s\"; \"*\" means any cluster)",
 		         x->cluster_id);
@@ -879,12 +878,14 @@ void ca_exec_submit(struct ca_exec *x, const struct ca_exec_msg *msg)
 	if (cmd.issued_at < now - max_age) {
 		char d[32];
 		ca_format_duration(now - cmd.issued_at, d, sizeof d);
+		ca_format_duration(max_age, age, sizeof age);
 		snprintf(why, sizeof why, "command was issued %s ago; older than exec.max_age (%s)", d, age);
 		goto rejected;
 	}
 	if (cmd.issued_at > now + max_age) {
 		char d[32];
 		ca_format_duration(cmd.issued_at - now, d, sizeof d);
+		ca_format_duration(max_age, age, sizeof age);
 		snprintf(why, sizeof why, "command is issued %s in the future; more than exec.max_age (%s): check the "
 		                          "clocks", d, age);
 		goto rejected;
