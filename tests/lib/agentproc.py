@@ -64,8 +64,17 @@ class Agent:
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         if wait_live:
-            wait_for(lambda: self.get("/health/live")[0] == 200, timeout=15, what="agent /health/live")
+            self._wait_with_log(lambda: self.get("/health/live")[0] == 200, 15, "agent /health/live")
         return self
+
+    def _wait_with_log(self, predicate, timeout, what):
+        """wait_for, but a timeout carries the agent's last log lines: a failed start
+        in CI must say why, and the log file is gone once tmp_path is cleaned."""
+        try:
+            return wait_for(predicate, timeout=timeout, what=what)
+        except TimeoutError as e:
+            running = "running" if self.proc and self.proc.poll() is None else "exited"
+            raise TimeoutError(f"{e}; agent {running}, last log lines:\n{self.logs()[-4000:]}") from None
 
     def get(self, path, timeout=2.0):
         """(status, body) of an HTTP GET on the agent; (0, error) when it does not answer."""
@@ -83,7 +92,7 @@ class Agent:
         return json.loads(self.get("/health")[1])
 
     def wait_ready(self, timeout=15):
-        return wait_for(lambda: self.get("/health/ready")[0] == 200, timeout=timeout, what="agent ready")
+        return self._wait_with_log(lambda: self.get("/health/ready")[0] == 200, timeout, "agent ready")
 
     def logs(self):
         with open(self.log_path, "rb") as f:
