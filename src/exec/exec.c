@@ -907,6 +907,8 @@ void ca_exec_submit(struct ca_exec *x, const struct ca_exec_msg *msg)
 		if (ca_exec_verify(x->keys, &cmd, why, sizeof why) != CA_OK)
 			goto rejected;
 	}
+	/* Recorded only once authentic: a forged command must not be able to
+	 * burn the id of a real one that is still on its way. */
 	if (ca_replay_record(x->replay, cmd.id, mono) != CA_OK) {
 		snprintf(why, sizeof why, "busy: %zu command ids are remembered for replay checks "
 		                          "(exec.replay_cache_size); try again later", ca_replay_count(x->replay));

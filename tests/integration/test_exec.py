@@ -409,8 +409,16 @@ def test_signed_commands(nats_server, kubesim, nats_client, agent_factory, tools
                                                                                           "other_private.pem")))
     r = request(nats_client, stranger)
     assert r["status"] == "rejected" and "does not verify" in r["error"], r
-    # Only the two signed commands ever started a process.
-    assert beacon.execs() == ["probe echo signed", "probe echo signed"], beacon.execs()
+    # A forgery that arrives first does not burn the id of the real command.
+    real = command("probe", "echo", ["real"])
+    forged = dict(real, args=["forged"], signature=signing.sign(dict(real, args=["forged"]), signing.load_private_key(
+        os.path.join(keys, "other_private.pem"))))
+    assert "does not verify" in request(nats_client, forged)["error"]
+    real["signature"] = signing.sign(real, priv)
+    assert request(nats_client, real)["status"] == "succeeded"
+    assert "replay" in request(nats_client, real)["error"]
+    # Only the signed commands ever started a process.
+    assert beacon.execs() == ["probe echo signed", "probe echo signed", "probe echo real"], beacon.execs()
     agent.assert_clean_exit()
 
 
