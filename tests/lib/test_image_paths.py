@@ -30,9 +30,11 @@ WRITERS = {
 FILE_KEYS = {"events.state_file"}
 
 # Calls that create a file or directory (open with O_CREAT or O_TMPFILE, the
-# mk*temp family, mkdir, rename into place, fopen for writing).
+# mk*temp family, mkdir, rename into place, fopen for writing, creat,
+# tmpfile, fifos, nodes and links).
 CREATES = re.compile(r"O_CREAT|O_TMPFILE|\bmk(?:o?s?temp|dtemp|ostemps?)\s*\(|\bmkdir(?:at)?\s*\(|"
-                     r"\brename(?:at2?)?\s*\(|\bfopen\s*\([^;]*\"[wa]")
+                     r"\brename(?:at2?)?\s*\(|\bfopen\s*\([^;]*\"[wa]|\b(?:creat|tmpfile|mkfifo|mknod)\s*\(|"
+                     r"\b(?:sym)?link(?:at)?\s*\(")
 
 
 def load_yaml(path):
