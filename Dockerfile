@@ -6,7 +6,8 @@
 # Runs as nobody (65534) with a read-only root filesystem: the agent writes
 # only under exec.work_dir (/tmp) and events.state_file's directory
 # (/var/lib/collect-agent), both emptyDirs in deploy/deployment.yaml
-# (tests/lib/test_image_paths.py checks the two agree).
+# (tests/lib/test_image_paths.py checks the two agree; the agent runs that
+# way in tests/integration/test_readonly_root.py).
 #
 #   docker build --build-arg GIT_SHA=$(git rev-parse --short=12 HEAD) -t collect-agent:0.1.0 .
 #
