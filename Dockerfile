@@ -1,8 +1,13 @@
 # syntax=docker/dockerfile:1
 #
 # collect-agent container image: build with Debian 12's toolchain and
-# libraries, ship only the binary, its shared libraries, CA certificates and
-# kubectl. Runs as nobody (65534).
+# libraries, ship only the binaries (the agent, and agentctl for debugging
+# with `kubectl exec`), their shared libraries, CA certificates and kubectl.
+# Runs as nobody (65534) with a read-only root filesystem: the agent writes
+# only under exec.work_dir (/tmp) and events.state_file's directory
+# (/var/lib/collect-agent), both emptyDirs in deploy/deployment.yaml
+# (tests/lib/test_image_paths.py checks the two agree; the agent runs that
+# way in tests/integration/test_readonly_root.py).
 #
 #   docker build --build-arg GIT_SHA=$(git rev-parse --short=12 HEAD) -t collect-agent:0.1.0 .
 #
@@ -28,9 +33,10 @@ COPY . .
 # --build-arg GIT_SHA=..., or the version reports git sha "unknown".
 ARG GIT_SHA=""
 RUN meson setup build --buildtype=release -Dgit_sha="${GIT_SHA}" \
- && ninja -C build collect-agent \
- && strip build/collect-agent \
- && build/collect-agent --version
+ && ninja -C build collect-agent agentctl \
+ && strip build/collect-agent build/agentctl \
+ && build/collect-agent --version \
+ && build/agentctl --version
 
 # ---------------------------------------------------------------------------
 FROM ${DEBIAN_IMAGE}
@@ -52,6 +58,9 @@ RUN apt-get update \
  && chown 65534:65534 /var/lib/collect-agent
 
 COPY --from=build /src/build/collect-agent /usr/bin/collect-agent
+# agentctl links a subset of the agent's libraries (tests/lib/test_image_libs.py):
+#   kubectl exec -n collect-agent deploy/collect-agent -- agentctl --nats URL agents
+COPY --from=build /src/build/agentctl /usr/bin/agentctl
 COPY --from=build /src/config/collect-agent.yaml /etc/collect-agent/collect-agent.yaml
 
 USER 65534:65534

@@ -1,8 +1,10 @@
-"""The container image (Dockerfile) ships every shared library the agent
-binary needs: each library `ldd` resolves for build/collect-agent belongs to a
+"""The container image (Dockerfile) ships every shared library its binaries
+need: each library `ldd` resolves for build/collect-agent and build/agentctl
+(every binary the runtime stage copies from the build stage) belongs to a
 Debian package that the runtime stage installs, or that one of those depends
 on, or that the base image has (the Essential packages and what they depend
-on). Build and runtime stages use the same Debian release as this machine
+on). agentctl is in the image only because it links nothing the agent does
+not. Build and runtime stages use the same Debian release as this machine
 (Debian 12), so the package names and dependencies read here from dpkg are
 the image's.
 
@@ -23,6 +25,38 @@ DOCKERIGNORE = os.path.join(ROOT, ".dockerignore")
 
 def agent_binary():
     return os.environ.get("AGENT_BIN", os.path.join(ROOT, "build", "collect-agent"))
+
+
+def shipped_binaries(text):
+    """{name: destination} of the files the last stage copies out of the build
+    stage's meson build directory (/src/build/NAME)."""
+    instrs = dockerfile_instructions(text)
+    last_from = max(i for i, (w, _) in enumerate(instrs) if w == "FROM")
+    out = {}
+    for word, args in instrs[last_from + 1:]:
+        tokens = args.split()
+        if word != "COPY" or "--from=build" not in tokens:
+            continue
+        paths = [t for t in tokens if not t.startswith("--")]
+        for src in paths[:-1]:
+            if src.startswith("/src/build/"):
+                out[src[len("/src/build/"):]] = paths[-1]
+    return out
+
+
+def built_targets(text):
+    """The targets the build stage's `ninja -C build ...` names."""
+    instrs = dockerfile_instructions(text)
+    last_from = max(i for i, (w, _) in enumerate(instrs) if w == "FROM")
+    targets = []
+    for word, args in instrs[:last_from]:
+        if word != "RUN":
+            continue
+        for cmd in re.split(r"&&|;|\|\|", args):
+            tokens = cmd.split()
+            if tokens[:3] == ["ninja", "-C", "build"]:
+                targets += tokens[3:]
+    return targets
 
 
 def dockerfile_instructions(text):
@@ -185,15 +219,29 @@ needs_tools = pytest.mark.skipif(not (shutil.which("ldd") and shutil.which("dpkg
                                  reason="needs ldd, dpkg and dpkg-query (a Debian machine)")
 
 
-@pytest.fixture
-def binary():
-    b = agent_binary()
+def binary_path(name):
+    """build/NAME next to AGENT_BIN (the agent's build directory)."""
+    return os.path.join(os.path.dirname(agent_binary()), name)
+
+
+def release_build_binary(b):
     if not os.path.exists(b):
         pytest.skip(f"{b} is not built (meson setup build && ninja -C build)")
     libs = ldd_libraries(b)
     if any(n.startswith(("libasan", "libubsan", "libtsan")) for n in libs):
         pytest.skip(f"{b} is a sanitizer build: the image ships a release build")
     return b
+
+
+@pytest.fixture
+def binary():
+    return release_build_binary(agent_binary())
+
+
+@pytest.fixture(params=["collect-agent", "agentctl"])
+def shipped(request):
+    """Each binary the image ships, as built here."""
+    return release_build_binary(binary_path(request.param))
 
 
 def test_runtime_packages_parsed():
@@ -204,25 +252,48 @@ def test_runtime_packages_parsed():
     assert "gcc" not in pkgs and "meson" not in pkgs, "build-stage packages read as runtime ones"
 
 
-@needs_tools
-def test_image_ships_every_linked_library(binary):
+def test_image_ships_both_binaries_built_and_stripped():
     with open(DOCKERFILE) as f:
         text = f.read()
-    missing = check_image_libraries(binary, text)
-    assert not missing, "the Dockerfile's runtime stage does not install:\n" + "\n".join(
+    shipped = shipped_binaries(text)
+    assert shipped == {"collect-agent": "/usr/bin/collect-agent", "agentctl": "/usr/bin/agentctl"}, shipped
+    targets = built_targets(text)
+    for name in shipped:
+        assert name in targets, f"the build stage's ninja does not build {name}: {targets}"
+        assert re.search(rf"strip [^&]*build/{name}\b", text), f"{name} is not stripped"
+        assert f"build/{name} --version" in text, f"the build stage does not run {name} --version"
+
+
+@needs_tools
+def test_image_ships_every_linked_library(shipped):
+    with open(DOCKERFILE) as f:
+        text = f.read()
+    assert os.path.basename(shipped) in shipped_binaries(text), f"the Dockerfile does not ship {shipped}"
+    missing = check_image_libraries(shipped, text)
+    assert not missing, f"the Dockerfile's runtime stage does not install, for {shipped}:\n" + "\n".join(
         f"  {pkg} (for {soname}, {path})" for soname, path, pkg in missing)
 
 
 @needs_tools
-def test_check_finds_a_missing_package(binary):
-    """The check can fail: without libmicrohttpd12 in the runtime stage's
-    install list, libmicrohttpd.so.12 has no package in the image."""
+def test_agentctl_links_nothing_beyond_the_agent(binary):
+    """The condition for shipping agentctl in the agent's image: it adds a
+    binary, never a library."""
+    ctl = release_build_binary(binary_path("agentctl"))
+    extra = sorted(set(ldd_libraries(ctl)) - set(ldd_libraries(binary)))
+    assert not extra, f"agentctl links libraries the agent does not: {extra}"
+
+
+@needs_tools
+def test_check_finds_a_missing_package(shipped):
+    """The check can fail: without libnats3.4 in the runtime stage's install
+    list, libnats.so.3.4 (both binaries talk NATS) has no package in the
+    image."""
     with open(DOCKERFILE) as f:
         text = f.read()
-    assert "libmicrohttpd12" in text
-    broken = text.replace("libmicrohttpd12", "")
-    missing = check_image_libraries(binary, broken)
-    assert "libmicrohttpd12" in [m[2] for m in missing], missing
+    assert "libnats3.4" in text
+    broken = text.replace("libnats3.4", "")
+    missing = check_image_libraries(shipped, broken)
+    assert "libnats3.4" in [m[2] for m in missing], missing
 
 
 def test_dockerignore_excludes_build_dirs_and_git():
