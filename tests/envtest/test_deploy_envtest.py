@@ -15,9 +15,10 @@ dispatcher picks kubectl 1.28 for this v1.28 server, with kustomize v5.0.4).
    deploy's ServiceAccount, ca.crt and namespace bind-mounted at
    /var/run/secrets/kubernetes.io/serviceaccount in a private mount
    namespace (in_pod.py), KUBERNETES_SERVICE_HOST/PORT, no kubeconfig, the
-   Deployment's uid/gid and env, the ConfigMap's file as its config. Only
-   OVERRIDES below differ, each with its reason. It gets ready, publishes
-   AgentInfo, and none of its lists or watches is refused.
+   Deployment's uid/gid, args and env, its volumes at their mountPaths (the
+   ConfigMap's file at /etc/collect-agent/collect-agent.yaml, the
+   emptyDirs). Only OVERRIDES below differ, each with its reason. It gets
+   ready, publishes AgentInfo, and none of its lists or watches is refused.
 4. `kubectl auth can-i --as` the ServiceAccount: reads what it needs,
    writes nothing, no Secrets, no exec; Leases only in its own namespace.
 5. The overlays render and pass a server-side dry-run apply: the
@@ -46,6 +47,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "kubesim"))
 import kubectl_run as kr  # noqa: E402
 from envtest_cluster import ROOT, closed_port_url  # noqa: E402
 from lib.agentproc import Agent, run_agent_once, wait_for  # noqa: E402
+from lib.nats import NatsServer  # noqa: E402
 
 DEPLOY = os.path.join(ROOT, "deploy")
 IN_POD = os.path.join(HERE, "in_pod.py")
@@ -212,24 +214,74 @@ def test_pod_template_passes_restricted(cluster, kubectl, deployed, namespace, t
 # ------------------------------------------------------------------ 3. the agent, in-cluster
 
 # What differs from the pod on a test machine, and why. Everything else is
-# the ConfigMap's file and the Deployment's env as they are.
+# the Deployment as rendered: its args, env, user, and volumes at their
+# mountPaths (the ConfigMap's file at /etc/collect-agent/collect-agent.yaml,
+# the emptyDirs at /var/lib/collect-agent and /tmp, the Secret's directory).
 OVERRIDES = {
     # The ConfigMap's nats.example.com placeholder: the test's nats-server.
     "COLLECT_AGENT_NATS_SERVERS": "the test's nats-server on loopback (the ConfigMap names a placeholder)",
     # 0.0.0.0:8080 is the pod's own network namespace; here the port may be
     # taken, and tests talk only to loopback.
     "COLLECT_AGENT_HTTP_LISTEN": "127.0.0.1 and a free port instead of 0.0.0.0:8080",
-    # /var/lib/collect-agent is the Deployment's emptyDir; there is none here.
-    "COLLECT_AGENT_EVENTS_STATE_FILE": "a directory of the test instead of the emptyDir at /var/lib/collect-agent",
     # cluster.id "" asks the cloud metadata services (169.254.169.254,
     # metadata.google.internal) as in a pod; tests talk only to loopback.
     "COLLECT_AGENT_CLUSTER_AWS_METADATA_ENDPOINT": "a closed loopback port",
     "COLLECT_AGENT_CLUSTER_GCE_METADATA_ENDPOINT": "a closed loopback port",
     "COLLECT_AGENT_CLUSTER_AZURE_METADATA_ENDPOINT": "a closed loopback port",
 }
-# Also: --config names the ConfigMap's file in the test's directory, not
-# /etc/collect-agent/collect-agent.yaml (the ConfigMap's mountPath; making
-# it here would mean writing to the host's /etc).
+
+
+def pod_env(dep, pod_name, node_name):
+    """The container's env as the kubelet fills it (downward API fieldRefs)."""
+    fields = {"metadata.name": pod_name, "metadata.namespace": dep["metadata"]["namespace"],
+              "spec.nodeName": node_name}
+    env = {}
+    for e in container(dep).get("env", []):
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        else:
+            env[e["name"]] = fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+    return env
+
+
+def pod_volumes(objs, dep, pod_dir):
+    """The container's volumeMounts as in_pod.py --mount arguments, each
+    volume made in pod_dir as the kubelet makes it (ConfigMap and Secret
+    files with their modes, a Secret's group the pod's fsGroup, emptyDirs
+    0777; an optional Secret that does not exist is an empty directory)."""
+    spec = dep["spec"]["template"]["spec"]
+    fs_group = spec["securityContext"]["fsGroup"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    args = []
+    for m in container(dep)["volumeMounts"]:
+        v = volumes[m["name"]]
+        d = os.path.join(pod_dir, "volumes", m["name"])
+        if not os.path.isdir(d):
+            os.makedirs(d, 0o755)
+            if "configMap" in v:
+                data = one(objs, "ConfigMap", v["configMap"]["name"])["data"]
+                files = {i["path"]: data[i["key"]] for i in v["configMap"].get("items", [])} or data
+                mode = v["configMap"].get("defaultMode", 0o644)
+            elif "secret" in v:
+                found = [o for o in objs if o["kind"] == "Secret"
+                         and o["metadata"]["name"] == v["secret"]["secretName"]]
+                assert found or v["secret"].get("optional"), f"no Secret {v['secret']['secretName']}"
+                files = {k: base64.b64decode(b).decode() for k, b in (found[0]["data"] if found else {}).items()}
+                mode = v["secret"].get("defaultMode", 0o644)
+            elif "emptyDir" in v:
+                files, mode = {}, None
+                os.chmod(d, 0o777)
+            else:
+                raise AssertionError(f"volume kind of {v} not made here")
+            for name, text in files.items():
+                p = os.path.join(d, name)
+                with open(p, "w") as f:
+                    f.write(text)
+                os.chown(p, 0, fs_group)
+                os.chmod(p, mode)
+        src = os.path.join(d, m["subPath"]) if m.get("subPath") else d
+        args += ["--mount", f"{src}:{m['mountPath']}" + (":ro" if m.get("readOnly") else "")]
+    return args
 
 
 def config_file_of(objs, dep):
@@ -246,33 +298,18 @@ def config_file_of(objs, dep):
     return one(objs, "ConfigMap", vol["configMap"]["name"])["data"][key]
 
 
-def pod_env(dep, pod_name, node_name):
-    """The container's env as the kubelet fills it (downward API fieldRefs)."""
-    fields = {"metadata.name": pod_name, "metadata.namespace": dep["metadata"]["namespace"],
-              "spec.nodeName": node_name}
-    env = {}
-    for e in container(dep).get("env", []):
-        if "value" in e:
-            env[e["name"]] = e["value"]
-        else:
-            env[e["name"]] = fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
-    return env
-
-
 @pytest.fixture
 def pod_dir():
     """A directory uid 65534 can reach (pytest's tmp_path is under a 0700 root directory)."""
-    d = tempfile.mkdtemp(prefix="collect-agent-pod-")
+    d = tempfile.mkdtemp(prefix="collect-agent-pod-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
     os.chmod(d, 0o755)
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="a private mount namespace needs root")
-def test_agent_runs_with_the_deploy_service_account_in_cluster(cluster, kubectl, deployed, nats_server,
-                                                               nats_client, pod_dir, tmp_path):
-    objs, first = deployed
-    assert first.rc == 0, first
+def agent_as_pod(cluster, kubectl, objs, pod_dir, tmp_path, nats_url):
+    """An Agent (not started) that runs as the rendered Deployment's pod
+    would, with a fresh TokenRequest token of its ServiceAccount."""
     dep = one(objs, "Deployment")
     spec = dep["spec"]["template"]["spec"]
     ns, sa = dep["metadata"]["namespace"], spec["serviceAccountName"]
@@ -296,14 +333,8 @@ def test_agent_runs_with_the_deploy_service_account_in_cluster(cluster, kubectl,
             f.write(text)
         os.chown(p, uid, fs_group)
         os.chmod(p, mode)
-
-    config = os.path.join(pod_dir, "collect-agent.yaml")
-    with open(config, "w") as f:
-        f.write(config_file_of(objs, dep))
-    os.chmod(config, 0o644)
-    state = os.path.join(pod_dir, "state")
-    os.mkdir(state, 0o700)
-    os.chown(state, uid, fs_group)
+    scratch = os.path.join(pod_dir, "scratch")
+    os.mkdir(scratch, 0o700)
 
     closed = closed_port_url()
     pod_name = f"{dep['metadata']['name']}-{uuid.uuid4().hex[:10]}-{uuid.uuid4().hex[:5]}"
@@ -312,13 +343,12 @@ def test_agent_runs_with_the_deploy_service_account_in_cluster(cluster, kubectl,
         # What the kubelet sets in every container: the API server's Service.
         "KUBERNETES_SERVICE_HOST": "127.0.0.1",
         "KUBERNETES_SERVICE_PORT": str(cluster.api_port),
-        "COLLECT_AGENT_NATS_SERVERS": nats_server.url,
-        "COLLECT_AGENT_EVENTS_STATE_FILE": os.path.join(state, "events.state"),
+        "COLLECT_AGENT_NATS_SERVERS": nats_url,
         "COLLECT_AGENT_CLUSTER_AWS_METADATA_ENDPOINT": closed,
         "COLLECT_AGENT_CLUSTER_GCE_METADATA_ENDPOINT": closed,
         "COLLECT_AGENT_CLUSTER_AZURE_METADATA_ENDPOINT": closed,
     })
-    agent = Agent(tmp_path, args=[f"--config={config}"], env=env, name="in-pod")
+    agent = Agent(tmp_path, args=container(dep).get("args", []), env=env, name="in-pod")
     # Agent sets HTTP_LISTEN (loopback, a free port: an override listed
     # above) and a debug log level (not one: the ConfigMap's level stays).
     del agent.env["COLLECT_AGENT_LOG_LEVEL"]
@@ -327,19 +357,40 @@ def test_agent_runs_with_the_deploy_service_account_in_cluster(cluster, kubectl,
         {e["name"] for e in container(dep).get("env", [])}
     assert overridden == set(OVERRIDES), overridden ^ set(OVERRIDES)
     assert "KUBECONFIG" not in agent.env
-    agent.args = [sys.executable, IN_POD, "--serviceaccount", sa_dir, "--uid", str(uid), "--gid", str(gid),
-                  "--", *agent.args]
+    agent.args = [sys.executable, IN_POD, "--scratch", scratch, "--serviceaccount", sa_dir,
+                  *pod_volumes(objs, dep, pod_dir), "--uid", str(uid), "--gid", str(gid), "--", *agent.args]
+    agent.pod_name, agent.uid, agent.gid = pod_name, uid, gid
+    return agent
 
+
+def assert_runs_as_the_pod(agent, cluster):
+    h = agent.health()
+    assert h["kubernetes"]["credentials"] == "in-cluster", h["kubernetes"]
+    assert h["kubernetes"]["server"] == f"https://127.0.0.1:{cluster.api_port}", h["kubernetes"]
+    assert h["agent_id"] == agent.pod_name, h   # POD_NAME from the downward API
+    # The events state file is in the emptyDir at its configured path.
+    assert h["events"]["state_file"]["path"] == "/var/lib/collect-agent/events.state", h["events"]["state_file"]
+    text = agent.logs()
+    assert "unknown environment variable" not in text and "unknown config key" not in text, text[-3000:]
+    # It ran as the Deployment's user, not as root.
+    with open(f"/proc/{agent.proc.pid}/status") as f:
+        ids = {ln.split(":")[0]: ln.split()[1:] for ln in f if ln.startswith(("Uid:", "Gid:", "NoNewPrivs"))}
+    assert ids["Uid"][0] == str(agent.uid) and ids["Gid"][0] == str(agent.gid) and ids["NoNewPrivs"] == ["1"], ids
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a private mount namespace needs root")
+def test_agent_runs_with_the_deploy_service_account_in_cluster(cluster, kubectl, deployed, nats_server,
+                                                               nats_client, pod_dir, tmp_path):
+    objs, first = deployed
+    assert first.rc == 0, first
+    agent = agent_as_pod(cluster, kubectl, objs, pod_dir, tmp_path, nats_server.url)
     kube_system_uid = cluster.admin.get_json("/api/v1/namespaces/kube-system")["metadata"]["uid"]
     reg = nats_client.subscribe("agent.register.>")
     nats_client.flush()
     try:
         agent.start()
         agent.wait_ready(timeout=60)
-        h = agent.health()
-        assert h["kubernetes"]["credentials"] == "in-cluster", h["kubernetes"]
-        assert h["kubernetes"]["server"] == f"https://127.0.0.1:{cluster.api_port}", h["kubernetes"]
-        assert h["agent_id"] == pod_name, h   # POD_NAME from the downward API
+        assert_runs_as_the_pod(agent, cluster)
         msg = reg.next(timeout=30)
         assert msg.subject == f"agent.register.{kube_system_uid}", msg.subject
         info = json.loads(msg.data)
@@ -351,6 +402,7 @@ def test_agent_runs_with_the_deploy_service_account_in_cluster(cluster, kubectl,
             done = {r.get("reflector") for r in agent.log_records() if r.get("msg") == "list completed"}
             return {"events", "pods", "nodes", "namespaces"} <= done
         wait_for(listed, timeout=60, what="the agent's lists of events, pods, nodes and namespaces")
+
         def events_watch():
             w = agent.health()["events"]["reflectors"][0]["watch"]
             return w if w["watching"] else None
@@ -360,12 +412,6 @@ def test_agent_runs_with_the_deploy_service_account_in_cluster(cluster, kubectl,
         assert requests.get("200", 0) > 0 and "403" not in requests and "401" not in requests, requests
         refused = [r for r in agent.log_records() if r.get("status") in ("401", "403")]
         assert refused == [], refused
-        text = agent.logs()
-        assert "unknown environment variable" not in text and "unknown config key" not in text, text[-3000:]
-        # It ran as the Deployment's user, not as root.
-        with open(f"/proc/{agent.proc.pid}/status") as f:
-            ids = {ln.split(":")[0]: ln.split()[1:] for ln in f if ln.startswith(("Uid:", "Gid:", "NoNewPrivs"))}
-        assert ids["Uid"][0] == str(uid) and ids["Gid"][0] == str(gid) and ids["NoNewPrivs"] == ["1"], ids
     finally:
         agent.stop()
     agent.assert_clean_exit()
@@ -511,6 +557,51 @@ def test_overlay_nats_credentials(cluster, kubectl, deployed, tmp_path):
     # A dry run: the Secret was not made.
     got = cluster.admin.request("GET", f"/api/v1/namespaces/collect-agent/secrets/{secret['metadata']['name']}")
     assert got.status == 404, got.body
+
+
+def nats_auth_helpers():
+    """tests/integration/test_nats_auth.py's operator/account/user JWTs (a
+    real .creds file and a nats-server config that trusts it)."""
+    import importlib.util
+    pytest.importorskip("cryptography")
+    path = os.path.join(ROOT, "tests", "integration", "test_nats_auth.py")
+    spec = importlib.util.spec_from_file_location("_nats_auth_helpers", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a private mount namespace needs root")
+def test_overlay_nats_credentials_agent_connects_with_the_secret(cluster, kubectl, deployed, pod_dir, tmp_path):
+    """The agent as the overlay's pod: the .creds file reaches it only
+    through the generated Secret mounted at /etc/collect-agent/nats and the
+    overlay's env; a nats-server in operator mode refuses any client
+    without a user JWT its account signed."""
+    objs, first = deployed
+    assert first.rc == 0, first
+    conf, creds, _, _ = nats_auth_helpers().decentralized_setup(tmp_path)
+    tree = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, tree, ignore=shutil.ignore_patterns("nats.creds"))
+    overlay = str(tree / "overlays" / "nats-credentials")
+    shutil.copyfile(creds, os.path.join(overlay, "nats.creds"))
+    rendered = render(kubectl, overlay)
+    server = NatsServer(args=["-c", str(conf)])
+    server.start()
+    try:
+        agent = agent_as_pod(cluster, kubectl, rendered, pod_dir, tmp_path, server.url)
+        assert not any(str(creds) in a for a in agent.args) and "COLLECT_AGENT_NATS_AUTH_CREDENTIALS_FILE" \
+            not in set(agent.env) - {e["name"] for e in container(one(rendered, "Deployment"))["env"]}
+        try:
+            agent.start()
+            agent.wait_ready(timeout=60)
+            assert_runs_as_the_pod(agent, cluster)
+            h = agent.health()
+            assert h["nats"]["connected"] is True and h["nats"]["server"] == server.url, h["nats"]
+        finally:
+            agent.stop()
+        agent.assert_clean_exit()
+    finally:
+        server.stop()
 
 
 @pytest.fixture
