@@ -364,6 +364,7 @@ def agent_as_pod(cluster, kubectl, objs, pod_dir, tmp_path, nats_url):
 
 
 def assert_runs_as_the_pod(agent, cluster):
+    assert agent.get("/health/live")[0] == 200, agent.get("/health")
     h = agent.health()
     assert h["kubernetes"]["credentials"] == "in-cluster", h["kubernetes"]
     assert h["kubernetes"]["server"] == f"https://127.0.0.1:{cluster.api_port}", h["kubernetes"]
@@ -388,8 +389,8 @@ def test_agent_runs_with_the_deploy_service_account_in_cluster(cluster, kubectl,
     reg = nats_client.subscribe("agent.register.>")
     nats_client.flush()
     try:
-        agent.start()
-        agent.wait_ready(timeout=60)
+        agent.start(wait_live=False)   # waited for below, generously (a loaded machine)
+        agent.wait_ready(timeout=120)
         assert_runs_as_the_pod(agent, cluster)
         msg = reg.next(timeout=30)
         assert msg.subject == f"agent.register.{kube_system_uid}", msg.subject
@@ -401,7 +402,7 @@ def test_agent_runs_with_the_deploy_service_account_in_cluster(cluster, kubectl,
         def listed():
             done = {r.get("reflector") for r in agent.log_records() if r.get("msg") == "list completed"}
             return {"events", "pods", "nodes", "namespaces"} <= done
-        wait_for(listed, timeout=60, what="the agent's lists of events, pods, nodes and namespaces")
+        wait_for(listed, timeout=120, what="the agent's lists of events, pods, nodes and namespaces")
 
         def events_watch():
             w = agent.health()["events"]["reflectors"][0]["watch"]
@@ -592,8 +593,8 @@ def test_overlay_nats_credentials_agent_connects_with_the_secret(cluster, kubect
         assert not any(str(creds) in a for a in agent.args) and "COLLECT_AGENT_NATS_AUTH_CREDENTIALS_FILE" \
             not in set(agent.env) - {e["name"] for e in container(one(rendered, "Deployment"))["env"]}
         try:
-            agent.start()
-            agent.wait_ready(timeout=60)
+            agent.start(wait_live=False)   # waited for below, generously (a loaded machine)
+            agent.wait_ready(timeout=120)
             assert_runs_as_the_pod(agent, cluster)
             h = agent.health()
             assert h["nats"]["connected"] is True and h["nats"]["server"] == server.url, h["nats"]
