@@ -22,9 +22,10 @@ dispatcher picks kubectl 1.28 for this v1.28 server, with kustomize v5.0.4).
 4. `kubectl auth can-i --as` the ServiceAccount: reads what it needs,
    writes nothing, no Secrets, no exec; Leases only in its own namespace.
 5. The overlays render and pass a server-side dry-run apply: the
-   nats-credentials one with its Secret mounted and the env pointing at it,
-   the prometheus-operator one against a ServiceMonitor CRD
-   (tests/fixtures/crds/) installed here.
+   nats-credentials one with its Secret mounted and the env pointing at it
+   (and its pod's agent connects with a real .creds file through that
+   Secret to a nats-server in operator mode), the prometheus-operator one
+   against a ServiceMonitor CRD (tests/fixtures/crds/) installed here.
 
 Objects applied stay in the session's server (no controller runs: the
 Deployment makes no pod). Needs root for the mount namespace (skipped
