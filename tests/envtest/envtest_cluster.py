@@ -27,7 +27,7 @@ import yaml
 from lib.nats import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEPLOY = os.path.join(ROOT, "deploy")
+DEPLOY = os.path.join(ROOT, "deploy", "base")
 ASSETS_ENV = "COLLECT_AGENT_ENVTEST_ASSETS"
 ETCD = "/usr/bin/etcd"
 ETCDCTL = "/usr/bin/etcdctl"
@@ -206,13 +206,16 @@ _KIND_PATHS = {
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "/apis/rbac.authorization.k8s.io/v1/clusterroles",
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"):
         "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+    ("rbac.authorization.k8s.io/v1", "Role"): "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"):
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
 }
 
 
 def load_deploy(name):
     with open(os.path.join(DEPLOY, name)) as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
-    assert len(docs) == 1, f"deploy/{name}: expected one object, found {len(docs)}"
+    assert len(docs) == 1, f"deploy/base/{name}: expected one object, found {len(docs)}"
     return docs[0]
 
 
@@ -418,7 +421,7 @@ class Cluster:
         self._create(role)
         sa_subjects = [s for s in binding.get("subjects", []) if s.get("kind") == "ServiceAccount"]
         if not sa_subjects:
-            raise ClusterError("deploy/clusterrolebinding.yaml binds no ServiceAccount")
+            raise ClusterError("deploy/base/clusterrolebinding.yaml binds no ServiceAccount")
         for s in sa_subjects:
             ns = s.get("namespace") or account["metadata"].get("namespace")
             if ns != namespace["metadata"]["name"]:
@@ -428,6 +431,11 @@ class Cluster:
             self._create(sa)
         self._create(binding)
         self.agent_namespace, self.agent_sa = sa_subjects[0].get("namespace"), sa_subjects[0]["name"]
+        # The Lease rights of leader election, in the agent's namespace only.
+        for name in ("role.yaml", "rolebinding.yaml"):
+            obj = load_deploy(name)
+            obj["metadata"]["namespace"] = self.agent_namespace
+            self._create(obj)
 
         tr = self.admin.post_json(
             f"/api/v1/namespaces/{self.agent_namespace}/serviceaccounts/{self.agent_sa}/token",

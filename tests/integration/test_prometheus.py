@@ -284,7 +284,8 @@ def _now():
 
 
 # ---------------------------------------------------------------------------
-# deploy/servicemonitor.yaml and the scrape config in docs/DEPLOY.md
+# deploy/overlays/prometheus-operator/servicemonitor.yaml and the scrape
+# config in docs/DEPLOY.md
 
 def _load_yaml(name):
     yaml = pytest.importorskip("yaml")
@@ -293,9 +294,10 @@ def _load_yaml(name):
 
 
 def test_servicemonitor_selects_the_service():
-    sm = _load_yaml("servicemonitor.yaml")
-    svc = _load_yaml("service.yaml")
-    kust = _load_yaml("kustomization.yaml")
+    sm = _load_yaml("overlays/prometheus-operator/servicemonitor.yaml")
+    svc = _load_yaml("base/service.yaml")
+    kust = _load_yaml("base/kustomization.yaml")
+    overlay = _load_yaml("overlays/prometheus-operator/kustomization.yaml")
     assert sm["apiVersion"] == "monitoring.coreos.com/v1" and sm["kind"] == "ServiceMonitor"
     assert sm["metadata"]["namespace"] == svc["metadata"]["namespace"]
     assert svc["metadata"]["namespace"] in sm["spec"]["namespaceSelector"]["matchNames"]
@@ -305,8 +307,10 @@ def test_servicemonitor_selects_the_service():
     for ep in sm["spec"]["endpoints"]:
         assert ep["port"] in ports, f"ServiceMonitor port {ep['port']!r} not a Service port {ports}"
         assert ep.get("path", "/metrics") == "/metrics"
-    # Optional: the Operator's CRD may not exist, so kubectl apply -k must not need it.
+    # Optional: the Operator's CRD may not exist, so kubectl apply -k deploy/
+    # must not need it; the overlay adds it.
     assert "servicemonitor.yaml" not in kust["resources"]
+    assert "servicemonitor.yaml" in overlay["resources"]
 
 
 def test_deploy_md_scrape_config_is_valid():
@@ -324,7 +328,7 @@ def test_deploy_md_scrape_config_is_valid():
     cfg = yaml.safe_load(blocks[0])
     job = cfg["scrape_configs"][0]
     keep = [r for r in job["relabel_configs"] if r.get("action") == "keep"][0]
-    svc = _load_yaml("service.yaml")
+    svc = _load_yaml("base/service.yaml")
     value = ";".join([svc["metadata"]["name"], svc["spec"]["ports"][0]["name"]])
     assert re.fullmatch(keep["regex"], value), (keep, value)
     assert job["kubernetes_sd_configs"][0]["namespaces"]["names"] == [svc["metadata"]["namespace"]]
