@@ -71,7 +71,7 @@ def container_status(name, app, ready, restarts, state, last_state=None):
     return s
 
 
-def pod(name, app, trouble, restarts, node):
+def pod(name, app, trouble, restarts, node, namespace=NAMESPACE):
     hash_ = name.split("-")[-2]
     memory = "32Gi" if trouble == "Unschedulable" else "256Mi"
     created = ago(2400 if trouble == "Unschedulable" else 3600)
@@ -79,7 +79,7 @@ def pod(name, app, trouble, restarts, node):
                                                                           "protocol": "TCP"}],
                             "resources": {"requests": {"cpu": "100m", "memory": memory},
                                           "limits": {"memory": memory}}}]}
-    meta = {"name": name, "namespace": NAMESPACE, "generateName": name[:-5],
+    meta = {"name": name, "namespace": namespace, "generateName": name[:-5],
             "creationTimestamp": created,
             "labels": {"app": app, "pod-template-hash": hash_},
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
@@ -97,7 +97,7 @@ def pod(name, app, trouble, restarts, node):
     elif trouble == "CrashLoopBackOff":
         state = {"waiting": {"reason": "CrashLoopBackOff",
                              "message": "back-off 5m0s restarting failed container=%s pod=%s_%s"
-                                        % (app, name, NAMESPACE)}}
+                                        % (app, name, namespace)}}
         last = {"terminated": {"exitCode": 1, "reason": "Error", "startedAt": ago(75),
                                "finishedAt": ago(70)}}
     elif trouble == "ImagePullBackOff":
@@ -133,19 +133,22 @@ def event(involved, reason, message, component, host, count, first_ago):
 
 
 def pod_ref(p, app):
-    return {"kind": "Pod", "namespace": NAMESPACE, "name": p["metadata"]["name"],
+    return {"kind": "Pod", "namespace": p["metadata"]["namespace"], "name": p["metadata"]["name"],
             "uid": p["metadata"]["uid"], "apiVersion": "v1",
             "resourceVersion": p["metadata"]["resourceVersion"],
             "fieldPath": "spec.containers{%s}" % app}
 
 
 def events(created, node):
+    """The Warning events about the created pods (as the API server
+    returned them) and their node."""
     by_app = {p["metadata"]["labels"]["app"]: p for p in created}
     node_ref = {"kind": "Node", "name": node, "uid": node, "apiVersion": "v1"}
     return [
         event(pod_ref(by_app["checkout"], "checkout"), "BackOff",
               "Back-off restarting failed container checkout in pod %s_%s(%s)"
-              % (by_app["checkout"]["metadata"]["name"], NAMESPACE, by_app["checkout"]["metadata"]["uid"]),
+              % (by_app["checkout"]["metadata"]["name"], by_app["checkout"]["metadata"]["namespace"],
+                 by_app["checkout"]["metadata"]["uid"]),
               "kubelet", node, 31, 1500),
         event(pod_ref(by_app["cart"], "cart"), "Failed",
               "Failed to pull image \"%s\": rpc error: code = NotFound desc = failed to pull and "
