@@ -21,13 +21,18 @@
 #   DEMO_NATS_MONITOR_PORT=P  its monitoring port (8222)
 #   DEMO_HTTP_PORT=P        the agent's probes and /metrics (18080)
 #   DEMO_WORK_DIR=DIR       logs, kubeconfig, pids (default a new /tmp/collect-agent-tour.*)
-#   DEMO_BUILD_DIR=DIR      the meson build directory (build)
+#   DEMO_BUILD_DIR=DIR      the meson build directory (build, in the repository)
 #   DEMO_INSTALL=yes|check  install missing Debian packages (yes), or only
 #                           check and stop naming them (check: no apt-get)
 #   DEMO_KEEP=1             after the tour, keep everything running for you to
 #                           try agentctl yourself, until Ctrl-C
 set -Eeuo pipefail
+# Paths the caller gave are relative to where the tour was started.
+[ -z "${DEMO_KUBECONFIG:-}" ] || DEMO_KUBECONFIG=$(realpath -m -- "$DEMO_KUBECONFIG")
+[ -z "${DEMO_WORK_DIR:-}" ] || DEMO_WORK_DIR=$(realpath -m -- "$DEMO_WORK_DIR")
 cd "$(dirname "$0")/.."
+# Debian installs nats-server in /usr/sbin, which a user's PATH may lack.
+PATH=$PATH:/usr/sbin
 PY=/usr/bin/python3
 seconds=${DEMO_SECONDS:-30}
 max_events=${DEMO_EVENTS:-10}
