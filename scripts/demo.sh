@@ -195,6 +195,7 @@ else
 	work=$(mktemp -d /tmp/collect-agent-tour.XXXXXX)
 fi
 : >"$work/pids"
+: >"$work/exit-statuses"
 
 # ------------------------------------------------------------ setting up
 
