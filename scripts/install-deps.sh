@@ -3,10 +3,17 @@
 #   scripts/install-deps.sh build   compile the agent
 #   scripts/install-deps.sh demo    build + run scripts/demo.sh (nats-server, the simulated API server)
 #   scripts/install-deps.sh test    build + every test suite (the default)
-# Uses sudo when not root. Safe to run again: installs only what is missing,
-# and says what it installs.
+#   scripts/install-deps.sh --check PROFILE   only check: name what is missing and exit 1 (no apt-get, no network)
+# Uses sudo when not root. Safe to run again: installs only what is missing
+# (asked of dpkg, so nothing is fetched when all is there), and says what it
+# installs.
 set -euo pipefail
 
+check_only=false
+if [ "${1:-}" = --check ]; then
+	check_only=true
+	shift
+fi
 profile=${1:-test}
 build=(gcc meson ninja-build pkg-config protobuf-c-compiler
 	libnats-dev libcurl4-openssl-dev libyaml-dev libjansson-dev libprotobuf-c-dev
@@ -25,7 +32,7 @@ build) packages=("${build[@]}") ;;
 demo) packages=("${build[@]}" "${demo[@]}") ;;
 test) packages=("${build[@]}" "${demo[@]}" "${tests[@]}") ;;
 *)
-	echo "usage: $0 [build|demo|test]" >&2
+	echo "usage: $0 [--check] [build|demo|test]" >&2
 	exit 2
 	;;
 esac
@@ -42,6 +49,10 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
 	exit 0
+fi
+if $check_only; then
+	echo "missing Debian packages: ${missing[*]} (scripts/install-deps.sh $profile installs them)" >&2
+	exit 1
 fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then

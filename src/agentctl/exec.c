@@ -21,6 +21,10 @@
  * the agent's queue for a slot. */
 #define EXPIRY_MARGIN_MS 60000
 #define EXIT_INTERRUPTED 130
+/* Without --timeout a command gets the agent's documented default
+ * (exec.default_timeout), sent explicitly so that agentctl knows how long
+ * the answer may take; agentctl's own 5 s default is for listening. */
+#define DEFAULT_COMMAND_TIMEOUT_S 30
 
 enum outcome { WAITING = 0, ANSWERED, NO_RESPONDERS, NO_ANSWER, BAD_REPLY };
 
@@ -184,7 +188,8 @@ int ca_agentctl_exec(struct ca_agentctl *ctl, int argc, char **argv)
 		fputs("agentctl: getrandom failed\n", stderr);
 		return CA_AGENTCTL_EXIT_FAILED;
 	}
-	int64_t timeout_seconds = (ctl->timeout_ms + 999) / 1000;
+	int64_t timeout_seconds =
+	        ctl->timeout_given ? (ctl->timeout_ms + 999) / 1000 : DEFAULT_COMMAND_TIMEOUT_S;
 	struct ca_command cmd = {
 	        .id = id,
 	        .cluster_id = (char *)cluster,

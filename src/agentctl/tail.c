@@ -66,22 +66,103 @@ static void format_event(struct ca_buf *b, const json_t *e)
 		ca_buf_printf(b, " (x%" PRId64 ")", ca_agentctl_int(e, "count", 1));
 }
 
+/* Kubernetes' binary suffixes, one decimal below 10 (1.5Gi, 224Mi, 14Gi). */
+static void put_bytes(struct ca_buf *b, int64_t n)
+{
+	static const char *const units[] = {"Ki", "Mi", "Gi", "Ti", "Pi", "Ei"};
+	if (n < 1024) {
+		ca_buf_printf(b, "%" PRId64, n);
+		return;
+	}
+	double v = (double)n;
+	size_t u = 0;
+	for (v /= 1024; v >= 1024 && u + 1 < sizeof units / sizeof units[0]; v /= 1024)
+		u++;
+	if (v < 10 && (int64_t)(v * 10) % 10 != 0)
+		ca_buf_printf(b, "%.1f%s", (double)(int64_t)(v * 10) / 10, units[u]);
+	else
+		ca_buf_printf(b, "%" PRId64 "%s", (int64_t)v, units[u]);
+}
+
+/* "used of allocatable" for one resource of the summary. */
+static void put_usage(struct ca_buf *b, const json_t *summary, const char *key, bool bytes)
+{
+	int64_t used = ca_agentctl_int(json_object_get(summary, "usage"), key, 0);
+	int64_t alloc = ca_agentctl_int(json_object_get(summary, "allocatable"), key, 0);
+	if (bytes) {
+		put_bytes(b, used);
+		ca_buf_append_str(b, " of ");
+		put_bytes(b, alloc);
+	} else {
+		ca_buf_printf(b, "%" PRId64 "m of %" PRId64 "m", used, alloc);
+	}
+}
+
+/* The unhealthy pods a line names; the rest are counted as "+N more". */
+#define UNHEALTHY_SHOWN 4
+
+/* One line a person can read at a glance: nodes, pods by phase, restarts,
+ * usage against allocatable, and the worst pods with their reasons (those
+ * of this part: a sample in parts shares its unhealthy pods among them). */
 static void format_metrics(struct ca_buf *b, const json_t *m)
 {
+	static const char *const phases[] = {"running", "pending", "succeeded", "failed",
+	                                     "unknown"};
 	const json_t *s = json_object_get(m, "summary");
 	const json_t *pods = json_object_get(s, "pods");
+	int64_t total = 0;
+	for (size_t i = 0; i < sizeof phases / sizeof phases[0]; i++)
+		total += ca_agentctl_int(pods, phases[i], 0);
 	put(b, m, "timestamp");
 	ca_buf_append_str(b, " ");
 	put(b, m, "cluster_id");
-	ca_buf_printf(b,
-	              " part %" PRId64 "/%" PRId64 ": nodes %" PRId64 "/%" PRId64
-	              " ready, pods %" PRId64 " running %" PRId64 " pending %" PRId64
-	              " failed, %" PRId64 " unhealthy, %" PRId64 " restarts",
+	ca_buf_printf(b, " part %" PRId64 "/%" PRId64 ": nodes %" PRId64 "/%" PRId64 " ready",
 	              ca_agentctl_int(m, "part", 1), ca_agentctl_int(m, "parts", 1),
-	              ca_agentctl_int(s, "nodes_ready", 0), ca_agentctl_int(s, "nodes_total", 0),
-	              ca_agentctl_int(pods, "running", 0), ca_agentctl_int(pods, "pending", 0),
-	              ca_agentctl_int(pods, "failed", 0), ca_agentctl_int(s, "unhealthy_pods", 0),
-	              ca_agentctl_int(s, "restarts", 0));
+	              ca_agentctl_int(s, "nodes_ready", 0), ca_agentctl_int(s, "nodes_total", 0));
+	ca_buf_printf(b, "; pods %" PRId64, total);
+	const char *sep = ": ";
+	for (size_t i = 0; i < sizeof phases / sizeof phases[0]; i++) {
+		int64_t n = ca_agentctl_int(pods, phases[i], 0);
+		if (n == 0)
+			continue;
+		ca_buf_printf(b, "%s%" PRId64 " %s", sep, n, phases[i]);
+		sep = ", ";
+	}
+	ca_buf_printf(b, "; %" PRId64 " restarts", ca_agentctl_int(s, "restarts", 0));
+	if (json_is_object(json_object_get(s, "usage"))) {
+		ca_buf_append_str(b, "; in use: cpu ");
+		put_usage(b, s, "cpu_millicores", false);
+		ca_buf_append_str(b, ", memory ");
+		put_usage(b, s, "memory_bytes", true);
+		ca_buf_append_str(b, " allocatable");
+	} else if (ca_agentctl_str(m, "usage_unavailable_reason", NULL)) {
+		ca_buf_append_str(b, "; no usage: ");
+		put(b, m, "usage_unavailable_reason");
+	}
+	int64_t unhealthy = ca_agentctl_int(s, "unhealthy_pods", 0);
+	ca_buf_printf(b, "; %" PRId64 " unhealthy", unhealthy);
+	const json_t *list = json_object_get(m, "unhealthy_pods");
+	int64_t shown = 0;
+	size_t i;
+	const json_t *p;
+	json_array_foreach(list, i, p)
+	{
+		if (shown == UNHEALTHY_SHOWN)
+			break;
+		ca_buf_append_str(b, shown ? ", " : ": ");
+		put(b, p, "namespace");
+		ca_buf_append_str(b, "/");
+		put(b, p, "name");
+		ca_buf_append_str(b, " ");
+		put(b, p, "reason");
+		int64_t restarts = ca_agentctl_int(p, "restarts", 0);
+		if (restarts > 0)
+			ca_buf_printf(b, " (%" PRId64 " restart%s)", restarts,
+			              restarts == 1 ? "" : "s");
+		shown++;
+	}
+	if (shown > 0 && unhealthy > shown)
+		ca_buf_printf(b, " (+%" PRId64 " more)", unhealthy - shown);
 }
 
 static void format_heartbeat(struct ca_buf *b, const json_t *h)

@@ -240,8 +240,17 @@ def tail_until(args, poke, nats_url, timeout=20):
     return finish(bg, timeout=5)
 
 
+CRASHLOOP_POD = {
+    "metadata": {"name": "web-0", "namespace": "default"},
+    "spec": {"nodeName": "node-a", "containers": [{"name": "web", "image": "nginx:1.25"}]},
+    "status": {"phase": "Running", "containerStatuses": [{
+        "name": "web", "ready": False, "restartCount": 5, "image": "nginx:1.25",
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}
+
+
 @pytest.mark.parametrize("encoding", ["json", "protobuf"])
 def test_tail_every_kind(nats_server, kubesim, agent_factory, probe, encoding):
+    kubesim.create("pods", CRASHLOOP_POD)
     start_agent(agent_factory, nats_server, kubesim, probe, encoding=encoding,
                 env={"COLLECT_AGENT_EVENTS_ENABLED": "true", "COLLECT_AGENT_METRICS_ENABLED": "true",
                      "COLLECT_AGENT_METRICS_INTERVAL": "1s"})
@@ -259,9 +268,12 @@ def test_tail_every_kind(nats_server, kubesim, agent_factory, probe, encoding):
     assert code == 0 and hb["cluster_id"] == CID and hb["status"] in ("ok", "degraded")
 
     # metrics
+    # metrics: one line a person reads, with the unhealthy pod and its reason
     code, out, err = tail_until(["tail", "metrics", "--count", "1"], nothing, url)
     assert code == 0, err
-    assert f" {CID} part 1/1: nodes " in out, out
+    assert len(out.splitlines()) == 1, out
+    assert f" {CID} part 1/1: nodes 1/1 ready; pods 1: 1 running; 5 restarts; " in out, out
+    assert out.rstrip().endswith("; 1 unhealthy: default/web-0 CrashLoopBackOff (5 restarts)"), out
     code, out, err = tail_until(["tail", "metrics", "--count", "1", "-o", "json"], nothing, url)
     sample = json.loads(out)
     assert code == 0 and sample["cluster_id"] == CID and "summary" in sample
@@ -364,3 +376,24 @@ def test_exec_signed_commands(nats_server, kubesim, agent_factory, probe):
     p, took = agentctl("--nats", url, "exec", "--cluster", CID, "--sign-key", os.path.join(SIGNING, "public.pem"),
                        "--", "probe", "echo", "x")
     assert p.returncode == 64 and "public.pem" in p.stderr_text and took < 2, p.stderr_text
+
+
+def test_exec_default_timeout_covers_the_command(nats_server, nats_client, kubesim, agent_factory, probe):
+    """Without --timeout the command gets 30 s (the agent's documented
+    exec.default_timeout, sent in the Command) and agentctl waits that plus
+    its margin: a command longer than agentctl's 5 s listening default is
+    answered, not reported as "no agent answered"."""
+    start_agent(agent_factory, nats_server, kubesim, probe)
+    url = nats_server.url
+    seen = nats_client.subscribe(f"agent.command.{CID}")  # beside the agent's queue group
+    nats_client.flush()
+
+    p, _ = agentctl("--nats", url, "exec", "--cluster", CID, "--", "probe", "sleep", "7", timeout=60)
+    assert p.returncode == 0, p.stderr_text
+    assert "no agent answered" not in p.stderr_text
+    assert json.loads(seen.next(timeout=10).data)["timeout_seconds"] == 30
+
+    # --timeout still sets both: the command's timeout and the wait.
+    p, _ = agentctl("--nats", url, "--timeout", "2s", "exec", "--cluster", CID, "--", "probe", "echo", "x")
+    assert p.returncode == 0 and p.stdout == b"x\n", p.stderr_text
+    assert json.loads(seen.next(timeout=10).data)["timeout_seconds"] == 2
