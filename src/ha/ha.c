@@ -45,18 +45,18 @@ struct ca_ha {
 	struct ca_loop_timer *timer;
 	struct ca_kube_xfer *xfer; /* the request in flight */
 	enum request_kind kind;
-	bool carries_checkpoint;   /* the update in flight writes the annotations */
+	bool carries_checkpoint; /* the update in flight writes the annotations */
 	bool started, stopping;
 	void (*released)(void *arg);
 	void *released_arg;
 
-	json_t *lease;             /* as last read or written; NULL: none */
+	json_t *lease; /* as last read or written; NULL: none */
 	bool have_record;
 	struct ca_ha_record observed;
-	int64_t observed_ms;       /* monotonic: when observed last changed */
+	int64_t observed_ms; /* monotonic: when observed last changed */
 
 	bool leading;
-	int64_t last_renew_ms;     /* monotonic, of the last acquire or renew */
+	int64_t last_renew_ms; /* monotonic, of the last acquire or renew */
 	int64_t last_checkpoint_ms;
 
 	struct annotation *pending;
@@ -84,7 +84,8 @@ enum ca_err ca_ha_parse_record(const char *text, size_t len, struct ca_ha_record
 	const json_t *spec = json_object_get(root, "spec");
 	if (spec && !json_is_object(spec))
 		goto out;
-	if (ca_strlcpy(out->holder, json_str(spec, "holderIdentity"), sizeof out->holder) != CA_OK) {
+	if (ca_strlcpy(out->holder, json_str(spec, "holderIdentity"), sizeof out->holder) !=
+	    CA_OK) {
 		/* Longer than any identity of ours: someone else's. Keep it
 		 * different from every identity we could have. */
 		out->holder[sizeof out->holder - 2] = '~';
@@ -100,11 +101,13 @@ out:
 	return rc;
 }
 
-int64_t ca_ha_observe(const struct ca_ha_record *prev, const struct ca_ha_record *rec, int64_t observed_ms,
-                      int64_t now_ms)
+int64_t ca_ha_observe(const struct ca_ha_record *prev, const struct ca_ha_record *rec,
+                      int64_t observed_ms, int64_t now_ms)
 {
-	if (!prev || strcmp(prev->holder, rec->holder) != 0 || prev->lease_duration_s != rec->lease_duration_s ||
-	    prev->transitions != rec->transitions || strcmp(prev->acquire_time, rec->acquire_time) != 0 ||
+	if (!prev || strcmp(prev->holder, rec->holder) != 0 ||
+	    prev->lease_duration_s != rec->lease_duration_s ||
+	    prev->transitions != rec->transitions ||
+	    strcmp(prev->acquire_time, rec->acquire_time) != 0 ||
 	    strcmp(prev->renew_time, rec->renew_time) != 0)
 		return now_ms;
 	return observed_ms;
@@ -141,7 +144,8 @@ void ca_ha_default_lease_name(const char *cluster_id, char *out, size_t outlen)
 		return;
 	for (const char *p = prefix; *p && n < max; p++)
 		out[n++] = *p;
-	for (const unsigned char *p = (const unsigned char *)(cluster_id ? cluster_id : ""); *p && n < max; p++) {
+	for (const unsigned char *p = (const unsigned char *)(cluster_id ? cluster_id : "");
+	     *p && n < max; p++) {
 		char c = (char)*p;
 		if (c >= 'A' && c <= 'Z')
 			c = (char)(c - 'A' + 'a');
@@ -191,8 +195,8 @@ static void set_error(struct ca_ha *ha, const char *fmt, ...)
 	ha->st.errors++;
 	/* Once per new error, not every retry_period. */
 	if (strcmp(msg, ha->st.last_error) != 0)
-		ca_log(CA_LOG_WARN, COMPONENT, "Lease request failed", "lease_namespace", ha->lease_namespace,
-		       "lease", ha->lease_name, "error", msg, NULL);
+		ca_log(CA_LOG_WARN, COMPONENT, "Lease request failed", "lease_namespace",
+		       ha->lease_namespace, "lease", ha->lease_name, "error", msg, NULL);
 	ca_strlcpy(ha->st.last_error, msg, sizeof ha->st.last_error);
 }
 
@@ -204,16 +208,18 @@ static void status_message(const char *body, size_t len, char *out, size_t outle
 	json_decref(root);
 }
 
-static void set_http_error(struct ca_ha *ha, const char *what, enum ca_err err, long status, const char *body,
-                           size_t len)
+static void set_http_error(struct ca_ha *ha, const char *what, enum ca_err err, long status,
+                           const char *body, size_t len)
 {
 	char msg[200];
 	if (err != CA_OK) {
-		set_error(ha, "%s %s/%s: %s", what, ha->lease_namespace, ha->lease_name, ca_strerror(err));
+		set_error(ha, "%s %s/%s: %s", what, ha->lease_namespace, ha->lease_name,
+		          ca_strerror(err));
 		return;
 	}
 	status_message(body, len, msg, sizeof msg);
-	set_error(ha, "%s %s/%s: HTTP %ld: %s", what, ha->lease_namespace, ha->lease_name, status, msg);
+	set_error(ha, "%s %s/%s: HTTP %ld: %s", what, ha->lease_namespace, ha->lease_name, status,
+	          msg);
 }
 
 static void stop_leading(struct ca_ha *ha, const char *why)
@@ -229,30 +235,30 @@ static void stop_leading(struct ca_ha *ha, const char *why)
 	ca_kube_request_cancel(ha->xfer);
 	ha->xfer = NULL;
 	ha->kind = REQ_NONE;
-	ca_log(CA_LOG_WARN, COMPONENT, "stopped leading", "lease_namespace", ha->lease_namespace, "lease",
-	       ha->lease_name, "reason", why, NULL);
+	ca_log(CA_LOG_WARN, COMPONENT, "stopped leading", "lease_namespace", ha->lease_namespace,
+	       "lease", ha->lease_name, "reason", why, NULL);
 	if (ha->cbs.on_stopped_leading)
 		ha->cbs.on_stopped_leading(ha->arg, why);
 }
 
 static void on_response(void *arg, enum ca_err err, long status, const char *body, size_t len);
 
-static enum ca_err send(struct ca_ha *ha, enum request_kind kind, const char *method, const char *path,
-                        const char *body)
+static enum ca_err send(struct ca_ha *ha, enum request_kind kind, const char *method,
+                        const char *path, const char *body)
 {
-	static const char *const headers[] = { "Content-Type: application/json", "Accept: application/json",
-		                               NULL };
+	static const char *const headers[] = {"Content-Type: application/json",
+	                                      "Accept: application/json", NULL};
 	struct ca_kube_request req = {
-		.method = method,
-		.path = path,
-		.headers = headers,
-		.body = body,
-		.body_len = body ? strlen(body) : 0,
-		/* An answer later than the renew deadline is of no use. */
-		.timeout_ms = kind == REQ_RELEASE || ha->renew_deadline_ms > ha->request_timeout_ms
-		                      ? ha->request_timeout_ms
-		                      : ha->renew_deadline_ms,
-		.max_body = CA_HA_MAX_LEASE_BYTES,
+	        .method = method,
+	        .path = path,
+	        .headers = headers,
+	        .body = body,
+	        .body_len = body ? strlen(body) : 0,
+	        /* An answer later than the renew deadline is of no use. */
+	        .timeout_ms = kind == REQ_RELEASE || ha->renew_deadline_ms > ha->request_timeout_ms
+	                              ? ha->request_timeout_ms
+	                              : ha->renew_deadline_ms,
+	        .max_body = CA_HA_MAX_LEASE_BYTES,
 	};
 	enum ca_err rc = ca_kube_request_start(ha->kube, &req, on_response, ha, &ha->xfer);
 	if (rc != CA_OK) {
@@ -273,9 +279,10 @@ static void send_get(struct ca_ha *ha)
 static json_t *lease_spec(const char *holder, int64_t duration_s, int64_t transitions,
                           const char *acquire_time, const char *renew_time)
 {
-	return json_pack("{s:s, s:I, s:s, s:s, s:I}", "holderIdentity", holder, "leaseDurationSeconds",
-	                 (json_int_t)duration_s, "acquireTime", acquire_time, "renewTime", renew_time,
-	                 "leaseTransitions", (json_int_t)transitions);
+	return json_pack("{s:s, s:I, s:s, s:s, s:I}", "holderIdentity", holder,
+	                 "leaseDurationSeconds", (json_int_t)duration_s, "acquireTime",
+	                 acquire_time, "renewTime", renew_time, "leaseTransitions",
+	                 (json_int_t)transitions);
 }
 
 static enum ca_err apply_annotations(const struct ca_ha *ha, json_t *lease)
@@ -292,7 +299,8 @@ static enum ca_err apply_annotations(const struct ca_ha *ha, json_t *lease)
 			return CA_ENOMEM;
 	}
 	for (size_t i = 0; i < ha->npending; i++)
-		if (json_object_set_new(ann, ha->pending[i].key, json_string(ha->pending[i].value)) != 0)
+		if (json_object_set_new(ann, ha->pending[i].key,
+		                        json_string(ha->pending[i].value)) != 0)
 			return CA_ENOMEM;
 	return CA_OK;
 }
@@ -300,14 +308,16 @@ static enum ca_err apply_annotations(const struct ca_ha *ha, json_t *lease)
 /* PUT the Lease we read, with a new spec: its metadata (resourceVersion
  * for optimistic concurrency, labels and annotations others wrote) kept,
  * as client-go's LeaseLock.Update does. */
-static void send_update(struct ca_ha *ha, enum request_kind kind, const char *holder, int64_t duration_s,
-                        int64_t transitions, bool keep_acquire_time, bool with_annotations)
+static void send_update(struct ca_ha *ha, enum request_kind kind, const char *holder,
+                        int64_t duration_s, int64_t transitions, bool keep_acquire_time,
+                        bool with_annotations)
 {
 	char now[48];
 	char *body = NULL;
 	json_t *copy = json_deep_copy(ha->lease);
 	micro_time(ca_now_unix_ms(), now);
-	const char *acquired = keep_acquire_time && ha->observed.acquire_time[0] ? ha->observed.acquire_time : now;
+	const char *acquired =
+	        keep_acquire_time && ha->observed.acquire_time[0] ? ha->observed.acquire_time : now;
 	json_t *spec = lease_spec(holder, duration_s, transitions, acquired, now);
 	if (!copy || !spec || json_object_set_new(copy, "spec", spec) != 0) {
 		spec = NULL;
@@ -337,10 +347,10 @@ static void send_create(struct ca_ha *ha)
 {
 	char now[48];
 	micro_time(ca_now_unix_ms(), now);
-	json_t *obj = json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", "coordination.k8s.io/v1", "kind",
-	                        "Lease", "metadata", "name", ha->lease_name, "namespace", ha->lease_namespace,
-	                        "spec",
-	                        lease_spec(ha->identity, ha->lease_duration_ms / 1000, 0, now, now));
+	json_t *obj = json_pack(
+	        "{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", "coordination.k8s.io/v1", "kind",
+	        "Lease", "metadata", "name", ha->lease_name, "namespace", ha->lease_namespace,
+	        "spec", lease_spec(ha->identity, ha->lease_duration_ms / 1000, 0, now, now));
 	char *body = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
 	if (!body)
 		set_error(ha, "cannot encode the new Lease: out of memory");
@@ -363,7 +373,8 @@ static enum ca_err take_lease(struct ca_ha *ha, const char *body, size_t len, in
 	}
 	json_decref(ha->lease);
 	ha->lease = lease;
-	ha->observed_ms = ca_ha_observe(ha->have_record ? &ha->observed : NULL, &rec, ha->observed_ms, now);
+	ha->observed_ms =
+	        ca_ha_observe(ha->have_record ? &ha->observed : NULL, &rec, ha->observed_ms, now);
 	ha->observed = rec;
 	ha->have_record = true;
 	ca_strlcpy(ha->st.holder, rec.holder, sizeof ha->st.holder);
@@ -374,8 +385,8 @@ static enum ca_err take_lease(struct ca_ha *ha, const char *body, size_t len, in
 static void act(struct ca_ha *ha, int64_t now)
 {
 	int64_t transitions = 0;
-	enum ca_ha_action a = ca_ha_decide(ha->have_record ? &ha->observed : NULL, ha->observed_ms, now, ha->identity,
-	                                   &transitions);
+	enum ca_ha_action a = ca_ha_decide(ha->have_record ? &ha->observed : NULL, ha->observed_ms,
+	                                   now, ha->identity, &transitions);
 	switch (a) {
 	case CA_HA_WAIT:
 		if (ha->leading) {
@@ -388,11 +399,12 @@ static void act(struct ca_ha *ha, int64_t now)
 		send_create(ha);
 		break;
 	case CA_HA_ACQUIRE:
-		send_update(ha, REQ_UPDATE, ha->identity, ha->lease_duration_ms / 1000, transitions, false, false);
+		send_update(ha, REQ_UPDATE, ha->identity, ha->lease_duration_ms / 1000, transitions,
+		            false, false);
 		break;
 	case CA_HA_RENEW:
-		send_update(ha, REQ_UPDATE, ha->identity, ha->lease_duration_ms / 1000, transitions, true,
-		            ha->leading);
+		send_update(ha, REQ_UPDATE, ha->identity, ha->lease_duration_ms / 1000, transitions,
+		            true, ha->leading);
 		break;
 	}
 }
@@ -414,8 +426,8 @@ static void became_holder(struct ca_ha *ha, int64_t now)
 	ha->last_checkpoint_ms = now;
 	char t[32];
 	snprintf(t, sizeof t, "%lld", (long long)ha->observed.transitions);
-	ca_log(CA_LOG_INFO, COMPONENT, "started leading", "lease_namespace", ha->lease_namespace, "lease",
-	       ha->lease_name, "identity", ha->identity, "transitions", t, NULL);
+	ca_log(CA_LOG_INFO, COMPONENT, "started leading", "lease_namespace", ha->lease_namespace,
+	       "lease", ha->lease_name, "identity", ha->identity, "transitions", t, NULL);
 	if (ha->cbs.on_started_leading)
 		ha->cbs.on_started_leading(ha->arg);
 }
@@ -432,8 +444,8 @@ static void on_response(void *arg, enum ca_err err, long status, const char *bod
 		if (err != CA_OK || status != 200)
 			set_http_error(ha, "release of", err, status, body, len);
 		else
-			ca_log(CA_LOG_INFO, COMPONENT, "released the Lease", "lease_namespace", ha->lease_namespace,
-			       "lease", ha->lease_name, NULL);
+			ca_log(CA_LOG_INFO, COMPONENT, "released the Lease", "lease_namespace",
+			       ha->lease_namespace, "lease", ha->lease_name, NULL);
 		ha->leading = ha->st.leading = false;
 		void (*done)(void *) = ha->released;
 		ha->released = NULL;
@@ -450,10 +462,12 @@ static void on_response(void *arg, enum ca_err err, long status, const char *bod
 		ha->carries_checkpoint = false;
 		return;
 	}
-	if ((kind == REQ_GET && status == 200) || (kind == REQ_UPDATE && (status == 200 || status == 201)) ||
+	if ((kind == REQ_GET && status == 200) ||
+	    (kind == REQ_UPDATE && (status == 200 || status == 201)) ||
 	    (kind == REQ_CREATE && (status == 201 || status == 200))) {
 		if (take_lease(ha, body, len, now) != CA_OK) {
-			set_error(ha, "%s %s/%s: the answer is not a Lease", what, ha->lease_namespace, ha->lease_name);
+			set_error(ha, "%s %s/%s: the answer is not a Lease", what,
+			          ha->lease_namespace, ha->lease_name);
 			return;
 		}
 		ha->read_denied = false;
@@ -491,7 +505,8 @@ static void on_response(void *arg, enum ca_err err, long status, const char *bod
 		return;
 	}
 	set_http_error(ha, what, err, status, body, len);
-	if (status == 401 || status == 403 || (write && (status == 400 || status == 404 || status == 422))) {
+	if (status == 401 || status == 403 ||
+	    (write && (status == 400 || status == 404 || status == 422))) {
 		if (write)
 			ha->write_denied = true;
 		else
@@ -513,13 +528,14 @@ static void on_timer(void *arg)
 	}
 	if (ha->xfer)
 		return; /* one request at a time; the deadline above still holds */
-	bool valid = ha->have_record && ha->observed_ms + ha->observed.lease_duration_s * 1000 > now;
+	bool valid =
+	        ha->have_record && ha->observed_ms + ha->observed.lease_duration_s * 1000 > now;
 	if (ha->leading && ha->lease && valid) {
 		bool due = now - ha->last_checkpoint_ms >= ha->checkpoint_interval_ms;
 		if (due && ha->cbs.checkpoint)
 			ha->cbs.checkpoint(ha->arg);
-		send_update(ha, REQ_UPDATE, ha->identity, ha->lease_duration_ms / 1000, ha->observed.transitions, true,
-		            true);
+		send_update(ha, REQ_UPDATE, ha->identity, ha->lease_duration_ms / 1000,
+		            ha->observed.transitions, true, true);
 		return;
 	}
 	send_get(ha);
@@ -527,12 +543,14 @@ static void on_timer(void *arg)
 
 /* ------------------------------------------------------------ lifecycle */
 
-enum ca_err ca_ha_new(struct ca_ha **out, struct ca_loop *loop, struct ca_kube *kube, const struct ca_config *cfg,
-                      const char *identity, const char *lease_namespace, const char *lease_name,
+enum ca_err ca_ha_new(struct ca_ha **out, struct ca_loop *loop, struct ca_kube *kube,
+                      const struct ca_config *cfg, const char *identity,
+                      const char *lease_namespace, const char *lease_name,
                       const struct ca_ha_callbacks *cbs, void *arg, char *err, size_t errlen)
 {
 	*out = NULL;
-	if (!identity || !*identity || !ca_config_valid_namespace(lease_namespace ? lease_namespace : "") ||
+	if (!identity || !*identity ||
+	    !ca_config_valid_namespace(lease_namespace ? lease_namespace : "") ||
 	    !ca_config_valid_subdomain(lease_name ? lease_name : "")) {
 		ca_set_err(err, errlen, "ha: the Lease %s/%s is not a valid namespace and name",
 		           lease_namespace ? lease_namespace : "", lease_name ? lease_name : "");
@@ -550,16 +568,19 @@ enum ca_err ca_ha_new(struct ca_ha **out, struct ca_loop *loop, struct ca_kube *
 	ha->renew_deadline_ms = cfg->ha.renew_deadline_ms;
 	ha->retry_period_ms = cfg->ha.retry_period_ms;
 	ha->checkpoint_interval_ms = cfg->ha.checkpoint_interval_ms;
-	ha->request_timeout_ms = cfg->kubernetes.request_timeout_ms > 0 ? cfg->kubernetes.request_timeout_ms : 10000;
+	ha->request_timeout_ms =
+	        cfg->kubernetes.request_timeout_ms > 0 ? cfg->kubernetes.request_timeout_ms : 10000;
 	if (ca_strlcpy(ha->identity, identity, sizeof ha->identity) != CA_OK) {
-		ca_set_err(err, errlen, "ha: the identity is longer than %d bytes", CA_HA_IDENTITY_MAX - 1);
+		ca_set_err(err, errlen, "ha: the identity is longer than %d bytes",
+		           CA_HA_IDENTITY_MAX - 1);
 		free(ha->pending);
 		free(ha);
 		return CA_EINVAL;
 	}
 	ca_strlcpy(ha->lease_namespace, lease_namespace, sizeof ha->lease_namespace);
 	ca_strlcpy(ha->lease_name, lease_name, sizeof ha->lease_name);
-	snprintf(ha->collection, sizeof ha->collection, LEASE_API "/namespaces/%s/leases", ha->lease_namespace);
+	snprintf(ha->collection, sizeof ha->collection, LEASE_API "/namespaces/%s/leases",
+	         ha->lease_namespace);
 	snprintf(ha->object, sizeof ha->object, "%s/%s", ha->collection, ha->lease_name);
 	if (cbs)
 		ha->cbs = *cbs;
@@ -579,8 +600,8 @@ void ca_ha_start(struct ca_ha *ha)
 	if (ha->started)
 		return;
 	ha->started = true;
-	ca_log(CA_LOG_INFO, COMPONENT, "campaigning for the Lease", "lease_namespace", ha->lease_namespace, "lease",
-	       ha->lease_name, "identity", ha->identity, NULL);
+	ca_log(CA_LOG_INFO, COMPONENT, "campaigning for the Lease", "lease_namespace",
+	       ha->lease_namespace, "lease", ha->lease_name, "identity", ha->identity, NULL);
 	ca_loop_timer_start(ha->timer, 0, ha->retry_period_ms);
 }
 
@@ -646,8 +667,8 @@ static bool annotation_ok(const char *key, const char *value)
 			return false;
 	}
 	for (const char *p = name; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-		      *p == '_' || *p == '.'))
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
 			return false;
 	for (const char *p = value; *p; p++)
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
@@ -686,7 +707,8 @@ void ca_ha_budget(const struct ca_config *cfg, struct ca_budget *b)
 	 * tree is at most about three times its text), the update's text, and
 	 * the annotations waiting to be written. */
 	ca_budget_add(b, "ha: the Lease (answer, its parse, the update) and the checkpoint", "",
-	              (uint64_t)CA_HA_MAX_LEASE_BYTES * 8 + CA_HA_MAX_ANNOTATIONS * sizeof(struct annotation));
+	              (uint64_t)CA_HA_MAX_LEASE_BYTES * 8 +
+	                      CA_HA_MAX_ANNOTATIONS * sizeof(struct annotation));
 }
 
 /* ------------------------------------------------------------ the module */
@@ -696,7 +718,8 @@ static void module_health(const void *self, struct ca_module_health *out)
 	const struct ca_ha *ha = self;
 	if (ha->read_denied || ha->write_denied) {
 		out->ready = false;
-		ca_set_err(out->reason, sizeof out->reason, "ha: this replica cannot %s the Lease, so it could never "
+		ca_set_err(out->reason, sizeof out->reason,
+		           "ha: this replica cannot %s the Lease, so it could never "
 		           "take over: %s",
 		           ha->read_denied ? "read" : "write", ha->st.last_error);
 	}
@@ -708,7 +731,8 @@ static void module_health_json(const void *self, struct ca_buf *out)
 	char renew[CA_RFC3339_LEN] = "";
 	if (ha->st.last_renew_unix_ms)
 		ca_format_rfc3339(ha->st.last_renew_unix_ms, renew);
-	ca_buf_printf(out, "{\"enabled\":true,\"role\":\"%s\",\"identity\":", ha->leading ? "leader" : "standby");
+	ca_buf_printf(out, "{\"enabled\":true,\"role\":\"%s\",\"identity\":",
+	              ha->leading ? "leader" : "standby");
 	ca_buf_append_json_string(out, ha->identity);
 	ca_buf_append_str(out, ",\"holder\":");
 	ca_buf_append_json_string(out, ha->st.holder);
@@ -718,12 +742,13 @@ static void module_health_json(const void *self, struct ca_buf *out)
 	ca_buf_append_json_string(out, ha->lease_name);
 	ca_buf_printf(out, ",\"transitions\":%lld,\"last_renew\":", (long long)ha->st.transitions);
 	ca_buf_append_json_string(out, renew);
-	ca_buf_printf(out,
-	              ",\"acquisitions\":%llu,\"step_downs\":%llu,\"conflicts\":%llu,\"errors\":%llu,"
-	              "\"checkpoints\":%llu,\"last_error\":",
-	              (unsigned long long)ha->st.acquisitions, (unsigned long long)ha->st.step_downs,
-	              (unsigned long long)ha->st.conflicts, (unsigned long long)ha->st.errors,
-	              (unsigned long long)ha->st.checkpoints);
+	ca_buf_printf(
+	        out,
+	        ",\"acquisitions\":%llu,\"step_downs\":%llu,\"conflicts\":%llu,\"errors\":%llu,"
+	        "\"checkpoints\":%llu,\"last_error\":",
+	        (unsigned long long)ha->st.acquisitions, (unsigned long long)ha->st.step_downs,
+	        (unsigned long long)ha->st.conflicts, (unsigned long long)ha->st.errors,
+	        (unsigned long long)ha->st.checkpoints);
 	ca_buf_append_json_string(out, ha->st.last_error);
 	ca_buf_append_str(out, "}");
 }
@@ -732,26 +757,30 @@ static void module_render_metrics(const void *self, struct ca_prom *p)
 {
 	static const struct ca_ha_stats zero;
 	const struct ca_ha_stats *st = self ? &((const struct ca_ha *)self)->st : &zero;
-	ca_prom_single(p, "agent_ha_leader", "gauge", "1 while this replica holds the Lease (ha.enabled), else 0.",
+	ca_prom_single(p, "agent_ha_leader", "gauge",
+	               "1 while this replica holds the Lease (ha.enabled), else 0.",
 	               st->leading ? 1 : 0);
 	ca_prom_single(p, "agent_ha_lease_transitions", "gauge",
 	               "leaseTransitions of the Lease as last read: how often it changed holder.",
 	               (double)st->transitions);
-	ca_prom_single(p, "agent_ha_lease_errors_total", "counter",
-	               "Lease requests that failed (no answer, or an error status other than a conflict).",
-	               (double)st->errors);
+	ca_prom_single(
+	        p, "agent_ha_lease_errors_total", "counter",
+	        "Lease requests that failed (no answer, or an error status other than a conflict).",
+	        (double)st->errors);
 	ca_prom_single(p, "agent_ha_lease_conflicts_total", "counter",
-	               "Lease writes refused because another replica wrote first (409).", (double)st->conflicts);
-	ca_prom_single(p, "agent_ha_leadership_acquired_total", "counter", "Times this replica became the leader.",
-	               (double)st->acquisitions);
+	               "Lease writes refused because another replica wrote first (409).",
+	               (double)st->conflicts);
+	ca_prom_single(p, "agent_ha_leadership_acquired_total", "counter",
+	               "Times this replica became the leader.", (double)st->acquisitions);
 	ca_prom_single(p, "agent_ha_step_downs_total", "counter",
-	               "Times this replica stopped leading without a shutdown (renew deadline, another holder).",
+	               "Times this replica stopped leading without a shutdown (renew deadline, "
+	               "another holder).",
 	               (double)st->step_downs);
 }
 
 const struct ca_module_ops ca_ha_module = {
-	.name = "ha",
-	.health = module_health,
-	.health_json = module_health_json,
-	.render_metrics = module_render_metrics,
+        .name = "ha",
+        .health = module_health,
+        .health_json = module_health_json,
+        .render_metrics = module_render_metrics,
 };

@@ -66,9 +66,9 @@ struct ca_ha_callbacks {
  * identity, lease_namespace and lease_name are copied (already resolved:
  * ca_ha_identity(), ca_ha_default_lease_name()). err gets a sentence. */
 enum ca_err ca_ha_new(struct ca_ha **out, struct ca_loop *loop, struct ca_kube *kube,
-                      const struct ca_config *cfg, const char *identity, const char *lease_namespace,
-                      const char *lease_name, const struct ca_ha_callbacks *cbs, void *arg, char *err,
-                      size_t errlen);
+                      const struct ca_config *cfg, const char *identity,
+                      const char *lease_namespace, const char *lease_name,
+                      const struct ca_ha_callbacks *cbs, void *arg, char *err, size_t errlen);
 /* Start campaigning: the first attempt at once. */
 void ca_ha_start(struct ca_ha *ha);
 /* Stop campaigning and, when leading, release the Lease (writing the
@@ -135,10 +135,10 @@ int64_t ca_ha_observe(const struct ca_ha_record *prev, const struct ca_ha_record
                       int64_t observed_ms, int64_t now_ms);
 
 enum ca_ha_action {
-	CA_HA_WAIT = 0,  /* held by another replica and not expired */
-	CA_HA_CREATE,    /* there is no Lease: create it */
-	CA_HA_ACQUIRE,   /* free or expired: take it (a new holder) */
-	CA_HA_RENEW,     /* ours: renew it */
+	CA_HA_WAIT = 0, /* held by another replica and not expired */
+	CA_HA_CREATE,   /* there is no Lease: create it */
+	CA_HA_ACQUIRE,  /* free or expired: take it (a new holder) */
+	CA_HA_RENEW,    /* ours: renew it */
 };
 
 /* client-go's tryAcquireOrRenew as a function: rec (NULL: no Lease) as
