@@ -9,6 +9,7 @@
 #include "ha/ha.h"
 
 #include <jansson.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,8 +92,12 @@ enum ca_err ca_ha_parse_record(const char *text, size_t len, struct ca_ha_record
 		out->holder[sizeof out->holder - 2] = '~';
 		out->holder[sizeof out->holder - 1] = '\0';
 	}
-	out->lease_duration_s = json_integer_value(json_object_get(spec, "leaseDurationSeconds"));
-	out->transitions = json_integer_value(json_object_get(spec, "leaseTransitions"));
+	/* Both are int32 in the API; clamped so that no arithmetic on them
+	 * can overflow whatever a server sends. */
+	json_int_t d = json_integer_value(json_object_get(spec, "leaseDurationSeconds"));
+	json_int_t t = json_integer_value(json_object_get(spec, "leaseTransitions"));
+	out->lease_duration_s = d < 0 ? 0 : d > INT32_MAX ? INT32_MAX : d;
+	out->transitions = t < 0 ? 0 : t > INT32_MAX ? INT32_MAX : t;
 	ca_strlcpy(out->acquire_time, json_str(spec, "acquireTime"), sizeof out->acquire_time);
 	ca_strlcpy(out->renew_time, json_str(spec, "renewTime"), sizeof out->renew_time);
 	rc = CA_OK;
@@ -128,7 +133,7 @@ enum ca_ha_action ca_ha_decide(const struct ca_ha_record *rec, int64_t observed_
 		t = rec->transitions;
 	} else {
 		action = CA_HA_ACQUIRE;
-		t = rec->transitions + 1;
+		t = rec->transitions < INT32_MAX ? rec->transitions + 1 : rec->transitions;
 	}
 	if (transitions)
 		*transitions = t < 0 ? 0 : t;
