@@ -312,39 +312,37 @@ static enum ca_err apply_annotations(const struct ca_ha *ha, json_t *lease)
 
 /* PUT the Lease we read, with a new spec: its metadata (resourceVersion
  * for optimistic concurrency, labels and annotations others wrote) kept,
- * as client-go's LeaseLock.Update does. */
+ * as client-go's LeaseLock.Update does. The tree is changed in place (no
+ * copy, half the memory): decisions use the parsed record, never the tree,
+ * and every answer replaces the tree. */
 static void send_update(struct ca_ha *ha, enum request_kind kind, const char *holder,
                         int64_t duration_s, int64_t transitions, bool keep_acquire_time,
                         bool with_annotations)
 {
 	char now[48];
 	char *body = NULL;
-	json_t *copy = json_deep_copy(ha->lease);
 	micro_time(ca_now_unix_ms(), now);
 	const char *acquired =
 	        keep_acquire_time && ha->observed.acquire_time[0] ? ha->observed.acquire_time : now;
+	if (!ha->lease)
+		return;
 	json_t *spec = lease_spec(holder, duration_s, transitions, acquired, now);
-	if (!copy || !spec || json_object_set_new(copy, "spec", spec) != 0) {
-		spec = NULL;
+	if (!spec || json_object_set_new(ha->lease, "spec", spec) != 0) {
 		set_error(ha, "cannot build the Lease update: out of memory");
-		goto out;
+		return;
 	}
-	spec = NULL;
-	if (with_annotations && apply_annotations(ha, copy) != CA_OK) {
+	if (with_annotations && apply_annotations(ha, ha->lease) != CA_OK) {
 		set_error(ha, "cannot add the checkpoint to the Lease update");
-		goto out;
+		return;
 	}
-	json_object_del(copy, "status");
-	body = json_dumps(copy, JSON_COMPACT);
+	json_object_del(ha->lease, "status");
+	body = json_dumps(ha->lease, JSON_COMPACT);
 	if (!body) {
 		set_error(ha, "cannot encode the Lease update");
-		goto out;
+		return;
 	}
 	if (send(ha, kind, "PUT", ha->object, body) == CA_OK)
 		ha->carries_checkpoint = with_annotations && ha->npending > 0;
-out:
-	json_decref(spec);
-	json_decref(copy);
 	free(body);
 }
 
@@ -708,11 +706,11 @@ void ca_ha_budget(const struct ca_config *cfg, struct ca_budget *b)
 {
 	if (!cfg->ha.enabled)
 		return;
-	/* The answer, its JSON tree and the copy an update is built from (a
-	 * tree is at most about three times its text), the update's text, and
-	 * the annotations waiting to be written. */
+	/* The answer, its JSON tree (jansson's is at most about three times
+	 * the text) and the update's text, and the annotations waiting to be
+	 * written. */
 	ca_budget_add(b, "ha: the Lease (answer, its parse, the update) and the checkpoint", "",
-	              (uint64_t)CA_HA_MAX_LEASE_BYTES * 8 +
+	              (uint64_t)CA_HA_MAX_LEASE_BYTES * 5 +
 	                      CA_HA_MAX_ANNOTATIONS * sizeof(struct annotation));
 }
 

@@ -44,10 +44,10 @@
 struct ca_ha;
 
 /* A Lease answer bigger than this is an error (a Lease is about 1 KiB;
- * annotations may hold up to 256 KiB in all, far more than we write). */
-#define CA_HA_MAX_LEASE_BYTES ((size_t)256 << 10)
+ * 256 checkpoint annotations take about 25 KiB). */
+#define CA_HA_MAX_LEASE_BYTES ((size_t)32 << 10)
 /* Annotations the leader keeps in the Lease (one per events watch). */
-#define CA_HA_MAX_ANNOTATIONS 1024
+#define CA_HA_MAX_ANNOTATIONS 256
 #define CA_HA_IDENTITY_MAX 256
 
 struct ca_ha_callbacks {
