@@ -8,6 +8,7 @@ updates; a new leader resumes events from the checkpoint in the Lease.
 Durations are short (lease 3 s, renew deadline 2 s, retry 0.5 s) and waits
 generous; handover times are measured and printed, never asserted tight."""
 import json
+import subprocess
 import time
 
 from lib.agentproc import wait_for
@@ -37,6 +38,11 @@ def test_one_leader_publishes_every_replica_answers(agent_factory, nats_server, 
         assert h["lease_namespace"] == NS and h["lease_name"] == LEASE
         assert h["holder"] == first
         assert metric(a, "agent_ha_leader", labels()) == (1 if n == first else 0)
+    for a in agents.values():
+        status, text = a.get("/metrics")
+        assert status == 200
+        proc = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
     standby = agents[other].health()
     assert standby["events"]["running"] is False and "standby" in standby["events"]["error"]
     assert standby["metrics"]["running"] is False
@@ -142,6 +148,8 @@ def test_refused_lease_updates_step_down_and_recover(agent_factory, nats_server,
     wait_for(lambda: int(lease(kubesim)["metadata"].get("annotations", {}).get(CHECKPOINT, "0"))
              >= int(early["last_rv"]), timeout=20, what="checkpoint past the first events")
 
+    published = metric(agents[first], "agent_events_published_total", labels())
+    assert published == 5
     kubesim.fault(status=403, seconds=120, path_prefix=LEASES, verb="update")
     # The leader cannot renew: it steps down after renew_deadline; nobody
     # can take over while updates are refused.
@@ -150,6 +158,10 @@ def test_refused_lease_updates_step_down_and_recover(agent_factory, nats_server,
     assert metric(agents[first], "agent_ha_step_downs_total", labels()) == 1
     assert metric(agents[first], "agent_ha_lease_errors_total", labels()) >= 1
     assert "HTTP 403" in ha(agents[first])["last_error"]
+    # Its watcher is gone, and its counters do not go back to 0 (Prometheus
+    # counters never decrease).
+    assert agents[first].health()["events"]["running"] is False
+    assert metric(agents[first], "agent_events_published_total", labels()) == published
     # ... and publishes nothing.
     time.sleep(1)
     events.poll(0.5)
@@ -169,6 +181,10 @@ def test_refused_lease_updates_step_down_and_recover(agent_factory, nats_server,
     events.poll(0.5)
     assert events.uids() == set(early["uids"]) | set(during["uids"])
     assert not events.repeated()
+    # Counters add up across the terms: whoever leads now published the 7,
+    # and the first leader's 5 still count where they were.
+    total = sum(metric(a, "agent_events_published_total", labels()) for a in agents.values())
+    assert total == 12
     for a in agents.values():
         a.assert_clean_exit()
 
