@@ -1391,7 +1391,8 @@ def test_resource_version_edge_cases(tmp_path):
 # ---- coordination.k8s.io/v1 leases (leader election) ----
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from lib.lease_api import LEASE, http_request, lease_sequence, shape  # noqa: E402
+from lib.lease_api import LEASE, http_request, lease_sequence  # noqa: E402
+from lib.lease_api import shape as lease_shape  # noqa: E402  (this file has its own shape())
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
 
@@ -1405,7 +1406,7 @@ def test_leases_answer_as_captured(tmp_path):
         got = lease_sequence(http_request("127.0.0.1", s.api_port, s.token, s.ca_file))
     assert set(got) == set(real)
     for name in real:
-        assert shape(got[name]) == shape(real[name]), name
+        assert lease_shape(got[name]) == lease_shape(real[name]), name
 
 
 def lease_obj(holder, rv=None):
