@@ -218,3 +218,54 @@ def test_new_leader_resumes_from_the_checkpoint(agent_factory, nats_server, nats
     resumed = [r for r in agents[other].log_records() if r.get("msg") == "events resume where the last leader stopped"]
     assert resumed and resumed[0].get("resource_version") == checkpoint
     agents[other].assert_clean_exit()
+
+
+# ------------------------------------------------------------------ 6
+
+def test_lease_edited_by_hand_to_another_holder(agent_factory, nats_server, kubesim):
+    """The leader's next renew is refused (409: the resourceVersion moved),
+    it reads the Lease, sees another holder and stops at once; nobody
+    renews that holder, so after the lease duration a replica takes over."""
+    from lib.lease_api import http_request
+    agents = start_pair(agent_factory, nats_server, kubesim)
+    first = leader(agents, kubesim)
+    req = http_request("127.0.0.1", kubesim.api_port, kubesim.token, kubesim.ca_file)
+    obj = lease(kubesim)
+    obj["spec"]["holderIdentity"] = "someone-else"
+    obj["spec"]["leaseTransitions"] = obj["spec"].get("leaseTransitions", 0) + 1
+    status, body = req("PUT", f"{LEASES}/{LEASE}", obj, {"Content-Type": "application/json"})
+    assert status == 200, body
+    wait_for(lambda: metric(agents[first], "agent_ha_step_downs_total", labels()) == 1, timeout=20,
+             what="the leader stepped down")
+    assert metric(agents[first], "agent_ha_lease_conflicts_total", labels()) >= 1
+    new = leader(agents, kubesim, timeout=LEASE_S + 30)
+    spec = lease(kubesim)["spec"]
+    assert spec["holderIdentity"] == new
+    assert spec["leaseTransitions"] == obj["spec"]["leaseTransitions"] + 1
+    for a in agents.values():
+        a.assert_clean_exit()
+
+
+# ------------------------------------------------------------------ 7
+
+def test_lease_that_cannot_be_written_is_not_ready(agent_factory, nats_server, nats_client, kubesim):
+    """A Lease in a namespace that does not exist cannot be created: the
+    replica says so on /health/ready, never leads and publishes nothing."""
+    events = EventCollector(subscribe(nats_client, f"agent.event.{CID}"))
+    args = ["--nats", nats_server.url, "--kubeconfig", kubesim.kubeconfig, "--cluster-id", CID]
+    from lib.ha_helpers import ha_env
+    a = agent_factory(args=args, env=ha_env("a", {"POD_NAMESPACE": "no-such-namespace"}), name="a")
+
+    def not_ready_with_reason():
+        status, body = a.get("/health/ready")
+        return status == 503 and "cannot write the Lease" in body and "no-such-namespace" in body
+    wait_for(not_ready_with_reason, timeout=20, what="not ready, naming the Lease")
+    h = ha(a)
+    assert h["role"] == "standby" and h["lease_namespace"] == "no-such-namespace"
+    assert 'namespaces \\"no-such-namespace\\" not found' in a.get("/health/ready")[1]
+    emit(kubesim, 3)
+    time.sleep(2)
+    events.poll(0.5)
+    assert not events.uids()
+    assert metric(a, "agent_ha_leader", labels()) == 0
+    a.assert_clean_exit()
