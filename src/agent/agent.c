@@ -23,6 +23,7 @@
 #include "core/timeutil.h"
 #include "events/events.h"
 #include "exec/exec.h"
+#include "ha/ha.h"
 #include "metrics/metrics.h"
 #include "http/http.h"
 #include "kube/kube.h"
@@ -42,7 +43,7 @@ struct module_slot {
 	char error[512];
 };
 
-enum { MOD_NATS = 0, MOD_KUBE, MOD_CLUSTER, MOD_EVENTS, MOD_METRICS, MOD_EXEC, MOD_COUNT };
+enum { MOD_NATS = 0, MOD_KUBE, MOD_CLUSTER, MOD_EVENTS, MOD_METRICS, MOD_EXEC, MOD_HA, MOD_COUNT };
 
 struct ca_agent {
 	const struct ca_config *cfg;
@@ -55,6 +56,12 @@ struct ca_agent {
 	struct ca_events *events;   /* NULL until the cluster ID is known, or when disabled */
 	struct ca_metrics *metrics; /* likewise */
 	struct ca_exec *exec;       /* from the cluster ID on; NULL while stopping */
+	/* With ha.enabled: the election. events and metrics then run only
+	 * while this replica leads (docs/HA.md). */
+	struct ca_ha *ha;
+	/* Counters of the events watcher and metrics collector of earlier
+	 * terms as leader, so /metrics never goes backwards (core/prom.h). */
+	struct ca_prom_carry *carry;
 	char kube_error[512];       /* why there is no kube client */
 	int signal_fd;
 	struct ca_loop_fd *signal_watch;
@@ -144,11 +151,15 @@ void ca_agent_budget(const struct ca_config *cfg, struct ca_budget *b)
 	ca_events_budget(cfg, b);
 	ca_metrics_budget(cfg, b);
 	ca_exec_budget(cfg, b);
+	ca_ha_budget(cfg, b);
+	if (cfg->ha.enabled)
+		ca_budget_add(b, "agent: counters carried across terms as leader (ha)", "",
+		              CA_PROM_CARRY_MAX * (uint64_t)256);
 	ca_http_budget(b);
 }
 
 /* The limit the budget must fit: the cgroup's when there is one, else the
- * shipped Deployment's (deploy/deployment.yaml). Leaves 10% headroom for
+ * shipped Deployment's (deploy/base/deployment.yaml). Leaves 10% headroom for
  * what no cap counts (allocator overhead and fragmentation). */
 #define DEPLOYMENT_LIMIT_BYTES ((uint64_t)128 << 20)
 
@@ -215,7 +226,7 @@ enum ca_err ca_agent_check(const struct ca_config *cfg, struct ca_buf *report, c
 		ca_buf_append_str(report, "memory budget:\n");
 		ca_budget_render(&b, report);
 		ca_buf_printf(report, "limit: %.1f MiB (%s)\n", (double)limit / 1048576.0,
-		              cgroup ? "this cgroup's memory limit" : "the Deployment's, deploy/deployment.yaml");
+		              cgroup ? "this cgroup's memory limit" : "the Deployment's, deploy/base/deployment.yaml");
 	}
 	if ((rc = check_budget(cfg, limit, err, errlen)) != CA_OK ||
 	    (rc = check_fds(cfg, false, err, errlen)) != CA_OK)
@@ -298,6 +309,14 @@ static const char *kubernetes_version(const struct ca_agent *a)
 	return info ? info->kubernetes_version : "";
 }
 
+/* leader|standby with ha.enabled, "" without. */
+static const char *ha_role(const struct ca_agent *a)
+{
+	if (!a->cfg->ha.enabled)
+		return "";
+	return ca_ha_leading(a->ha) ? "leader" : "standby";
+}
+
 static void send_registration(struct ca_agent *a)
 {
 	struct ca_buf payload;
@@ -323,8 +342,10 @@ static void send_registration(struct ca_agent *a)
 		.encoding = a->format == CA_CODEC_PROTOBUF ? "protobuf" : "json",
 		.hostname = a->hostname,
 		.started_at = a->started_unix_ms,
-		.cap_events = a->events != NULL,
-		.cap_metrics = a->metrics != NULL,
+		/* A standby has them too: it runs them once it leads. */
+		.cap_events = a->events != NULL || (a->ha && a->cfg->events.enabled),
+		.cap_metrics = a->metrics != NULL || (a->ha && a->cfg->metrics.enabled),
+		.role = ha_role(a),
 		.cap_exec = a->exec && a->cfg->exec.enabled && ca_exec_tool_count(a->exec) > 0,
 	};
 	const char *tools[64], *actions[256];
@@ -369,7 +390,13 @@ static void send_heartbeat(struct ca_agent *a, const char *status)
 		.kube_api_ok = a->kube && ca_kube_api_ok(a->kube),
 		.nats_connected = ca_bus_connected(a->bus),
 		.last_error = a->last_error[0] ? a->last_error : NULL,
+		.role = ha_role(a),
 	};
+	struct ca_ha_stats ha_st = { 0 };
+	if (a->ha) {
+		ca_ha_get_stats(a->ha, &ha_st);
+		hb.leader = ha_st.holder;
+	}
 	if (a->events) {
 		struct ca_events_stats st;
 		ca_events_get_stats(a->events, &st);
@@ -521,6 +548,65 @@ static enum ca_err publish_event(void *arg, const struct ca_msg_event *ev)
 	return err;
 }
 
+/* ------------------------------------------------ the checkpoint in the Lease
+ *
+ * The leader writes, per events watch, the resourceVersion a successor
+ * may resume from into an annotation of the Lease; a new leader starts its
+ * watches there (docs/HA.md). One annotation per watch: the watch over all
+ * namespaces, or one per namespace of events.namespaces. */
+
+#define CHECKPOINT_KEY "collect-agent.io/events-resource-version"
+
+static void checkpoint_key(const char *ns, char *out, size_t outlen)
+{
+	if (*ns)
+		snprintf(out, outlen, "%s.events.collect-agent.io/resource-version", ns);
+	else
+		snprintf(out, outlen, "%s", CHECKPOINT_KEY);
+}
+
+/* The resourceVersion of watch i that a successor may resume from: every
+ * event before it was handed to NATS. The one place that decides it (with
+ * JetStream acks it becomes "confirmed by the stream"). */
+static const char *checkpoint_rv(const struct ca_agent *a, size_t i)
+{
+	return ca_events_handed_rv(a->events, i);
+}
+
+static void write_checkpoint(struct ca_agent *a)
+{
+	char key[128];
+	if (!a->events || !a->ha)
+		return;
+	for (size_t i = 0; i < ca_events_watch_count(a->events); i++) {
+		const char *rv = checkpoint_rv(a, i);
+		if (!*rv)
+			continue;
+		checkpoint_key(ca_events_watch_namespace(a->events, i), key, sizeof key);
+		enum ca_err rc = ca_ha_set_annotation(a->ha, key, rv);
+		if (rc != CA_OK)
+			ca_log(CA_LOG_WARN, "ha", "cannot keep the events resume point in the Lease", "annotation", key,
+			       "resource_version", rv, "error", ca_strerror(rc), NULL);
+	}
+}
+
+static void resume_from_lease(struct ca_agent *a)
+{
+	char key[128];
+	for (size_t i = 0; i < ca_events_watch_count(a->events); i++) {
+		checkpoint_key(ca_events_watch_namespace(a->events, i), key, sizeof key);
+		const char *rv = ca_ha_annotation(a->ha, key);
+		if (!rv || !*rv)
+			continue;
+		if (ca_events_set_resume(a->events, i, rv) == CA_OK)
+			ca_log(CA_LOG_INFO, "ha", "events resume where the last leader stopped", "annotation", key,
+			       "resource_version", rv, NULL);
+		else
+			ca_log(CA_LOG_WARN, "ha", "ignoring an unusable resume point in the Lease", "annotation", key,
+			       NULL);
+	}
+}
+
 static void start_events(struct ca_agent *a)
 {
 	struct module_slot *m = &a->modules[MOD_EVENTS];
@@ -534,6 +620,8 @@ static void start_events(struct ca_agent *a)
 		set_last_error(a, m->error);
 		return;
 	}
+	if (a->ha)
+		resume_from_lease(a);
 	enum ca_err rc = ca_events_start(a->events);
 	if (rc != CA_OK) {
 		ca_set_err(m->error, sizeof m->error, "cannot start the event watcher: %s", ca_strerror(rc));
@@ -579,6 +667,107 @@ static void start_metrics(struct ca_agent *a)
 	m->self = a->metrics;
 }
 
+/* --------------------------------------------------------------------- ha
+ *
+ * With ha.enabled the events watcher and the metrics collector exist only
+ * while this replica leads: made and started when it becomes leader (the
+ * watcher from the Lease's checkpoint), freed when it stops. A standby so
+ * holds none of their memory, opens none of their watches, and cannot
+ * publish by mistake; its probes skip them (waiting: the ha module
+ * explains). Their counters are carried across terms (core/prom.h).
+ * Commands are served by every replica (the queue group), leader or not. */
+
+#define STANDBY_EVENTS "standby: the leader publishes events (ha.enabled)"
+#define STANDBY_METRICS "standby: the leader publishes metrics samples (ha.enabled)"
+
+static void carry_counters(struct ca_agent *a, const struct ca_module_ops *ops, const void *self)
+{
+	struct ca_buf scratch;
+	struct ca_prom p;
+	if (!a->carry || !ops->render_metrics)
+		return;
+	ca_buf_init(&scratch, (size_t)1 << 20);
+	ca_prom_init_capture(&p, &scratch, a->cluster_id, a->carry);
+	ops->render_metrics(self, &p);
+	ca_buf_fini(&scratch);
+}
+
+static void stop_leader_modules(struct ca_agent *a)
+{
+	struct module_slot *ev = &a->modules[MOD_EVENTS], *mt = &a->modules[MOD_METRICS];
+	if (a->events) {
+		carry_counters(a, &ca_events_module, a->events);
+		ca_events_free(a->events);
+		a->events = NULL;
+	}
+	if (a->metrics) {
+		carry_counters(a, &ca_metrics_module, a->metrics);
+		ca_metrics_free(a->metrics);
+		a->metrics = NULL;
+	}
+	ev->self = mt->self = NULL;
+	ev->waiting = mt->waiting = true;
+	ca_strlcpy(ev->error, STANDBY_EVENTS, sizeof ev->error);
+	ca_strlcpy(mt->error, STANDBY_METRICS, sizeof mt->error);
+}
+
+static void on_started_leading(void *arg)
+{
+	struct ca_agent *a = arg;
+	if (a->stopping)
+		return;
+	a->modules[MOD_EVENTS].error[0] = '\0';
+	a->modules[MOD_METRICS].error[0] = '\0';
+	start_events(a);
+	start_metrics(a);
+}
+
+static void on_stopped_leading(void *arg, const char *why)
+{
+	struct ca_agent *a = arg;
+	stop_leader_modules(a);
+	char msg[sizeof a->last_error];
+	ca_set_err(msg, sizeof msg, "stopped leading: %s", why);
+	set_last_error(a, msg);
+}
+
+static void on_checkpoint(void *arg)
+{
+	write_checkpoint(arg);
+}
+
+static void start_ha(struct ca_agent *a)
+{
+	static const struct ca_ha_callbacks cbs = {
+		.on_started_leading = on_started_leading,
+		.on_stopped_leading = on_stopped_leading,
+		.checkpoint = on_checkpoint,
+	};
+	struct module_slot *m = &a->modules[MOD_HA];
+	char identity[CA_HA_IDENTITY_MAX], name[254];
+	if (!a->kube || a->ha)
+		return; /* without the API the kubernetes module says why */
+	m->waiting = false;
+	const char *ns = a->cfg->ha.lease_namespace;
+	if (!ns || !*ns)
+		ns = a->pod_namespace && *a->pod_namespace ? a->pod_namespace : ca_kube_namespace(a->kube);
+	if (a->cfg->ha.lease_name && *a->cfg->ha.lease_name)
+		ca_strlcpy(name, a->cfg->ha.lease_name, sizeof name);
+	else
+		ca_ha_default_lease_name(a->cluster_id, name, sizeof name);
+	ca_ha_identity(a->pod_name, a->hostname, (long)getpid(), identity, sizeof identity);
+	stop_leader_modules(a); /* standby until the Lease says otherwise */
+	if (ca_ha_new(&a->ha, a->loop, a->kube, a->cfg, identity, ns, name, &cbs, a, m->error, sizeof m->error) !=
+	    CA_OK) {
+		ca_log(CA_LOG_ERROR, "ha", "cannot set up leader election: nothing is published", "error", m->error,
+		       NULL);
+		set_last_error(a, m->error);
+		return;
+	}
+	m->self = a->ha;
+	ca_ha_start(a->ha);
+}
+
 /* ---------------------------------------------------------------- cluster */
 
 static void on_cluster_known(void *arg, const struct ca_cluster_info *info)
@@ -597,8 +786,12 @@ static void on_cluster_known(void *arg, const struct ca_cluster_info *info)
 	if (rc != CA_OK)
 		ca_log(CA_LOG_ERROR, "agent", "cannot subscribe to commands", "subject", a->subject_command,
 		       "error", ca_strerror(rc), NULL);
-	start_events(a);
-	start_metrics(a);
+	if (a->cfg->ha.enabled) {
+		start_ha(a);
+	} else {
+		start_events(a);
+		start_metrics(a);
+	}
 	if (ca_bus_connected(a->bus) && !a->stopping)
 		send_registration(a);
 }
@@ -728,6 +921,7 @@ static void handle_metrics(void *arg, struct ca_buf *body)
 	struct ca_agent *a = arg;
 	struct ca_prom p;
 	ca_prom_init(&p, body, a->cluster_id);
+	ca_prom_set_carry(&p, a->carry);
 
 	ca_prom_family(&p, "agent_info", "gauge", "Agent build and identity; always 1.");
 	ca_prom_sample_labels(&p, "agent_info", 1, "version", CA_VERSION, "git_sha", CA_GIT_SHA,
@@ -749,6 +943,12 @@ static void handle_metrics(void *arg, struct ca_buf *body)
 
 /* ---------------------------------------------------------------- signals */
 
+static void on_released(void *arg)
+{
+	struct ca_agent *a = arg;
+	ca_loop_stop(a->loop);
+}
+
 static void begin_shutdown(struct ca_agent *a, const char *why)
 {
 	if (a->stopping)
@@ -760,10 +960,20 @@ static void begin_shutdown(struct ca_agent *a, const char *why)
 	ca_exec_free(a->exec);
 	a->exec = NULL;
 	a->modules[MOD_EXEC].self = NULL;
+	if (a->ha) {
+		/* The last resume point goes with the release, and nothing is
+		 * published once a standby may lead. */
+		if (ca_ha_leading(a->ha))
+			write_checkpoint(a);
+		stop_leader_modules(a);
+	}
 	if (cluster_known(a) && ca_bus_connected(a->bus))
 		send_heartbeat(a, "stopping");
 	ca_bus_close(a->bus); /* flushes, bounded by nats.flush_timeout */
-	ca_loop_stop(a->loop);
+	if (a->ha)
+		ca_ha_release(a->ha, on_released, a); /* a standby takes over at once */
+	else
+		ca_loop_stop(a->loop);
 }
 
 static void on_signal(void *arg, int fd, int events)
@@ -893,6 +1103,11 @@ enum ca_err ca_agent_new(struct ca_agent **out, const struct ca_config *cfg,
 	a->modules[MOD_METRICS] = (struct module_slot){ .ops = &ca_metrics_module, .wanted = cfg->metrics.enabled,
 	                                                .waiting = true };
 	a->modules[MOD_EXEC] = (struct module_slot){ .ops = &ca_exec_module, .wanted = true, .waiting = true };
+	a->modules[MOD_HA] = (struct module_slot){ .ops = &ca_ha_module, .wanted = cfg->ha.enabled, .waiting = true };
+	if ((rc = ca_prom_carry_new(&a->carry)) != CA_OK) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 	struct ca_budget budget;
 	ca_budget_init(&budget);
 	ca_agent_budget(cfg, &budget);
@@ -930,7 +1145,9 @@ void ca_agent_free(struct ca_agent *a)
 	ca_events_free(a->events);
 	ca_metrics_free(a->metrics);
 	ca_cluster_free(a->cluster);
+	ca_ha_free(a->ha); /* before the client its request belongs to */
 	ca_kube_free(a->kube);
+	ca_prom_carry_free(a->carry);
 	ca_bus_free(a->bus);
 	/* nats.c keeps library threads until told to stop; valgrind and LSan
 	 * would report them otherwise. */

@@ -195,6 +195,7 @@ static void json_agent_info(struct ca_jw *w, const struct ca_msg_agent_info *m)
 	jw_close(w, '}');
 	JW_STR(w, "encoding", m->encoding);
 	JW_STR(w, "hostname", m->hostname);
+	JW_STR(w, "role", m->role);
 	jw_close(w, '}');
 }
 
@@ -218,6 +219,8 @@ static void json_heartbeat(struct ca_jw *w, const struct ca_msg_heartbeat *m)
 	JW_INT(w, "events_published_total", m->events_published_total);
 	JW_INT(w, "events_dropped_total", m->events_dropped_total);
 	JW_STR(w, "last_error", m->last_error);
+	JW_STR(w, "role", m->role);
+	JW_STR(w, "leader", m->leader);
 	jw_close(w, '}');
 }
 
@@ -534,6 +537,7 @@ static enum ca_err pb_agent_info(const struct ca_msg_agent_info *m, struct ca_bu
 	p.capabilities = &caps;
 	p.encoding = pstr(&sc, m->encoding);
 	p.hostname = pstr(&sc, m->hostname);
+	p.role = pstr(&sc, m->role);
 	return pb_finish(&sc, &p.base, out);
 }
 
@@ -558,6 +562,8 @@ static enum ca_err pb_heartbeat(const struct ca_msg_heartbeat *m, struct ca_buf 
 	p.events_published_total = m->events_published_total;
 	p.events_dropped_total = m->events_dropped_total;
 	p.last_error = pstr(&sc, m->last_error);
+	p.role = pstr(&sc, m->role);
+	p.leader = pstr(&sc, m->leader);
 	return pb_finish(&sc, &p.base, out);
 }
 
@@ -878,7 +884,7 @@ static void to_json_agent_info(struct ca_jw *w, const ProtobufCMessage *msg)
 		.provider = p->provider, .region = p->region, .cluster_uid = p->cluster_uid,
 		.version = p->version, .git_sha = p->git_sha, .kubernetes_version = p->kubernetes_version,
 		.node_name = p->node_name, .pod_name = p->pod_name, .pod_namespace = p->pod_namespace,
-		.encoding = p->encoding, .hostname = p->hostname,
+		.encoding = p->encoding, .hostname = p->hostname, .role = p->role,
 	};
 	if (!from_ptime(p->started_at, &m.started_at))
 		jw_fail(w, CA_EPROTO);
@@ -902,6 +908,7 @@ static void to_json_heartbeat(struct ca_jw *w, const ProtobufCMessage *msg)
 		.uptime_seconds = p->uptime_seconds, .kube_api_ok = p->kube_api_ok,
 		.nats_connected = p->nats_connected, .events_published_total = p->events_published_total,
 		.events_dropped_total = p->events_dropped_total, .last_error = p->last_error,
+		.role = p->role, .leader = p->leader,
 	};
 	if (!from_ptime(p->timestamp, &m.timestamp))
 		jw_fail(w, CA_EPROTO);

@@ -34,6 +34,7 @@ struct ca_msg_agent_info {
 	const char *agent_id, *cluster_id, *cluster_source, *provider, *region,
 	           *cluster_uid, *version, *git_sha, *kubernetes_version, *node_name,
 	           *pod_name, *pod_namespace, *encoding, *hostname;
+	const char *role; /* leader|standby with ha.enabled; NULL or "" without */
 	int64_t started_at;
 	bool cap_events, cap_metrics, cap_exec;
 	const char *const *allowed_tools; /* may be NULL */
@@ -54,6 +55,8 @@ struct ca_msg_heartbeat {
 	struct ca_queue_sizes queues;
 	int64_t events_published_total, events_dropped_total;
 	const char *last_error; /* may be NULL */
+	const char *role;       /* leader|standby with ha.enabled; NULL or "" without */
+	const char *leader;     /* the Lease's holder as last read; may be NULL */
 };
 
 struct ca_msg_object_ref {

@@ -185,6 +185,14 @@ static const struct key_def keys[] = {
 
 	KEY("heartbeat.interval", K_DURATION, heartbeat.interval_ms, "30s"),
 
+	KEY("ha.enabled", K_BOOL, ha.enabled, "false"),
+	KEY("ha.lease_name", K_STR, ha.lease_name, ""),
+	KEY("ha.lease_namespace", K_STR, ha.lease_namespace, ""),
+	KEY("ha.lease_duration", K_DURATION, ha.lease_duration_ms, "15s"),
+	KEY("ha.renew_deadline", K_DURATION, ha.renew_deadline_ms, "10s"),
+	KEY("ha.retry_period", K_DURATION, ha.retry_period_ms, "2s"),
+	KEY("ha.checkpoint_interval", K_DURATION, ha.checkpoint_interval_ms, "5s"),
+
 	KEY("http.listen", K_STR, http.listen, "0.0.0.0:8080"),
 
 	KEY("log.level", K_STR, log.level, "info"),
@@ -930,6 +938,25 @@ bool ca_config_valid_namespace(const char *s)
 	return true;
 }
 
+bool ca_config_valid_subdomain(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 253)
+		return false;
+	size_t label = 0; /* start of the current dot-separated part */
+	for (size_t i = 0; i <= n; i++) {
+		if (i == n || s[i] == '.') {
+			/* [a-z0-9]([-a-z0-9]*[a-z0-9])? */
+			if (i == label || s[label] == '-' || s[i - 1] == '-')
+				return false;
+			label = i + 1;
+		} else if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-')) {
+			return false;
+		}
+	}
+	return true;
+}
+
 /* Empty, or 1..80 of [a-z0-9-] starting and ending with [a-z0-9]. */
 static bool valid_cluster_id(const char *s)
 {
@@ -1178,6 +1205,49 @@ static enum ca_err check_exec_tools(const struct ca_config *cfg, char *err, size
 			goto out;  \
 	} while (0)
 
+/* ha: client-go's rules (leaderelection.NewLeaderElector): the lease outlives
+ * the renew deadline, which outlives a retry with its jitter (1.2). The
+ * Lease holds leaseDurationSeconds, so the duration is whole seconds. */
+static enum ca_err check_ha(const struct ca_config *cfg, char *err, size_t errlen)
+{
+	enum ca_err rc = CA_OK;
+	char a[32], b[32], allowed[160];
+	const char *name = str_or_empty(cfg->ha.lease_name);
+	const char *ns = str_or_empty(cfg->ha.lease_namespace);
+	if (*name && !ca_config_valid_subdomain(name))
+		TRY(bad_value(err, errlen, "ha.lease_name", name, "a Lease name",
+		              "a DNS-1123 subdomain: at most 253 of [a-z0-9.-], starting and ending with a letter or "
+		              "digit (\"\" = collect-agent-<cluster_id>)"));
+	if (*ns && !ca_config_valid_namespace(ns))
+		TRY(bad_value(err, errlen, "ha.lease_namespace", ns, "a namespace name",
+		              "1-63 of [a-z0-9-], starting and ending with a letter or digit (\"\" = $POD_NAMESPACE, "
+		              "else the service account's namespace)"));
+	TRY(check_duration(cfg, "ha.lease_duration", 1 * SEC, 1 * HOUR, err, errlen));
+	if (cfg->ha.lease_duration_ms % SEC) {
+		ca_format_duration(cfg->ha.lease_duration_ms, a, sizeof a);
+		TRY(bad_value(err, errlen, "ha.lease_duration", a, "whole seconds",
+		              "a duration of whole seconds (the Lease holds leaseDurationSeconds)"));
+	}
+	TRY(check_duration(cfg, "ha.retry_period", 10, 1 * HOUR, err, errlen));
+	TRY(check_duration(cfg, "ha.renew_deadline", 10, 1 * HOUR, err, errlen));
+	if (cfg->ha.renew_deadline_ms >= cfg->ha.lease_duration_ms) {
+		ca_format_duration(cfg->ha.renew_deadline_ms, a, sizeof a);
+		ca_format_duration(cfg->ha.lease_duration_ms, b, sizeof b);
+		snprintf(allowed, sizeof allowed, "a duration shorter than ha.lease_duration (%s)", b);
+		TRY(bad_value(err, errlen, "ha.renew_deadline", a, "in range", allowed));
+	}
+	if (cfg->ha.renew_deadline_ms * 10 <= cfg->ha.retry_period_ms * 12) {
+		ca_format_duration(cfg->ha.retry_period_ms, a, sizeof a);
+		ca_format_duration(cfg->ha.renew_deadline_ms, b, sizeof b);
+		snprintf(allowed, sizeof allowed,
+		         "a duration under ha.renew_deadline (%s) divided by 1.2 (a retry's jitter)", b);
+		TRY(bad_value(err, errlen, "ha.retry_period", a, "in range", allowed));
+	}
+	TRY(check_duration(cfg, "ha.checkpoint_interval", 0, 1 * HOUR, err, errlen));
+out:
+	return rc;
+}
+
 enum ca_err ca_config_validate(struct ca_config *cfg, char *err, size_t errlen)
 {
 	enum ca_err rc = CA_OK;
@@ -1395,8 +1465,9 @@ enum ca_err ca_config_validate(struct ca_config *cfg, char *err, size_t errlen)
 	TRY(check_int(cfg, "exec.max_open_files", 8, 1000000, err, errlen));
 	TRY(check_int(cfg, "exec.max_file_bytes", 0, 1024 * GIB, err, errlen));
 
-	/* heartbeat, http, log */
+	/* heartbeat, ha, http, log */
 	TRY(check_duration(cfg, "heartbeat.interval", 100, 1 * HOUR, err, errlen));
+	TRY(check_ha(cfg, err, errlen));
 	if (parse_listen(cfg->http.listen, &cfg->http.listen_host, &cfg->http.port) != CA_OK)
 		TRY(bad_value(err, errlen, "http.listen", cfg->http.listen, "a listen address",
 		              "host:port or [ipv6]:port, host an IP address or a name (empty = all interfaces), port 0 to 65535 (0 = any free port)"));

@@ -154,6 +154,15 @@ struct ca_config {
 		int64_t interval_ms;          /* 30s */
 	} heartbeat;
 	struct {
+		bool enabled;                 /* leader election on a Lease (docs/HA.md) */
+		char *lease_name;             /* "" = collect-agent-<cluster_id>, sanitised */
+		char *lease_namespace;        /* "" = $POD_NAMESPACE, else the in-cluster namespace */
+		int64_t lease_duration_ms;    /* 15s, whole seconds */
+		int64_t renew_deadline_ms;    /* 10s: a leader not renewed this long steps down */
+		int64_t retry_period_ms;      /* 2s */
+		int64_t checkpoint_interval_ms; /* 5s: the events resume point rides along at most this often */
+	} ha;
+	struct {
 		char *listen;                 /* "0.0.0.0:8080" */
 		char *listen_host;            /* derived from listen */
 		int port;                     /* derived from listen */
@@ -205,5 +214,10 @@ void ca_config_watch_timeouts(const struct ca_config *cfg, int64_t *min_ms, int6
  * starting and ending with a letter or digit), so it goes into a URL path
  * as it is. Any thread. */
 bool ca_config_valid_namespace(const char *s);
+
+/* s is a DNS-1123 subdomain (the names of most objects, a Lease's among
+ * them): at most 253 of [a-z0-9.-], each dot-separated part starting and
+ * ending with a letter or digit. Any thread. */
+bool ca_config_valid_subdomain(const char *s);
 
 #endif

@@ -825,6 +825,38 @@ enum ca_err ca_events_start(struct ca_events *ev)
 	return CA_OK;
 }
 
+size_t ca_events_watch_count(const struct ca_events *ev)
+{
+	return ev->nrefl;
+}
+
+const char *ca_events_watch_namespace(const struct ca_events *ev, size_t i)
+{
+	const struct ca_strlist *nss = &ev->cfg->events.namespaces;
+	return i < nss->count ? nss->items[i] : "";
+}
+
+const char *ca_events_handed_rv(const struct ca_events *ev, size_t i)
+{
+	return ca_events_resume_rv(ev, i);
+}
+
+enum ca_err ca_events_set_resume(struct ca_events *ev, size_t i, const char *rv)
+{
+	if (i >= ev->nrefl || !ca_events_rv_valid(rv))
+		return CA_EINVAL;
+	struct refl *rf = &ev->refl[i];
+	/* As a state file's resume point (ca_events_new_loop), over it. */
+	if (rf->r) {
+		enum ca_err rc = ca_reflector_set_resume(rf->r, rv);
+		if (rc != CA_OK)
+			return rc;
+	}
+	ca_strlcpy(rf->rv, rv, sizeof rf->rv);
+	rf->synced_once = false;
+	return CA_OK;
+}
+
 void ca_events_flush(struct ca_events *ev)
 {
 	ev->sink_up = true;

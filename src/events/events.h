@@ -78,6 +78,19 @@ enum ca_err ca_events_start(struct ca_events *ev);
 /* The watcher's rows of the memory budget for cfg (nothing when disabled):
  * what it may hold at most, from the configuration alone. Any thread. */
 void ca_events_budget(const struct ca_config *cfg, struct ca_budget *b);
+/* The watches: one over all namespaces (its namespace "") or one per
+ * namespace of events.namespaces. Borrowed strings. */
+size_t ca_events_watch_count(const struct ca_events *ev);
+const char *ca_events_watch_namespace(const struct ca_events *ev, size_t i);
+/* The resourceVersion of watch i whose events were all handed to the sink
+ * (what the state file keeps), "" when there is none yet. Borrowed until
+ * the next callback of the watcher. */
+const char *ca_events_handed_rv(const struct ca_events *ev, size_t i);
+/* Before ca_events_start(): resume watch i from rv, as from the state file
+ * (over what the state file said): checked with the server first, a 410
+ * relists with events.since. CA_EINVAL for a bad index or rv, or once
+ * started. For a new leader taking over the last one's point (ha/ha.h). */
+enum ca_err ca_events_set_resume(struct ca_events *ev, size_t i, const char *rv);
 /* Try to publish what is queued (NATS can take events again). */
 void ca_events_flush(struct ca_events *ev);
 

@@ -1188,6 +1188,19 @@ const char *ca_kube_namespace(const struct ca_kube *kube)
 enum ca_err ca_kube_request(struct ca_kube *kube, const struct ca_kube_request *req,
                             ca_kube_response_cb cb, void *arg)
 {
+	struct ca_kube_xfer *x = NULL;
+	return ca_kube_request_start(kube, req, cb, arg, &x);
+}
+
+void ca_kube_request_cancel(struct ca_kube_xfer *x)
+{
+	ca_kube_xfer_cancel(x);
+}
+
+enum ca_err ca_kube_request_start(struct ca_kube *kube, const struct ca_kube_request *req,
+                                  ca_kube_response_cb cb, void *arg, struct ca_kube_xfer **out)
+{
+	*out = NULL;
 	if (!req || !cb || (!req->path && !req->url))
 		return CA_EINVAL;
 	struct xfer_spec s = {
@@ -1206,6 +1219,7 @@ enum ca_err ca_kube_request(struct ca_kube *kube, const struct ca_kube_request *
 		return err;
 	x->resp_cb = cb;
 	x->resp_arg = arg;
+	*out = x;
 	return CA_OK;
 }
 

@@ -93,6 +93,18 @@ typedef void (*ca_kube_response_cb)(void *arg, enum ca_err err, long status,
 enum ca_err ca_kube_request(struct ca_kube *kube, const struct ca_kube_request *req,
                             ca_kube_response_cb cb, void *arg);
 
+/* A one-shot request in flight (client_int.h). */
+struct ca_kube_xfer;
+/* Like ca_kube_request, and *out is the request's handle until cb runs:
+ * ca_kube_request_cancel() takes the request back (cb then never runs).
+ * For a user that may stop waiting (a leader stepping down must not act
+ * on an answer that comes after its deadline). */
+enum ca_err ca_kube_request_start(struct ca_kube *kube, const struct ca_kube_request *req,
+                                  ca_kube_response_cb cb, void *arg, struct ca_kube_xfer **out);
+/* Cancel a request started by ca_kube_request_start() whose callback has
+ * not run yet. NULL is fine. Loop thread. */
+void ca_kube_request_cancel(struct ca_kube_xfer *x);
+
 /* True while the API server answers: set by any answer that is not
  * 401/403/5xx (a watch counts when its 2xx headers arrive, not when it
  * ends minutes later), cleared by a 5xx or a transport failure. */

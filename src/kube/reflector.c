@@ -983,6 +983,16 @@ enum ca_err ca_reflector_start(struct ca_reflector *r)
 	return CA_OK;
 }
 
+enum ca_err ca_reflector_set_resume(struct ca_reflector *r, const char *rv)
+{
+	if (r->started || r->list_only || !rv || !*rv || strlen(rv) >= sizeof r->st.resource_version)
+		return CA_EINVAL;
+	r->need_list = false;
+	set_rv(r, rv);
+	r->verify_resume = true;
+	return CA_OK;
+}
+
 void ca_reflector_pause(struct ca_reflector *r)
 {
 	if (r->paused)

@@ -111,6 +111,10 @@ enum ca_err ca_reflector_new(struct ca_reflector **out, struct ca_kube *kube,
                              const struct ca_reflector_options *opts,
                              const struct ca_reflector_callbacks *cbs, void *arg);
 enum ca_err ca_reflector_start(struct ca_reflector *r);
+/* Before ca_reflector_start(): start from rv as options.resume_resource_version
+ * would (checked with the server first; 410 relists). Copied. CA_EINVAL
+ * once started or for an rv that does not fit. */
+enum ca_err ca_reflector_set_resume(struct ca_reflector *r, const char *rv);
 /* Stop reading the stream (TCP pushes back on the server) until resume.
  * Safe to call from inside on_object. */
 void ca_reflector_pause(struct ca_reflector *r);

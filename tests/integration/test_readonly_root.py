@@ -1,6 +1,6 @@
 """The agent as the image and the Deployment run it: root filesystem
 read-only, writable only the emptyDirs /tmp and /var/lib/collect-agent, user
-65534, the ConfigMap's configuration (deploy/configmap.yaml), real kubectl.
+65534, the ConfigMap's configuration (deploy/base/configmap.yaml), real kubectl.
 It gets ready, runs a command (its private dir, kubeconfig and output files
 in /tmp), keeps its events state file, and never meets a read-only file
 system. A control agent pointed at /var/tmp shows the root really refuses

@@ -1890,9 +1890,19 @@ def status_obj(code, message, reason=None, details=None, metadata=None):
     return s
 
 
+COORDINATION_GROUP = "coordination.k8s.io"
+MICRO_TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)$")
+SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
 class Fault:
     def __init__(self, spec):
-        self.status = int(spec["status"])
+        # "hang": S holds a matching request S seconds, then serves it
+        # (or answers "status" when given too)
+        self.hang = float(spec["hang"]) if spec.get("hang") else None
+        self.status = int(spec["status"]) if spec.get("status") is not None else None
+        if self.status is None and self.hang is None:
+            raise ValueError("a fault needs status or hang")
         self.count = spec.get("count")
         self.until = time.monotonic() + float(spec["seconds"]) if spec.get("seconds") else None
         self.retry_after = spec.get("retry_after")
@@ -1968,6 +1978,7 @@ class Sim:
         self.tokens = {}                  # token -> {"user":..., "deny": set()}
         self.default_token = None
         self.faults = []
+        self.leases = {}                  # (namespace, name) -> Lease; under store.lock
         self.stall = threading.Event()
         self.requests = collections.Counter()
         self.statuses = collections.Counter()
@@ -2365,7 +2376,9 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             user = ident["user"]
             fault = self.sim.take_fault(path, self.verb if route else (
                 "list" if METRICS_LIST_RE.match(path.rstrip("/")) else "get"))
-            if fault is not None:
+            if fault is not None and fault.hang:
+                time.sleep(fault.hang)
+            if fault is not None and fault.status is not None:
                 self.send_fault(fault)
                 return
             if route is None:
@@ -2768,6 +2781,11 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 return
             self.serve_review(ri, ident)
             return
+        if (ri.group, ri.name) == (COORDINATION_GROUP, "leases") and sub is None:
+            if self.forbidden(ident, ri, ns, name, sub):
+                return
+            self.serve_lease(ri, ns, name)
+            return
         if self.command not in ("GET", "HEAD") or review:
             self.send_status(405, "the server does not allow this method on the requested resource")
             return
@@ -2861,6 +2879,191 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_json(200, {"kind": ri.kind + "List", "apiVersion": ri.api_version,
                                  "metadata": meta, "items": []})
+
+    # ---- coordination.k8s.io/v1 leases (leader election) ----
+
+    def lease_error(self, code, message, reason, name, kind="leases", causes=None):
+        details = {"name": name, "group": COORDINATION_GROUP, "kind": kind}
+        if causes:
+            details["causes"] = causes
+        self.send_status(code, message, reason=reason, details=details)
+
+    def lease_invalid(self, name, field, value, why, kind="Lease"):
+        """422 Invalid as the real validation writes it (kind "Lease" for
+        spec and name checks, "leases" for the resourceVersion check)."""
+        qualified = "Lease.coordination.k8s.io" if kind == "Lease" else "leases.coordination.k8s.io"
+        msg = "Invalid value: %s: %s" % (value, why)
+        self.lease_error(422, '%s "%s" is invalid: %s: %s' % (qualified, name, field, msg), "Invalid",
+                         name, kind=kind,
+                         causes=[{"reason": "FieldValueInvalid", "message": msg, "field": field}])
+
+    def lease_body(self):
+        """The request's Lease, or None after answering 400."""
+        try:
+            obj = json.loads(self.body or b"null")
+        except ValueError as e:
+            raise BadRequest("the body of the request was in an unknown format - accepted media "
+                             "types include: application/json, application/yaml, "
+                             "application/vnd.kubernetes.protobuf (%s)" % e)
+        if not isinstance(obj, dict):
+            raise BadRequest('Lease in version "v1" cannot be handled as a Lease: json: cannot '
+                             'unmarshal %s into Go value of type v1.Lease' % type(obj).__name__)
+        spec = obj.get("spec") or {}
+        for f in ("acquireTime", "renewTime"):
+            t = spec.get(f)
+            if t is not None and not MICRO_TIME_RE.match(str(t)):
+                m = re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(.*)$", str(t))
+                rest = m.group(1) if m else str(t)
+                raise BadRequest('Lease in version "v1" cannot be handled as a Lease: parsing time '
+                                 '"%s" as "2006-01-02T15:04:05.000000Z07:00": cannot parse "%s" as '
+                                 '"%s"' % (t, rest, ".000000" if m else "2006"))
+        return obj
+
+    def lease_validate(self, obj, name):
+        if not SUBDOMAIN_RE.match(name) or len(name) > 253:
+            self.lease_invalid(name, "metadata.name", '"%s"' % name,
+                               "a lowercase RFC 1123 subdomain must consist of lower case "
+                               "alphanumeric characters, '-' or '.', and must start and end with an "
+                               "alphanumeric character (e.g. 'example.com', regex used for validation "
+                               "is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+            return False
+        spec = obj.get("spec") or {}
+        for f in ("leaseDurationSeconds", "leaseTransitions"):
+            v = spec.get(f)
+            if v is None:
+                continue
+            if f == "leaseDurationSeconds" and v <= 0:
+                self.lease_invalid(name, "spec." + f, v, "must be greater than 0")
+                return False
+            if f == "leaseTransitions" and v < 0:
+                self.lease_invalid(name, "spec." + f, v, "must be greater than or equal to 0")
+                return False
+        return True
+
+    def lease_store(self, ns, name, obj, old):
+        """Fill the server's metadata and keep obj; the caller holds the lock."""
+        sim = self.sim
+        t = rfc3339()
+        meta = obj.setdefault("metadata", {})
+        meta["name"], meta["namespace"] = name, ns
+        meta["uid"] = old["metadata"]["uid"] if old else new_uid()
+        meta["creationTimestamp"] = old["metadata"]["creationTimestamp"] if old else t
+        meta["resourceVersion"] = str(sim.store._next_rv())
+        meta.pop("selfLink", None)
+        manager = (self.headers.get("User-Agent") or "unknown").split("/")[0]
+        fields = fields_of(obj)
+        if meta.get("annotations"):
+            fields = dict({"f:metadata": {"f:annotations": dict(
+                {".": {}}, **{"f:" + k: {} for k in sorted(meta["annotations"])})}}, **fields)
+        obj.setdefault("spec", {})
+        meta.pop("managedFields", None)
+        if obj["spec"] or meta.get("annotations") or meta.get("labels"):
+            # an empty field set gets no entry (a Lease created with spec {})
+            meta["managedFields"] = [managed_entry(manager, t, fields, "coordination.k8s.io/v1")]
+        obj["kind"], obj["apiVersion"] = "Lease", "coordination.k8s.io/v1"
+        ordered = {"kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
+                   "metadata": order_meta(meta), "spec": obj["spec"]}
+        sim.leases[(ns, name)] = ordered
+        return ordered
+
+    def serve_lease(self, ri, ns, name):
+        sim = self.sim
+        if ns is None:
+            if name is not None or self.command != "GET":
+                self.send_status(404, "the server could not find the requested resource", details={})
+                return
+        cmd = self.command
+        if self.verb == "watch":
+            self.serve_empty(ri, ns, name)
+            return
+        with sim.store.lock:
+            if cmd in ("GET", "HEAD") and name is None:
+                items = [dict((k, v) for k, v in o.items() if k not in ("kind", "apiVersion"))
+                         for (n, _), o in sorted(sim.leases.items()) if ns is None or n == ns]
+                self.send_json(200, {"kind": "LeaseList", "apiVersion": "coordination.k8s.io/v1",
+                                     "metadata": {"resourceVersion": str(sim.store.rv)},
+                                     "items": items})
+                return
+            old = sim.leases.get((ns, name)) if name else None
+            if cmd in ("GET", "HEAD"):
+                if old is None:
+                    self.lease_error(404, 'leases.coordination.k8s.io "%s" not found' % name,
+                                     "NotFound", name)
+                    return
+                self.send_json(200, old)
+                return
+            if cmd == "DELETE" and name:
+                if old is None:
+                    self.lease_error(404, 'leases.coordination.k8s.io "%s" not found' % name,
+                                     "NotFound", name)
+                    return
+                del sim.leases[(ns, name)]
+                sim.store._next_rv()
+                self.send_json(200, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                     "status": "Success",
+                                     "details": {"name": name, "group": COORDINATION_GROUP,
+                                                 "kind": "leases", "uid": old["metadata"]["uid"]}})
+                return
+            if cmd == "POST" and name is None:
+                obj = self.lease_body()
+                new_name = (obj.get("metadata") or {}).get("name") or ""
+                if not self.lease_validate(obj, new_name):
+                    return
+                if ns not in sim.store.live["namespaces"]:
+                    self.send_status(404, 'namespaces "%s" not found' % ns,
+                                     details={"name": ns, "kind": "namespaces"})
+                    return
+                if (ns, new_name) in sim.leases:
+                    self.lease_error(409, 'leases.coordination.k8s.io "%s" already exists' % new_name,
+                                     "AlreadyExists", new_name)
+                    return
+                self.send_json(201, self.lease_store(ns, new_name, obj, None))
+                return
+            if cmd in ("PUT", "PATCH") and name:
+                if cmd == "PATCH":
+                    ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+                    if ctype != "application/merge-patch+json":
+                        self.send_status(415, 'the body of the request was in an unknown format - '
+                                         'accepted media types include: application/json-patch+json, '
+                                         'application/merge-patch+json, application/apply-patch+yaml, '
+                                         'application/strategic-merge-patch+json',
+                                         reason="UnsupportedMediaType")
+                        return
+                    if old is None:
+                        self.lease_error(404, 'leases.coordination.k8s.io "%s" not found' % name,
+                                         "NotFound", name)
+                        return
+                    try:
+                        patch = json.loads(self.body or b"null")
+                    except ValueError as e:
+                        raise BadRequest("error decoding patch: %s" % e)
+                    obj = merge_patch(json.loads(json.dumps(old)), patch)
+                    obj["metadata"].pop("managedFields", None)
+                else:
+                    obj = self.lease_body()
+                meta = obj.setdefault("metadata", {})
+                if meta.get("name", name) != name:
+                    raise BadRequest("the name of the object (%s) does not match the name on the URL "
+                                     "(%s)" % (meta.get("name"), name))
+                if not self.lease_validate(obj, name):
+                    return
+                if old is None:
+                    # leases allow create on update (a client-go LeaseLock never relies on it)
+                    self.send_json(201, self.lease_store(ns, name, obj, None))
+                    return
+                rv = meta.get("resourceVersion")
+                if cmd == "PUT" and not rv:
+                    self.lease_invalid(name, "metadata.resourceVersion", "0x0",
+                                       "must be specified for an update", kind="leases")
+                    return
+                if rv and rv != old["metadata"]["resourceVersion"]:
+                    self.lease_error(409, 'Operation cannot be fulfilled on leases.coordination.k8s.io '
+                                     '"%s": the object has been modified; please apply your changes '
+                                     'to the latest version and try again' % name, "Conflict", name)
+                    return
+                self.send_json(200, self.lease_store(ns, name, obj, old))
+                return
+        self.send_status(405, "the server does not allow this method on the requested resource")
 
     # ---- pods/log ----
 
@@ -3698,13 +3901,15 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
                 out["stalled"] = sim.stall.is_set()
             if body.get("drop_watches"):
                 out["dropped"] = sim.drop_watches(bool(body.get("mid_line")))
-            if body.get("status") is not None:
+            if body.get("status") is not None or body.get("hang"):
                 try:
                     f = Fault(body)
                 except (ValueError, TypeError, KeyError) as e:
                     raise ControlError(400, "bad fault: %s" % e)
-                if f.verb not in (None, "get", "list", "watch"):
-                    raise ControlError(400, "verb must be get, list, watch or null")
+                if f.verb not in (None, "get", "list", "watch", "create", "update", "patch",
+                                  "delete"):
+                    raise ControlError(400, "verb must be get, list, watch, create, update, "
+                                       "patch, delete or null")
                 with sim.lock:
                     sim.faults.append(f)
                 out["installed"] = True

@@ -12,6 +12,7 @@ import re
 import signal
 import sys
 import threading
+import time
 
 import pytest
 
@@ -1385,3 +1386,60 @@ def test_resource_version_edge_cases(tmp_path):
         assert st["message"] == "specifying resource version is not allowed when using continue"
         st = s.api_json("/api/v1/events?continue=abc", expect=400)
         assert st["message"].startswith("invalid continue token: continue key is not valid: ")
+
+
+# ---- coordination.k8s.io/v1 leases (leader election) ----
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from lib.lease_api import LEASE, http_request, lease_sequence  # noqa: E402
+from lib.lease_api import shape as lease_shape  # noqa: E402  (this file has its own shape())
+
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+
+
+def test_leases_answer_as_captured(tmp_path):
+    """Every request of the sequence (create, conflicts, invalid objects,
+    MicroTime parsing, create on update, merge patch, delete, missing
+    namespace) answers with the real server's code and Status body."""
+    real = sample("leases-coordination-v1.json")
+    with KubeSim(tmp_path) as s:
+        got = lease_sequence(http_request("127.0.0.1", s.api_port, s.token, s.ca_file))
+    assert set(got) == set(real)
+    for name in real:
+        assert lease_shape(got[name]) == lease_shape(real[name]), name
+
+
+def lease_obj(holder, rv=None):
+    meta = {"name": LEASE}
+    if rv:
+        meta["resourceVersion"] = rv
+    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta,
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 3,
+                     "acquireTime": "2026-12-05T23:00:00.000000Z",
+                     "renewTime": "2026-12-05T23:00:00.000000Z", "leaseTransitions": 0}}
+
+
+def test_lease_update_faults_and_recovery(tmp_path):
+    """A fault on the update verb of the lease path refuses updates (and
+    only them) until cleared; a hang holds the request, then serves it."""
+    with KubeSim(tmp_path) as s:
+        req = http_request("127.0.0.1", s.api_port, s.token, s.ca_file)
+        status, body = req("POST", LEASES, lease_obj("a"), {"Content-Type": "application/json"})
+        assert status == 201
+        rv = json.loads(body)["metadata"]["resourceVersion"]
+        s.fault(status=403, seconds=60, path_prefix=LEASES, verb="update")
+        status, body = req("PUT", LEASES + "/" + LEASE, lease_obj("b", rv), {})
+        assert status == 403 and json.loads(body)["reason"] == "Forbidden"
+        status, _ = req("GET", LEASES + "/" + LEASE, None, {})
+        assert status == 200
+        s.fault(clear=True)
+        status, body = req("PUT", LEASES + "/" + LEASE, lease_obj("b", rv), {})
+        assert status == 200 and json.loads(body)["spec"]["holderIdentity"] == "b"
+        rv = json.loads(body)["metadata"]["resourceVersion"]
+        s.fault(hang=2, count=1, path_prefix=LEASES, verb="update")
+        t0 = time.monotonic()
+        status, body = req("PUT", LEASES + "/" + LEASE, lease_obj("c", rv), {})
+        assert status == 200 and time.monotonic() - t0 >= 1.5
+        s.fault(status=500, hang=1, count=1, path_prefix=LEASES, verb="update")
+        status, body = req("PUT", LEASES + "/" + LEASE, lease_obj("d", rv), {})
+        assert status == 500

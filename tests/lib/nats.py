@@ -17,6 +17,7 @@ ConnectionError; make a new client.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import queue
@@ -531,3 +532,47 @@ class NatsClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# ---------------------------------------------------------------------------
+# JetStream through its raw API ($JS.API.*, request/reply): just what the HA
+# failover test needs (tests/faults/test_ha_failover.py). A core publish
+# carrying Nats-Msg-Id is stored by a stream whose subjects match it and is
+# de-duplicated within the stream's duplicate_window.
+
+def _jsapi(client: "NatsClient", subject: str, body: Optional[dict], timeout: float) -> dict:
+    reply = client.request(subject, json.dumps(body).encode() if body is not None else b"", timeout=timeout)
+    out = json.loads(reply.data)
+    if "error" in out:
+        raise RuntimeError(f"{subject}: {out['error']}")
+    return out
+
+
+def jsapi_stream_create(client: "NatsClient", name: str, subjects: Sequence[str],
+                        duplicate_window_s: float = 120.0, timeout: float = 5.0) -> dict:
+    """Create a file-backed stream (limits retention); its info."""
+    cfg = {"name": name, "subjects": list(subjects), "retention": "limits", "storage": "file",
+           "num_replicas": 1, "duplicate_window": int(duplicate_window_s * 1e9)}
+    return _jsapi(client, f"$JS.API.STREAM.CREATE.{name}", cfg, timeout)
+
+
+def jsapi_stream_info(client: "NatsClient", name: str, timeout: float = 5.0) -> dict:
+    """The stream's info: state.messages, state.first_seq, state.last_seq, ..."""
+    return _jsapi(client, f"$JS.API.STREAM.INFO.{name}", None, timeout)
+
+
+def jsapi_stream_msg(client: "NatsClient", name: str, seq: int, timeout: float = 5.0) -> Optional[dict]:
+    """The stored message seq: {"subject", "seq", "headers": {...}, "data": bytes}; None when
+    there is no such message (deleted, or past the end)."""
+    reply = client.request(f"$JS.API.STREAM.MSG.GET.{name}", json.dumps({"seq": seq}).encode(),
+                           timeout=timeout)
+    out = json.loads(reply.data)
+    if "error" in out:
+        if out["error"].get("code") == 404:
+            return None
+        raise RuntimeError(f"STREAM.MSG.GET {name} {seq}: {out['error']}")
+    m = out["message"]
+    raw_hdrs = base64.b64decode(m.get("hdrs", "")) if m.get("hdrs") else b""
+    return {"subject": m["subject"], "seq": m["seq"],
+            "headers": _decode_headers(raw_hdrs) if raw_hdrs else {},
+            "data": base64.b64decode(m.get("data", ""))}

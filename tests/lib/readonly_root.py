@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Run a program the way the Deployment runs the agent's container: the root
-filesystem read-only, writable only where deploy/deployment.yaml mounts an
+filesystem read-only, writable only where deploy/base/deployment.yaml mounts an
 emptyDir (/tmp, /var/lib/collect-agent), as user and group 65534.
 
     unshare --mount --propagation private readonly_root.py [--uid N] -- PROGRAM ARGS...

@@ -1,4 +1,4 @@
-"""The agent runs with a read-only root filesystem (deploy/deployment.yaml):
+"""The agent runs with a read-only root filesystem (deploy/base/deployment.yaml):
 every file it writes must land on a writable mount, an emptyDir that is not
 mounted readOnly. What it writes, and which configuration key says where:
 
@@ -8,7 +8,7 @@ mounted readOnly. What it writes, and which configuration key says where:
                         the same directory (src/events/state.c)
 
 Checked for the documented defaults (config/collect-agent.yaml) and for the
-configuration the Deployment mounts (deploy/configmap.yaml). A new source
+configuration the Deployment mounts (deploy/base/configmap.yaml). A new source
 file that creates files fails test_every_writer_is_known until it is added
 here with its key, so a new writer cannot ship pointing at the read-only
 root."""
@@ -43,7 +43,7 @@ def load_yaml(path):
 
 
 def deployment():
-    (dep,) = [d for d in load_yaml("deploy/deployment.yaml") if d and d.get("kind") == "Deployment"]
+    (dep,) = [d for d in load_yaml("deploy/base/deployment.yaml") if d and d.get("kind") == "Deployment"]
     return dep
 
 
@@ -67,10 +67,10 @@ def writable_mounts(dep):
 def configs():
     """(name, config dict) of the documented default and the ConfigMap's."""
     (default,) = load_yaml("config/collect-agent.yaml")
-    cms = [d for d in load_yaml("deploy/configmap.yaml") if d and d.get("kind") == "ConfigMap"]
+    cms = [d for d in load_yaml("deploy/base/configmap.yaml") if d and d.get("kind") == "ConfigMap"]
     (cm,) = [yaml.safe_load(c["data"]["collect-agent.yaml"]) for c in cms
              if "collect-agent.yaml" in c.get("data", {})]
-    return [("config/collect-agent.yaml", default), ("deploy/configmap.yaml", cm)]
+    return [("config/collect-agent.yaml", default), ("deploy/base/configmap.yaml", cm)]
 
 
 def key(cfg, path):
@@ -112,7 +112,7 @@ def test_every_written_path_is_on_a_writable_mount(name, cfg):
         where = os.path.dirname(value) if path_key in FILE_KEYS else value
         assert under(where, mounts), (
             f"{name}: {path_key}={value!r} writes to {where}, which is not a writable emptyDir "
-            f"of deploy/deployment.yaml (writable: {mounts}): the read-only root refuses it")
+            f"of deploy/base/deployment.yaml (writable: {mounts}): the read-only root refuses it")
 
 
 def test_check_can_fail():
@@ -136,6 +136,6 @@ def test_every_writer_is_known():
     # agentctl writes nothing either; a writer there would be listed too.
     unknown = sorted(found - set(WRITERS))
     assert not unknown, (f"{unknown} create files: add each to WRITERS in {__file__} with the config key "
-                         "that names where, and make sure deploy/deployment.yaml mounts it writable")
+                         "that names where, and make sure deploy/base/deployment.yaml mounts it writable")
     gone = sorted(set(WRITERS) - found)
     assert not gone, f"{gone} no longer create files: remove them from WRITERS"

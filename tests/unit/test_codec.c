@@ -319,6 +319,7 @@ static json_t *ref_json_agent_info(struct ref_jw *w, const struct ca_msg_agent_i
 	ref_jstr_list(w, caps, "allowed_actions", m->allowed_actions, m->n_allowed_actions);
 	ref_jstr(w, o, "encoding", m->encoding);
 	ref_jstr(w, o, "hostname", m->hostname);
+	ref_jstr(w, o, "role", m->role);
 	return o;
 }
 
@@ -340,6 +341,8 @@ static json_t *ref_json_heartbeat(struct ref_jw *w, const struct ca_msg_heartbea
 	ref_jint(w, o, "events_published_total", m->events_published_total);
 	ref_jint(w, o, "events_dropped_total", m->events_dropped_total);
 	ref_jstr(w, o, "last_error", m->last_error);
+	ref_jstr(w, o, "role", m->role);
+	ref_jstr(w, o, "leader", m->leader);
 	return o;
 }
 
@@ -663,6 +666,13 @@ static void test_heartbeat_exact(void)
 	char *j = round_trip("Heartbeat", enc_heartbeat, &hb);
 	CHECK_CONTAINS(j, "\"last_error\":\"x\"");
 	free(j);
+
+	/* With ha.enabled: the role and the Lease's holder, last. */
+	hb.role = "standby";
+	hb.leader = "collect-agent-7d9f-b";
+	j = round_trip("Heartbeat", enc_heartbeat, &hb);
+	CHECK_CONTAINS(j, "\"last_error\":\"x\",\"role\":\"standby\",\"leader\":\"collect-agent-7d9f-b\"}");
+	free(j);
 }
 
 /* ----------------------------------------------------------- round trips */
@@ -679,9 +689,10 @@ static void test_agent_info(void)
 		.encoding = "protobuf", .hostname = "collect-agent-5d9c", .started_at = T_2026,
 		.cap_events = true, .cap_metrics = false, .cap_exec = true,
 		.allowed_tools = tools, .n_allowed_tools = 2,
-		.allowed_actions = actions, .n_allowed_actions = 2,
+		.allowed_actions = actions, .n_allowed_actions = 2, .role = "leader",
 	};
 	char *j = round_trip("AgentInfo", enc_agent_info, &m);
+	CHECK_CONTAINS(j, "\"hostname\":\"collect-agent-5d9c\",\"role\":\"leader\"}");
 	CHECK_CONTAINS(j, "\"capabilities\":{\"events\":true,\"metrics\":false,\"exec\":true,"
 	                  "\"allowed_tools\":[\"kubectl\",\"\"],"
 	                  "\"allowed_actions\":[\"kubectl get\",\"kubectl auth can-i\"]}");
@@ -1211,7 +1222,7 @@ static void test_writer_matches_reference_fixed(void)
 		struct ca_msg_agent_info ai = {
 			.agent_id = s, .cluster_id = s, .cluster_source = "env", .provider = s, .region = s,
 			.cluster_uid = s, .version = s, .git_sha = s, .kubernetes_version = s, .node_name = s,
-			.pod_name = s, .pod_namespace = s, .encoding = s, .hostname = s, .started_at = -62135596800000LL,
+			.pod_name = s, .pod_namespace = s, .encoding = s, .hostname = s, .role = s, .started_at = -62135596800000LL,
 			.cap_events = i & 1, .cap_metrics = i & 2, .cap_exec = i & 4,
 			.allowed_tools = tools, .n_allowed_tools = 5,
 			.allowed_actions = tools + 1, .n_allowed_actions = 4,
@@ -1231,7 +1242,7 @@ static void test_writer_matches_reference_fixed(void)
 		same_as_reference("command", enc_command, ref_command, &cmd);
 		struct ca_msg_heartbeat hb = { .agent_id = s, .status = s, .timestamp = -1500, .uptime_seconds = INT64_MIN,
 		                               .queues = { INT64_MAX, -1, 0, 1 }, .events_published_total = INT64_MIN + 1,
-		                               .last_error = s };
+		                               .last_error = s, .role = s, .leader = s };
 		same_as_reference("heartbeat", enc_heartbeat, ref_heartbeat, &hb);
 	}
 
@@ -1441,7 +1452,7 @@ static void test_writer_matches_reference_random(void)
 			.agent_id = rstr(&p), .cluster_id = rstr(&p), .status = rstr(&p), .timestamp = rtime(allow_bad),
 			.uptime_seconds = rint64(), .kube_api_ok = below(2), .nats_connected = below(2),
 			.queues = { rint64(), rint64(), rint64(), rint64() }, .events_published_total = rint64(),
-			.events_dropped_total = rint64(), .last_error = rstr(&p),
+			.events_dropped_total = rint64(), .last_error = rstr(&p), .role = rstr(&p), .leader = rstr(&p),
 		};
 		same_as_reference("random heartbeat", enc_heartbeat, ref_heartbeat, &hb);
 
@@ -1453,7 +1464,7 @@ static void test_writer_matches_reference_random(void)
 			.agent_id = rstr(&p), .cluster_id = rstr(&p), .cluster_source = rstr(&p), .provider = rstr(&p),
 			.region = rstr(&p), .cluster_uid = rstr(&p), .version = rstr(&p), .git_sha = rstr(&p),
 			.kubernetes_version = rstr(&p), .node_name = rstr(&p), .pod_name = rstr(&p),
-			.pod_namespace = rstr(&p), .encoding = rstr(&p), .hostname = rstr(&p),
+			.pod_namespace = rstr(&p), .encoding = rstr(&p), .hostname = rstr(&p), .role = rstr(&p),
 			.started_at = rtime(allow_bad), .cap_events = below(2), .cap_metrics = below(2),
 			.cap_exec = below(2), .allowed_tools = nt ? tools : (below(2) ? NULL : tools),
 			.n_allowed_tools = nt > 4 ? 4 : nt,
