@@ -469,7 +469,14 @@ static enum ca_err publish_result(void *arg, const char *reply, const char *msg_
 {
 	struct ca_agent *a = arg;
 	struct ca_buf b = { .data = (char *)payload, .len = len };
-	enum ca_err err = publish(a, a->subject_result, msg_id, &b);
+	enum ca_err err = ca_bus_publish_durable(a->bus, a->subject_result, ca_codec_content_type(a->format), msg_id,
+	                                         payload, len);
+	if (err) {
+		char why[sizeof a->last_error];
+		ca_set_err(why, sizeof why, "publish to %s failed: %s", a->subject_result, ca_strerror(err));
+		set_last_error(a, why);
+	}
+	/* The reply to a request stays core NATS: an inbox is no stream's. */
 	if (err == CA_OK && reply && *reply)
 		publish(a, reply, msg_id, &b);
 	return err;
@@ -514,8 +521,8 @@ static enum ca_err publish_event(void *arg, const struct ca_msg_event *ev)
 	err = ca_codec_encode_event(a->format, ev, &payload);
 	if (err == CA_OK) {
 		ca_events_msg_id(ev, msg_id, sizeof msg_id);
-		err = ca_bus_publish(a->bus, a->subject_event, ca_codec_content_type(a->format), msg_id,
-		                     payload.data ? payload.data : "", payload.len);
+		err = ca_bus_publish_durable(a->bus, a->subject_event, ca_codec_content_type(a->format), msg_id,
+		                             payload.data ? payload.data : "", payload.len);
 	}
 	ca_buf_fini(&payload);
 	return err;
@@ -551,7 +558,8 @@ static void start_events(struct ca_agent *a)
 static enum ca_err publish_metrics(void *arg, const char *payload, size_t len, const char *msg_id)
 {
 	struct ca_agent *a = arg;
-	return ca_bus_publish(a->bus, a->subject_metrics, ca_codec_content_type(a->format), msg_id, payload, len);
+	return ca_bus_publish_durable(a->bus, a->subject_metrics, ca_codec_content_type(a->format), msg_id, payload,
+	                              len);
 }
 
 static void start_metrics(struct ca_agent *a)
@@ -589,6 +597,14 @@ static void on_cluster_known(void *arg, const struct ca_cluster_info *info)
 	ca_strlcpy(a->cluster_source, info->source, sizeof a->cluster_source);
 	build_subjects(a);
 	ca_log_set_cluster_id(a->cluster_id);
+	/* The stream holds what the agent publishes about this cluster, not
+	 * the commands to it: a command is for a live agent now, and a stored
+	 * one would be replayed to whoever reads the stream later. */
+	const char *stored[] = { a->subject_register, a->subject_heartbeat, a->subject_event, a->subject_metrics,
+		                 a->subject_result };
+	enum ca_err jrc = ca_bus_jetstream_bind(a->bus, a->cluster_id, stored, sizeof stored / sizeof stored[0]);
+	if (jrc != CA_OK)
+		ca_log(CA_LOG_ERROR, "agent", "cannot name the JetStream stream", "error", ca_strerror(jrc), NULL);
 	ca_log(CA_LOG_INFO, "cluster", "cluster ID known", "cluster_id", info->id, "source", info->source,
 	       "provider", info->provider, "region", info->region, NULL);
 	start_exec(a);

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence
 
 __all__ = ["NatsServer", "NatsClient", "Subscription", "Msg", "NoRespondersError",
-           "find_nats_server", "free_port"]
+           "find_nats_server", "free_port", "JetStreamError", "js_api", "js_stream_create",
+           "js_stream_info", "js_stream_delete", "js_stream_msg_get", "js_stream_messages"]
 
 # Cap on one protocol line and one payload, so a broken peer cannot make the
 # reader grow without bound (nats-server's max_payload tops out at 64 MiB).
@@ -531,3 +532,68 @@ class NatsClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# ------------------------------------------------------------- JetStream
+# The few JetStream API calls the tests need, as raw request/reply on
+# $JS.API.* (what the nats CLI sends). A server answers {"error": {...}} for
+# a refused call; that becomes JetStreamError with its err_code.
+
+
+class JetStreamError(Exception):
+    def __init__(self, code: int, err_code: int, description: str):
+        super().__init__(f"{description} (code {code}, err_code {err_code})")
+        self.code, self.err_code, self.description = code, err_code, description
+
+
+def js_api(nc: "NatsClient", api: str, body: Optional[dict] = None, timeout: float = 5.0) -> dict:
+    """One $JS.API.<api> request; the decoded answer, or JetStreamError."""
+    data = json.dumps(body).encode() if body is not None else b""
+    reply = json.loads(nc.request("$JS.API." + api, data, timeout=timeout).data or b"{}")
+    err = reply.get("error")
+    if err:
+        raise JetStreamError(err.get("code", 0), err.get("err_code", 0), err.get("description", ""))
+    return reply
+
+
+def js_stream_create(nc: "NatsClient", name: str, subjects: Sequence[str],
+                     duplicate_window_s: float = 120, storage: str = "file") -> dict:
+    """Create a stream (limits retention); its info."""
+    cfg = {"name": name, "subjects": list(subjects), "storage": storage, "retention": "limits",
+           "num_replicas": 1, "duplicate_window": int(duplicate_window_s * 1e9)}
+    return js_api(nc, f"STREAM.CREATE.{name}", cfg)
+
+
+def js_stream_info(nc: "NatsClient", name: str) -> dict:
+    return js_api(nc, f"STREAM.INFO.{name}")
+
+
+def js_stream_delete(nc: "NatsClient", name: str) -> dict:
+    return js_api(nc, f"STREAM.DELETE.{name}")
+
+
+def js_stream_msg_get(nc: "NatsClient", name: str, seq: int) -> Msg:
+    """The stored message at stream sequence seq, as a Msg (subject,
+    headers, data)."""
+    import base64
+    m = js_api(nc, f"STREAM.MSG.GET.{name}", {"seq": seq})["message"]
+    raw = base64.b64decode(m.get("hdrs", "")) if m.get("hdrs") else b""
+    headers = _decode_headers(raw) if raw else {}
+    return Msg(m["subject"], None, headers, base64.b64decode(m.get("data", "")))
+
+
+def js_stream_messages(nc: "NatsClient", name: str, subject: Optional[str] = None) -> list:
+    """Every message the stream holds, oldest first (on subject only, when
+    given)."""
+    state = js_stream_info(nc, name)["state"]
+    out = []
+    for seq in range(state.get("first_seq", 1), state.get("last_seq", 0) + 1):
+        try:
+            m = js_stream_msg_get(nc, name, seq)
+        except JetStreamError as e:
+            if e.err_code == 10037:  # deleted message: no longer there
+                continue
+            raise
+        if subject is None or m.subject == subject:
+            out.append(m)
+    return out
