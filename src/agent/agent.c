@@ -633,6 +633,19 @@ static void on_bus_connected(void *arg, bool reconnected)
 	ca_exec_flush(a->exec);
 }
 
+/* The bus refused something as full and has room again: what the
+ * modules kept goes out now rather than with the next event. */
+static void on_bus_room(void *arg)
+{
+	struct ca_agent *a = arg;
+	if (a->stopping)
+		return;
+	if (a->events)
+		ca_events_flush(a->events);
+	ca_metrics_flush(a->metrics);
+	ca_exec_flush(a->exec);
+}
+
 static void on_bus_disconnected(void *arg)
 {
 	struct ca_agent *a = arg;
@@ -893,6 +906,7 @@ enum ca_err ca_agent_new(struct ca_agent **out, const struct ca_config *cfg,
 
 	static const struct ca_bus_callbacks bus_callbacks = {
 		.on_connected = on_bus_connected, .on_disconnected = on_bus_disconnected, .on_message = on_bus_message,
+		.on_room = on_bus_room,
 	};
 	if ((rc = ca_bus_new(&a->bus, a->loop, cfg, &bus_callbacks, a, err, errlen)) != CA_OK)
 		goto fail;

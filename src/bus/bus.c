@@ -71,6 +71,7 @@ enum event_type {
 	EV_CONNECTED,
 	EV_RECONNECTED,
 	EV_DISCONNECTED,
+	EV_ROOM,
 };
 
 struct event {
@@ -166,7 +167,9 @@ struct ca_bus {
 	/* JetStream (nats.jetstream.enabled). jhead/jtail: messages accepted
 	 * and not yet acknowledged, oldest first; the head may be in flight.
 	 * Bounded by jmax bytes: the oldest not in flight are dropped. */
+	atomic_bool want_room;     /* a publish was refused as full: say when there is room */
 	bool js_enabled;
+	bool js_drop_oldest;       /* nats.jetstream.when_full: drop_oldest */
 	jsCtx *js;
 	struct out_msg *jhead, *jtail;
 	size_t jbytes, jcount, jmax;
@@ -566,6 +569,10 @@ static void dispatch(struct ca_bus *bus, struct event *ev)
 			bus->cbs.on_connected(bus->arg, again);
 		break;
 	}
+	case EV_ROOM:
+		if (bus->cbs.on_room)
+			bus->cbs.on_room(bus->arg);
+		break;
 	case EV_DISCONNECTED: {
 		char url[URL_LEN];
 		pthread_mutex_lock(&bus->qlock);
@@ -839,6 +846,7 @@ enum ca_err ca_bus_new(struct ca_bus **out, struct ca_loop *loop, const struct c
 	bus->pmax = cfg->nats.publish_buffer_bytes > 0 ? (size_t)cfg->nats.publish_buffer_bytes
 	                                               : (size_t)4 << 20;
 	bus->js_enabled = cfg->nats.jetstream.enabled;
+	bus->js_drop_oldest = !cfg->nats.jetstream.when_full || strcmp(cfg->nats.jetstream.when_full, "backpressure") != 0;
 	bus->jmax = cfg->nats.jetstream.max_pending_bytes > 0 ? (size_t)cfg->nats.jetstream.max_pending_bytes
 	                                                      : (size_t)8 << 20;
 	bus->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -1048,6 +1056,14 @@ static uint64_t confirmed_locked(const struct ca_bus *bus)
 	return lowest == UINT64_MAX ? bus->pub_seq : lowest - 1;
 }
 
+/* After the publisher freed space: true (once) when a publish was refused
+ * as full and both buffers are now at most half full (plock held). */
+static bool room_again(struct ca_bus *bus)
+{
+	return atomic_load(&bus->want_room) && bus->jbytes <= bus->jmax / 2 && bus->pbytes <= bus->pmax / 2 &&
+	       atomic_exchange(&bus->want_room, false);
+}
+
 /* ------------------------------------------------- JetStream (publisher) */
 
 static const char *js_state_name(int state)
@@ -1203,7 +1219,10 @@ static void js_try_head(struct ca_bus *bus, int64_t now)
 		int was = atomic_exchange(&bus->js_state, JS_OK);
 		uint64_t failed = bus->js_fail_unlogged;
 		bus->js_fail_unlogged = 0;
+		bool room = room_again(bus);
 		pthread_mutex_unlock(&bus->plock);
+		if (room)
+			enqueue_simple(bus, EV_ROOM);
 		if (was != JS_OK || failed) {
 			char n[32];
 			snprintf(n, sizeof n, "%llu", (unsigned long long)failed);
@@ -1334,6 +1353,11 @@ static void *publisher_main(void *arg)
 			int buffered = natsConnection_Buffered(bus->conn);
 			atomic_store(&bus->buffered, buffered > 0 ? (size_t)buffered : 0);
 			pthread_mutex_lock(&bus->plock);
+			if (room_again(bus)) {
+				pthread_mutex_unlock(&bus->plock);
+				enqueue_simple(bus, EV_ROOM);
+				pthread_mutex_lock(&bus->plock);
+			}
 			continue;
 		}
 		if (js_due) {
@@ -1458,6 +1482,7 @@ static enum ca_err enqueue_out(struct ca_bus *bus, const char *subject, const ch
 	if (full) {
 		/* NATS is slower than we publish (or stalled): the caller keeps
 		 * the message and tries again when the bus has room. */
+		atomic_store(&bus->want_room, true);
 		rc = CA_EAGAIN;
 		goto out;
 	}
@@ -1486,11 +1511,21 @@ static enum ca_err enqueue_out(struct ca_bus *bus, const char *subject, const ch
 	uint64_t ndropped = 0;
 	bool now;
 	pthread_mutex_lock(&bus->plock);
-	if (durable && !js_make_room(bus, size, &dropped, &ndropped)) {
-		pthread_mutex_unlock(&bus->plock);
-		free(m);
-		rc = CA_EAGAIN; /* only the message in flight is left, and it is larger than the rest of the cap */
-		goto out_dropped;
+	if (durable && bus->jbytes + size > bus->jmax) {
+		/* While the stream acknowledges, a full buffer means a burst
+		 * faster than the stream: push back (the caller keeps the
+		 * message, the watcher pauses) and lose nothing. While
+		 * publishes fail, keep the newest unless told to push back. */
+		int state = atomic_load(&bus->js_state);
+		bool failing = state == JS_MISSING || state == JS_UNAVAILABLE || bus->js_backoff_ms > 0 ||
+		               !atomic_load(&bus->connected);
+		if (!failing || !bus->js_drop_oldest || !js_make_room(bus, size, &dropped, &ndropped)) {
+			atomic_store(&bus->want_room, true);
+			pthread_mutex_unlock(&bus->plock);
+			free(m);
+			rc = CA_EAGAIN;
+			goto out_dropped;
+		}
 	}
 	m->seq = ++bus->pub_seq;
 	if (durable) {

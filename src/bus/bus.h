@@ -62,6 +62,10 @@ struct ca_bus_callbacks {
 	/* The connection to the server was lost (nats.c is reconnecting). */
 	void (*on_disconnected)(void *arg);
 	void (*on_message)(void *arg, const struct ca_bus_msg *msg);
+	/* A publish was refused with CA_EAGAIN because a buffer was full, and
+	 * there is room again (both buffers at most half full): time to try
+	 * what was kept. Once per refusal episode. */
+	void (*on_room)(void *arg);
 };
 
 /* Incoming messages are bounded twice, both counted in
@@ -129,10 +133,14 @@ enum ca_err ca_bus_publish(struct ca_bus *bus, const char *subject, const char *
  * retry_backoff_max) before any younger one, so the stream's duplicate
  * window drops a copy that did arrive, and the stream keeps this order.
  * Messages accepted and not yet acknowledged take at most
- * nats.jetstream.max_pending_bytes: a message that does not fit drops the
- * oldest not in flight (agent_nats_js_dropped_total, a warning at most
- * every 10 s) instead of being refused. Errors otherwise as
- * ca_bus_publish(). */
+ * nats.jetstream.max_pending_bytes. When a message does not fit: while
+ * the stream acknowledges (a burst faster than the stream) CA_EAGAIN, the
+ * caller keeps it and nothing is lost; while publishes fail (no stream,
+ * JetStream off, a retry backing off, disconnected) the oldest not in
+ * flight are dropped to make room (agent_nats_js_dropped_total, a warning
+ * at most every 10 s), unless nats.jetstream.when_full is backpressure:
+ * then CA_EAGAIN too (for a caller that keeps its own backlog, such as a
+ * spool). Errors otherwise as ca_bus_publish(). */
 enum ca_err ca_bus_publish_durable(struct ca_bus *bus, const char *subject, const char *content_type,
                                    const char *msg_id, const void *data, size_t len);
 

@@ -96,6 +96,7 @@ static const struct key_def keys[] = {
 	KEY("nats.jetstream.duplicate_window", K_DURATION, nats.jetstream.duplicate_window_ms, "2m"),
 	KEY("nats.jetstream.ack_timeout", K_DURATION, nats.jetstream.ack_timeout_ms, "5s"),
 	KEY("nats.jetstream.max_pending_bytes", K_INT64, nats.jetstream.max_pending_bytes, "8388608"),
+	KEY("nats.jetstream.when_full", K_STR, nats.jetstream.when_full, "drop_oldest"),
 	KEY("nats.jetstream.retry_backoff", K_DURATION, nats.jetstream.retry_backoff_ms, "500ms"),
 	KEY("nats.jetstream.retry_backoff_max", K_DURATION, nats.jetstream.retry_backoff_max_ms, "30s"),
 	KEY("nats.tls.enabled", K_BOOL, nats.tls.enabled, "false"),
@@ -1221,6 +1222,10 @@ static enum ca_err check_jetstream(const struct ca_config *cfg, char *err, size_
 		return bad_value(err, errlen, "nats.jetstream.stream_name", name, "a JetStream stream name",
 		                 "\"\" (AGENT_<cluster ID>) or 1 to 255 characters without '.', '*', '>', "
 		                 "whitespace, '/', '\\' or control characters");
+	static const char *const when_full[] = { "drop_oldest", "backpressure", NULL };
+	if (!one_of(str_or_empty(cfg->nats.jetstream.when_full), when_full))
+		return bad_value(err, errlen, "nats.jetstream.when_full", cfg->nats.jetstream.when_full,
+		                 "a policy for a full buffer", "drop_oldest, backpressure");
 	if ((rc = check_duration(cfg, "nats.jetstream.duplicate_window", 1 * SEC, 24 * HOUR, err, errlen)) ||
 	    (rc = check_duration(cfg, "nats.jetstream.ack_timeout", 100, 5 * MIN, err, errlen)) ||
 	    (rc = check_int(cfg, "nats.jetstream.max_pending_bytes", 64 * KIB, 1 * GIB, err, errlen)) ||

@@ -313,3 +313,40 @@ def test_full_pending_buffer_drops_the_oldest(js_server, kubesim, agent_factory)
     tail = created[-(len(uids) - 1):]
     assert uids[1:] == tail or uids == created[-len(uids):], (uids[:3], created[:3])
     agent.assert_clean_exit()
+
+
+def test_burst_faster_than_the_stream_is_held_back_not_dropped(js_server, kubesim, agent_factory):
+    """While the stream acknowledges, a full buffer pushes back on the
+    watcher instead of dropping: every event of the burst is stored."""
+    agent = agent_factory(agent_args(js_server, kubesim),
+                          env=js_env(NATS_JETSTREAM_MAX_PENDING_BYTES="65536"))
+    agent.wait_ready(timeout=30)
+    r = kubesim.emit_events(namespace="b", count=1500, reason="BackOff", name="b0", uids=True,
+                            message="burst {i} " + "y" * 300)
+    wait_stored(js_server, 1500, timeout=120)
+    stored = stored_events(js_server)
+    assert [e["uid"] for e, _ in stored] == r["uids"]
+    assert js_metric(agent, "agent_nats_js_dropped_total") == 0
+    assert js_metric(agent, "agent_events_dropped_total") == 0
+    agent.assert_clean_exit()
+
+
+def test_backpressure_policy_keeps_the_backlog_upstream(js_server, kubesim, agent_factory):
+    """nats.jetstream.when_full: backpressure: with no stream, the bus
+    refuses what does not fit and the watcher keeps it; nothing is lost
+    once the stream exists."""
+    agent = agent_factory(agent_args(js_server, kubesim),
+                          env=js_env(NATS_JETSTREAM_CREATE_STREAM="false",
+                                     NATS_JETSTREAM_MAX_PENDING_BYTES="65536",
+                                     NATS_JETSTREAM_WHEN_FULL="backpressure"))
+    wait_for(lambda: "not found" in agent.get("/health/ready")[1], timeout=30, what="no stream")
+    order = emit_objects(kubesim, ["w0"], 300, "wait " + "x" * 200)
+    wait_for(lambda: js_metric(agent, "agent_nats_js_pending_bytes") > 32768, timeout=30, what="bus full")
+    time.sleep(1)
+    assert js_metric(agent, "agent_nats_js_dropped_total") == 0
+    assert js_metric(agent, "agent_nats_js_pending_bytes") <= 65536
+    with client_for(js_server) as nc:
+        js_stream_create(nc, STREAM, STORED)
+    wait_stored(js_server, 300, timeout=90)
+    assert_exactly_once_in_order(stored_events(js_server), order)
+    agent.assert_clean_exit()

@@ -101,6 +101,7 @@ static void compare_configs(const struct ca_config *a, const struct ca_config *b
 	EQ_INT(nats.jetstream.duplicate_window_ms);
 	EQ_INT(nats.jetstream.ack_timeout_ms);
 	EQ_INT(nats.jetstream.max_pending_bytes);
+	EQ_STR(nats.jetstream.when_full);
 	EQ_INT(nats.jetstream.retry_backoff_ms);
 	EQ_INT(nats.jetstream.retry_backoff_max_ms);
 	EQ_INT(nats.tls.enabled);
@@ -215,6 +216,7 @@ static void test_defaults(void)
 	CHECK_INT(d.nats.jetstream.duplicate_window_ms, 120000);
 	CHECK_INT(d.nats.jetstream.ack_timeout_ms, 5000);
 	CHECK_INT(d.nats.jetstream.max_pending_bytes, 8388608);
+	CHECK_STR(d.nats.jetstream.when_full, "drop_oldest");
 	CHECK_INT(d.kubernetes.request_timeout_ms, 10000);
 	CHECK_INT(d.kubernetes.connect_timeout_ms, 5000);
 	CHECK_INT(d.kubernetes.stall_timeout_ms, 600000);
@@ -352,6 +354,7 @@ static const struct bad_case bad_cases[] = {
 	{ "nats: {jetstream: {max_pending_bytes: 1024}}", "nats.jetstream.max_pending_bytes", "1024" },
 	{ "nats: {jetstream: {retry_backoff: 2s, retry_backoff_max: 1s}}", "nats.jetstream.retry_backoff_max", "1s" },
 	{ "nats: {jetstream: [a]}", "nats.jetstream", "a list" },
+	{ "nats: {jetstream: {when_full: block}}", "nats.jetstream.when_full", "block" },
 	{ "nats: {tls: {insecure_skip_verify: 2}}", "nats.tls.insecure_skip_verify", "2" },
 	{ "nats: {tls: {cert_file: /c.pem}}", "nats.tls.key_file", "\"\"" },
 	{ "heartbeat: {interval: 50ms}", "heartbeat.interval", "50ms" },
