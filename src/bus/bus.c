@@ -1278,7 +1278,7 @@ static void js_try_head(struct ca_bus *bus, int64_t now)
  * time, oldest first, each waiting for its acknowledgement: with one in
  * flight, a retry can never land behind a younger message, so the stream
  * keeps the agent's order across timeouts, reconnects and a missing stream
- * (docs/ARCHITECTURE.md, "JetStream"). */
+ * (docs/ARCHITECTURE.md, "Publishing"). */
 static void *publisher_main(void *arg)
 {
 	struct ca_bus *bus = arg;
