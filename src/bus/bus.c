@@ -53,6 +53,10 @@
  * a PING/PONG, the publisher flushes at most this often to confirm them
  * (ca_bus_confirmed_seq()). */
 #define CONFIRM_FLUSH_MS 100
+/* JetStream: what a JetStream publish adds to a message's headers
+ * ("Nats-Expected-Stream: <name of up to 255>\r\n"), kept out of what
+ * ca_bus_max_payload() offers callers. */
+#define JS_HEADER_RESERVE 280
 /* JetStream: how often the publisher looks again while disconnected. */
 #define JS_OFFLINE_POLL_MS 100
 /* JetStream: at most one log line per this many ms about failing publishes
@@ -1234,6 +1238,22 @@ static void js_try_head(struct ca_bus *bus, int64_t now)
 		return;
 	}
 	atomic_fetch_add(&bus->js_ack_failures, 1);
+	if (st == NATS_MAX_PAYLOAD || st == NATS_INVALID_SUBJECT || st == NATS_INVALID_ARG) {
+		/* No retry can succeed: lost for good, and the next goes. */
+		bus->jhead = m->next;
+		if (!bus->jhead)
+			bus->jtail = NULL;
+		bus->jbytes -= m->size;
+		bus->jcount--;
+		atomic_fetch_add(&bus->lost, 1);
+		atomic_fetch_add(&bus->publish_errors, 1);
+		pthread_mutex_unlock(&bus->plock);
+		record_js_error(bus, why);
+		ca_log(CA_LOG_ERROR, COMPONENT, "JetStream message refused for good; dropped", "error", why, NULL);
+		free(m);
+		pthread_mutex_lock(&bus->plock);
+		return;
+	}
 	atomic_fetch_add(&bus->js_retries, 1);
 	int64_t start = bus->cfg->nats.jetstream.retry_backoff_ms;
 	int64_t max = bus->cfg->nats.jetstream.retry_backoff_max_ms;
@@ -1241,6 +1261,8 @@ static void js_try_head(struct ca_bus *bus, int64_t now)
 	if (bus->js_backoff_ms > max)
 		bus->js_backoff_ms = max;
 	bus->js_next_try_ms = after + bus->js_backoff_ms;
+	if (st == NATS_ERR)
+		atomic_store(&bus->js_state, JS_UNAVAILABLE); /* the stream refuses it: say so on /health/ready */
 	if (st == NATS_NO_RESPONDERS) {
 		atomic_store(&bus->js_state, JS_MISSING);
 		/* With create_stream, look again (and create) before the retry:
@@ -1447,9 +1469,9 @@ static enum ca_err enqueue_out(struct ca_bus *bus, const char *subject, const ch
 	/* The server counts headers against max_payload; this is their exact
 	 * encoded size ("NATS/1.0\r\n", "Key: value\r\n" each, "\r\n"). */
 	size_t hdr = 0;
-	if (content_type || msg_id)
+	if (content_type || msg_id || durable)
 		hdr = 12 + (content_type ? 16 + strlen(content_type) : 0) +
-		      (msg_id ? 15 + strlen(msg_id) : 0);
+		      (msg_id ? 15 + strlen(msg_id) : 0) + (durable ? JS_HEADER_RESERVE : 0);
 	size_t mp = atomic_load(&bus->max_payload);
 	if (len > (size_t)INT32_MAX / 2 || hdr > (size_t)INT32_MAX / 2 || (mp > 0 && len + hdr > mp)) {
 		rc = CA_ETOOBIG;
@@ -1738,7 +1760,11 @@ bool ca_bus_connected(const struct ca_bus *bus)
 
 size_t ca_bus_max_payload(const struct ca_bus *bus)
 {
-	return bus ? atomic_load(&((struct ca_bus *)bus)->max_payload) : 0;
+	size_t mp = bus ? atomic_load(&((struct ca_bus *)bus)->max_payload) : 0;
+	/* What callers may fill: a JetStream publish adds a header. */
+	if (bus && bus->js_enabled && mp > JS_HEADER_RESERVE)
+		mp -= JS_HEADER_RESERVE;
+	return mp;
 }
 
 uint64_t ca_bus_reconnects(const struct ca_bus *bus)

@@ -350,3 +350,26 @@ def test_backpressure_policy_keeps_the_backlog_upstream(js_server, kubesim, agen
     wait_stored(js_server, 300, timeout=90)
     assert_exactly_once_in_order(stored_events(js_server), order)
     agent.assert_clean_exit()
+
+
+def test_a_stream_that_captures_the_subject_is_refused_not_used(js_server, kubesim, agent_factory):
+    """Another stream holds agent.event.c1 and AGENT_c1 does not exist: the
+    agent's publishes carry Nats-Expected-Stream, so nothing lands in the
+    wrong stream; /health/ready says why; once the right stream exists
+    (and the other lets go of the subject) every event arrives."""
+    with client_for(js_server) as nc:
+        js_stream_create(nc, "OTHER", [SUBJECT])
+    agent = agent_factory(agent_args(js_server, kubesim), env=js_env(NATS_JETSTREAM_CREATE_STREAM="false"))
+    order = emit_objects(kubesim, ["o0"], 10, "other")
+    wait_for(lambda: "expected stream" in (nats_health(agent)["jetstream"]["last_error"] or ""), timeout=30,
+             what="the stream mismatch reported")
+    code, body = agent.get("/health/ready")
+    assert code == 503 and "JetStream unavailable" in body and "expected stream" in body, body
+    with client_for(js_server) as nc:
+        assert js_stream_info(nc, "OTHER")["state"]["messages"] == 0
+        js_api(nc, "STREAM.DELETE.OTHER")
+        js_stream_create(nc, STREAM, STORED)
+    wait_stored(js_server, 10, timeout=60)
+    assert_exactly_once_in_order(stored_events(js_server), order)
+    agent.wait_ready(timeout=30)
+    agent.assert_clean_exit()
