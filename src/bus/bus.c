@@ -218,6 +218,22 @@ struct ca_bus {
 
 /* ------------------------------------------------------------------ helpers */
 
+/* nats.c's reconnect buffer. In JetStream mode durable messages are never
+ * handed to nats.c while disconnected (the bus keeps them until
+ * acknowledged, in nats.jetstream.max_pending_bytes), so only replies and
+ * the rare message caught by a disconnect use it: at most
+ * JS_RECONNECT_BUFFER_MAX then, which keeps JetStream mode within the
+ * memory budget of the default Deployment. */
+#define JS_RECONNECT_BUFFER_MAX ((size_t)1 << 20)
+
+static size_t reconnect_cap(const struct ca_config *cfg)
+{
+	size_t cap = cfg->nats.reconnect_buffer_bytes > 0 ? (size_t)cfg->nats.reconnect_buffer_bytes : (size_t)8 << 20;
+	if (cfg->nats.jetstream.enabled && cap > JS_RECONNECT_BUFFER_MAX)
+		cap = JS_RECONNECT_BUFFER_MAX;
+	return cap;
+}
+
 static char *xstrdup(const char *s)
 {
 	return s ? strdup(s) : NULL;
@@ -761,8 +777,7 @@ static enum ca_err build_options(struct ca_bus *bus, char *err, size_t errlen)
 			ca_set_err(err, errlen, "nats.reconnect_buffer_bytes: at most %d", INT32_MAX);
 			goto out;
 		}
-		TRY_NATS(natsOptions_SetReconnectBufSize(o, (int)cfg->nats.reconnect_buffer_bytes),
-		         "nats.reconnect_buffer_bytes");
+		TRY_NATS(natsOptions_SetReconnectBufSize(o, (int)reconnect_cap(cfg)), "nats.reconnect_buffer_bytes");
 	}
 	TRY_NATS(natsOptions_SetRetryOnFailedConnect(o, true, on_nats_connected, bus), "retry");
 	TRY_NATS(natsOptions_SetReconnectedCB(o, on_nats_reconnected, bus), "callbacks");
@@ -852,7 +867,7 @@ enum ca_err ca_bus_new(struct ca_bus **out, struct ca_loop *loop, const struct c
 	bus->js_enabled = cfg->nats.jetstream.enabled;
 	bus->js_drop_oldest = !cfg->nats.jetstream.when_full || strcmp(cfg->nats.jetstream.when_full, "backpressure") != 0;
 	bus->jmax = cfg->nats.jetstream.max_pending_bytes > 0 ? (size_t)cfg->nats.jetstream.max_pending_bytes
-	                                                      : (size_t)8 << 20;
+	                                                      : (size_t)4 << 20;
 	bus->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (bus->efd < 0) {
 		ca_set_err(err, errlen, "eventfd: %s", strerror(errno));
@@ -1486,8 +1501,7 @@ static enum ca_err enqueue_out(struct ca_bus *bus, const char *subject, const ch
 			bus->offline_epoch = epoch;
 			bus->offline_bytes = 0;
 		}
-		size_t cap = bus->cfg->nats.reconnect_buffer_bytes > 0
-		             ? (size_t)bus->cfg->nats.reconnect_buffer_bytes : 8u * 1024 * 1024;
+		size_t cap = reconnect_cap(bus->cfg);
 		size_t wire = 32 + ls + lr + hdr + len;
 		if (wire > cap || bus->offline_bytes > cap - wire) {
 			rc = CA_EAGAIN;
@@ -1734,8 +1748,7 @@ enum ca_err ca_bus_flush(struct ca_bus *bus, int64_t timeout_ms)
 
 void ca_bus_budget(const struct ca_config *cfg, size_t inbound_bytes, size_t inbound_msgs, struct ca_budget *b)
 {
-	uint64_t reconnect = cfg->nats.reconnect_buffer_bytes > 0
-	                     ? (uint64_t)cfg->nats.reconnect_buffer_bytes : (uint64_t)8 << 20;
+	uint64_t reconnect = reconnect_cap(cfg);
 	ca_budget_add(b, "nats: reconnect buffer (messages kept while disconnected)",
 	              "nats.reconnect_buffer_bytes", reconnect);
 	uint64_t queue = cfg->nats.publish_buffer_bytes > 0 ? (uint64_t)cfg->nats.publish_buffer_bytes

@@ -95,7 +95,7 @@ static const struct key_def keys[] = {
 	KEY("nats.jetstream.stream_name", K_STR, nats.jetstream.stream_name, ""),
 	KEY("nats.jetstream.duplicate_window", K_DURATION, nats.jetstream.duplicate_window_ms, "2m"),
 	KEY("nats.jetstream.ack_timeout", K_DURATION, nats.jetstream.ack_timeout_ms, "5s"),
-	KEY("nats.jetstream.max_pending_bytes", K_INT64, nats.jetstream.max_pending_bytes, "8388608"),
+	KEY("nats.jetstream.max_pending_bytes", K_INT64, nats.jetstream.max_pending_bytes, "4194304"),
 	KEY("nats.jetstream.when_full", K_STR, nats.jetstream.when_full, "drop_oldest"),
 	KEY("nats.jetstream.retry_backoff", K_DURATION, nats.jetstream.retry_backoff_ms, "500ms"),
 	KEY("nats.jetstream.retry_backoff_max", K_DURATION, nats.jetstream.retry_backoff_max_ms, "30s"),

@@ -58,7 +58,7 @@ struct ca_config {
 			char *stream_name;            /* "" = AGENT_<cluster ID> */
 			int64_t duplicate_window_ms;  /* 2m: the stream's de-duplication window when created */
 			int64_t ack_timeout_ms;       /* 5s: a publish unacknowledged this long is retried */
-			int64_t max_pending_bytes;    /* 8 MiB: published, not yet acknowledged */
+			int64_t max_pending_bytes;    /* 4 MiB: published, not yet acknowledged */
 			char *when_full;              /* drop_oldest (while publishes fail) or backpressure */
 			int64_t retry_backoff_ms;     /* 500ms: first retry delay, doubled ... */
 			int64_t retry_backoff_max_ms; /* 30s: ... up to this */

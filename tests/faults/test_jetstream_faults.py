@@ -96,7 +96,7 @@ def test_stopped_for_a_while(js_server, kubesim, agent_factory):
             end = time.monotonic() + STOP_SECONDS
             while time.monotonic() < end:
                 peak_pending = max(peak_pending, js_metric(agent, "agent_nats_js_acks_pending") or 0)
-                assert js_metric(agent, "agent_nats_js_pending_bytes") <= 8 * 1024 * 1024
+                assert js_metric(agent, "agent_nats_js_pending_bytes") <= 4 * 1024 * 1024
                 time.sleep(0.5)
             h = nats_health(agent)
             assert h["published_seq"] > h["confirmed_seq"], h

@@ -248,7 +248,7 @@ def test_confirmed_stops_while_the_server_is_stopped_and_catches_up(js_server, k
         if mode == "jetstream":
             pending = js_metric(agent, "agent_nats_js_acks_pending")
             assert pending > 0
-            assert js_metric(agent, "agent_nats_js_pending_bytes") <= 8 * 1024 * 1024
+            assert js_metric(agent, "agent_nats_js_pending_bytes") <= 4 * 1024 * 1024
     finally:
         os.kill(js_server.proc.pid, signal.SIGCONT)
 
@@ -373,3 +373,20 @@ def test_a_stream_that_captures_the_subject_is_refused_not_used(js_server, kubes
     assert_exactly_once_in_order(stored_events(js_server), order)
     agent.wait_ready(timeout=30)
     agent.assert_clean_exit()
+
+
+def test_jetstream_mode_fits_the_default_memory_budget():
+    """Turning JetStream on with every other default passes --check-config
+    (the budget stays under 90 % of the Deployment's 128 MiB); the old
+    boolean form still works and names the new key."""
+    from lib.agentproc import run_agent_once
+    r = run_agent_once(["--check-config"], env={"COLLECT_AGENT_NATS_JETSTREAM_ENABLED": "true",
+                                                "COLLECT_AGENT_CLUSTER_ID": "c1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "nats.jetstream.max_pending_bytes" in r.stdout
+    r = run_agent_once(["--check-config"], env={"COLLECT_AGENT_NATS_JETSTREAM": "true",
+                                                "COLLECT_AGENT_CLUSTER_ID": "c1"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "use nats.jetstream.enabled" in r.stdout + r.stderr
+    r = run_agent_once(["--check-config"], env={"COLLECT_AGENT_NATS_JETSTREAM_STREAM_NAME": "a.b"})
+    assert r.returncode == 2 and "nats.jetstream.stream_name" in r.stderr, r.stderr

@@ -215,7 +215,7 @@ static void test_defaults(void)
 	CHECK_STR(d.nats.jetstream.stream_name, "");
 	CHECK_INT(d.nats.jetstream.duplicate_window_ms, 120000);
 	CHECK_INT(d.nats.jetstream.ack_timeout_ms, 5000);
-	CHECK_INT(d.nats.jetstream.max_pending_bytes, 8388608);
+	CHECK_INT(d.nats.jetstream.max_pending_bytes, 4194304);
 	CHECK_STR(d.nats.jetstream.when_full, "drop_oldest");
 	CHECK_INT(d.kubernetes.request_timeout_ms, 10000);
 	CHECK_INT(d.kubernetes.connect_timeout_ms, 5000);
