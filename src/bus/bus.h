@@ -20,6 +20,12 @@
  * imply TLS) and one auth method: credentials_file, nkey_seed_file,
  * token/token_file, or user with password/password_file.
  *
+ * Publishing never blocks the loop: messages queue for the bus's publisher
+ * thread. With nats.jetstream.enabled, ca_bus_publish_durable() messages
+ * go through JetStream, acknowledged one at a time in order and retried
+ * (docs/ARCHITECTURE.md, "Publishing"); ca_bus_confirmed_seq() says how far
+ * delivery is confirmed, in either mode.
+ *
  * Threads: every function runs on the loop thread unless it says "any
  * thread". The loop must outlive the bus (free the bus first). User
  * callbacks run on the loop thread; they may publish and subscribe but must
