@@ -1095,6 +1095,50 @@ static const char *js_state_name(int state)
 	}
 }
 
+/* NATS subject matching: does pattern (tokens, '*' = one token, '>' =
+ * the rest) match subject? */
+static bool subject_matches(const char *pattern, const char *subject)
+{
+	const char *p = pattern, *q = subject;
+	for (;;) {
+		size_t pl = strcspn(p, "."), ql = strcspn(q, ".");
+		if (pl == 1 && p[0] == '>')
+			return ql > 0;
+		if (!(pl == 1 && p[0] == '*') && (pl != ql || memcmp(p, q, pl) != 0))
+			return false;
+		if (!p[pl] || !q[ql])
+			return !p[pl] && !q[ql];
+		p += pl + 1;
+		q += ql + 1;
+	}
+}
+
+/* Say what in an existing stream's configuration defeats the agent's
+ * guarantees (the agent does not change a stream it did not create). */
+static void js_check_config(struct ca_bus *bus, const jsStreamConfig *c)
+{
+	int64_t want = bus->cfg->nats.jetstream.duplicate_window_ms * 1000000;
+	if (c->Duplicates <= 0)
+		ca_log(CA_LOG_WARN, COMPONENT, "JetStream stream has no duplicate window: messages sent again "
+		       "after a retry or a failover are stored twice", "stream", bus->js_stream, NULL);
+	else if (c->Duplicates < want)
+		ca_log(CA_LOG_WARN, COMPONENT, "JetStream stream's duplicate window is shorter than "
+		       "nats.jetstream.duplicate_window: a re-send later than it is stored twice",
+		       "stream", bus->js_stream, NULL);
+	if (c->Storage == js_MemoryStorage)
+		ca_log(CA_LOG_WARN, COMPONENT, "JetStream stream keeps its messages in memory: a server restart "
+		       "loses what it stored", "stream", bus->js_stream, NULL);
+	for (size_t i = 0; i < bus->js_nsubjects; i++) {
+		bool covered = false;
+		for (int j = 0; !covered && c->Subjects && j < c->SubjectsLen; j++)
+			covered = c->Subjects[j] && subject_matches(c->Subjects[j], bus->js_subjects[i]);
+		if (!covered)
+			ca_log(CA_LOG_WARN, COMPONENT, "JetStream stream does not hold one of the agent's subjects: "
+			       "durable publishes to it are retried until it does", "stream", bus->js_stream,
+			       "subject", bus->js_subjects[i], NULL);
+	}
+}
+
 /* Look the stream up, and create it when missing and allowed. Publisher
  * thread, plock not held: the requests wait up to ack_timeout. */
 static void js_check_stream(struct ca_bus *bus)
@@ -1108,14 +1152,8 @@ static void js_check_stream(struct ca_bus *bus)
 	o.Wait = cfg->nats.jetstream.ack_timeout_ms;
 	natsStatus st = js_GetStreamInfo(&si, bus->js, bus->js_stream, &o, &code);
 	if (st == NATS_OK) {
-		jsStreamConfig *c = si->Config;
-		if (c && c->Duplicates <= 0)
-			ca_log(CA_LOG_WARN, COMPONENT, "JetStream stream has no duplicate window: messages sent "
-			       "again after a retry or a failover are stored twice", "stream", bus->js_stream, NULL);
-		else if (c && c->Duplicates < cfg->nats.jetstream.duplicate_window_ms * 1000000)
-			ca_log(CA_LOG_WARN, COMPONENT, "JetStream stream's duplicate window is shorter than "
-			       "nats.jetstream.duplicate_window: a re-send later than it is stored twice",
-			       "stream", bus->js_stream, NULL);
+		if (si->Config)
+			js_check_config(bus, si->Config);
 		jsStreamInfo_Destroy(si);
 		atomic_store(&bus->js_state, JS_OK);
 		ca_log(CA_LOG_INFO, COMPONENT, "publishing through JetStream", "stream", bus->js_stream, NULL);

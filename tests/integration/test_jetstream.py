@@ -390,3 +390,25 @@ def test_jetstream_mode_fits_the_default_memory_budget():
     assert "use nats.jetstream.enabled" in r.stdout + r.stderr
     r = run_agent_once(["--check-config"], env={"COLLECT_AGENT_NATS_JETSTREAM_STREAM_NAME": "a.b"})
     assert r.returncode == 2 and "nats.jetstream.stream_name" in r.stderr, r.stderr
+
+
+def test_an_existing_stream_that_weakens_the_guarantees_is_logged(js_server, kubesim, agent_factory):
+    """The agent uses a stream that exists as it is, and says what in it
+    matters: a duplicate window shorter than configured, memory storage, a
+    subject of the agent's it does not hold."""
+    with client_for(js_server) as nc:
+        js_stream_create(nc, STREAM, [SUBJECT, f"agent.heartbeat.{CID}"], duplicate_window_s=1, storage="memory")
+    agent = agent_factory(agent_args(js_server, kubesim), env=js_env())
+    agent.wait_ready(timeout=30)
+    order = emit_objects(kubesim, ["e0"], 5, "existing")
+    wait_stored(js_server, 5)
+    assert_exactly_once_in_order(stored_events(js_server), order)
+    msgs = [(r.get("msg", ""), r.get("subject")) for r in agent.log_records() if r.get("level") == "warn"]
+    assert any("duplicate window is shorter" in m for m, _ in msgs), msgs
+    assert any("in memory" in m for m, _ in msgs), msgs
+    missing = {s for m, s in msgs if "does not hold" in m}
+    assert missing == {f"agent.register.{CID}", f"agent.metrics.{CID}", f"agent.result.{CID}"}, missing
+    with client_for(js_server) as nc:  # the agent did not change it
+        cfg = js_stream_info(nc, STREAM)["config"]
+    assert cfg["duplicate_window"] == 10**9 and cfg["storage"] == "memory"
+    agent.assert_clean_exit()
