@@ -412,3 +412,25 @@ def test_an_existing_stream_that_weakens_the_guarantees_is_logged(js_server, kub
         cfg = js_stream_info(nc, STREAM)["config"]
     assert cfg["duplicate_window"] == 10**9 and cfg["storage"] == "memory"
     agent.assert_clean_exit()
+
+
+def test_metric_samples_go_through_the_stream(js_server, kubesim, agent_factory):
+    """Samples take the same acknowledged path as events: every part of a
+    sample is stored once, with its Nats-Msg-Id, within max_payload less
+    the room the JetStream header needs."""
+    kubesim.populate(namespaces=3, nodes=2, pods=300, seed=5)
+    agent = agent_factory(agent_args(js_server, kubesim),
+                          env=js_env(METRICS_ENABLED="true", METRICS_INTERVAL="1s"))
+    agent.wait_ready(timeout=30)
+    subject = f"agent.metrics.{CID}"
+    wait_for(lambda: stream_count(js_server, subject) >= 3, timeout=60, what="three samples in the stream")
+    with client_for(js_server) as nc:
+        stored = js_stream_messages(nc, STREAM, subject)
+    ids = [m.headers["Nats-Msg-Id"] for m in stored]
+    assert len(ids) == len(set(ids)), ids
+    for m in stored:
+        s = json.loads(m.data)
+        # the 2 populated nodes and the simulator's own
+        assert s["cluster_id"] == CID and s["summary"]["nodes_total"] == 3, s.get("summary")
+    assert js_metric(agent, "agent_nats_js_ack_failures_total") == 0
+    agent.assert_clean_exit()
