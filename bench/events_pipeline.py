@@ -138,7 +138,7 @@ def scrape(port):
     out = {}
     for name in ("agent_events_received_total", "agent_events_published_total",
                  "agent_events_dropped_total", "agent_events_filtered_total",
-                 "agent_kube_watch_restarts_total"):
+                 "agent_kube_watch_restarts_total", "agent_nats_js_acked_total", "agent_nats_js_dropped_total"):
         m = re.search(r"^" + name + r"(\{[^}]*\})? (\S+)$", text, re.M)
         out[name] = float(m.group(2)) if m else None
     return out
@@ -169,7 +169,9 @@ def run_once(args, framing, count, rate):
     tmp = tempfile.mkdtemp(prefix="ca-bench-events-")
     bindir = os.path.join(args.build, "bench")
     procs = []
-    nats = NatsServer()  # inherits this script's affinity (CPU 0)
+    # inherits this script's affinity (CPU 0); with --jetstream a file store
+    # in the run's temporary directory
+    nats = NatsServer(args=["-js", "-sd", os.path.join(tmp, "js")] if args.jetstream else [])
     nats.start()
     try:
         srv_argv = [os.path.join(bindir, "bench_apiserver"), "--count", str(count), "--framing", framing,
@@ -203,6 +205,11 @@ def run_once(args, framing, count, rate):
             # (bench/metrics_scale.py measures it) would only retry 404s.
             "COLLECT_AGENT_METRICS_ENABLED": "false",
         }
+        if args.jetstream:
+            # events through JetStream, acknowledged one by one; the agent
+            # creates the stream (file storage, 2 m duplicate window)
+            env["COLLECT_AGENT_NATS_JETSTREAM_ENABLED"] = "true"
+            env["COLLECT_AGENT_NATS_JETSTREAM_CREATE_STREAM"] = "true"
         agent_log = open(os.path.join(tmp, "agent.log"), "wb")
         agent = Proc([*shlex.split(args.agent_wrapper), os.path.join(args.build, "collect-agent"), "--cluster-id", CLUSTER,
                       "--kubeconfig", kubeconfig, "--nats", nats.url], AGENT_CPU, env=env, stderr=agent_log)
@@ -285,6 +292,8 @@ def main():
     ap.add_argument("--perf", help="record the agent with perf (cpu-clock) into this directory")
     ap.add_argument("--agent-wrapper", default="", help='e.g. "valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out"')
     ap.add_argument("--perf-callgraph", default="none", help="none (flat, least overhead), fp or dwarf")
+    ap.add_argument("--jetstream", action="store_true",
+                    help="nats-server -js, the agent in JetStream mode (nats.jetstream.enabled, create_stream)")
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
     if len(os.sched_getaffinity(0)) < 2 and os.cpu_count() < 2:

@@ -496,7 +496,14 @@ static enum ca_err publish_result(void *arg, const char *reply, const char *msg_
 {
 	struct ca_agent *a = arg;
 	struct ca_buf b = { .data = (char *)payload, .len = len };
-	enum ca_err err = publish(a, a->subject_result, msg_id, &b);
+	enum ca_err err = ca_bus_publish_durable(a->bus, a->subject_result, ca_codec_content_type(a->format), msg_id,
+	                                         payload, len);
+	if (err) {
+		char why[sizeof a->last_error];
+		ca_set_err(why, sizeof why, "publish to %s failed: %s", a->subject_result, ca_strerror(err));
+		set_last_error(a, why);
+	}
+	/* The reply to a request stays core NATS: an inbox is no stream's. */
 	if (err == CA_OK && reply && *reply)
 		publish(a, reply, msg_id, &b);
 	return err;
@@ -541,8 +548,8 @@ static enum ca_err publish_event(void *arg, const struct ca_msg_event *ev)
 	err = ca_codec_encode_event(a->format, ev, &payload);
 	if (err == CA_OK) {
 		ca_events_msg_id(ev, msg_id, sizeof msg_id);
-		err = ca_bus_publish(a->bus, a->subject_event, ca_codec_content_type(a->format), msg_id,
-		                     payload.data ? payload.data : "", payload.len);
+		err = ca_bus_publish_durable(a->bus, a->subject_event, ca_codec_content_type(a->format), msg_id,
+		                             payload.data ? payload.data : "", payload.len);
 	}
 	ca_buf_fini(&payload);
 	return err;
@@ -639,7 +646,8 @@ static void start_events(struct ca_agent *a)
 static enum ca_err publish_metrics(void *arg, const char *payload, size_t len, const char *msg_id)
 {
 	struct ca_agent *a = arg;
-	return ca_bus_publish(a->bus, a->subject_metrics, ca_codec_content_type(a->format), msg_id, payload, len);
+	return ca_bus_publish_durable(a->bus, a->subject_metrics, ca_codec_content_type(a->format), msg_id, payload,
+	                              len);
 }
 
 static void start_metrics(struct ca_agent *a)
@@ -778,6 +786,14 @@ static void on_cluster_known(void *arg, const struct ca_cluster_info *info)
 	ca_strlcpy(a->cluster_source, info->source, sizeof a->cluster_source);
 	build_subjects(a);
 	ca_log_set_cluster_id(a->cluster_id);
+	/* The stream holds what the agent publishes about this cluster, not
+	 * the commands to it: a command is for a live agent now, and a stored
+	 * one would be replayed to whoever reads the stream later. */
+	const char *stored[] = { a->subject_register, a->subject_heartbeat, a->subject_event, a->subject_metrics,
+		                 a->subject_result };
+	enum ca_err jrc = ca_bus_jetstream_bind(a->bus, a->cluster_id, stored, sizeof stored / sizeof stored[0]);
+	if (jrc != CA_OK)
+		ca_log(CA_LOG_ERROR, "agent", "cannot name the JetStream stream", "error", ca_strerror(jrc), NULL);
 	ca_log(CA_LOG_INFO, "cluster", "cluster ID known", "cluster_id", info->id, "source", info->source,
 	       "provider", info->provider, "region", info->region, NULL);
 	start_exec(a);
@@ -804,6 +820,19 @@ static void on_bus_connected(void *arg, bool reconnected)
 	ca_log(CA_LOG_INFO, "agent", reconnected ? "NATS connection restored" : "connected to NATS", NULL);
 	if (cluster_known(a) && !a->stopping)
 		send_registration(a);
+	if (a->events)
+		ca_events_flush(a->events);
+	ca_metrics_flush(a->metrics);
+	ca_exec_flush(a->exec);
+}
+
+/* The bus refused something as full and has room again: what the
+ * modules kept goes out now rather than with the next event. */
+static void on_bus_room(void *arg)
+{
+	struct ca_agent *a = arg;
+	if (a->stopping)
+		return;
 	if (a->events)
 		ca_events_flush(a->events);
 	ca_metrics_flush(a->metrics);
@@ -1087,6 +1116,7 @@ enum ca_err ca_agent_new(struct ca_agent **out, const struct ca_config *cfg,
 
 	static const struct ca_bus_callbacks bus_callbacks = {
 		.on_connected = on_bus_connected, .on_disconnected = on_bus_disconnected, .on_message = on_bus_message,
+		.on_room = on_bus_room,
 	};
 	if ((rc = ca_bus_new(&a->bus, a->loop, cfg, &bus_callbacks, a, err, errlen)) != CA_OK)
 		goto fail;

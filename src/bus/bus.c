@@ -49,12 +49,33 @@
 /* Messages queued but none handed to nats.c for this long: NATS cannot
  * take what the agent publishes (a stalled server), so not ready. */
 #define DELIVERY_STALL_MS 5000
+/* Core NATS: while messages were handed to nats.c but not yet followed by
+ * a PING/PONG, the publisher flushes at most this often to confirm them
+ * (ca_bus_confirmed_seq()). */
+#define CONFIRM_FLUSH_MS 100
+/* JetStream: what a JetStream publish adds to a message's headers
+ * ("Nats-Expected-Stream: <name of up to 255>\r\n"), kept out of what
+ * ca_bus_max_payload() offers callers. */
+#define JS_HEADER_RESERVE 280
+/* JetStream: how often the publisher looks again while disconnected. */
+#define JS_OFFLINE_POLL_MS 100
+/* JetStream: at most one log line per this many ms about failing publishes
+ * and about dropped messages (each says how many since the last). */
+#define JS_LOG_EVERY_MS 10000
+
+enum js_state {
+	JS_UNKNOWN,     /* not checked yet (no cluster ID, not connected) */
+	JS_OK,          /* the stream exists (or a publish was acknowledged) */
+	JS_MISSING,     /* the stream does not exist */
+	JS_UNAVAILABLE, /* JetStream is off on the server or for the account, or refused */
+};
 
 enum event_type {
 	EV_MESSAGE,
 	EV_CONNECTED,
 	EV_RECONNECTED,
 	EV_DISCONNECTED,
+	EV_ROOM,
 };
 
 struct event {
@@ -68,10 +89,14 @@ struct event {
 };
 
 /* A message waiting for the publisher thread: one block, the strings and
- * the payload after the struct. */
+ * the payload after the struct. A JetStream message stays in its list until
+ * the stream acknowledged it (or it was dropped): nats.c is handed a fresh
+ * natsMsg copy per attempt, never this block. */
 struct out_msg {
 	struct out_msg *next;
 	size_t size; /* bytes charged to the outgoing queue */
+	uint64_t seq;  /* 1, 2, ... in the order ca_bus_publish*() accepted them */
+	bool inflight; /* JetStream: the publisher thread is sending it (plock) */
 	const char *subject, *reply, *content_type, *msg_id;
 	const char *data;
 	size_t len;
@@ -135,6 +160,39 @@ struct ca_bus {
 	atomic_size_t buffered;          /* nats.c's buffered bytes after the last batch */
 	atomic_uint_fast64_t lost;       /* taken, then refused by nats.c (closed, buffer full) */
 
+	/* Delivery confirmation (plock): the last sequence number given out,
+	 * and the first core message handed to nats.c since the last completed
+	 * PING/PONG (0 = none). */
+	uint64_t pub_seq;
+	uint64_t core_unconfirmed;
+	int64_t last_confirm_ms;   /* publisher thread */
+	int64_t stop_deadline_ms;  /* plock: with pstop, when the publisher gives up */
+
+	/* JetStream (nats.jetstream.enabled). jhead/jtail: messages accepted
+	 * and not yet acknowledged, oldest first; the head may be in flight.
+	 * Bounded by jmax bytes: the oldest not in flight are dropped. */
+	atomic_bool want_room;     /* a publish was refused as full: say when there is room */
+	bool js_enabled;
+	bool js_drop_oldest;       /* nats.jetstream.when_full: drop_oldest */
+	jsCtx *js;
+	struct out_msg *jhead, *jtail;
+	size_t jbytes, jcount, jmax;
+	bool js_bound;             /* plock: stream and subjects known */
+	bool js_checked;           /* plock: the stream was looked up (or created) on this connection */
+	uint64_t js_checked_epoch; /* plock */
+	char js_stream[256];       /* set once by ca_bus_jetstream_bind(), then read-only */
+	char **js_subjects;
+	size_t js_nsubjects;
+	int64_t js_next_try_ms;    /* publisher thread: retry backoff */
+	int64_t js_backoff_ms;
+	int64_t js_fail_log_ms;    /* publisher thread */
+	uint64_t js_fail_unlogged;
+	int64_t js_drop_log_ms;    /* loop thread */
+	uint64_t js_drop_unlogged;
+	atomic_int js_state;       /* enum js_state */
+	atomic_uint_fast64_t js_acked, js_ack_failures, js_retries, js_dropped, js_duplicates;
+	char js_error[LAST_ERROR_LEN]; /* qlock */
+
 	bool connect_called;
 	bool closed;
 	bool leaked;        /* nats.c never reported closing: keep memory */
@@ -159,6 +217,22 @@ struct ca_bus {
 };
 
 /* ------------------------------------------------------------------ helpers */
+
+/* nats.c's reconnect buffer. In JetStream mode durable messages are never
+ * handed to nats.c while disconnected (the bus keeps them until
+ * acknowledged, in nats.jetstream.max_pending_bytes), so only replies and
+ * the rare message caught by a disconnect use it: at most
+ * JS_RECONNECT_BUFFER_MAX then, which keeps JetStream mode within the
+ * memory budget of the default Deployment. */
+#define JS_RECONNECT_BUFFER_MAX ((size_t)1 << 20)
+
+static size_t reconnect_cap(const struct ca_config *cfg)
+{
+	size_t cap = cfg->nats.reconnect_buffer_bytes > 0 ? (size_t)cfg->nats.reconnect_buffer_bytes : (size_t)8 << 20;
+	if (cfg->nats.jetstream.enabled && cap > JS_RECONNECT_BUFFER_MAX)
+		cap = JS_RECONNECT_BUFFER_MAX;
+	return cap;
+}
 
 static char *xstrdup(const char *s)
 {
@@ -198,6 +272,13 @@ static void record_error(struct ca_bus *bus, const char *text)
 {
 	pthread_mutex_lock(&bus->qlock);
 	ca_strlcpy(bus->last_error, text, sizeof bus->last_error);
+	pthread_mutex_unlock(&bus->qlock);
+}
+
+static void record_js_error(struct ca_bus *bus, const char *text)
+{
+	pthread_mutex_lock(&bus->qlock);
+	ca_strlcpy(bus->js_error, text, sizeof bus->js_error);
 	pthread_mutex_unlock(&bus->qlock);
 }
 
@@ -472,7 +553,7 @@ static void on_pub_kick(void *arg)
 	struct ca_bus *bus = arg;
 	bus->pkick_armed = false;
 	pthread_mutex_lock(&bus->plock);
-	if (bus->phead && !bus->pbusy)
+	if ((bus->phead || bus->jhead) && !bus->pbusy)
 		pthread_cond_signal(&bus->pwork);
 	pthread_mutex_unlock(&bus->plock);
 }
@@ -508,6 +589,10 @@ static void dispatch(struct ca_bus *bus, struct event *ev)
 			bus->cbs.on_connected(bus->arg, again);
 		break;
 	}
+	case EV_ROOM:
+		if (bus->cbs.on_room)
+			bus->cbs.on_room(bus->arg);
+		break;
 	case EV_DISCONNECTED: {
 		char url[URL_LEN];
 		pthread_mutex_lock(&bus->qlock);
@@ -692,8 +777,7 @@ static enum ca_err build_options(struct ca_bus *bus, char *err, size_t errlen)
 			ca_set_err(err, errlen, "nats.reconnect_buffer_bytes: at most %d", INT32_MAX);
 			goto out;
 		}
-		TRY_NATS(natsOptions_SetReconnectBufSize(o, (int)cfg->nats.reconnect_buffer_bytes),
-		         "nats.reconnect_buffer_bytes");
+		TRY_NATS(natsOptions_SetReconnectBufSize(o, (int)reconnect_cap(cfg)), "nats.reconnect_buffer_bytes");
 	}
 	TRY_NATS(natsOptions_SetRetryOnFailedConnect(o, true, on_nats_connected, bus), "retry");
 	TRY_NATS(natsOptions_SetReconnectedCB(o, on_nats_reconnected, bus), "callbacks");
@@ -741,9 +825,6 @@ static enum ca_err build_options(struct ca_bus *bus, char *err, size_t errlen)
 		TRY_NATS(natsOptions_SetToken(o, a->token), "nats.auth.token");
 	if (nonempty(a->user))
 		TRY_NATS(natsOptions_SetUserInfo(o, a->user, a->password ? a->password : ""), "nats.auth.user");
-	if (cfg->nats.jetstream)
-		ca_log(CA_LOG_WARN, COMPONENT, "nats.jetstream is not supported yet; publishing with core NATS "
-		       "(messages carry Nats-Msg-Id, so a stream on the subjects still deduplicates)", NULL);
 	rc = CA_OK;
 out:
 	free(nkey_pub);
@@ -783,6 +864,10 @@ enum ca_err ca_bus_new(struct ca_bus **out, struct ca_loop *loop, const struct c
 	bus->plock_init = true;
 	bus->pmax = cfg->nats.publish_buffer_bytes > 0 ? (size_t)cfg->nats.publish_buffer_bytes
 	                                               : (size_t)4 << 20;
+	bus->js_enabled = cfg->nats.jetstream.enabled;
+	bus->js_drop_oldest = !cfg->nats.jetstream.when_full || strcmp(cfg->nats.jetstream.when_full, "backpressure") != 0;
+	bus->jmax = cfg->nats.jetstream.max_pending_bytes > 0 ? (size_t)cfg->nats.jetstream.max_pending_bytes
+	                                                      : (size_t)4 << 20;
 	bus->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (bus->efd < 0) {
 		ca_set_err(err, errlen, "eventfd: %s", strerror(errno));
@@ -863,6 +948,17 @@ enum ca_err ca_bus_connect(struct ca_bus *bus)
 		on_nats_connected(bus->conn, bus);
 	}
 	atomic_store(&bus->handoff_ms, ca_now_monotonic_ms());
+	if (bus->js_enabled) {
+		jsOptions o;
+		jsOptions_Init(&o);
+		o.Wait = bus->cfg->nats.jetstream.ack_timeout_ms;
+		natsStatus jst = natsConnection_JetStream(&bus->js, bus->conn, &o);
+		if (jst != NATS_OK) {
+			ca_log(CA_LOG_ERROR, COMPONENT, "cannot set up JetStream publishing", "error",
+			       natsStatus_GetText(jst), NULL);
+			return nats_to_err(jst);
+		}
+	}
 	if (pthread_create(&bus->pthread, NULL, publisher_main, bus) != 0) {
 		ca_log(CA_LOG_ERROR, COMPONENT, "cannot start the NATS publisher thread", NULL);
 		return CA_EIO;
@@ -966,36 +1062,391 @@ static void publish_one(struct ca_bus *bus, const struct out_msg *m)
 	}
 }
 
+/* The lowest sequence number not yet resolved, minus one (plock). */
+static uint64_t confirmed_locked(const struct ca_bus *bus)
+{
+	uint64_t lowest = UINT64_MAX;
+	if (bus->phead)
+		lowest = bus->phead->seq;
+	if (bus->core_unconfirmed && bus->core_unconfirmed < lowest)
+		lowest = bus->core_unconfirmed;
+	if (bus->jhead && bus->jhead->seq < lowest)
+		lowest = bus->jhead->seq;
+	return lowest == UINT64_MAX ? bus->pub_seq : lowest - 1;
+}
+
+/* After the publisher freed space: true (once) when a publish was refused
+ * as full and both buffers are now at most half full (plock held). */
+static bool room_again(struct ca_bus *bus)
+{
+	return atomic_load(&bus->want_room) && bus->jbytes <= bus->jmax / 2 && bus->pbytes <= bus->pmax / 2 &&
+	       atomic_exchange(&bus->want_room, false);
+}
+
+/* ------------------------------------------------- JetStream (publisher) */
+
+static const char *js_state_name(int state)
+{
+	switch (state) {
+	case JS_OK: return "ok";
+	case JS_MISSING: return "stream missing";
+	case JS_UNAVAILABLE: return "unavailable";
+	default: return "unknown";
+	}
+}
+
+/* NATS subject matching: does pattern (tokens, '*' = one token, '>' =
+ * the rest) match subject? */
+static bool subject_matches(const char *pattern, const char *subject)
+{
+	const char *p = pattern, *q = subject;
+	for (;;) {
+		size_t pl = strcspn(p, "."), ql = strcspn(q, ".");
+		if (pl == 1 && p[0] == '>')
+			return ql > 0;
+		if (!(pl == 1 && p[0] == '*') && (pl != ql || memcmp(p, q, pl) != 0))
+			return false;
+		if (!p[pl] || !q[ql])
+			return !p[pl] && !q[ql];
+		p += pl + 1;
+		q += ql + 1;
+	}
+}
+
+/* Say what in an existing stream's configuration defeats the agent's
+ * guarantees (the agent does not change a stream it did not create). */
+static void js_check_config(struct ca_bus *bus, const jsStreamConfig *c)
+{
+	int64_t want = bus->cfg->nats.jetstream.duplicate_window_ms * 1000000;
+	if (c->Duplicates <= 0)
+		ca_log(CA_LOG_WARN, COMPONENT, "JetStream stream has no duplicate window: messages sent again "
+		       "after a retry or a failover are stored twice", "stream", bus->js_stream, NULL);
+	else if (c->Duplicates < want)
+		ca_log(CA_LOG_WARN, COMPONENT, "JetStream stream's duplicate window is shorter than "
+		       "nats.jetstream.duplicate_window: a re-send later than it is stored twice",
+		       "stream", bus->js_stream, NULL);
+	if (c->Storage == js_MemoryStorage)
+		ca_log(CA_LOG_WARN, COMPONENT, "JetStream stream keeps its messages in memory: a server restart "
+		       "loses what it stored", "stream", bus->js_stream, NULL);
+	for (size_t i = 0; i < bus->js_nsubjects; i++) {
+		bool covered = false;
+		for (int j = 0; !covered && c->Subjects && j < c->SubjectsLen; j++)
+			covered = c->Subjects[j] && subject_matches(c->Subjects[j], bus->js_subjects[i]);
+		if (!covered)
+			ca_log(CA_LOG_WARN, COMPONENT, "JetStream stream does not hold one of the agent's subjects: "
+			       "durable publishes to it are retried until it does", "stream", bus->js_stream,
+			       "subject", bus->js_subjects[i], NULL);
+	}
+}
+
+/* Look the stream up, and create it when missing and allowed. Publisher
+ * thread, plock not held: the requests wait up to ack_timeout. */
+static void js_check_stream(struct ca_bus *bus)
+{
+	const struct ca_config *cfg = bus->cfg;
+	jsStreamInfo *si = NULL;
+	jsErrCode code = 0;
+	jsOptions o;
+	char text[LAST_ERROR_LEN];
+	jsOptions_Init(&o);
+	o.Wait = cfg->nats.jetstream.ack_timeout_ms;
+	natsStatus st = js_GetStreamInfo(&si, bus->js, bus->js_stream, &o, &code);
+	if (st == NATS_OK) {
+		if (si->Config)
+			js_check_config(bus, si->Config);
+		jsStreamInfo_Destroy(si);
+		atomic_store(&bus->js_state, JS_OK);
+		ca_log(CA_LOG_INFO, COMPONENT, "publishing through JetStream", "stream", bus->js_stream, NULL);
+		return;
+	}
+	bool missing = st == NATS_NOT_FOUND || code == JSStreamNotFoundErr;
+	if (missing && cfg->nats.jetstream.create_stream) {
+		jsStreamConfig sc;
+		jsStreamConfig_Init(&sc);
+		sc.Name = bus->js_stream;
+		sc.Subjects = (const char **)bus->js_subjects;
+		sc.SubjectsLen = (int)bus->js_nsubjects;
+		sc.Storage = js_FileStorage;
+		sc.Duplicates = cfg->nats.jetstream.duplicate_window_ms * 1000000;
+		code = 0;
+		st = js_AddStream(&si, bus->js, &sc, &o, &code);
+		if (st == NATS_OK) {
+			jsStreamInfo_Destroy(si);
+			atomic_store(&bus->js_state, JS_OK);
+			ca_log(CA_LOG_INFO, COMPONENT, "JetStream stream created", "stream", bus->js_stream, NULL);
+			return;
+		}
+		const char *why = nats_GetLastError(NULL);
+		ca_set_err(text, sizeof text, "cannot create JetStream stream %s: %s", bus->js_stream,
+		         st == NATS_NO_RESPONDERS ? "JetStream is not enabled on the server (no responders)"
+		                                  : (why && *why ? why : natsStatus_GetText(st)));
+		atomic_store(&bus->js_state, JS_UNAVAILABLE);
+	} else if (missing) {
+		ca_set_err(text, sizeof text, "JetStream stream %s not found: create it (docs/DEPLOY.md) or set "
+		         "nats.jetstream.create_stream", bus->js_stream);
+		atomic_store(&bus->js_state, JS_MISSING);
+	} else {
+		const char *why = nats_GetLastError(NULL);
+		ca_set_err(text, sizeof text, "cannot look up JetStream stream %s: %s", bus->js_stream,
+		         st == NATS_NO_RESPONDERS ? "JetStream is not enabled on the server or for the account "
+		                                    "(no responders)"
+		                                  : (why && *why ? why : natsStatus_GetText(st)));
+		atomic_store(&bus->js_state, st == NATS_TIMEOUT ? JS_UNKNOWN : JS_UNAVAILABLE);
+	}
+	record_js_error(bus, text);
+	ca_log(CA_LOG_ERROR, COMPONENT, text, "note", "publishes are kept and retried", NULL);
+}
+
+/* Send m once through JetStream and wait for the stream's acknowledgement
+ * (at most ack_timeout). nats.c gets a natsMsg of its own, created here and
+ * destroyed normally: a synchronous JetStream publish keeps no reference
+ * once it returns, and the free-callback shortcut of destroy_published()
+ * is never used on this path. Publisher thread, plock not held. */
+static natsStatus js_send(struct ca_bus *bus, const struct out_msg *m, int64_t wait_ms, char *why, size_t whylen)
+{
+	natsMsg *msg = NULL;
+	jsPubAck *pa = NULL;
+	jsErrCode code = 0;
+	jsPubOptions o;
+	jsPubOptions_Init(&o);
+	o.MaxWait = wait_ms;
+	o.ExpectStream = bus->js_stream;
+	natsStatus st = natsMsg_Create(&msg, m->subject, NULL, m->data, (int)m->len);
+	if (st == NATS_OK && m->content_type)
+		st = natsMsgHeader_Set(msg, "Content-Type", m->content_type);
+	if (st == NATS_OK && m->msg_id)
+		st = natsMsgHeader_Set(msg, "Nats-Msg-Id", m->msg_id);
+	if (st == NATS_OK)
+		st = js_PublishMsg(&pa, bus->js, msg, &o, &code);
+	natsMsg_Destroy(msg);
+	if (st == NATS_OK) {
+		if (pa && pa->Duplicate)
+			atomic_fetch_add(&bus->js_duplicates, 1);
+		jsPubAck_Destroy(pa);
+		return NATS_OK;
+	}
+	const char *detail = nats_GetLastError(NULL);
+	switch (st) {
+	case NATS_NO_RESPONDERS:
+		ca_set_err(why, whylen, "JetStream stream %s not found for %s (no responders)", bus->js_stream,
+		         m->subject);
+		break;
+	case NATS_TIMEOUT:
+		ca_set_err(why, whylen, "no JetStream acknowledgement within %lld ms",
+		         (long long)wait_ms);
+		break;
+	default:
+		ca_set_err(why, whylen, "JetStream publish to %s failed: %s", m->subject,
+		         detail && *detail ? detail : natsStatus_GetText(st));
+		break;
+	}
+	if (code == JSStreamNotFoundErr)
+		st = NATS_NO_RESPONDERS; /* same meaning: nothing stores it */
+	return st;
+}
+
+/* Try the oldest unacknowledged message once (plock held on entry and
+ * exit; released while waiting for the server). */
+static void js_try_head(struct ca_bus *bus, int64_t now)
+{
+	struct out_msg *m = bus->jhead;
+	int64_t wait = bus->cfg->nats.jetstream.ack_timeout_ms;
+	if (bus->pstop && bus->stop_deadline_ms - now < wait)
+		wait = bus->stop_deadline_ms - now > 1 ? bus->stop_deadline_ms - now : 1;
+	m->inflight = true;
+	pthread_mutex_unlock(&bus->plock);
+	char why[LAST_ERROR_LEN] = "";
+	natsStatus st = js_send(bus, m, wait, why, sizeof why);
+	int64_t after = ca_now_monotonic_ms();
+	atomic_store(&bus->handoff_ms, after);
+	pthread_mutex_lock(&bus->plock);
+	m->inflight = false;
+	if (st == NATS_OK) {
+		/* Only the publisher removes an in-flight message: still the head. */
+		bus->jhead = m->next;
+		if (!bus->jhead)
+			bus->jtail = NULL;
+		bus->jbytes -= m->size;
+		bus->jcount--;
+		bus->js_backoff_ms = 0;
+		bus->js_next_try_ms = 0;
+		atomic_fetch_add(&bus->js_acked, 1);
+		atomic_fetch_add(&bus->published, 1);
+		atomic_fetch_add(&bus->published_bytes, m->len);
+		int was = atomic_exchange(&bus->js_state, JS_OK);
+		uint64_t failed = bus->js_fail_unlogged;
+		bus->js_fail_unlogged = 0;
+		bool room = room_again(bus);
+		pthread_mutex_unlock(&bus->plock);
+		if (room)
+			enqueue_simple(bus, EV_ROOM);
+		if (was != JS_OK || failed) {
+			char n[32];
+			snprintf(n, sizeof n, "%llu", (unsigned long long)failed);
+			ca_log(CA_LOG_INFO, COMPONENT, "JetStream publishes acknowledged again", "stream",
+			       bus->js_stream, "failed_attempts_not_logged", n, NULL);
+		}
+		free(m);
+		pthread_mutex_lock(&bus->plock);
+		return;
+	}
+	atomic_fetch_add(&bus->js_ack_failures, 1);
+	if (st == NATS_MAX_PAYLOAD || st == NATS_INVALID_SUBJECT || st == NATS_INVALID_ARG) {
+		/* No retry can succeed: lost for good, and the next goes. */
+		bus->jhead = m->next;
+		if (!bus->jhead)
+			bus->jtail = NULL;
+		bus->jbytes -= m->size;
+		bus->jcount--;
+		atomic_fetch_add(&bus->lost, 1);
+		atomic_fetch_add(&bus->publish_errors, 1);
+		pthread_mutex_unlock(&bus->plock);
+		record_js_error(bus, why);
+		ca_log(CA_LOG_ERROR, COMPONENT, "JetStream message refused for good; dropped", "error", why, NULL);
+		free(m);
+		pthread_mutex_lock(&bus->plock);
+		return;
+	}
+	atomic_fetch_add(&bus->js_retries, 1);
+	int64_t start = bus->cfg->nats.jetstream.retry_backoff_ms;
+	int64_t max = bus->cfg->nats.jetstream.retry_backoff_max_ms;
+	bus->js_backoff_ms = bus->js_backoff_ms ? bus->js_backoff_ms * 2 : start;
+	if (bus->js_backoff_ms > max)
+		bus->js_backoff_ms = max;
+	bus->js_next_try_ms = after + bus->js_backoff_ms;
+	if (st == NATS_ERR)
+		atomic_store(&bus->js_state, JS_UNAVAILABLE); /* the stream refuses it: say so on /health/ready */
+	if (st == NATS_NO_RESPONDERS) {
+		atomic_store(&bus->js_state, JS_MISSING);
+		/* With create_stream, look again (and create) before the retry:
+		 * the stream may have been deleted while the agent ran. */
+		if (bus->cfg->nats.jetstream.create_stream)
+			bus->js_checked = false;
+	}
+	bool log_now = after - bus->js_fail_log_ms >= JS_LOG_EVERY_MS || bus->js_fail_log_ms == 0;
+	uint64_t unlogged = bus->js_fail_unlogged;
+	if (log_now) {
+		bus->js_fail_log_ms = after;
+		bus->js_fail_unlogged = 0;
+	} else {
+		bus->js_fail_unlogged++;
+	}
+	size_t pending = bus->jcount;
+	pthread_mutex_unlock(&bus->plock);
+	record_js_error(bus, why);
+	if (log_now) {
+		char n[32], p[32], b[32];
+		snprintf(n, sizeof n, "%llu", (unsigned long long)unlogged);
+		snprintf(p, sizeof p, "%zu", pending);
+		snprintf(b, sizeof b, "%lld", (long long)bus->js_backoff_ms);
+		ca_log(CA_LOG_WARN, COMPONENT, "JetStream publish not acknowledged; retrying in order", "error", why,
+		       "pending", p, "retry_in_ms", b, "failures_since_last_line", n, NULL);
+	}
+	pthread_mutex_lock(&bus->plock);
+}
+
+/* ---------------------------------------------------- the publisher thread */
+
+/* Core messages are handed to nats.c in batches (it copies them into its
+ * buffer); while some were handed but not confirmed, a PING/PONG at most
+ * every CONFIRM_FLUSH_MS confirms them. JetStream messages go one at a
+ * time, oldest first, each waiting for its acknowledgement: with one in
+ * flight, a retry can never land behind a younger message, so the stream
+ * keeps the agent's order across timeouts, reconnects and a missing stream
+ * (docs/ARCHITECTURE.md, "Publishing"). */
 static void *publisher_main(void *arg)
 {
 	struct ca_bus *bus = arg;
 	pthread_mutex_lock(&bus->plock);
 	for (;;) {
-		while (!bus->phead && !bus->pstop) {
-			bus->pbusy = false;
-			atomic_store(&bus->handoff_ms, ca_now_monotonic_ms());
-			pthread_cond_broadcast(&bus->pidle);
-			pthread_cond_wait(&bus->pwork, &bus->plock);
-		}
-		if (!bus->phead)
-			break; /* stopping, and everything was handed over */
-		struct out_msg *batch = bus->phead;
-		bus->phead = bus->ptail = NULL;
-		bus->pbusy = true;
-		pthread_mutex_unlock(&bus->plock);
-		while (batch) {
-			struct out_msg *next = batch->next;
-			publish_one(bus, batch);
-			atomic_store(&bus->handoff_ms, ca_now_monotonic_ms());
-			pthread_mutex_lock(&bus->plock);
-			bus->pbytes -= batch->size;
+		int64_t now = ca_now_monotonic_ms();
+		bool up = atomic_load(&bus->connected);
+		if (bus->pstop && now >= bus->stop_deadline_ms)
+			break;
+		if (bus->js_bound && up && (!bus->js_checked ||
+		                            bus->js_checked_epoch != atomic_load(&bus->connect_epoch))) {
+			bus->js_checked = true;
+			bus->js_checked_epoch = atomic_load(&bus->connect_epoch);
+			bus->pbusy = true;
 			pthread_mutex_unlock(&bus->plock);
-			free(batch);
-			batch = next;
+			js_check_stream(bus);
+			pthread_mutex_lock(&bus->plock);
+			continue;
 		}
-		int buffered = natsConnection_Buffered(bus->conn);
-		atomic_store(&bus->buffered, buffered > 0 ? (size_t)buffered : 0);
+		bool js_due = bus->jhead && bus->js_bound && up && now >= bus->js_next_try_ms;
+		bool confirm_due = bus->core_unconfirmed && up && now - bus->last_confirm_ms >= CONFIRM_FLUSH_MS;
+		if (!bus->phead && !js_due && !confirm_due) {
+			/* Stopping: what could be sent was sent; a message waiting
+			 * for its retry (or for the connection) stays unsent. */
+			if (bus->pstop)
+				break;
+			int64_t wait = -1;
+			if (bus->core_unconfirmed)
+				wait = up ? bus->last_confirm_ms + CONFIRM_FLUSH_MS - now : JS_OFFLINE_POLL_MS;
+			if (bus->jhead && bus->js_bound) {
+				int64_t w = up ? bus->js_next_try_ms - now : JS_OFFLINE_POLL_MS;
+				if (wait < 0 || w < wait)
+					wait = w;
+			}
+			bus->pbusy = false;
+			atomic_store(&bus->handoff_ms, now);
+			pthread_cond_broadcast(&bus->pidle);
+			if (wait < 0) {
+				pthread_cond_wait(&bus->pwork, &bus->plock);
+			} else {
+				struct timespec until;
+				clock_gettime(CLOCK_REALTIME, &until);
+				if (wait < 1)
+					wait = 1;
+				until.tv_sec += wait / 1000;
+				until.tv_nsec += (wait % 1000) * 1000000L;
+				if (until.tv_nsec >= 1000000000L) {
+					until.tv_sec++;
+					until.tv_nsec -= 1000000000L;
+				}
+				pthread_cond_timedwait(&bus->pwork, &bus->plock, &until);
+			}
+			continue;
+		}
+		bus->pbusy = true;
+		if (bus->phead) {
+			struct out_msg *batch = bus->phead;
+			bus->phead = bus->ptail = NULL;
+			if (!bus->core_unconfirmed)
+				bus->core_unconfirmed = batch->seq;
+			pthread_mutex_unlock(&bus->plock);
+			while (batch) {
+				struct out_msg *next = batch->next;
+				publish_one(bus, batch);
+				atomic_store(&bus->handoff_ms, ca_now_monotonic_ms());
+				pthread_mutex_lock(&bus->plock);
+				bus->pbytes -= batch->size;
+				pthread_mutex_unlock(&bus->plock);
+				free(batch);
+				batch = next;
+			}
+			int buffered = natsConnection_Buffered(bus->conn);
+			atomic_store(&bus->buffered, buffered > 0 ? (size_t)buffered : 0);
+			pthread_mutex_lock(&bus->plock);
+			if (room_again(bus)) {
+				pthread_mutex_unlock(&bus->plock);
+				enqueue_simple(bus, EV_ROOM);
+				pthread_mutex_lock(&bus->plock);
+			}
+			continue;
+		}
+		if (js_due) {
+			js_try_head(bus, now);
+			continue;
+		}
+		/* confirm_due: everything handed so far is covered by this PING. */
+		int64_t timeout = bus->cfg->nats.flush_timeout_ms > 0 ? bus->cfg->nats.flush_timeout_ms : 2000;
+		bus->last_confirm_ms = now;
+		pthread_mutex_unlock(&bus->plock);
+		natsStatus st = natsConnection_FlushTimeout(bus->conn, timeout);
 		pthread_mutex_lock(&bus->plock);
+		if (st == NATS_OK)
+			bus->core_unconfirmed = 0;
 	}
 	bus->pbusy = false;
 	pthread_cond_broadcast(&bus->pidle);
@@ -1014,9 +1465,46 @@ static const char *put_out(char **pos, const char *s)
 	return dst;
 }
 
-enum ca_err ca_bus_publish_request(struct ca_bus *bus, const char *subject, const char *reply,
-                                   const char *content_type, const char *msg_id,
-                                   const void *data, size_t len)
+/* Make room for size more bytes of JetStream messages by dropping the
+ * oldest that are not in flight (plock held). The dropped ones are
+ * returned in *dropped (a list) for the caller to free unlocked. */
+static bool js_make_room(struct ca_bus *bus, size_t size, struct out_msg **dropped, uint64_t *ndropped)
+{
+	while (bus->jhead && bus->jbytes + size > bus->jmax) {
+		struct out_msg **link = bus->jhead->inflight ? &bus->jhead->next : &bus->jhead;
+		struct out_msg *victim = *link;
+		if (!victim)
+			break;
+		*link = victim->next;
+		if (bus->jtail == victim)
+			bus->jtail = link == &bus->jhead ? NULL : bus->jhead;
+		bus->jbytes -= victim->size;
+		bus->jcount--;
+		victim->next = *dropped;
+		*dropped = victim;
+		(*ndropped)++;
+	}
+	return bus->jbytes + size <= bus->jmax;
+}
+
+static void log_js_drops(struct ca_bus *bus, uint64_t n)
+{
+	int64_t now = ca_now_monotonic_ms();
+	bus->js_drop_unlogged += n;
+	if (!bus->js_drop_unlogged || (bus->js_drop_log_ms && now - bus->js_drop_log_ms < JS_LOG_EVERY_MS))
+		return;
+	char count[32], cap[32];
+	snprintf(count, sizeof count, "%llu", (unsigned long long)bus->js_drop_unlogged);
+	snprintf(cap, sizeof cap, "%zu", bus->jmax);
+	ca_log(CA_LOG_WARN, COMPONENT, "JetStream messages not acknowledged in time dropped, oldest first "
+	       "(nats.jetstream.max_pending_bytes is full)", "dropped", count, "max_pending_bytes", cap, NULL);
+	bus->js_drop_log_ms = now;
+	bus->js_drop_unlogged = 0;
+}
+
+static enum ca_err enqueue_out(struct ca_bus *bus, const char *subject, const char *reply,
+                               const char *content_type, const char *msg_id, const void *data, size_t len,
+                               bool durable)
 {
 	enum ca_err rc = CA_EINVAL;
 	size_t offline_add = 0;
@@ -1034,16 +1522,16 @@ enum ca_err ca_bus_publish_request(struct ca_bus *bus, const char *subject, cons
 	/* The server counts headers against max_payload; this is their exact
 	 * encoded size ("NATS/1.0\r\n", "Key: value\r\n" each, "\r\n"). */
 	size_t hdr = 0;
-	if (content_type || msg_id)
+	if (content_type || msg_id || durable)
 		hdr = 12 + (content_type ? 16 + strlen(content_type) : 0) +
-		      (msg_id ? 15 + strlen(msg_id) : 0);
+		      (msg_id ? 15 + strlen(msg_id) : 0) + (durable ? JS_HEADER_RESERVE : 0);
 	size_t mp = atomic_load(&bus->max_payload);
 	if (len > (size_t)INT32_MAX / 2 || hdr > (size_t)INT32_MAX / 2 || (mp > 0 && len + hdr > mp)) {
 		rc = CA_ETOOBIG;
 		goto out;
 	}
 	size_t ls = strlen(subject), lr = reply ? strlen(reply) : 0;
-	if (!atomic_load(&bus->connected)) {
+	if (!durable && !atomic_load(&bus->connected)) {
 		/* nats.c only refuses once its reconnect buffer is already
 		 * over the limit; refuse before that so the limit holds. */
 		uint64_t epoch = atomic_load(&bus->connect_epoch);
@@ -1051,8 +1539,7 @@ enum ca_err ca_bus_publish_request(struct ca_bus *bus, const char *subject, cons
 			bus->offline_epoch = epoch;
 			bus->offline_bytes = 0;
 		}
-		size_t cap = bus->cfg->nats.reconnect_buffer_bytes > 0
-		             ? (size_t)bus->cfg->nats.reconnect_buffer_bytes : 8u * 1024 * 1024;
+		size_t cap = reconnect_cap(bus->cfg);
 		size_t wire = 32 + ls + lr + hdr + len;
 		if (wire > cap || bus->offline_bytes > cap - wire) {
 			rc = CA_EAGAIN;
@@ -1063,11 +1550,13 @@ enum ca_err ca_bus_publish_request(struct ca_bus *bus, const char *subject, cons
 	size_t size = sizeof(struct out_msg) + ls + 1 + (reply ? lr + 1 : 0) +
 	              (content_type ? strlen(content_type) + 1 : 0) + (msg_id ? strlen(msg_id) + 1 : 0) + len + 1;
 	pthread_mutex_lock(&bus->plock);
-	bool full = bus->pbytes > 0 && (size > bus->pmax || bus->pbytes > bus->pmax - size);
+	bool full = durable ? size > bus->jmax
+	                    : bus->pbytes > 0 && (size > bus->pmax || bus->pbytes > bus->pmax - size);
 	pthread_mutex_unlock(&bus->plock);
 	if (full) {
 		/* NATS is slower than we publish (or stalled): the caller keeps
 		 * the message and tries again when the bus has room. */
+		atomic_store(&bus->want_room, true);
 		rc = CA_EAGAIN;
 		goto out;
 	}
@@ -1087,18 +1576,50 @@ enum ca_err ca_bus_publish_request(struct ca_bus *bus, const char *subject, cons
 		memcpy(pos, data, len);
 	pos[len] = '\0';
 	m->len = len;
+	m->inflight = false;
 	/* The thread is woken once per loop iteration (a 0 ms timer runs after
 	 * the iteration's I/O), not per message: a watch read carries many
 	 * events, and a wake per event cost a context switch each. A large
 	 * backlog wakes it at once. */
+	struct out_msg *dropped = NULL;
+	uint64_t ndropped = 0;
+	bool now;
 	pthread_mutex_lock(&bus->plock);
-	if (bus->ptail)
-		bus->ptail->next = m;
-	else
-		bus->phead = m;
-	bus->ptail = m;
-	bus->pbytes += size;
-	bool now = bus->pbytes >= PUB_WAKE_BYTES && !bus->pbusy;
+	if (durable && bus->jbytes + size > bus->jmax) {
+		/* While the stream acknowledges, a full buffer means a burst
+		 * faster than the stream: push back (the caller keeps the
+		 * message, the watcher pauses) and lose nothing. While
+		 * publishes fail, keep the newest unless told to push back. */
+		int state = atomic_load(&bus->js_state);
+		bool failing = state == JS_MISSING || state == JS_UNAVAILABLE || bus->js_backoff_ms > 0 ||
+		               !atomic_load(&bus->connected);
+		if (!failing || !bus->js_drop_oldest || !js_make_room(bus, size, &dropped, &ndropped)) {
+			atomic_store(&bus->want_room, true);
+			pthread_mutex_unlock(&bus->plock);
+			free(m);
+			rc = CA_EAGAIN;
+			goto out_dropped;
+		}
+	}
+	m->seq = ++bus->pub_seq;
+	if (durable) {
+		if (bus->jtail)
+			bus->jtail->next = m;
+		else
+			bus->jhead = m;
+		bus->jtail = m;
+		bus->jbytes += size;
+		bus->jcount++;
+		now = !bus->pbusy;
+	} else {
+		if (bus->ptail)
+			bus->ptail->next = m;
+		else
+			bus->phead = m;
+		bus->ptail = m;
+		bus->pbytes += size;
+		now = bus->pbytes >= PUB_WAKE_BYTES && !bus->pbusy;
+	}
 	if (now)
 		pthread_cond_signal(&bus->pwork);
 	pthread_mutex_unlock(&bus->plock);
@@ -1108,10 +1629,101 @@ enum ca_err ca_bus_publish_request(struct ca_bus *bus, const char *subject, cons
 	}
 	bus->offline_bytes += offline_add;
 	rc = CA_OK;
+out_dropped:
+	if (ndropped) {
+		atomic_fetch_add(&bus->js_dropped, ndropped);
+		atomic_fetch_add(&bus->lost, ndropped);
+		while (dropped) {
+			struct out_msg *next = dropped->next;
+			free(dropped);
+			dropped = next;
+		}
+	}
+	if (durable)
+		log_js_drops(bus, ndropped);
 out:
 	if (rc != CA_OK)
 		atomic_fetch_add(&bus->publish_errors, 1);
 	return rc;
+}
+
+enum ca_err ca_bus_publish_request(struct ca_bus *bus, const char *subject, const char *reply,
+                                   const char *content_type, const char *msg_id,
+                                   const void *data, size_t len)
+{
+	return enqueue_out(bus, subject, reply, content_type, msg_id, data, len, false);
+}
+
+enum ca_err ca_bus_publish_durable(struct ca_bus *bus, const char *subject, const char *content_type,
+                                   const char *msg_id, const void *data, size_t len)
+{
+	bool js = bus->js_enabled;
+	if (js && !bus->js_bound)
+		return CA_EAGAIN; /* no stream yet: ca_bus_jetstream_bind() comes with the cluster ID */
+	return enqueue_out(bus, subject, NULL, content_type, msg_id, data, len, js);
+}
+
+uint64_t ca_bus_published_seq(const struct ca_bus *bus)
+{
+	struct ca_bus *b = (struct ca_bus *)bus;
+	pthread_mutex_lock(&b->plock);
+	uint64_t v = b->pub_seq;
+	pthread_mutex_unlock(&b->plock);
+	return v;
+}
+
+uint64_t ca_bus_confirmed_seq(const struct ca_bus *bus)
+{
+	struct ca_bus *b = (struct ca_bus *)bus;
+	pthread_mutex_lock(&b->plock);
+	uint64_t v = confirmed_locked(b);
+	pthread_mutex_unlock(&b->plock);
+	return v;
+}
+
+static bool valid_stream_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+enum ca_err ca_bus_jetstream_bind(struct ca_bus *bus, const char *cluster_id, const char *const *subjects,
+                                  size_t nsubjects)
+{
+	if (!bus->js_enabled)
+		return CA_OK;
+	if (bus->js_bound || !cluster_id || !*cluster_id || nsubjects == 0 || bus->closed)
+		return CA_EINVAL;
+	const char *name = bus->cfg->nats.jetstream.stream_name;
+	if (name && *name) {
+		ca_strlcpy(bus->js_stream, name, sizeof bus->js_stream);
+	} else {
+		int n = snprintf(bus->js_stream, sizeof bus->js_stream, "AGENT_%s", cluster_id);
+		if (n < 0 || (size_t)n >= sizeof bus->js_stream)
+			return CA_EINVAL;
+		for (char *p = bus->js_stream; *p; p++)
+			if (!valid_stream_char(*p))
+				*p = '_';
+	}
+	char **copy = calloc(nsubjects, sizeof *copy);
+	if (!copy)
+		return CA_ENOMEM;
+	for (size_t i = 0; i < nsubjects; i++) {
+		copy[i] = strdup(subjects[i]);
+		if (!copy[i]) {
+			for (size_t j = 0; j < i; j++)
+				free(copy[j]);
+			free(copy);
+			return CA_ENOMEM;
+		}
+	}
+	pthread_mutex_lock(&bus->plock);
+	bus->js_subjects = copy;
+	bus->js_nsubjects = nsubjects;
+	bus->js_bound = true;
+	bus->js_checked = false;
+	pthread_cond_signal(&bus->pwork);
+	pthread_mutex_unlock(&bus->plock);
+	return CA_OK;
 }
 
 bool ca_bus_delivering(const struct ca_bus *bus, int64_t now_ms, int64_t stall_ms, size_t *waiting)
@@ -1174,14 +1786,16 @@ enum ca_err ca_bus_flush(struct ca_bus *bus, int64_t timeout_ms)
 
 void ca_bus_budget(const struct ca_config *cfg, size_t inbound_bytes, size_t inbound_msgs, struct ca_budget *b)
 {
-	uint64_t reconnect = cfg->nats.reconnect_buffer_bytes > 0
-	                     ? (uint64_t)cfg->nats.reconnect_buffer_bytes : (uint64_t)8 << 20;
+	uint64_t reconnect = reconnect_cap(cfg);
 	ca_budget_add(b, "nats: reconnect buffer (messages kept while disconnected)",
 	              "nats.reconnect_buffer_bytes", reconnect);
 	uint64_t queue = cfg->nats.publish_buffer_bytes > 0 ? (uint64_t)cfg->nats.publish_buffer_bytes
 	                                                    : (uint64_t)4 << 20;
 	ca_budget_add(b, "nats: messages waiting for the publisher thread", "nats.publish_buffer_bytes",
 	              queue);
+	if (cfg->nats.jetstream.enabled)
+		ca_budget_add(b, "nats: JetStream messages published and not yet acknowledged",
+		              "nats.jetstream.max_pending_bytes", (uint64_t)cfg->nats.jetstream.max_pending_bytes);
 	/* nats.c's 32 KiB write buffer and read buffer, TLS state. */
 	ca_budget_add(b, "nats: connection buffers and TLS state", "", (uint64_t)256 << 10);
 	/* Per message: nats.c's natsMsg with subject and reply (about 256
@@ -1197,7 +1811,11 @@ bool ca_bus_connected(const struct ca_bus *bus)
 
 size_t ca_bus_max_payload(const struct ca_bus *bus)
 {
-	return bus ? atomic_load(&((struct ca_bus *)bus)->max_payload) : 0;
+	size_t mp = bus ? atomic_load(&((struct ca_bus *)bus)->max_payload) : 0;
+	/* What callers may fill: a JetStream publish adds a header. */
+	if (bus && bus->js_enabled && mp > JS_HEADER_RESERVE)
+		mp -= JS_HEADER_RESERVE;
+	return mp;
 }
 
 uint64_t ca_bus_reconnects(const struct ca_bus *bus)
@@ -1250,8 +1868,37 @@ void ca_bus_render_metrics(const struct ca_bus *bus, struct ca_prom *p)
 	ca_prom_single(p, "agent_nats_publish_queue_bytes", "gauge",
 	               "Bytes of messages waiting for the publisher thread.", (double)waiting);
 	ca_prom_single(p, "agent_nats_publish_lost_total", "counter",
-	               "Messages the NATS client refused after they were queued (connection closed).",
+	               "Messages lost after they were accepted: refused by the NATS client (connection "
+	               "closed), or JetStream messages dropped unacknowledged.",
 	               LOAD(lost));
+	struct ca_bus *b = (struct ca_bus *)bus;
+	pthread_mutex_lock(&b->plock);
+	size_t pending = b->jcount, pending_bytes = b->jbytes;
+	uint64_t confirmed = confirmed_locked(b), seq = b->pub_seq;
+	pthread_mutex_unlock(&b->plock);
+	ca_prom_single(p, "agent_nats_published_seq", "gauge",
+	               "Sequence number of the last message accepted for publishing.", (double)seq);
+	ca_prom_single(p, "agent_nats_confirmed_seq", "gauge",
+	               "Highest sequence number up to which every message is delivered (JetStream: "
+	               "acknowledged; core NATS: flushed) or lost.", (double)confirmed);
+	ca_prom_single(p, "agent_nats_js_acks_pending", "gauge",
+	               "JetStream messages accepted and not yet acknowledged by the stream.", (double)pending);
+	ca_prom_single(p, "agent_nats_js_pending_bytes", "gauge",
+	               "Bytes of JetStream messages not yet acknowledged (nats.jetstream.max_pending_bytes).",
+	               (double)pending_bytes);
+	ca_prom_single(p, "agent_nats_js_acked_total", "counter",
+	               "JetStream messages acknowledged by the stream.", LOAD(js_acked));
+	ca_prom_single(p, "agent_nats_js_duplicates_total", "counter",
+	               "JetStream acknowledgements saying the stream already held the message (a re-send).",
+	               LOAD(js_duplicates));
+	ca_prom_single(p, "agent_nats_js_ack_failures_total", "counter",
+	               "JetStream publishes not acknowledged: timeout, no stream, JetStream error.",
+	               LOAD(js_ack_failures));
+	ca_prom_single(p, "agent_nats_js_retries_total", "counter",
+	               "JetStream publishes scheduled again after a failure.", LOAD(js_retries));
+	ca_prom_single(p, "agent_nats_js_dropped_total", "counter",
+	               "JetStream messages dropped unacknowledged, oldest first, because "
+	               "nats.jetstream.max_pending_bytes was full.", LOAD(js_dropped));
 }
 
 void ca_bus_health_json(const struct ca_bus *bus, struct ca_buf *out)
@@ -1290,7 +1937,37 @@ void ca_bus_health_json(const struct ca_bus *bus, struct ca_buf *out)
 		ca_buf_append_json_string(out, last);
 	else
 		ca_buf_append_str(out, "null");
-	ca_buf_append_str(out, "}");
+	char js_last[LAST_ERROR_LEN];
+	pthread_mutex_lock(&b->qlock);
+	ca_strlcpy(js_last, b->js_error, sizeof js_last);
+	pthread_mutex_unlock(&b->qlock);
+	pthread_mutex_lock(&b->plock);
+	size_t pending = b->jcount, pending_bytes = b->jbytes;
+	uint64_t confirmed = confirmed_locked(b), seq = b->pub_seq;
+	bool bound = b->js_bound;
+	pthread_mutex_unlock(&b->plock);
+	ca_buf_printf(out, ",\"published_seq\":%llu,\"confirmed_seq\":%llu,\"jetstream\":{\"enabled\":%s",
+	              (unsigned long long)seq, (unsigned long long)confirmed, b->js_enabled ? "true" : "false");
+	if (b->js_enabled) {
+		ca_buf_append_str(out, ",\"stream\":");
+		if (bound)
+			ca_buf_append_json_string(out, b->js_stream);
+		else
+			ca_buf_append_str(out, "null");
+		ca_buf_printf(out, ",\"state\":\"%s\",\"pending\":%zu,\"pending_bytes\":%zu,"
+		              "\"max_pending_bytes\":%zu,\"acked\":%llu,\"ack_failures\":%llu,\"retries\":%llu,"
+		              "\"dropped\":%llu,\"last_error\":",
+		              js_state_name(atomic_load(&b->js_state)), pending, pending_bytes, b->jmax,
+		              (unsigned long long)atomic_load(&b->js_acked),
+		              (unsigned long long)atomic_load(&b->js_ack_failures),
+		              (unsigned long long)atomic_load(&b->js_retries),
+		              (unsigned long long)atomic_load(&b->js_dropped));
+		if (js_last[0])
+			ca_buf_append_json_string(out, js_last);
+		else
+			ca_buf_append_str(out, "null");
+	}
+	ca_buf_append_str(out, "}}");
 }
 
 /* Wait until nats.c's closed callback and every subscription's on-complete
@@ -1330,17 +2007,8 @@ static bool wait_nats_quiet(struct ca_bus *bus, int64_t deadline_ms)
 	return ok;
 }
 
-/* Stop the publisher: it hands over what is queued first, unless that
- * takes past the deadline (nats.c blocked on a stalled server): then it is
- * left to finish on its own and the bus keeps its memory. */
-static void stop_publisher(struct ca_bus *bus, int64_t deadline_ms)
+static bool join_until(pthread_t t, int64_t deadline_ms)
 {
-	if (!bus->pthread_started)
-		return;
-	pthread_mutex_lock(&bus->plock);
-	bus->pstop = true;
-	pthread_cond_signal(&bus->pwork);
-	pthread_mutex_unlock(&bus->plock);
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
 	int64_t left = deadline_ms - ca_now_monotonic_ms();
@@ -1352,7 +2020,29 @@ static void stop_publisher(struct ca_bus *bus, int64_t deadline_ms)
 		until.tv_sec++;
 		until.tv_nsec -= 1000000000L;
 	}
-	if (pthread_timedjoin_np(bus->pthread, NULL, &until) == 0) {
+	return pthread_timedjoin_np(t, NULL, &until) == 0;
+}
+
+/* Stop the publisher: it hands over what is queued first, unless that
+ * takes past the deadline (nats.c blocked on a stalled server): then it is
+ * left to finish on its own and the bus keeps its memory. */
+static void stop_publisher(struct ca_bus *bus, int64_t deadline_ms)
+{
+	if (!bus->pthread_started)
+		return;
+	pthread_mutex_lock(&bus->plock);
+	bus->pstop = true;
+	bus->stop_deadline_ms = deadline_ms;
+	pthread_cond_signal(&bus->pwork);
+	pthread_mutex_unlock(&bus->plock);
+	bool joined = join_until(bus->pthread, deadline_ms);
+	if (!joined && bus->js_enabled) {
+		/* Waiting for an acknowledgement: closing the connection ends
+		 * the wait at once (nats.c answers the request "closed"). */
+		natsConnection_Close(bus->conn);
+		joined = join_until(bus->pthread, ca_now_monotonic_ms() + CLOSE_SLACK_MS / 2);
+	}
+	if (joined) {
 		bus->pthread_started = false;
 	} else {
 		bus->pthread_stuck = true;
@@ -1380,6 +2070,18 @@ void ca_bus_close(struct ca_bus *bus)
 			if (st != NATS_OK)
 				ca_log(CA_LOG_WARN, COMPONENT, "NATS flush on close failed; unsent messages are lost",
 				       "error", natsStatus_GetText(st), NULL);
+		}
+		if (bus->js_enabled && !bus->pthread_stuck) {
+			pthread_mutex_lock(&bus->plock);
+			size_t left_msgs = bus->jcount;
+			pthread_mutex_unlock(&bus->plock);
+			if (left_msgs) {
+				char n[32];
+				snprintf(n, sizeof n, "%zu", left_msgs);
+				atomic_fetch_add(&bus->lost, left_msgs);
+				ca_log(CA_LOG_WARN, COMPONENT, "JetStream messages not acknowledged at shutdown are lost "
+				       "(the next leader resends events from its resume point)", "messages", n, NULL);
+			}
 		}
 		natsConnection_Close(bus->conn);
 		if (!wait_nats_quiet(bus, deadline)) {
@@ -1419,6 +2121,15 @@ void ca_bus_free(struct ca_bus *bus)
 		free(bus->phead);
 		bus->phead = next;
 	}
+	while (bus->jhead) {
+		struct out_msg *next = bus->jhead->next;
+		free(bus->jhead);
+		bus->jhead = next;
+	}
+	for (size_t i = 0; i < bus->js_nsubjects; i++)
+		free(bus->js_subjects[i]);
+	free(bus->js_subjects);
+	jsCtx_Destroy(bus->js);
 	if (bus->plock_init) {
 		pthread_cond_destroy(&bus->pwork);
 		pthread_cond_destroy(&bus->pidle);
@@ -1483,6 +2194,19 @@ static void module_health(const void *self, struct ca_module_health *out)
 		ca_set_err(out->reason, sizeof out->reason,
 		           "NATS cannot deliver: %zu bytes waiting and nothing taken for over %d s "
 		           "(a stalled server)", waiting, DELIVERY_STALL_MS / 1000);
+	} else if (bus->js_enabled && (atomic_load(&((struct ca_bus *)bus)->js_state) == JS_MISSING ||
+	                               atomic_load(&((struct ca_bus *)bus)->js_state) == JS_UNAVAILABLE)) {
+		/* Nothing durable can be delivered: say why, and keep retrying. */
+		struct ca_bus *b = (struct ca_bus *)bus;
+		char why[LAST_ERROR_LEN];
+		pthread_mutex_lock(&b->qlock);
+		ca_strlcpy(why, b->js_error, sizeof why);
+		pthread_mutex_unlock(&b->qlock);
+		out->ready = false;
+		if (atomic_load(&b->js_state) == JS_MISSING)
+			ca_set_err(out->reason, sizeof out->reason, "JetStream stream %s not found", b->js_stream);
+		else
+			ca_set_err(out->reason, sizeof out->reason, "JetStream unavailable: %s", why);
 	}
 }
 

@@ -20,6 +20,12 @@
  * imply TLS) and one auth method: credentials_file, nkey_seed_file,
  * token/token_file, or user with password/password_file.
  *
+ * Publishing never blocks the loop: messages queue for the bus's publisher
+ * thread. With nats.jetstream.enabled, ca_bus_publish_durable() messages
+ * go through JetStream, acknowledged one at a time in order and retried
+ * (docs/ARCHITECTURE.md, "Publishing"); ca_bus_confirmed_seq() says how far
+ * delivery is confirmed, in either mode.
+ *
  * Threads: every function runs on the loop thread unless it says "any
  * thread". The loop must outlive the bus (free the bus first). User
  * callbacks run on the loop thread; they may publish and subscribe but must
@@ -62,6 +68,10 @@ struct ca_bus_callbacks {
 	/* The connection to the server was lost (nats.c is reconnecting). */
 	void (*on_disconnected)(void *arg);
 	void (*on_message)(void *arg, const struct ca_bus_msg *msg);
+	/* A publish was refused with CA_EAGAIN because a buffer was full, and
+	 * there is room again (both buffers at most half full): time to try
+	 * what was kept. Once per refusal episode. */
+	void (*on_room)(void *arg);
 };
 
 /* Incoming messages are bounded twice, both counted in
@@ -117,6 +127,61 @@ void ca_bus_budget(const struct ca_config *cfg, size_t inbound_bytes, size_t inb
  * agent_nats_publish_lost_total. Not logged here (the caller decides). */
 enum ca_err ca_bus_publish(struct ca_bus *bus, const char *subject, const char *content_type,
                            const char *msg_id, const void *data, size_t len);
+
+/* Publish a message that must arrive: events, metric samples, command
+ * results. Without nats.jetstream.enabled, exactly ca_bus_publish().
+ * In JetStream mode the message goes to the stream named by
+ * ca_bus_jetstream_bind() (CA_EAGAIN before it), one at a time in the
+ * order accepted, each waiting up to nats.jetstream.ack_timeout for the
+ * stream's acknowledgement; one not acknowledged (timeout, no stream, a
+ * JetStream error, a lost connection) is sent again with the same
+ * Nats-Msg-Id after a backoff (nats.jetstream.retry_backoff doubling to
+ * retry_backoff_max) before any younger one, so the stream's duplicate
+ * window drops a copy that did arrive, and the stream keeps this order.
+ * Messages accepted and not yet acknowledged take at most
+ * nats.jetstream.max_pending_bytes. When a message does not fit: while
+ * the stream acknowledges (a burst faster than the stream) CA_EAGAIN, the
+ * caller keeps it and nothing is lost; while publishes fail (no stream,
+ * JetStream off, a retry backing off, disconnected) the oldest not in
+ * flight are dropped to make room (agent_nats_js_dropped_total, a warning
+ * at most every 10 s), unless nats.jetstream.when_full is backpressure:
+ * then CA_EAGAIN too (for a caller that keeps its own backlog, such as a
+ * spool). Errors otherwise as ca_bus_publish(). */
+enum ca_err ca_bus_publish_durable(struct ca_bus *bus, const char *subject, const char *content_type,
+                                   const char *msg_id, const void *data, size_t len);
+
+/* JetStream mode: name the stream and the subjects it must hold, once the
+ * cluster ID is known. The stream is nats.jetstream.stream_name, or
+ * AGENT_<cluster_id> with any character other than letters, digits, '-'
+ * and '_' made '_'. subjects are copied. The publisher thread then looks
+ * the stream up on every (re)connect, creates it when missing and
+ * nats.jetstream.create_stream is set (file storage, the subjects,
+ * duplicate window nats.jetstream.duplicate_window), and logs when it is
+ * missing, JetStream is off, or the stream's duplicate window is shorter
+ * than configured. CA_OK without doing anything when JetStream is off;
+ * CA_EINVAL when called twice or with no subjects; CA_ENOMEM. */
+enum ca_err ca_bus_jetstream_bind(struct ca_bus *bus, const char *cluster_id, const char *const *subjects,
+                                  size_t nsubjects);
+
+/* Delivery confirmation. Every message accepted by ca_bus_publish(),
+ * ca_bus_publish_request() or ca_bus_publish_durable() gets the next
+ * sequence number, from 1; ca_bus_published_seq() is the last one given
+ * (0 before any). ca_bus_confirmed_seq() is the highest n such that every
+ * message numbered n or less is resolved:
+ *  - JetStream messages: acknowledged by the stream (a duplicate
+ *    acknowledgement counts), or dropped for good (max_pending_bytes full,
+ *    or still unacknowledged when the bus closed);
+ *  - core NATS messages: handed to nats.c and followed by a PING whose
+ *    PONG came back on a connection (the publisher sends one at most every
+ *    100 ms while such messages exist, only while connected), or refused
+ *    by nats.c for good.
+ * Lost messages (refused, dropped) count as resolved and are counted in
+ * agent_nats_publish_lost_total. Core NATS cannot tell a message that was
+ * in the socket when a connection died from one the server took: the PONG
+ * after a reconnect confirms both; JetStream mode has no such gap. Any
+ * thread. */
+uint64_t ca_bus_published_seq(const struct ca_bus *bus);
+uint64_t ca_bus_confirmed_seq(const struct ca_bus *bus);
 
 /* Publish a reply: like ca_bus_publish() but with a reply subject for the
  * receiver (NULL = none). */

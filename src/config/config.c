@@ -90,7 +90,15 @@ static const struct key_def keys[] = {
 	KEY("nats.max_pings_out", K_INT, nats.max_pings_out, "2"),
 	KEY("nats.write_deadline", K_DURATION, nats.write_deadline_ms, "1s"),
 	KEY("nats.flush_timeout", K_DURATION, nats.flush_timeout_ms, "2s"),
-	KEY("nats.jetstream", K_BOOL, nats.jetstream, "false"),
+	KEY("nats.jetstream.enabled", K_BOOL, nats.jetstream.enabled, "false"),
+	KEY("nats.jetstream.create_stream", K_BOOL, nats.jetstream.create_stream, "false"),
+	KEY("nats.jetstream.stream_name", K_STR, nats.jetstream.stream_name, ""),
+	KEY("nats.jetstream.duplicate_window", K_DURATION, nats.jetstream.duplicate_window_ms, "2m"),
+	KEY("nats.jetstream.ack_timeout", K_DURATION, nats.jetstream.ack_timeout_ms, "5s"),
+	KEY("nats.jetstream.max_pending_bytes", K_INT64, nats.jetstream.max_pending_bytes, "4194304"),
+	KEY("nats.jetstream.when_full", K_STR, nats.jetstream.when_full, "drop_oldest"),
+	KEY("nats.jetstream.retry_backoff", K_DURATION, nats.jetstream.retry_backoff_ms, "500ms"),
+	KEY("nats.jetstream.retry_backoff_max", K_DURATION, nats.jetstream.retry_backoff_max_ms, "30s"),
 	KEY("nats.tls.enabled", K_BOOL, nats.tls.enabled, "false"),
 	KEY("nats.tls.ca_file", K_STR, nats.tls.ca_file, ""),
 	KEY("nats.tls.cert_file", K_STR, nats.tls.cert_file, ""),
@@ -585,6 +593,17 @@ out:
 	return rc;
 }
 
+/* nats.jetstream was a boolean before it became a section: the old form
+ * still switches JetStream on or off, with a warning naming the new key, so
+ * existing files and environments keep working. */
+#define DEPRECATED_JETSTREAM "nats.jetstream"
+
+static void warn_deprecated_jetstream(const char *where, const char *name)
+{
+	ca_log(CA_LOG_WARN, "config", "nats.jetstream: true|false is deprecated; use nats.jetstream.enabled",
+	       where, name, NULL);
+}
+
 /* Walk one mapping whose keys are relative to prefix ("" at the top). The
  * recursion is bounded by the table: only known sections are entered, and
  * sections are at most two deep, so alias cycles cannot loop. */
@@ -607,6 +626,10 @@ static enum ca_err walk_mapping(struct yaml_ctx *c, yaml_node_t *map, const char
 		snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "",
 		         (const char *)kn->data.scalar.value);
 		const struct key_def *k = find_key(path);
+		if (!k && vn->type == YAML_SCALAR_NODE && !node_is_null(vn) && strcmp(path, DEPRECATED_JETSTREAM) == 0) {
+			warn_deprecated_jetstream("file", c->name);
+			k = find_key(DEPRECATED_JETSTREAM ".enabled");
+		}
 		if (k) {
 			enum ca_err rc = apply_node(c, k, vn);
 			if (rc != CA_OK)
@@ -1198,6 +1221,53 @@ static enum ca_err check_exec_tools(const struct ca_config *cfg, char *err, size
 	return CA_OK;
 }
 
+/* A JetStream stream name: the server refuses '.', '*', '>', whitespace,
+ * path separators and control bytes, and names longer than 255 bytes. */
+static bool valid_stream_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 255)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c <= 0x20 || c == 0x7f || c == '.' || c == '*' || c == '>' || c == '/' || c == '\\')
+			return false;
+	}
+	return true;
+}
+
+static enum ca_err check_duration(const struct ca_config *cfg, const char *path, int64_t lo,
+                                  int64_t hi, char *err, size_t errlen);
+static enum ca_err check_int(const struct ca_config *cfg, const char *path, int64_t lo, int64_t hi,
+                             char *err, size_t errlen);
+
+static enum ca_err check_jetstream(const struct ca_config *cfg, char *err, size_t errlen)
+{
+	enum ca_err rc;
+	const char *name = str_or_empty(cfg->nats.jetstream.stream_name);
+	if (*name && !valid_stream_name(name))
+		return bad_value(err, errlen, "nats.jetstream.stream_name", name, "a JetStream stream name",
+		                 "\"\" (AGENT_<cluster ID>) or 1 to 255 characters without '.', '*', '>', "
+		                 "whitespace, '/', '\\' or control characters");
+	static const char *const when_full[] = { "drop_oldest", "backpressure", NULL };
+	if (!one_of(str_or_empty(cfg->nats.jetstream.when_full), when_full))
+		return bad_value(err, errlen, "nats.jetstream.when_full", cfg->nats.jetstream.when_full,
+		                 "a policy for a full buffer", "drop_oldest, backpressure");
+	if ((rc = check_duration(cfg, "nats.jetstream.duplicate_window", 1 * SEC, 24 * HOUR, err, errlen)) ||
+	    (rc = check_duration(cfg, "nats.jetstream.ack_timeout", 100, 5 * MIN, err, errlen)) ||
+	    (rc = check_int(cfg, "nats.jetstream.max_pending_bytes", 64 * KIB, 1 * GIB, err, errlen)) ||
+	    (rc = check_duration(cfg, "nats.jetstream.retry_backoff", 10, 1 * MIN, err, errlen)))
+		return rc;
+	if (cfg->nats.jetstream.retry_backoff_max_ms < cfg->nats.jetstream.retry_backoff_ms) {
+		char a[32], b[32], allowed[96];
+		ca_format_duration(cfg->nats.jetstream.retry_backoff_max_ms, a, sizeof a);
+		ca_format_duration(cfg->nats.jetstream.retry_backoff_ms, b, sizeof b);
+		snprintf(allowed, sizeof allowed, "a duration of at least nats.jetstream.retry_backoff (%s)", b);
+		return bad_value(err, errlen, "nats.jetstream.retry_backoff_max", a, "in range", allowed);
+	}
+	return check_duration(cfg, "nats.jetstream.retry_backoff_max", 10, 1 * HOUR, err, errlen);
+}
+
 #define TRY(expr)                  \
 	do {                       \
 		rc = (expr);       \
@@ -1317,6 +1387,7 @@ enum ca_err ca_config_validate(struct ca_config *cfg, char *err, size_t errlen)
 	TRY(check_duration(cfg, "nats.ping_interval", 100, 10 * MIN, err, errlen));
 	TRY(check_int(cfg, "nats.max_pings_out", 1, 100, err, errlen));
 	TRY(check_duration(cfg, "nats.write_deadline", 10, 1 * MIN, err, errlen));
+	TRY(check_jetstream(cfg, err, errlen));
 	bool has_cert = *str_or_empty(cfg->nats.tls.cert_file), has_key = *str_or_empty(cfg->nats.tls.key_file);
 	if (has_cert != has_key)
 		TRY(bad_value(err, errlen, has_cert ? "nats.tls.key_file" : "nats.tls.cert_file", "",
@@ -1547,6 +1618,10 @@ static enum ca_err apply_env(struct ca_config *cfg, char *const *envp, char *err
 		for (size_t i = 0; i < NKEYS && !k; i++)
 			if (env_name_matches(var, n, keys[i].path))
 				k = &keys[i];
+		if (!k && env_name_matches(var, n, DEPRECATED_JETSTREAM)) {
+			warn_deprecated_jetstream("variable", "COLLECT_AGENT_NATS_JETSTREAM");
+			k = find_key(DEPRECATED_JETSTREAM ".enabled");
+		}
 		if (!k) {
 			char name[MAX_KEY_PATH];
 			snprintf(name, sizeof name, "%.*s", (int)(n < 200 ? n : 200), var);

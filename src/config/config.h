@@ -52,7 +52,17 @@ struct ca_config {
 		int64_t ping_interval_ms;         /* 3s: a stalled server is noticed after max_pings_out pings */
 		int max_pings_out;                /* 2 */
 		int64_t write_deadline_ms;        /* 1s: a socket write that cannot finish fails */
-		bool jetstream;                   /* publish through JetStream (acked) */
+		struct {
+			bool enabled;                 /* events, samples, results through JetStream (acked) */
+			bool create_stream;           /* create the stream at start when missing */
+			char *stream_name;            /* "" = AGENT_<cluster ID> */
+			int64_t duplicate_window_ms;  /* 2m: the stream's de-duplication window when created */
+			int64_t ack_timeout_ms;       /* 5s: a publish unacknowledged this long is retried */
+			int64_t max_pending_bytes;    /* 4 MiB: published, not yet acknowledged */
+			char *when_full;              /* drop_oldest (while publishes fail) or backpressure */
+			int64_t retry_backoff_ms;     /* 500ms: first retry delay, doubled ... */
+			int64_t retry_backoff_max_ms; /* 30s: ... up to this */
+		} jetstream;
 		struct {
 			bool enabled;
 			char *ca_file;

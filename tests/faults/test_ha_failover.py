@@ -19,7 +19,7 @@ import pytest
 
 from lib.agentproc import wait_for
 from lib.ha_helpers import CID, LEASE_S, emit, lease, leader, start_pair
-from lib.nats import NatsClient, NatsServer, jsapi_stream_create, jsapi_stream_info, jsapi_stream_msg
+from lib.nats import NatsClient, NatsServer, js_stream_create, js_stream_info, js_stream_messages
 
 STREAM = "AGENT_C1"
 TOTAL, BATCH = 3000, 100
@@ -46,7 +46,7 @@ def failover(tmp_path_factory):
         return a
 
     try:
-        jsapi_stream_create(client, STREAM, ["agent.>"], duplicate_window_s=120)
+        js_stream_create(client, STREAM, ["agent.>"], duplicate_window_s=120)
         agents = start_pair(factory, server, sim, extra={"COLLECT_AGENT_HA_CHECKPOINT_INTERVAL": "1s"})
         first = leader(agents, sim)
         other = "b" if first == "a" else "a"
@@ -75,7 +75,7 @@ def failover(tmp_path_factory):
         last, still = -1, 0
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and still < 6:
-            n = jsapi_stream_info(client, STREAM)["state"]["last_seq"]
+            n = js_stream_info(client, STREAM)["state"]["last_seq"]
             still = still + 1 if n == last else 0
             last = n
             time.sleep(0.5)
@@ -95,18 +95,14 @@ def failover(tmp_path_factory):
 
 
 def stream_events(client):
-    return jsapi_stream_info(client, STREAM)["state"]["messages"]
+    return js_stream_info(client, STREAM)["state"]["messages"]
 
 
 def read_events(client):
     """uid -> the number of event messages the stream holds for it."""
     out = {}
-    info = jsapi_stream_info(client, STREAM)["state"]
-    for seq in range(info["first_seq"], info["last_seq"] + 1):
-        m = jsapi_stream_msg(client, STREAM, seq)
-        if m is None or m["subject"] != f"agent.event.{CID}":
-            continue
-        uid = json.loads(m["data"])["uid"]
+    for m in js_stream_messages(client, STREAM, subject=f"agent.event.{CID}"):
+        uid = json.loads(m.data)["uid"]
         out[uid] = out.get(uid, 0) + 1
     return out
 

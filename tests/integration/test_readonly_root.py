@@ -41,7 +41,7 @@ def shared_dir():
 def deployment_config(shared, sim):
     """The ConfigMap's collect-agent.yaml, and the simulated cluster's
     kubeconfig and CA, where user 65534 can read them."""
-    with open(os.path.join(ROOT, "deploy", "configmap.yaml")) as f:
+    with open(os.path.join(ROOT, "deploy", "base", "configmap.yaml")) as f:
         cm = next(d for d in yaml.safe_load_all(f) if d and d.get("kind") == "ConfigMap")
     config = os.path.join(shared, "collect-agent.yaml")
     with open(config, "w") as f:

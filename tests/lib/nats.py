@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence
 
 __all__ = ["NatsServer", "NatsClient", "Subscription", "Msg", "NoRespondersError",
-           "find_nats_server", "free_port"]
+           "find_nats_server", "free_port", "JetStreamError", "js_api", "js_stream_create",
+           "js_stream_info", "js_stream_delete", "js_stream_msg_get", "js_stream_messages"]
 
 # Cap on one protocol line and one payload, so a broken peer cannot make the
 # reader grow without bound (nats-server's max_payload tops out at 64 MiB).
@@ -534,45 +535,65 @@ class NatsClient:
         self.close()
 
 
-# ---------------------------------------------------------------------------
-# JetStream through its raw API ($JS.API.*, request/reply): just what the HA
-# failover test needs (tests/faults/test_ha_failover.py). A core publish
-# carrying Nats-Msg-Id is stored by a stream whose subjects match it and is
-# de-duplicated within the stream's duplicate_window.
-
-def _jsapi(client: "NatsClient", subject: str, body: Optional[dict], timeout: float) -> dict:
-    reply = client.request(subject, json.dumps(body).encode() if body is not None else b"", timeout=timeout)
-    out = json.loads(reply.data)
-    if "error" in out:
-        raise RuntimeError(f"{subject}: {out['error']}")
-    return out
+# ------------------------------------------------------------- JetStream
+# The few JetStream API calls the tests need, as raw request/reply on
+# $JS.API.* (what the nats CLI sends). A server answers {"error": {...}} for
+# a refused call; that becomes JetStreamError with its err_code.
 
 
-def jsapi_stream_create(client: "NatsClient", name: str, subjects: Sequence[str],
-                        duplicate_window_s: float = 120.0, timeout: float = 5.0) -> dict:
-    """Create a file-backed stream (limits retention); its info."""
-    cfg = {"name": name, "subjects": list(subjects), "retention": "limits", "storage": "file",
+class JetStreamError(Exception):
+    def __init__(self, code: int, err_code: int, description: str):
+        super().__init__(f"{description} (code {code}, err_code {err_code})")
+        self.code, self.err_code, self.description = code, err_code, description
+
+
+def js_api(nc: "NatsClient", api: str, body: Optional[dict] = None, timeout: float = 5.0) -> dict:
+    """One $JS.API.<api> request; the decoded answer, or JetStreamError."""
+    data = json.dumps(body).encode() if body is not None else b""
+    reply = json.loads(nc.request("$JS.API." + api, data, timeout=timeout).data or b"{}")
+    err = reply.get("error")
+    if err:
+        raise JetStreamError(err.get("code", 0), err.get("err_code", 0), err.get("description", ""))
+    return reply
+
+
+def js_stream_create(nc: "NatsClient", name: str, subjects: Sequence[str],
+                     duplicate_window_s: float = 120, storage: str = "file") -> dict:
+    """Create a stream (limits retention); its info."""
+    cfg = {"name": name, "subjects": list(subjects), "storage": storage, "retention": "limits",
            "num_replicas": 1, "duplicate_window": int(duplicate_window_s * 1e9)}
-    return _jsapi(client, f"$JS.API.STREAM.CREATE.{name}", cfg, timeout)
+    return js_api(nc, f"STREAM.CREATE.{name}", cfg)
 
 
-def jsapi_stream_info(client: "NatsClient", name: str, timeout: float = 5.0) -> dict:
-    """The stream's info: state.messages, state.first_seq, state.last_seq, ..."""
-    return _jsapi(client, f"$JS.API.STREAM.INFO.{name}", None, timeout)
+def js_stream_info(nc: "NatsClient", name: str) -> dict:
+    return js_api(nc, f"STREAM.INFO.{name}")
 
 
-def jsapi_stream_msg(client: "NatsClient", name: str, seq: int, timeout: float = 5.0) -> Optional[dict]:
-    """The stored message seq: {"subject", "seq", "headers": {...}, "data": bytes}; None when
-    there is no such message (deleted, or past the end)."""
-    reply = client.request(f"$JS.API.STREAM.MSG.GET.{name}", json.dumps({"seq": seq}).encode(),
-                           timeout=timeout)
-    out = json.loads(reply.data)
-    if "error" in out:
-        if out["error"].get("code") == 404:
-            return None
-        raise RuntimeError(f"STREAM.MSG.GET {name} {seq}: {out['error']}")
-    m = out["message"]
-    raw_hdrs = base64.b64decode(m.get("hdrs", "")) if m.get("hdrs") else b""
-    return {"subject": m["subject"], "seq": m["seq"],
-            "headers": _decode_headers(raw_hdrs) if raw_hdrs else {},
-            "data": base64.b64decode(m.get("data", ""))}
+def js_stream_delete(nc: "NatsClient", name: str) -> dict:
+    return js_api(nc, f"STREAM.DELETE.{name}")
+
+
+def js_stream_msg_get(nc: "NatsClient", name: str, seq: int) -> Msg:
+    """The stored message at stream sequence seq, as a Msg (subject,
+    headers, data)."""
+    m = js_api(nc, f"STREAM.MSG.GET.{name}", {"seq": seq})["message"]
+    raw = base64.b64decode(m.get("hdrs", "")) if m.get("hdrs") else b""
+    headers = _decode_headers(raw) if raw else {}
+    return Msg(m["subject"], None, headers, base64.b64decode(m.get("data", "")))
+
+
+def js_stream_messages(nc: "NatsClient", name: str, subject: Optional[str] = None) -> list:
+    """Every message the stream holds, oldest first (on subject only, when
+    given)."""
+    state = js_stream_info(nc, name)["state"]
+    out = []
+    for seq in range(state.get("first_seq", 1), state.get("last_seq", 0) + 1):
+        try:
+            m = js_stream_msg_get(nc, name, seq)
+        except JetStreamError as e:
+            if e.err_code == 10037:  # deleted message: no longer there
+                continue
+            raise
+        if subject is None or m.subject == subject:
+            out.append(m)
+    return out

@@ -3,6 +3,7 @@
  * running in this thread. */
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <ftw.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -230,7 +231,7 @@ static void cb_message(void *arg, const struct ca_bus_msg *m)
 	memcpy(g->data, m->data, m->len < sizeof g->data - 1 ? m->len : sizeof g->data - 1);
 }
 
-static const struct ca_bus_callbacks callbacks = { cb_connected, cb_disconnected, cb_message };
+static const struct ca_bus_callbacks callbacks = { cb_connected, cb_disconnected, cb_message, NULL };
 
 /* Fill c->cfg by hand for url; the caller may adjust it before bus_make. */
 static void client_init(struct client *c, const char *url)
@@ -962,6 +963,160 @@ static void cleanup_tmpdir(void)
 	rmdir(tmpdir);
 }
 
+/* ------------------------------------------------ delivery confirmation */
+
+struct seq_wait {
+	struct ca_bus *bus;
+	uint64_t want;
+};
+static bool pred_confirmed(void *a)
+{
+	const struct seq_wait *w = a;
+	return ca_bus_confirmed_seq(w->bus) >= w->want;
+}
+
+static void publish_n(struct ca_bus *bus, int from, int n, bool durable, int *ok)
+{
+	for (int i = from; i < from + n; i++) {
+		char id[32], data[64];
+		snprintf(id, sizeof id, "id-%d", i);
+		int len = snprintf(data, sizeof data, "payload-%d", i);
+		enum ca_err rc = durable ? ca_bus_publish_durable(bus, "t.js", "text/plain", id, data, (size_t)len)
+		                         : ca_bus_publish(bus, "t.js", "text/plain", id, data, (size_t)len);
+		*ok += rc == CA_OK;
+	}
+}
+
+/* Core NATS: confirmed follows published once a PING/PONG came back; a
+ * stopped server stops it, and it catches up after the server resumes. */
+static void test_confirmed_core(void)
+{
+	struct server srv = { .port = free_port() };
+	CHECK(server_start(&srv));
+	char url[64];
+	url_for(url, sizeof url, "nats", NULL, srv.port);
+	struct client c;
+	client_init(&c, url);
+	c.cfg.nats.ping_interval_ms = 60000; /* the stop must not end in a reconnect here */
+	CHECK_INT(client_make(&c), CA_OK);
+	if (!c.bus)
+		goto out;
+	CHECK_INT(ca_bus_published_seq(c.bus), 0);
+	CHECK_INT(ca_bus_confirmed_seq(c.bus), 0);
+	CHECK_INT(ca_bus_connect(c.bus), CA_OK);
+	CHECK(run_until(pred_connected, &c, 5000));
+	int ok = 0;
+	publish_n(c.bus, 0, 50, false, &ok);
+	CHECK_INT(ok, 50);
+	CHECK_INT(ca_bus_published_seq(c.bus), 50);
+	struct seq_wait w = { c.bus, 50 };
+	CHECK(run_until(pred_confirmed, &w, 5000));
+	CHECK_INT(ca_bus_confirmed_seq(c.bus), 50);
+
+	kill(srv.pid, SIGSTOP);
+	publish_n(c.bus, 50, 20, true, &ok); /* durable without JetStream: core */
+	CHECK_INT(ok, 70);
+	CHECK_INT(ca_bus_published_seq(c.bus), 70);
+	run_until(NULL, NULL, 600);
+	CHECK_INT(ca_bus_confirmed_seq(c.bus), 50);
+	kill(srv.pid, SIGCONT);
+	w.want = 70;
+	CHECK(run_until(pred_confirmed, &w, 10000));
+	CHECK_INT(ca_bus_confirmed_seq(c.bus), 70);
+out:
+	ca_bus_free(c.bus);
+	server_stop(&srv);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* JetStream: nothing goes out before the stream is named; then the stream
+ * is created, every message acknowledged in order and confirmed; closing
+ * with acknowledgements pending (a stopped server) frees everything
+ * (valgrind and ASan runs check). */
+static void test_jetstream(void)
+{
+	char store[64];
+	ca_strlcpy(store, "/tmp/ca-bus-js-XXXXXX", sizeof store);
+	if (!mkdtemp(store)) {
+		CHECK(false);
+		return;
+	}
+	struct server srv = { .port = free_port(), .extra = { "-js", "-sd", store } };
+	CHECK(server_start(&srv));
+	char url[64];
+	url_for(url, sizeof url, "nats", NULL, srv.port);
+	struct client c, sub;
+	client_init(&c, url);
+	client_init(&sub, url);
+	c.cfg.nats.jetstream.enabled = true;
+	c.cfg.nats.jetstream.create_stream = true;
+	c.cfg.nats.jetstream.duplicate_window_ms = 120000;
+	c.cfg.nats.jetstream.ack_timeout_ms = 1000;
+	c.cfg.nats.jetstream.max_pending_bytes = 1 << 20;
+	c.cfg.nats.jetstream.retry_backoff_ms = 50;
+	c.cfg.nats.jetstream.retry_backoff_max_ms = 200;
+	c.cfg.nats.ping_interval_ms = 60000;
+	CHECK_INT(client_make(&c), CA_OK);
+	CHECK_INT(client_make(&sub), CA_OK);
+	if (!c.bus || !sub.bus)
+		goto out;
+	CHECK_INT(ca_bus_subscribe(sub.bus, "t.js", NULL, 0, 0), CA_OK);
+	CHECK_INT(ca_bus_connect(sub.bus), CA_OK);
+	CHECK_INT(ca_bus_connect(c.bus), CA_OK);
+	CHECK(run_until(pred_connected, &c, 5000));
+	CHECK(run_until(pred_connected, &sub, 5000));
+	CHECK_INT(ca_bus_publish_durable(c.bus, "t.js", NULL, "x", "x", 1), CA_EAGAIN);
+	const char *subjects[] = { "t.js" };
+	CHECK_INT(ca_bus_jetstream_bind(c.bus, "test-cluster", subjects, 1), CA_OK);
+	CHECK_INT(ca_bus_jetstream_bind(c.bus, "test-cluster", subjects, 1), CA_EINVAL);
+	int ok = 0;
+	publish_n(c.bus, 0, 40, true, &ok);
+	CHECK_INT(ok, 40);
+	struct seq_wait w = { c.bus, 40 };
+	CHECK(run_until(pred_confirmed, &w, 10000));
+	struct count_wait cw = { { &sub, NULL, NULL }, 40 };
+	CHECK(run_until(pred_total, &cw, 5000));
+	for (int i = 0; i < sub.nmsgs && i < 40; i++) {
+		char id[32];
+		snprintf(id, sizeof id, "id-%d", i);
+		CHECK_STR(sub.msgs[i].msg_id, id);
+	}
+	struct ca_buf b;
+	ca_buf_init(&b, 0);
+	struct ca_prom p;
+	ca_prom_init(&p, &b, "test-cluster");
+	ca_bus_render_metrics(c.bus, &p);
+	CHECK(b.data && strstr(b.data, "agent_nats_js_acked_total{cluster_id=\"test-cluster\"} 40\n"));
+	CHECK(b.data && strstr(b.data, "agent_nats_js_acks_pending{cluster_id=\"test-cluster\"} 0\n"));
+	ca_buf_reset(&b);
+	ca_bus_health_json(c.bus, &b);
+	CHECK(b.data && strstr(b.data, "\"stream\":\"AGENT_test-cluster\",\"state\":\"ok\""));
+	CHECK(b.data && strstr(b.data, "\"published_seq\":40,\"confirmed_seq\":40"));
+	ca_buf_fini(&b);
+
+	/* Close with acknowledgements pending. */
+	kill(srv.pid, SIGSTOP);
+	publish_n(c.bus, 40, 10, true, &ok);
+	CHECK_INT(ok, 50);
+	run_until(NULL, NULL, 300);
+	CHECK(ca_bus_confirmed_seq(c.bus) < 50);
+	ca_bus_free(c.bus);
+	c.bus = NULL;
+	kill(srv.pid, SIGCONT);
+out:
+	ca_bus_free(c.bus);
+	ca_bus_free(sub.bus);
+	server_stop(&srv);
+	nftw(store, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -986,6 +1141,8 @@ int main(void)
 	test_auth();
 	test_max_payload();
 	test_tls();
+	test_confirmed_core();
+	test_jetstream();
 	ca_loop_free(loop);
 	ca_bus_library_cleanup(5000);
 	ca_bus_openssl_exit(); /* the TLS tests ran: see bus/openssl_exit.c */

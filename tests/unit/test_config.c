@@ -95,7 +95,15 @@ static void compare_configs(const struct ca_config *a, const struct ca_config *b
 	EQ_INT(nats.max_reconnects);
 	EQ_INT(nats.reconnect_buffer_bytes);
 	EQ_INT(nats.flush_timeout_ms);
-	EQ_INT(nats.jetstream);
+	EQ_INT(nats.jetstream.enabled);
+	EQ_INT(nats.jetstream.create_stream);
+	EQ_STR(nats.jetstream.stream_name);
+	EQ_INT(nats.jetstream.duplicate_window_ms);
+	EQ_INT(nats.jetstream.ack_timeout_ms);
+	EQ_INT(nats.jetstream.max_pending_bytes);
+	EQ_STR(nats.jetstream.when_full);
+	EQ_INT(nats.jetstream.retry_backoff_ms);
+	EQ_INT(nats.jetstream.retry_backoff_max_ms);
 	EQ_INT(nats.tls.enabled);
 	EQ_STR(nats.tls.ca_file);
 	EQ_STR(nats.tls.cert_file);
@@ -202,7 +210,13 @@ static void test_defaults(void)
 	CHECK_INT(d.nats.max_reconnects, -1);
 	CHECK_INT(d.nats.reconnect_buffer_bytes, 8 * 1024 * 1024);
 	CHECK_INT(d.nats.flush_timeout_ms, 2000);
-	CHECK(!d.nats.jetstream);
+	CHECK(!d.nats.jetstream.enabled);
+	CHECK(!d.nats.jetstream.create_stream);
+	CHECK_STR(d.nats.jetstream.stream_name, "");
+	CHECK_INT(d.nats.jetstream.duplicate_window_ms, 120000);
+	CHECK_INT(d.nats.jetstream.ack_timeout_ms, 5000);
+	CHECK_INT(d.nats.jetstream.max_pending_bytes, 4194304);
+	CHECK_STR(d.nats.jetstream.when_full, "drop_oldest");
 	CHECK_INT(d.kubernetes.request_timeout_ms, 10000);
 	CHECK_INT(d.kubernetes.connect_timeout_ms, 5000);
 	CHECK_INT(d.kubernetes.stall_timeout_ms, 600000);
@@ -276,7 +290,8 @@ static void test_default_yaml(void)
 	CHECK_INT(ca_config_init_defaults(&d), CA_OK);
 	memset(&y, 0, sizeof y);
 	y.nats.encoding = CA_ENCODING_PROTOBUF;
-	y.nats.jetstream = true;
+	y.nats.jetstream.enabled = true;
+	y.nats.jetstream.create_stream = true;
 	y.nats.tls.enabled = true;
 	y.nats.tls.insecure_skip_verify = true;
 	y.exec.require_signature = true;
@@ -328,6 +343,18 @@ static const struct bad_case bad_cases[] = {
 	{ "nats: {reconnect_buffer_bytes: 1073741825}", "nats.reconnect_buffer_bytes", "1073741825" },
 	{ "nats: {reconnect_buffer_bytes: -1}", "nats.reconnect_buffer_bytes", "-1" },
 	{ "nats: {jetstream: maybe}", "nats.jetstream", "maybe" },
+	{ "nats: {jetstream: {enabled: maybe}}", "nats.jetstream.enabled", "maybe" },
+	{ "nats: {jetstream: {stream_name: \"a.b\"}}", "nats.jetstream.stream_name", "a.b" },
+	{ "nats: {jetstream: {stream_name: \"a b\"}}", "nats.jetstream.stream_name", "a b" },
+	{ "nats: {jetstream: {stream_name: \"A*\"}}", "nats.jetstream.stream_name", "A*" },
+	{ "nats: {jetstream: {stream_name: \"A>\"}}", "nats.jetstream.stream_name", "A>" },
+	{ "nats: {jetstream: {stream_name: \"a/b\"}}", "nats.jetstream.stream_name", "a/b" },
+	{ "nats: {jetstream: {duplicate_window: 0s}}", "nats.jetstream.duplicate_window", "0s" },
+	{ "nats: {jetstream: {ack_timeout: 10ms}}", "nats.jetstream.ack_timeout", "10ms" },
+	{ "nats: {jetstream: {max_pending_bytes: 1024}}", "nats.jetstream.max_pending_bytes", "1024" },
+	{ "nats: {jetstream: {retry_backoff: 2s, retry_backoff_max: 1s}}", "nats.jetstream.retry_backoff_max", "1s" },
+	{ "nats: {jetstream: [a]}", "nats.jetstream", "a list" },
+	{ "nats: {jetstream: {when_full: block}}", "nats.jetstream.when_full", "block" },
 	{ "nats: {tls: {insecure_skip_verify: 2}}", "nats.tls.insecure_skip_verify", "2" },
 	{ "nats: {tls: {cert_file: /c.pem}}", "nats.tls.key_file", "\"\"" },
 	{ "heartbeat: {interval: 50ms}", "heartbeat.interval", "50ms" },
@@ -482,7 +509,7 @@ static void test_valid_values(void)
 	CHECK_STR(c.nats.subject_prefix, "corp.agent");
 	CHECK_INT(c.nats.reconnect_wait_ms, 10);
 	CHECK_INT(c.nats.max_reconnects, 0);
-	CHECK(c.nats.jetstream);
+	CHECK(c.nats.jetstream.enabled);
 	CHECK(c.nats.tls.enabled);
 	CHECK(!c.nats.tls.insecure_skip_verify);
 	CHECK_INT(c.events.include_types.count, 0);
@@ -608,7 +635,7 @@ static void test_env(void)
 		CHECK_STR(c.nats.servers.items[1], "nats://b:4222");
 	}
 	CHECK_STR(c.nats.tls.ca_file, "/etc/ca.pem");
-	CHECK(c.nats.jetstream);
+	CHECK(c.nats.jetstream.enabled);
 	CHECK_INT(c.heartbeat.interval_ms, 1000);
 	CHECK_STR(c.http.listen_host, "127.0.0.1");
 	CHECK_INT(c.http.port, 18080);
@@ -1073,6 +1100,35 @@ static void test_hostile_config(void)
 	ca_kubeconfig_fini(&kc);
 }
 
+/* The section form, and the old scalar form (deprecated) meaning enabled. */
+static void test_jetstream_section(void)
+{
+	struct ca_config c;
+	char err[512] = "";
+	const char *yaml = "nats:\n  jetstream:\n    enabled: true\n    create_stream: yes\n"
+	                   "    stream_name: EVENTS_prod-1\n    duplicate_window: 10m\n    ack_timeout: 1s\n"
+	                   "    max_pending_bytes: 65536\n    retry_backoff: 20ms\n    retry_backoff_max: 20ms\n";
+	CHECK_INT(ca_config_init_defaults(&c), CA_OK);
+	CHECK_INT(ca_config_load_from_memory(&c, yaml, strlen(yaml), "t", err, sizeof err), CA_OK);
+	CHECK_STR(err, "");
+	CHECK(c.nats.jetstream.enabled);
+	CHECK(c.nats.jetstream.create_stream);
+	CHECK_STR(c.nats.jetstream.stream_name, "EVENTS_prod-1");
+	CHECK_INT(c.nats.jetstream.duplicate_window_ms, 600000);
+	CHECK_INT(c.nats.jetstream.ack_timeout_ms, 1000);
+	CHECK_INT(c.nats.jetstream.max_pending_bytes, 65536);
+	CHECK_INT(c.nats.jetstream.retry_backoff_ms, 20);
+	CHECK_INT(c.nats.jetstream.retry_backoff_max_ms, 20);
+	ca_config_fini(&c);
+
+	const char *old = "nats: {jetstream: false}\n";
+	CHECK_INT(ca_config_init_defaults(&c), CA_OK);
+	c.nats.jetstream.enabled = true;
+	CHECK_INT(ca_config_load_from_memory(&c, old, strlen(old), "t", err, sizeof err), CA_OK);
+	CHECK(!c.nats.jetstream.enabled);
+	ca_config_fini(&c);
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_config.XXXXXX");
@@ -1083,6 +1139,7 @@ int main(void)
 	test_defaults();
 	test_default_yaml();
 	test_invalid();
+	test_jetstream_section();
 	test_valid_values();
 	test_syntax_error();
 	test_unreadable();
