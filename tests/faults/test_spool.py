@@ -17,7 +17,9 @@ The outage lasts OUTAGE_SECONDS (default 20; the issue's check is 300) at
 EVENTS_PER_SECOND (default 100). Figures (spooled, replayed, RSS, time to
 drain) are printed; run with -s to see them."""
 import os
+import re
 import signal
+import subprocess
 import time
 
 from lib.agentproc import wait_for
@@ -134,6 +136,13 @@ def test_outage_spools_and_replays_everything_in_order(nats_server, kubesim, age
         assert metric(agent, "agent_events_spool_replayed_total") == spooled
         assert metric(agent, "agent_events_spool_bytes") == 0
         assert not [f for f in os.listdir(tmp_path / "spool") if f.endswith(".seg")]
+        status, text = agent.get("/metrics")
+        proc = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        for family in ["agent_events_spool_bytes", "agent_events_spool_records", "agent_events_spooled_total",
+                       "agent_events_spool_replayed_total", "agent_events_spool_dropped_total",
+                       "agent_events_spool_corrupt_total"]:
+            assert re.search(rf'^{family}\{{cluster_id="{CID}"\}} ', text, re.M), family
         rss_end = rss_kib(agent.proc.pid)
         print(f"\nspool outage {OUTAGE_SECONDS:.0f}s: {n} events emitted, {spooled:.0f} spooled, "
               f"{metric(agent, 'agent_events_spool_replayed_total'):.0f} replayed, "
