@@ -73,15 +73,19 @@ static bool segment_path(const char *dir, size_t n, char *out, size_t outlen)
 	return found;
 }
 
-static const char *const streams[] = { "/api/v1/events", "/api/v1/namespaces/a/events" };
+static const char *const streams[] = {"/api/v1/events", "/api/v1/namespaces/a/events"};
 
 static struct ca_spool *open_spool(const char *dir, uint64_t max, uint64_t seg)
 {
 	struct ca_spool *s = NULL;
 	char err[256] = "";
 	struct ca_spool_options o = {
-		.dir = dir, .max_bytes = max, .segment_bytes = seg, .max_payload = 32 * 1024,
-		.streams = streams, .nstreams = 2,
+	        .dir = dir,
+	        .max_bytes = max,
+	        .segment_bytes = seg,
+	        .max_payload = 32 * 1024,
+	        .streams = streams,
+	        .nstreams = 2,
 	};
 	enum ca_err rc = ca_spool_open(&s, &o, err, sizeof err);
 	if (rc != CA_OK)
@@ -414,7 +418,7 @@ static void test_bad_dirs(void)
 	snprintf(file, sizeof file, "%s/plain-file", base);
 	int fd = open(file, O_WRONLY | O_CREAT, 0600);
 	close(fd);
-	struct ca_spool_options o = { .dir = file, .max_bytes = 1 << 20, .segment_bytes = 64 << 10 };
+	struct ca_spool_options o = {.dir = file, .max_bytes = 1 << 20, .segment_bytes = 64 << 10};
 	CHECK_INT(ca_spool_open(&s, &o, err, sizeof err), CA_EIO);
 	CHECK_CONTAINS(err, "not a directory");
 	CHECK(s == NULL);
@@ -466,7 +470,8 @@ static void test_full_disk(void)
 	new_dir(dir, sizeof dir);
 	CHECK(mkdir(dir, 0700) == 0);
 	if (mount("tmpfs", dir, "tmpfs", 0, "size=64k,mode=0700") != 0) {
-		fprintf(stderr, "test_full_disk skipped: cannot mount a tmpfs (%s)\n", strerror(errno));
+		fprintf(stderr, "test_full_disk skipped: cannot mount a tmpfs (%s)\n",
+		        strerror(errno));
 		rmdir(dir);
 		return;
 	}
@@ -526,7 +531,8 @@ static void test_scanner(void)
 	CHECK(corrupt >= 2);
 	/* Every prefix of a record asks for more; the whole one is a record. */
 	for (size_t k = 0; k < r2; k++)
-		CHECK_INT(ca_spool_scan_record(buf + pos - r2, k, 0, &it, &adv), CA_SPOOL_NEED_MORE);
+		CHECK_INT(ca_spool_scan_record(buf + pos - r2, k, 0, &it, &adv),
+		          CA_SPOOL_NEED_MORE);
 	CHECK_INT(ca_spool_scan_record(buf + pos - r2, r2, 0, &it, &adv), CA_SPOOL_RECORD);
 	/* Over the reader's cap: corrupt. */
 	CHECK_INT(ca_spool_scan_record(buf + pos - r2, r2, 16, &it, &adv), CA_SPOOL_CORRUPT);
