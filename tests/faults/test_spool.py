@@ -234,3 +234,17 @@ def test_sigkill_with_a_spool_then_restart_replays_it(nats_server, kubesim, agen
         gate.stop()
         if client:
             client.close()
+
+
+def test_unwritable_spool_dir_is_a_clear_error(nats_server, kubesim, agent_factory, tmp_path):
+    """/proc takes no new directory, not even from root: the watcher does
+    not start, and readiness and the log say which key and why."""
+    env = spool_env(tmp_path, COLLECT_AGENT_EVENTS_SPOOL_DIR="/proc/collect-agent-spool")
+    agent = agent_factory(["--nats", nats_server.url, "--kubeconfig", kubesim.kubeconfig, "--cluster-id", CID],
+                          env=env)
+    code, body = wait_for(lambda: (lambda r: r if "spool_dir" in r[1] else None)(agent.get("/health/ready")),
+                          timeout=30, what="readiness naming events.spool_dir")
+    assert code == 503, body
+    assert "events.spool_dir: cannot create /proc/collect-agent-spool" in body, body
+    assert "events.spool_dir: cannot create /proc/collect-agent-spool" in agent.logs()
+    agent.assert_clean_exit()
