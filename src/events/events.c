@@ -199,6 +199,20 @@ static void spill(struct ca_events *ev, struct ca_event_rec *rec)
 	log_spool(ev);
 }
 
+/* An event a previous run spooled will be published from the spool: the
+ * dedup memory learns it, so the resumed watch (which starts before the
+ * oldest spooled event) does not queue the same version a second time. */
+static void seed_dedup(void *arg, const struct ca_spool_item *it)
+{
+	struct ca_events *ev = arg;
+	struct ca_event_rec r;
+	int64_t delta;
+	memset(&r, 0, sizeof r);
+	r.msg = it->msg;
+	r.uid_hash = ca_events_uid_hash(it->msg.uid);
+	ca_events_dedup_check(&ev->dedup, &r, &delta);
+}
+
 static void replay_later(struct ca_events *ev, int64_t delay_ms)
 {
 	if (ev->replay_timer && !ca_loop_timer_active(ev->replay_timer))
@@ -862,6 +876,8 @@ enum ca_err ca_events_new_internal(struct ca_events **out, struct ca_loop *loop,
 			.max_payload = spool_max_payload(cfg),
 			.streams = paths,
 			.nstreams = ev->nrefl,
+			.inherited = seed_dedup,
+			.inherited_arg = ev,
 		};
 		rc = ca_spool_open(&ev->spool, &so, err, errlen);
 		free(paths);

@@ -69,6 +69,8 @@ void ca_events_rec_free(struct ca_event_rec *rec);
 
 /* 64-bit FNV-1a, mixed; h = 0 to start, chain to hash several strings. */
 uint64_t ca_events_hash(uint64_t h, const char *s);
+/* The dedup memory's key of a uid (a record's uid_hash). */
+uint64_t ca_events_uid_hash(const char *uid);
 
 /* ---- classification ---------------------------------------------------- */
 

@@ -493,7 +493,8 @@ static enum ca_err read_full(int fd, uint8_t *buf, size_t want, uint64_t off, si
 /* Count the records of an inherited segment from g->start, and each
  * stream's first resume point. Corrupt regions are left for the replay to
  * count. */
-static enum ca_err scan_segment(struct ca_spool *s, struct segment *g, int fd)
+static enum ca_err scan_segment(struct ca_spool *s, struct segment *g, int fd,
+                                const struct ca_spool_options *o)
 {
 	uint64_t off = g->start;
 	size_t blen = 0;
@@ -519,6 +520,8 @@ static enum ca_err scan_segment(struct ca_spool *s, struct segment *g, int fd)
 				g->records++;
 				it.stream_index = stream_index(s, it.stream);
 				note_first(s, g, &it);
+				if (o->inherited)
+					o->inherited(o->inherited_arg, &it);
 			}
 			pos += adv;
 		}
@@ -572,7 +575,8 @@ void ca_spool_save_cursor(struct ca_spool *s)
 	}
 }
 
-static enum ca_err load_existing(struct ca_spool *s, char *err, size_t errlen)
+static enum ca_err load_existing(struct ca_spool *s, const struct ca_spool_options *o, char *err,
+                                 size_t errlen)
 {
 	uint64_t *seqs = NULL;
 	size_t n = 0, cap = 0;
@@ -638,7 +642,7 @@ static enum ca_err load_existing(struct ca_spool *s, char *err, size_t errlen)
 		g->bytes = (uint64_t)st.st_size;
 		if (have_cursor && seqs[k] == cseq && coff <= g->bytes)
 			g->start = coff;
-		rc = scan_segment(s, g, fd);
+		rc = scan_segment(s, g, fd, o);
 		close(fd);
 		if (rc != CA_OK) {
 			segment_fini(g);
@@ -741,7 +745,7 @@ enum ca_err ca_spool_open(struct ca_spool **out, const struct ca_spool_options *
 		rc = CA_EIO;
 		goto fail;
 	}
-	if ((rc = load_existing(s, err, errlen)) != CA_OK)
+	if ((rc = load_existing(s, o, err, errlen)) != CA_OK)
 		goto fail;
 	*out = s;
 	return CA_OK;

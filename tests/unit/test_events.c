@@ -1507,6 +1507,13 @@ static void test_spool_pipeline(void)
 	if (!ev)
 		goto done;
 	CHECK_STR(ca_events_resume_rv(ev, 0), "120");
+	/* The resumed watch sends e21..e30 again: the spool has them, the
+	 * dedup memory learnt them from it, so they are not queued twice. */
+	for (int i = 21; i <= 30; i++) {
+		snprintf(uid, sizeof uid, "e%02d", i);
+		snprintf(rv, sizeof rv, "%d", 100 + i);
+		deliver(ev, (struct evspec){ .uid = uid, .rv = rv }, CA_WATCH_ADDED, false);
+	}
 	deliver(ev, (struct evspec){ .uid = "e31", .rv = "131" }, CA_WATCH_ADDED, false);
 	ca_events_flush(ev);
 	CHECK_INT(s->n, 11);
@@ -1515,6 +1522,8 @@ static void test_spool_pipeline(void)
 		CHECK_STR(s->uid[i], uid);
 	}
 	CHECK_STR(ca_events_resume_rv(ev, 0), "131");
+	ca_events_get_stats(ev, &st);
+	CHECK_INT(st.deduplicated, 10);
 	ca_events_free(ev);
 done:
 	ca_config_fini(&cfg);
