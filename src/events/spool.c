@@ -500,6 +500,7 @@ static enum ca_err scan_segment(struct ca_spool *s, struct segment *g, int fd,
 	size_t blen = 0;
 	for (;;) {
 		size_t got = 0;
+		bool at_end = true;
 		if (off + blen < g->bytes) {
 			uint64_t left = g->bytes - off - blen;
 			size_t room = s->buf_cap - blen;
@@ -507,6 +508,7 @@ static enum ca_err scan_segment(struct ca_spool *s, struct segment *g, int fd,
 			              off + blen, &got) != CA_OK)
 				return CA_EIO;
 			blen += got;
+			at_end = got == 0 || off + blen >= g->bytes;
 		}
 		size_t pos = 0;
 		for (;;) {
@@ -514,8 +516,16 @@ static enum ca_err scan_segment(struct ca_spool *s, struct segment *g, int fd,
 			size_t adv;
 			enum ca_spool_scan r = ca_spool_scan_record(s->buf + pos, blen - pos,
 			                                            s->max_payload, &it, &adv);
-			if (r == CA_SPOOL_NEED_MORE)
+			if (r == CA_SPOOL_NEED_MORE && !at_end)
 				break;
+			if (r == CA_SPOOL_NEED_MORE) {
+				/* A record running past the end: a torn tail, or a
+				 * corrupt length; whole records may follow it. */
+				if (pos >= blen)
+					return CA_OK;
+				pos++;
+				continue;
+			}
 			if (r == CA_SPOOL_RECORD) {
 				g->records++;
 				it.stream_index = stream_index(s, it.stream);
@@ -525,8 +535,6 @@ static enum ca_err scan_segment(struct ca_spool *s, struct segment *g, int fd,
 			}
 			pos += adv;
 		}
-		if (got == 0) /* the end: what is left is a torn tail */
-			return CA_OK;
 		memmove(s->buf, s->buf + pos, blen - pos);
 		off += pos;
 		blen -= pos;
@@ -958,10 +966,16 @@ enum ca_err ca_spool_peek(struct ca_spool *s, struct ca_spool_item *out, char *w
 			}
 			g->bytes = file_pos; /* shorter than it was: someone cut it */
 		}
-		/* The end of the segment's data. */
-		if (s->blen > s->bpos && !s->in_corrupt)
-			s->st.corrupt++; /* a torn tail: the last record of a killed run */
-		s->bpos = s->blen;
+		/* The end of the segment's data. Bytes left are a record running
+		 * past it: the torn tail of a killed run, or a corrupt length
+		 * with whole records after it, which the scan goes on to find. */
+		if (s->blen > s->bpos) {
+			if (!s->in_corrupt)
+				s->st.corrupt++;
+			s->in_corrupt = true;
+			s->bpos++;
+			continue;
+		}
 		if (writing && g->records > 0)
 			return CA_ENOTFOUND; /* cannot happen: appends are whole records */
 		if (writing)

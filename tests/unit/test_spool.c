@@ -281,6 +281,8 @@ static void flip_byte(const char *path, off_t off)
 static void test_corrupt_and_torn(void)
 {
 	char dir[300], seg[600];
+	int first = 0;
+	bool consecutive = false;
 	new_dir(dir, sizeof dir);
 	struct ca_spool *s = open_spool(dir, 64 << 20, 4 << 20);
 	if (!s)
@@ -323,6 +325,41 @@ static void test_corrupt_and_torn(void)
 	CHECK_INT(count_segments(dir), 0);
 	ca_spool_free(s);
 
+	/* A corrupt length in the middle that runs past the end of the file:
+	 * the records after it are still found. */
+	s = open_spool(dir, 64 << 20, 4 << 20);
+	CHECK_INT(append_range(s, 0, 10), 10);
+	ca_spool_get_stats(s, &ss);
+	total = ss.bytes;
+	ca_spool_free(s);
+	CHECK(segment_path(dir, 0, seg, sizeof seg));
+	{
+		/* record 2's header: records 0 and 1 before it, found by scanning */
+		uint8_t file[8192];
+		int rfd = open(seg, O_RDWR);
+		ssize_t rd = pread(rfd, file, sizeof file, 0);
+		CHECK(rd == (ssize_t)total);
+		size_t at = 0, adv = 0;
+		struct ca_spool_item tmp;
+		for (int k = 0; k < 2; k++) {
+			CHECK_INT(ca_spool_scan_record(file + at, (size_t)rd - at, 0, &tmp, &adv),
+			          CA_SPOOL_RECORD);
+			at += adv;
+		}
+		uint8_t len[4] = {0x00, 0x70, 0x00, 0x00}; /* 28 KiB: under the cap, past the end */
+		CHECK(pwrite(rfd, len, 4, (off_t)(at + 4)) == 4);
+		close(rfd);
+	}
+	s = open_spool(dir, 64 << 20, 4 << 20);
+	ca_spool_get_stats(s, &ss);
+	CHECK_INT(ss.inherited, 9);
+	n = replay_all(s, &first, &consecutive);
+	CHECK_INT(n, 9);
+	CHECK_INT(first, 0);
+	ca_spool_get_stats(s, &ss);
+	CHECK_INT(ss.corrupt, 1);
+	ca_spool_free(s);
+
 	/* A file of garbage: counted once, skipped, never a crash. */
 	s = open_spool(dir, 64 << 20, 4 << 20);
 	CHECK_INT(append_range(s, 0, 3), 3);
@@ -336,8 +373,6 @@ static void test_corrupt_and_torn(void)
 	CHECK(write(fd, junk, sizeof junk) == (ssize_t)sizeof junk);
 	close(fd);
 	s = open_spool(dir, 64 << 20, 4 << 20);
-	int first = 0;
-	bool consecutive;
 	CHECK_INT(replay_all(s, &first, &consecutive), 0);
 	ca_spool_get_stats(s, &ss);
 	CHECK(ss.corrupt >= 1);
