@@ -135,6 +135,9 @@ static const struct key_def keys[] = {
 	KEY("events.dedup_window", K_DURATION, events.dedup_window_ms, "1m"),
 	KEY("events.dedup_window_bytes", K_INT64, events.dedup_window_bytes, "4194304"),
 	KEY("events.state_file", K_STR, events.state_file, ""),
+	KEY("events.spool_dir", K_STR, events.spool_dir, ""),
+	KEY("events.spool_max_bytes", K_INT64, events.spool_max_bytes, "67108864"),
+	KEY("events.spool_segment_bytes", K_INT64, events.spool_segment_bytes, "4194304"),
 	KEY("events.api", K_STR, events.api, "core/v1"),
 	KEY("events.namespaces", K_LIST, events.namespaces, ""),
 	KEY("events.exclude_namespaces", K_LIST, events.exclude_namespaces, ""),
@@ -1436,6 +1439,15 @@ enum ca_err ca_config_validate(struct ca_config *cfg, char *err, size_t errlen)
 	TRY(check_duration(cfg, "events.since", 0, 30 * 24 * HOUR, err, errlen));
 	TRY(check_duration(cfg, "events.dedup_window", 0, 24 * HOUR, err, errlen));
 	TRY(check_int(cfg, "events.dedup_window_bytes", 64 * KIB, 1 * GIB, err, errlen));
+	TRY(check_int(cfg, "events.spool_segment_bytes", 16 * KIB, 1 * GIB, err, errlen));
+	TRY(check_int(cfg, "events.spool_max_bytes", 64 * KIB, 1024 * GIB, err, errlen));
+	if (cfg->events.spool_max_bytes < 2 * cfg->events.spool_segment_bytes) {
+		char v[32], allowed[96];
+		snprintf(v, sizeof v, "%lld", (long long)cfg->events.spool_max_bytes);
+		snprintf(allowed, sizeof allowed, "at least two segments: 2 x events.spool_segment_bytes = %lld",
+		         (long long)(2 * cfg->events.spool_segment_bytes));
+		TRY(bad_value(err, errlen, "events.spool_max_bytes", v, "in range", allowed));
+	}
 	static const char *const apis[] = { "core/v1", "events.k8s.io/v1", NULL };
 	if (!one_of(str_or_empty(cfg->events.api), apis))
 		TRY(bad_value(err, errlen, "events.api", cfg->events.api, "an events API",

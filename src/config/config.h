@@ -105,6 +105,9 @@ struct ca_config {
 		int64_t dedup_window_ms;      /* 1m */
 		int64_t dedup_window_bytes;   /* 4 MiB: cap on the events held by open windows */
 		char *state_file;
+		char *spool_dir;              /* "" = no spool */
+		int64_t spool_max_bytes;      /* 64 MiB on disk */
+		int64_t spool_segment_bytes;  /* 4 MiB per segment file */
 		char *api;                    /* "core/v1" or "events.k8s.io/v1" */
 		struct ca_strlist namespaces; /* empty = all */
 		struct ca_strlist exclude_namespaces;

@@ -10,6 +10,7 @@
 
 #include "core/timeutil.h"
 #include "events/events_int.h"
+#include "events/spool.h"
 #include "log/log.h"
 
 #define COMPONENT "events"
@@ -25,6 +26,15 @@
 #define INVALID_LOG_MS 10000
 enum { INVALID_OVERSIZED = 0, INVALID_UNPARSABLE, INVALID_NO_UID, INVALID_REASONS };
 static const char *const invalid_reason_names[INVALID_REASONS] = { "oversized", "unparsable", "no_uid" };
+/* Spool replay: at most this many records per loop turn, so a long replay
+ * never holds the loop (the rest goes on at the next turn); after NATS
+ * refused one, try again this soon while it is taking events, or this
+ * late while it is down (reconnecting calls ca_events_flush anyway). */
+#define REPLAY_BATCH 256
+#define REPLAY_RETRY_MS 20
+#define REPLAY_RETRY_DOWN_MS 1000
+/* At most one log line about spool drops or corruption this often. */
+#define SPOOL_LOG_MS 10000
 #define MIN_DEDUP_ENTRIES 65536
 #define MAX_TABLE_ENTRIES (1u << 22)
 
@@ -63,6 +73,12 @@ struct ca_events {
 
 	struct ca_loop_timer *timer;
 	int64_t timer_deadline;             /* monotonic ms the timer fires at, -1 = stopped */
+
+	struct ca_spool *spool;             /* NULL: events.spool_dir is "" */
+	struct ca_loop_timer *replay_timer; /* the next batch of a spool replay */
+	uint64_t spool_logged_dropped, spool_logged_corrupt; /* totals at the last log line */
+	int64_t spool_log_next_ms;
+	char spool_error[256];              /* the last append or read error, "" none */
 
 	int64_t since_ms;
 	size_t max_message_bytes;
@@ -136,12 +152,134 @@ static void set_paused(struct ca_events *ev, bool pause)
 	                                      : "queue drained: resuming the watch", NULL);
 }
 
+/* Spool drops and corrupt regions: one log line at most every
+ * SPOOL_LOG_MS with what happened since the last one. */
+static void log_spool(struct ca_events *ev)
+{
+	if (!ev->spool)
+		return;
+	int64_t now = ca_now_monotonic_ms();
+	if (now < ev->spool_log_next_ms)
+		return;
+	struct ca_spool_stats st;
+	ca_spool_get_stats(ev->spool, &st);
+	if (st.dropped == ev->spool_logged_dropped && st.corrupt == ev->spool_logged_corrupt)
+		return;
+	char dropped[24], corrupt[24];
+	snprintf(dropped, sizeof dropped, "%llu", (unsigned long long)(st.dropped - ev->spool_logged_dropped));
+	snprintf(corrupt, sizeof corrupt, "%llu", (unsigned long long)(st.corrupt - ev->spool_logged_corrupt));
+	if (st.dropped != ev->spool_logged_dropped)
+		ca_log(CA_LOG_WARN, COMPONENT, "event spool full or failing: oldest events dropped (at most "
+		       "one line every 10 s; agent_events_spool_dropped_total has the total)",
+		       "dropped", dropped, "error", ev->spool_error, NULL);
+	if (st.corrupt != ev->spool_logged_corrupt)
+		ca_log(CA_LOG_WARN, COMPONENT, "event spool: corrupt or torn records skipped (at most one "
+		       "line every 10 s; agent_events_spool_corrupt_total has the total)",
+		       "regions", corrupt, NULL);
+	ev->spool_logged_dropped = st.dropped;
+	ev->spool_logged_corrupt = st.corrupt;
+	ev->spool_log_next_ms = now + SPOOL_LOG_MS;
+}
+
+/* Move a record the ring has no room for to the spool's tail (taken). */
+static void spill(struct ca_events *ev, struct ca_event_rec *rec)
+{
+	struct ca_spool_item it = {
+		.msg = rec->msg,
+		.resume_before = rec->resume_before,
+		.stream = rec->reflector < ev->nrefl ? ev->refl[rec->reflector].path : "",
+		.stream_index = rec->reflector,
+	};
+	char why[256] = "";
+	if (ca_spool_append(ev->spool, &it, why, sizeof why) != CA_OK) {
+		ev->st.dropped++;
+		ca_strlcpy(ev->spool_error, why, sizeof ev->spool_error);
+	}
+	ca_events_rec_free(rec);
+	log_spool(ev);
+}
+
+/* An event a previous run spooled will be published from the spool: the
+ * dedup memory learns it, so the resumed watch (which starts before the
+ * oldest spooled event) does not queue the same version a second time. */
+static void seed_dedup(void *arg, const struct ca_spool_item *it)
+{
+	struct ca_events *ev = arg;
+	struct ca_event_rec r;
+	int64_t delta;
+	memset(&r, 0, sizeof r);
+	r.msg = it->msg;
+	r.uid_hash = ca_events_uid_hash(it->msg.uid);
+	ca_events_dedup_check(&ev->dedup, &r, &delta);
+}
+
+static void replay_later(struct ca_events *ev, int64_t delay_ms)
+{
+	if (ev->replay_timer && !ca_loop_timer_active(ev->replay_timer))
+		ca_loop_timer_start(ev->replay_timer, delay_ms, 0);
+}
+
+static void took_one(struct ca_events *ev, enum ca_err rc)
+{
+	if (rc == CA_OK) {
+		ev->st.published++;
+		ev->sink_up = true;
+		ev->last_ok_ms = now_mono(ev);
+		ev->last_publish_mono = ca_now_monotonic_ms();
+	} else {
+		ev->st.dropped++; /* the sink can never take it (e.g. too big) */
+	}
+	ev->state_dirty = true;
+}
+
+/* Replay the spool (older than anything in the ring) a batch at a time.
+ * True when it is empty and the ring may go next. */
+static bool drain_spool(struct ca_events *ev)
+{
+	size_t n = 0;
+	bool empty = false;
+	while (!ca_spool_empty(ev->spool)) {
+		if (n == REPLAY_BATCH) {
+			replay_later(ev, 0); /* the next loop turn */
+			goto out;
+		}
+		struct ca_spool_item it;
+		char why[256] = "";
+		enum ca_err rc = ca_spool_peek(ev->spool, &it, why, sizeof why);
+		if (rc == CA_ENOTFOUND)
+			break;
+		if (rc != CA_OK) {
+			ca_strlcpy(ev->spool_error, why, sizeof ev->spool_error);
+			continue; /* that segment is counted as dropped and gone */
+		}
+		it.msg.cluster_id = ev->cluster_id;
+		rc = ev->sink.publish ? ev->sink.publish(ev->sink_arg, &it.msg) : CA_EAGAIN;
+		if (rc == CA_EAGAIN) {
+			ev->sink_up = false;
+			bool recent = ev->last_ok_ms >= 0 && now_mono(ev) - ev->last_ok_ms < SINK_UP_MS;
+			replay_later(ev, recent ? REPLAY_RETRY_MS : REPLAY_RETRY_DOWN_MS);
+			goto out;
+		}
+		ca_spool_consume(ev->spool);
+		took_one(ev, rc);
+		n++;
+	}
+	empty = ca_spool_empty(ev->spool);
+out:
+	if (n)
+		ca_spool_save_cursor(ev->spool);
+	log_spool(ev);
+	return empty;
+}
+
 static void drain(struct ca_events *ev)
 {
 	if (ev->draining)
 		return;
 	ev->draining = true;
 	struct ca_event_rec *rec;
+	if (ev->spool && !drain_spool(ev))
+		goto judge;
 	while ((rec = ca_events_queue_peek(&ev->queue)) != NULL) {
 		rec->msg.cluster_id = ev->cluster_id;
 		enum ca_err rc = ev->sink.publish ? ev->sink.publish(ev->sink_arg, &rec->msg) : CA_EAGAIN;
@@ -150,16 +288,9 @@ static void drain(struct ca_events *ev)
 			break;
 		}
 		ca_events_rec_free(ca_events_queue_pop(&ev->queue));
-		if (rc == CA_OK) {
-			ev->st.published++;
-			ev->sink_up = true;
-			ev->last_ok_ms = now_mono(ev);
-			ev->last_publish_mono = ca_now_monotonic_ms();
-		} else {
-			ev->st.dropped++; /* the sink can never take it (e.g. too big) */
-		}
-		ev->state_dirty = true;
+		took_one(ev, rc);
 	}
+judge:
 	ev->draining = false;
 	if (ev->queue.len == 0)
 		ev->dropping = false;
@@ -186,6 +317,10 @@ static void enqueue(struct ca_events *ev, struct ca_event_rec *rec)
 		return;
 	}
 	rec->enqueued_mono_ms = now_mono(ev);
+	/* With a spool, the oldest of a full ring move to disk instead of
+	 * being dropped; the spool stays older than the ring. */
+	while (ev->spool && ca_events_queue_would_drop(&ev->queue, rec))
+		spill(ev, ca_events_queue_pop(&ev->queue));
 	size_t dropped = ca_events_queue_push(&ev->queue, rec);
 	if (dropped) {
 		ev->st.dropped += dropped;
@@ -216,6 +351,7 @@ void ca_events_tick(struct ca_events *ev)
 	if (any || ev->paused)
 		drain(ev); /* also re-judges a pause */
 	log_invalid(ev);
+	log_spool(ev);
 	if (ev->state_file && ev->state_dirty && now >= ev->state_next_ms) {
 		if (ev->writer)
 			check_state_writer(ev); /* the last write's outcome first */
@@ -229,6 +365,13 @@ static void on_timer(void *arg)
 	struct ca_events *ev = arg;
 	ev->timer_deadline = -1;
 	ca_events_tick(ev);
+	schedule(ev);
+}
+
+static void on_replay_timer(void *arg)
+{
+	struct ca_events *ev = arg;
+	drain(ev);
 	schedule(ev);
 }
 
@@ -268,8 +411,12 @@ const char *ca_events_resume_rv(const struct ca_events *ev, size_t i)
 {
 	if (i >= ev->nrefl)
 		return "";
-	/* The oldest queued record of this reflector holds the resume point
-	 * from before it; everything older was handed to the sink. */
+	/* The oldest record of this reflector not yet handed to the sink
+	 * holds the resume point from before it: in the spool first (older
+	 * than the ring), then in the ring. */
+	const char *spooled = ca_spool_resume_rv(ev->spool, i);
+	if (spooled)
+		return spooled;
 	for (size_t k = 0; k < ev->queue.len; k++) {
 		const struct ca_event_rec *r = ca_events_queue_at(&ev->queue, k);
 		if (r->reflector == i)
@@ -586,6 +733,19 @@ static size_t dedup_capacity(const struct ca_config *cfg)
 	return n > MAX_TABLE_ENTRIES ? MAX_TABLE_ENTRIES : n;
 }
 
+/* The largest spool record: the message, sixteen other fields cut at
+ * CA_EVENTS_MAX_FIELD, two resourceVersions, the collection path. */
+static size_t spool_max_payload(const struct ca_config *cfg)
+{
+	size_t msg = cfg->events.max_message_bytes > 0 ? (size_t)cfg->events.max_message_bytes : 4096;
+	return msg + 64 + 16 * (CA_EVENTS_MAX_FIELD + 8) + 2 * (CA_EVENTS_MAX_RV + 8) + 512 + 64;
+}
+
+static bool spool_wanted(const struct ca_config *cfg)
+{
+	return cfg->events.spool_dir && cfg->events.spool_dir[0];
+}
+
 void ca_events_budget(const struct ca_config *cfg, struct ca_budget *b)
 {
 	if (!cfg->events.enabled)
@@ -600,6 +760,12 @@ void ca_events_budget(const struct ca_config *cfg, struct ca_budget *b)
 		              "events.dedup_window_bytes",
 		              (uint64_t)cfg->events.dedup_window_bytes + ca_events_table_bytes(dcap) +
 		                      dcap * sizeof(struct ca_events_window));
+	if (spool_wanted(cfg))
+		ca_budget_add(b, "events: spool read and write buffers, segment index", "events.spool_dir",
+		              ca_spool_memory_bytes((uint64_t)cfg->events.spool_max_bytes,
+		                                    (uint64_t)cfg->events.spool_segment_bytes,
+		                                    spool_max_payload(cfg),
+		                                    cfg->events.namespaces.count ? cfg->events.namespaces.count : 1));
 	if (cfg->events.namespace_rate > 0)
 		ca_budget_add(b, "events: per-namespace rate limiter", "events.namespace_rate",
 		              ca_events_table_bytes(MAX_NAMESPACE_BUCKETS) +
@@ -696,6 +862,39 @@ enum ca_err ca_events_new_internal(struct ca_events **out, struct ca_loop *loop,
 			goto out;
 	}
 
+	if (spool_wanted(cfg)) {
+		const char **paths = calloc(ev->nrefl, sizeof *paths);
+		rc = CA_ENOMEM;
+		if (!paths)
+			goto out;
+		for (size_t i = 0; i < ev->nrefl; i++)
+			paths[i] = ev->refl[i].path;
+		struct ca_spool_options so = {
+			.dir = cfg->events.spool_dir,
+			.max_bytes = (uint64_t)cfg->events.spool_max_bytes,
+			.segment_bytes = (uint64_t)cfg->events.spool_segment_bytes,
+			.max_payload = spool_max_payload(cfg),
+			.streams = paths,
+			.nstreams = ev->nrefl,
+			.inherited = seed_dedup,
+			.inherited_arg = ev,
+		};
+		rc = ca_spool_open(&ev->spool, &so, err, errlen);
+		free(paths);
+		if (rc != CA_OK)
+			goto out;
+		struct ca_spool_stats sst;
+		ca_spool_get_stats(ev->spool, &sst);
+		if (sst.records) {
+			char n[24], bytes[24];
+			snprintf(n, sizeof n, "%llu", (unsigned long long)sst.records);
+			snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)sst.bytes);
+			ca_log(CA_LOG_INFO, COMPONENT, "event spool holds events of an earlier run: they are "
+			       "published before new ones", "dir", cfg->events.spool_dir, "events", n,
+			       "bytes", bytes, NULL);
+		}
+	}
+
 	if (cfg->events.state_file && cfg->events.state_file[0]) {
 		ev->state_file = strdup(cfg->events.state_file);
 		if (!ev->state_file)
@@ -783,6 +982,8 @@ enum ca_err ca_events_new_internal(struct ca_events **out, struct ca_loop *loop,
 
 	if (loop) {
 		rc = ca_loop_timer_new(loop, on_timer, ev, &ev->timer);
+		if (rc == CA_OK && ev->spool)
+			rc = ca_loop_timer_new(loop, on_replay_timer, ev, &ev->replay_timer);
 		if (rc != CA_OK) {
 			snprintf(err, errlen, "events: cannot create a timer (%s)", ca_strerror(rc));
 			goto out;
@@ -868,11 +1069,17 @@ void ca_events_free(struct ca_events *ev)
 {
 	if (!ev)
 		return;
+	/* With a spool, what waits in the ring goes to disk, so a restart
+	 * publishes it instead of losing it. */
+	while (ev->spool && ev->queue.len)
+		spill(ev, ca_events_queue_pop(&ev->queue));
 	if (ev->state_file) {
 		ev->state_dirty = true;
 		ca_events_save_state(ev);
 	}
 	ca_loop_timer_free(ev->timer);
+	ca_loop_timer_free(ev->replay_timer);
+	ca_spool_free(ev->spool);
 	for (size_t i = 0; i < ev->nrefl && ev->refl; i++) {
 		ca_reflector_free(ev->refl[i].r);
 		free(ev->refl[i].path);
@@ -934,6 +1141,23 @@ void ca_events_render_metrics(const struct ca_events *ev, struct ca_prom *p)
 	ca_prom_single(p, "agent_events_held_bytes", "gauge",
 	               "Bytes of events held by the queue and the aggregation windows.",
 	               (double)(ev->queue.bytes + ev->agg.pending_bytes));
+	struct ca_spool_stats sp;
+	ca_spool_get_stats(ev->spool, &sp);
+	ca_prom_single(p, "agent_events_spool_bytes", "gauge",
+	               "Bytes of the event spool on disk (events.spool_dir).", (double)sp.bytes);
+	ca_prom_single(p, "agent_events_spool_records", "gauge",
+	               "Events in the spool waiting to be published.", (double)sp.records);
+	ca_prom_single(p, "agent_events_spooled_total", "counter",
+	               "Events written to the spool because NATS could not take them and the queue was full.",
+	               (double)sp.spooled);
+	ca_prom_single(p, "agent_events_spool_replayed_total", "counter",
+	               "Events read back from the spool and handed to NATS.", (double)sp.replayed);
+	ca_prom_single(p, "agent_events_spool_dropped_total", "counter",
+	               "Events lost from the spool: the oldest deleted at events.spool_max_bytes, or not written.",
+	               (double)sp.dropped);
+	ca_prom_single(p, "agent_events_spool_corrupt_total", "counter",
+	               "Corrupt or torn spool records skipped (a checksum or length that did not hold).",
+	               (double)sp.corrupt);
 	uint64_t t[INVALID_REASONS];
 	invalid_totals(ev, t);
 	ca_prom_family(p, "agent_events_invalid_total", "counter",
@@ -972,6 +1196,27 @@ void ca_events_health_json(const struct ca_events *ev, struct ca_buf *out)
 		ca_buf_append_json_string(out, ev->state_error);
 		ca_buf_printf(out, ",\"writes\":%llu,\"last_write_us\":%lld,\"last_submit_us\":%lld}",
 		              (unsigned long long)writes, (long long)last_us, (long long)ev->state_submit_us);
+	} else {
+		ca_buf_append_str(out, "null");
+	}
+	ca_buf_append_str(out, ",\"spool\":");
+	if (ev->spool) {
+		struct ca_spool_stats sp;
+		ca_spool_get_stats(ev->spool, &sp);
+		ca_buf_append_str(out, "{\"dir\":");
+		ca_buf_append_json_string(out, ev->cfg->events.spool_dir);
+		ca_buf_printf(out, ",\"bytes\":%llu,\"max_bytes\":%lld,\"records\":%llu,\"segments\":%llu,"
+		              "\"spooled\":%llu,\"replayed\":%llu,\"dropped\":%llu,\"corrupt\":%llu,"
+		              "\"inherited\":%llu,\"write_errors\":%llu,\"append_us\":%lld,\"read_us\":%lld,"
+		              "\"read_bytes\":%llu,\"error\":",
+		              (unsigned long long)sp.bytes, (long long)ev->cfg->events.spool_max_bytes,
+		              (unsigned long long)sp.records, (unsigned long long)sp.segments,
+		              (unsigned long long)sp.spooled, (unsigned long long)sp.replayed,
+		              (unsigned long long)sp.dropped, (unsigned long long)sp.corrupt,
+		              (unsigned long long)sp.inherited, (unsigned long long)sp.write_errors,
+		              (long long)sp.append_us, (long long)sp.read_us, (unsigned long long)sp.read_bytes);
+		ca_buf_append_json_string(out, ev->spool_error);
+		ca_buf_append_str(out, "}");
 	} else {
 		ca_buf_append_str(out, "null");
 	}

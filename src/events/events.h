@@ -23,10 +23,14 @@
  *   6. rate limited per namespace (token bucket events.namespace_rate /
  *      namespace_burst; over-limit events are dropped and counted);
  *   7. queued in a ring of events.buffer_size; when full the oldest is
- *      dropped and counted (agent_events_dropped_total).
+ *      dropped and counted (agent_events_dropped_total), or, with
+ *      events.spool_dir, moved to the on-disk spool (spool.h), which is
+ *      replayed in order before the ring when the sink takes events again.
  * The queue drains into the sink at once while the sink takes events.
  * Optionally the last resourceVersion whose events were all handed to the
- * sink is kept in events.state_file, so a restarted agent resumes there.
+ * sink is kept in events.state_file, so a restarted agent resumes there (a
+ * spooled event is not handed to the sink: the resume point stays before
+ * it).
  *
  * The module owns its reflectors, queue, memories, timers and counters. It
  * never includes bus/, http/ or agent/ headers. Every function is for the
@@ -117,7 +121,9 @@ bool ca_events_ready(const struct ca_events *ev, char *why, size_t whylen);
 /* agent_event_queue_size, agent_events_received_total,
  * agent_events_published_total, agent_events_filtered_total,
  * agent_events_dropped_total, agent_events_deduplicated_total,
- * agent_events_rate_limited_total, agent_events_aggregated_total. */
+ * agent_events_rate_limited_total, agent_events_aggregated_total, and the
+ * spool's agent_events_spool_bytes, _spool_records, _spooled_total,
+ * _spool_replayed_total, _spool_dropped_total, _spool_corrupt_total. */
 void ca_events_render_metrics(const struct ca_events *ev, struct ca_prom *p); /* NULL: zeros */
 /* A JSON object (no trailing newline) for /health. */
 void ca_events_health_json(const struct ca_events *ev, struct ca_buf *out);
@@ -125,7 +131,8 @@ void ca_events_health_json(const struct ca_events *ev, struct ca_buf *out);
  * watch (re)connection) for stall_timeout_ms, or the watcher paused its
  * reflectors (backpressure) and the sink has taken nothing for that long. */
 bool ca_events_stalled(const struct ca_events *ev, int64_t stall_timeout_ms);
-/* Writes the state file one last time, then frees everything (queued events
+/* Moves queued events to the spool when there is one, writes the state
+ * file one last time, then frees everything (without a spool queued events
  * are lost; a restart resumes before them). NULL is fine. */
 void ca_events_free(struct ca_events *ev);
 

@@ -10,6 +10,7 @@
  *             per-namespace token buckets
  * queue.c     the ring of records waiting for the sink
  * state.c     the state file
+ * spool.c     the on-disk spool behind the queue (spool.h)
  * events.c    the reflector glue and the pipeline
  *
  * Loop thread only, like the public API. */
@@ -68,6 +69,8 @@ void ca_events_rec_free(struct ca_event_rec *rec);
 
 /* 64-bit FNV-1a, mixed; h = 0 to start, chain to hash several strings. */
 uint64_t ca_events_hash(uint64_t h, const char *s);
+/* The dedup memory's key of a uid (a record's uid_hash). */
+uint64_t ca_events_uid_hash(const char *uid);
 
 /* ---- classification ---------------------------------------------------- */
 
@@ -238,6 +241,12 @@ size_t ca_events_queue_push(struct ca_events_queue *q, struct ca_event_rec *rec)
 static inline struct ca_event_rec *ca_events_queue_peek(const struct ca_events_queue *q)
 {
 	return q->len ? q->items[q->head] : NULL;
+}
+/* True when pushing rec would drop the oldest record. */
+static inline bool ca_events_queue_would_drop(const struct ca_events_queue *q,
+                                              const struct ca_event_rec *rec)
+{
+	return q->len == q->cap || (q->max_bytes && q->len > 0 && q->bytes + rec->bytes > q->max_bytes);
 }
 /* Remove the oldest and hand it to the caller. */
 struct ca_event_rec *ca_events_queue_pop(struct ca_events_queue *q);

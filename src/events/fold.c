@@ -48,6 +48,11 @@ static uint64_t mix(uint64_t h)
 	return h ? h : 1; /* 0 means a free slot in the tables */
 }
 
+uint64_t ca_events_uid_hash(const char *uid)
+{
+	return mix(ca_events_hash(0, uid));
+}
+
 static const char *str_or_empty(const char *s)
 {
 	return s ? s : "";
@@ -220,7 +225,7 @@ enum ca_err ca_events_fold(const struct ca_kobj *obj, const struct ca_event_fold
 	ca_events_classify(m->reason, m->type, m->message, &m->category, &m->severity);
 	r->resume_before = dst[F_RESUME];
 
-	r->uid_hash = mix(ca_events_hash(0, m->uid));
+	r->uid_hash = ca_events_uid_hash(m->uid);
 	uint64_t k = ca_events_hash(0, m->reason);
 	if (m->involved_object.uid[0]) {
 		k = ca_events_hash(k, m->involved_object.uid);

@@ -133,6 +133,9 @@ static void compare_configs(const struct ca_config *a, const struct ca_config *b
 	EQ_INT(events.since_ms);
 	EQ_INT(events.dedup_window_ms);
 	EQ_STR(events.state_file);
+	EQ_STR(events.spool_dir);
+	EQ_INT(events.spool_max_bytes);
+	EQ_INT(events.spool_segment_bytes);
 	EQ_STR(events.api);
 	EQ_LIST(events.namespaces);
 	EQ_LIST(events.exclude_namespaces);
@@ -231,6 +234,9 @@ static void test_defaults(void)
 	CHECK_INT(d.events.since_ms, 300000);
 	CHECK_INT(d.events.dedup_window_ms, 60000);
 	CHECK_STR(d.events.api, "core/v1");
+	CHECK_STR(d.events.spool_dir, "");
+	CHECK_INT(d.events.spool_max_bytes, 64 * 1024 * 1024);
+	CHECK_INT(d.events.spool_segment_bytes, 4 * 1024 * 1024);
 	CHECK_INT(d.events.include_types.count, 1);
 	CHECK_STR(d.events.include_types.items[0], "Warning");
 	CHECK_INT(d.events.namespaces.count, 0);
@@ -355,6 +361,9 @@ static const struct bad_case bad_cases[] = {
 	{ "nats: {jetstream: {retry_backoff: 2s, retry_backoff_max: 1s}}", "nats.jetstream.retry_backoff_max", "1s" },
 	{ "nats: {jetstream: [a]}", "nats.jetstream", "a list" },
 	{ "nats: {jetstream: {when_full: block}}", "nats.jetstream.when_full", "block" },
+	{ "events: {spool_max_bytes: 1000}", "events.spool_max_bytes", "1000" },
+	{ "events: {spool_segment_bytes: 4096}", "events.spool_segment_bytes", "4096" },
+	{ "events: {spool_segment_bytes: 1048576, spool_max_bytes: 1048576}", "events.spool_max_bytes", "1048576" },
 	{ "nats: {tls: {insecure_skip_verify: 2}}", "nats.tls.insecure_skip_verify", "2" },
 	{ "nats: {tls: {cert_file: /c.pem}}", "nats.tls.key_file", "\"\"" },
 	{ "heartbeat: {interval: 50ms}", "heartbeat.interval", "50ms" },
@@ -443,6 +452,9 @@ static void test_invalid(void)
 	CHECK_STR(err, "nats.reconnect_wait: \"abc\" is not a duration; allowed: a number with unit ms, s, m or h (e.g. 500ms, 30s, 5m)");
 	CHECK_INT(load_yaml("events:\n  buffer_size: 0\n", err, sizeof err), CA_EINVAL);
 	CHECK_STR(err, "events.buffer_size: \"0\" is not in range; allowed: an integer from 1 to 1000000");
+	CHECK_INT(load_yaml("events:\n  spool_max_bytes: 1048576\n", err, sizeof err), CA_EINVAL);
+	CHECK_STR(err, "events.spool_max_bytes: \"1048576\" is not in range; allowed: at least two segments: "
+	               "2 x events.spool_segment_bytes = 8388608");
 	CHECK_INT(load_yaml("events:\n  message_regex: \"(x\"\n", err, sizeof err), CA_EINVAL);
 	CHECK(strstr(err, "events.message_regex: \"(x\" is not a valid regular expression (") == err);
 

@@ -1428,6 +1428,114 @@ out:
 	free(s);
 }
 
+/* ---- the spool behind the queue ---------------------------------------- */
+
+static void test_spool_pipeline(void)
+{
+	char dir[] = "/tmp/test_events_spool_XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char spool[300], state[300];
+	snprintf(spool, sizeof spool, "%s/spool", dir);
+	snprintf(state, sizeof state, "%s/state", dir);
+	struct ca_config cfg;
+	struct sink *s = calloc(1, sizeof *s);
+	base_config(&cfg);
+	cfg.events.buffer_size = 4;
+	set_str(&cfg.events.spool_dir, spool);
+	set_str(&cfg.events.state_file, state);
+	reset_clock();
+	struct ca_events *ev = mk(&cfg, s);
+	struct ca_events_state_entry out[4];
+	size_t n = 0;
+	int64_t saved = 0;
+	char err[256], uid[32], rv[32];
+	if (!ev)
+		goto done;
+	ca_events_on_list_begin(ev, 0);
+	ca_events_on_synced(ev, 0, "100");
+	/* NATS down: 4 wait in the ring, the 16 before them on disk. */
+	s->mode = 1;
+	for (int i = 1; i <= 20; i++) {
+		snprintf(uid, sizeof uid, "e%02d", i);
+		snprintf(rv, sizeof rv, "%d", 100 + i);
+		deliver(ev, (struct evspec){ .uid = uid, .rv = rv }, CA_WATCH_ADDED, false);
+		ca_events_on_resource_version(ev, 0, rv);
+	}
+	struct ca_events_stats st;
+	ca_events_get_stats(ev, &st);
+	CHECK_INT(st.queue_size, 4);
+	CHECK_INT(st.dropped, 0);
+	/* Spooled events are not handed to the sink: the state file stays
+	 * before the first of them. */
+	CHECK_STR(ca_events_resume_rv(ev, 0), "100");
+	CHECK(ca_events_save_state(ev) == CA_OK);
+	CHECK(ca_events_state_read(state, out, 4, &n, &saved, err, sizeof err) == CA_OK);
+	CHECK_STR(out[0].rv, "100");
+	struct ca_buf b;
+	ca_buf_init(&b, 0);
+	ca_events_health_json(ev, &b);
+	CHECK_CONTAINS(b.data, "\"spool\":{\"dir\":");
+	CHECK_CONTAINS(b.data, "\"records\":16,");
+	ca_buf_fini(&b);
+	/* NATS back: the spool in order, then the ring. */
+	s->mode = 0;
+	ca_events_flush(ev);
+	CHECK_INT(s->n, 20);
+	for (size_t i = 0; i < s->n && i < 20; i++) {
+		snprintf(uid, sizeof uid, "e%02zu", i + 1);
+		CHECK_STR(s->uid[i], uid);
+		CHECK_STR(s->cluster[i], "c1");
+	}
+	CHECK_STR(ca_events_resume_rv(ev, 0), "120");
+
+	/* NATS down again, and the agent stops: the ring goes to disk too;
+	 * the state file stays before all of it. */
+	s->mode = 1;
+	for (int i = 21; i <= 30; i++) {
+		snprintf(uid, sizeof uid, "e%02d", i);
+		snprintf(rv, sizeof rv, "%d", 100 + i);
+		deliver(ev, (struct evspec){ .uid = uid, .rv = rv }, CA_WATCH_ADDED, false);
+		ca_events_on_resource_version(ev, 0, rv);
+	}
+	ca_events_free(ev);
+	CHECK(ca_events_state_read(state, out, 4, &n, &saved, err, sizeof err) == CA_OK);
+	CHECK_STR(out[0].rv, "120");
+	/* The next run: resumes from the state file, replays the spool first. */
+	s->n = 0;
+	s->mode = 0;
+	ev = mk(&cfg, s);
+	if (!ev)
+		goto done;
+	CHECK_STR(ca_events_resume_rv(ev, 0), "120");
+	/* The resumed watch sends e21..e30 again: the spool has them, the
+	 * dedup memory learnt them from it, so they are not queued twice. */
+	for (int i = 21; i <= 30; i++) {
+		snprintf(uid, sizeof uid, "e%02d", i);
+		snprintf(rv, sizeof rv, "%d", 100 + i);
+		deliver(ev, (struct evspec){ .uid = uid, .rv = rv }, CA_WATCH_ADDED, false);
+	}
+	deliver(ev, (struct evspec){ .uid = "e31", .rv = "131" }, CA_WATCH_ADDED, false);
+	ca_events_flush(ev);
+	CHECK_INT(s->n, 11);
+	for (size_t i = 0; i < s->n && i < 11; i++) {
+		snprintf(uid, sizeof uid, "e%02zu", i + 21);
+		CHECK_STR(s->uid[i], uid);
+	}
+	CHECK_STR(ca_events_resume_rv(ev, 0), "131");
+	ca_events_get_stats(ev, &st);
+	CHECK_INT(st.deduplicated, 10);
+	ca_events_free(ev);
+done:
+	ca_config_fini(&cfg);
+	free(s);
+	char cmd[400];
+	snprintf(cmd, sizeof cmd, "%s/cursor", spool);
+	unlink(cmd);
+	rmdir(spool);
+	unlink(state);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	ca_log_configure(CA_LOG_ERROR, true); /* the corrupt-state warnings are expected */
@@ -1449,6 +1557,7 @@ int main(void)
 	test_backpressure();
 	test_rate_pipeline();
 	test_state_file();
+	test_spool_pipeline();
 	test_msg_id();
 	return check_report();
 }
