@@ -26,6 +26,7 @@ WRITERS = {
     "src/exec/exec.c": ["exec.work_dir"],
     "src/exec/sandbox.c": ["exec.work_dir"],
     "src/events/state.c": ["events.state_file"],
+    "src/events/spool.c": ["events.spool_dir"],
 }
 FILE_KEYS = {"events.state_file"}
 

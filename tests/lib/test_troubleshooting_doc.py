@@ -30,6 +30,7 @@ HEALTH_SOURCES = {
     "src/cluster/cluster.c": ["module_health"],
     "src/events/events.c": ["module_health"],
     "src/metrics/metrics.c": ["module_health"],
+    "src/ha/ha.c": ["module_health"],
 }
 PLACEHOLDER = re.compile(r"<[^<>]+>")
 SPEC = re.compile(r"%%|%[-+ #0]*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh|h|ll|l|z|j|t|L)?([sdiuxXfgc])")
