@@ -45,6 +45,19 @@ struct module_slot {
 
 enum { MOD_NATS = 0, MOD_KUBE, MOD_CLUSTER, MOD_EVENTS, MOD_METRICS, MOD_EXEC, MOD_HA, MOD_COUNT };
 
+/* A resume point of one events watch, waiting for the bus to confirm
+ * every message up to seq (checkpoint_rv()). */
+#define CHECKPOINT_DEPTH 4
+struct checkpoint_candidate {
+	uint64_t seq;
+	char rv[128];
+};
+struct checkpoint_watch {
+	struct checkpoint_candidate waiting[CHECKPOINT_DEPTH];
+	size_t head, count;
+	char confirmed[128]; /* "" until the first confirmation this term */
+};
+
 struct ca_agent {
 	const struct ca_config *cfg;
 	const struct ca_config_flags *flags;
@@ -62,6 +75,10 @@ struct ca_agent {
 	/* Counters of the events watcher and metrics collector of earlier
 	 * terms as leader, so /metrics never goes backwards (core/prom.h). */
 	struct ca_prom_carry *carry;
+	/* Per events watch while leading: resume points waiting for NATS to
+	 * confirm the messages before them (checkpoint_rv()). */
+	struct checkpoint_watch *checkpoints;
+	size_t checkpoint_watches;
 	char kube_error[512];       /* why there is no kube client */
 	int signal_fd;
 	struct ca_loop_fd *signal_watch;
@@ -152,9 +169,13 @@ void ca_agent_budget(const struct ca_config *cfg, struct ca_budget *b)
 	ca_metrics_budget(cfg, b);
 	ca_exec_budget(cfg, b);
 	ca_ha_budget(cfg, b);
-	if (cfg->ha.enabled)
+	if (cfg->ha.enabled) {
 		ca_budget_add(b, "agent: counters carried across terms as leader (ha)", "",
 		              CA_PROM_CARRY_MAX * (uint64_t)256);
+		if (cfg->events.enabled)
+			ca_budget_add(b, "agent: events resume points awaiting NATS confirmation (ha), per watch",
+			              "events.namespaces", (uint64_t)event_watches(cfg) * sizeof(struct checkpoint_watch));
+	}
 	ca_http_budget(b);
 }
 
@@ -573,19 +594,44 @@ static void checkpoint_key(const char *ns, char *out, size_t outlen)
 }
 
 /* The resourceVersion of watch i that a successor may resume from: every
- * event before it was handed to NATS. The one place that decides it (with
- * JetStream acks it becomes "confirmed by the stream"). */
-static const char *checkpoint_rv(const struct ca_agent *a, size_t i)
+ * event before it was confirmed by NATS (acked by the stream in JetStream
+ * mode, a PING/PONG after it in core mode; bus.h). The events watcher
+ * says which resourceVersion it has handed everything before to the bus
+ * (spooled events not included); that point is sampled together with the
+ * bus's published sequence, and becomes the checkpoint once the bus's
+ * confirmed sequence reaches that sequence. A successor thus resumes at
+ * most a few samples too early (re-sends the stream's duplicate window
+ * removes), never after an event a killed leader had not delivered. */
+static const char *checkpoint_rv(struct ca_agent *a, size_t i)
 {
-	return ca_events_handed_rv(a->events, i);
+	struct checkpoint_watch *w = &a->checkpoints[i];
+	const char *handed = ca_events_handed_rv(a->events, i);
+	uint64_t published = ca_bus_published_seq(a->bus);
+	const struct checkpoint_candidate *newest =
+	        w->count ? &w->waiting[(w->head + w->count - 1) % CHECKPOINT_DEPTH] : NULL;
+	const char *last = newest ? newest->rv : w->confirmed;
+	if (*handed && strlen(handed) < sizeof w->confirmed && strcmp(handed, last) != 0) {
+		/* Full: the newest sample is replaced, so the oldest keep moving. */
+		size_t slot = (w->head + (w->count < CHECKPOINT_DEPTH ? w->count++ : w->count - 1)) %
+		              CHECKPOINT_DEPTH;
+		w->waiting[slot].seq = published;
+		ca_strlcpy(w->waiting[slot].rv, handed, sizeof w->waiting[slot].rv);
+	}
+	uint64_t confirmed = ca_bus_confirmed_seq(a->bus);
+	while (w->count && w->waiting[w->head].seq <= confirmed) {
+		ca_strlcpy(w->confirmed, w->waiting[w->head].rv, sizeof w->confirmed);
+		w->head = (w->head + 1) % CHECKPOINT_DEPTH;
+		w->count--;
+	}
+	return w->confirmed;
 }
 
 static void write_checkpoint(struct ca_agent *a)
 {
 	char key[128];
-	if (!a->events || !a->ha)
+	if (!a->events || !a->ha || !a->checkpoints)
 		return;
-	for (size_t i = 0; i < ca_events_watch_count(a->events); i++) {
+	for (size_t i = 0; i < ca_events_watch_count(a->events) && i < a->checkpoint_watches; i++) {
 		const char *rv = checkpoint_rv(a, i);
 		if (!*rv)
 			continue;
@@ -627,8 +673,17 @@ static void start_events(struct ca_agent *a)
 		set_last_error(a, m->error);
 		return;
 	}
-	if (a->ha)
+	if (a->ha) {
 		resume_from_lease(a);
+		free(a->checkpoints);
+		a->checkpoint_watches = ca_events_watch_count(a->events);
+		a->checkpoints = calloc(a->checkpoint_watches ? a->checkpoint_watches : 1, sizeof *a->checkpoints);
+		if (!a->checkpoints) {
+			a->checkpoint_watches = 0;
+			ca_log(CA_LOG_WARN, "ha", "no memory for the events resume points: a successor re-lists "
+			       "with events.since", NULL);
+		}
+	}
 	enum ca_err rc = ca_events_start(a->events);
 	if (rc != CA_OK) {
 		ca_set_err(m->error, sizeof m->error, "cannot start the event watcher: %s", ca_strerror(rc));
@@ -708,6 +763,9 @@ static void stop_leader_modules(struct ca_agent *a)
 		ca_events_free(a->events);
 		a->events = NULL;
 	}
+	free(a->checkpoints);
+	a->checkpoints = NULL;
+	a->checkpoint_watches = 0;
 	if (a->metrics) {
 		carry_counters(a, &ca_metrics_module, a->metrics);
 		ca_metrics_free(a->metrics);
@@ -1173,6 +1231,7 @@ void ca_agent_free(struct ca_agent *a)
 		return;
 	ca_exec_free(a->exec);
 	ca_events_free(a->events);
+	free(a->checkpoints);
 	ca_metrics_free(a->metrics);
 	ca_cluster_free(a->cluster);
 	ca_ha_free(a->ha); /* before the client its request belongs to */

@@ -370,6 +370,13 @@ def assert_runs_as_the_pod(agent, cluster):
     assert h["kubernetes"]["credentials"] == "in-cluster", h["kubernetes"]
     assert h["kubernetes"]["server"] == f"https://127.0.0.1:{cluster.api_port}", h["kubernetes"]
     assert h["agent_id"] == agent.pod_name, h   # POD_NAME from the downward API
+    if h.get("ha", {}).get("enabled"):
+        # The ConfigMap turns leader election on; this lone replica leads once
+        # the Lease is free (at most a lease duration when an earlier test's
+        # agent did not release it). Only the leader runs the event watcher.
+        h = wait_for(lambda: (lambda x: x if x["ha"]["role"] == "leader" else None)(agent.health()),
+                     timeout=60, what="the lone replica leading")
+        assert h["ha"]["identity"] == agent.pod_name, h["ha"]
     # The events state file is in the emptyDir at its configured path.
     assert h["events"]["state_file"]["path"] == "/var/lib/collect-agent/events.state", h["events"]["state_file"]
     text = agent.logs()
