@@ -1667,6 +1667,24 @@ static enum ca_err read_secret(char **dst, const char *file_key, const char *pat
 	return CA_OK;
 }
 
+/* nats.c reads a .creds or seed file only when it connects, and then says
+ * no more than "not connected": a missing or unreadable one is named here,
+ * at start-up, with the key. */
+static enum ca_err check_readable_file(const char *key, const char *path, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		const char *why = fd < 0 ? strerror(errno) : "not a regular file";
+		ca_set_err(err, errlen, "%s: %s: %s (expected a readable file)", key, path, why);
+		if (fd >= 0)
+			close(fd);
+		return CA_EINVAL;
+	}
+	close(fd);
+	return CA_OK;
+}
+
 enum ca_err ca_config_load(struct ca_config *cfg, const struct ca_config_flags *flags,
                            char *const *envp, char *err, size_t errlen)
 {
@@ -1703,6 +1721,10 @@ enum ca_err ca_config_load(struct ca_config *cfg, const struct ca_config_flags *
 	if (*str_or_empty(cfg->nats.auth.password_file))
 		TRY(read_secret(&cfg->nats.auth.password, "nats.auth.password_file", cfg->nats.auth.password_file,
 		                err, errlen));
+	if (*str_or_empty(cfg->nats.auth.credentials_file))
+		TRY(check_readable_file("nats.auth.credentials_file", cfg->nats.auth.credentials_file, err, errlen));
+	else if (*str_or_empty(cfg->nats.auth.nkey_seed_file))
+		TRY(check_readable_file("nats.auth.nkey_seed_file", cfg->nats.auth.nkey_seed_file, err, errlen));
 out:
 	return rc;
 }

@@ -757,6 +757,15 @@ static void test_secrets(void)
 	CHECK_INT(ca_config_load(&c, NULL, env_missing, err, sizeof err), CA_EIO);
 	CHECK(strstr(err, "nats.auth.token_file: /nonexistent/token: no such file") == err);
 	ca_config_fini(&c);
+	/* nats.c would read these only when connecting, and say "not connected". */
+	char *env_creds[] = { "COLLECT_AGENT_NATS_AUTH_CREDENTIALS_FILE=/nonexistent/agent.creds", NULL };
+	CHECK_INT(ca_config_load(&c, NULL, env_creds, err, sizeof err), CA_EINVAL);
+	CHECK(strstr(err, "nats.auth.credentials_file: /nonexistent/agent.creds: No such file") == err);
+	ca_config_fini(&c);
+	char *env_seed[] = { "COLLECT_AGENT_NATS_AUTH_NKEY_SEED_FILE=/tmp", NULL };
+	CHECK_INT(ca_config_load(&c, NULL, env_seed, err, sizeof err), CA_EINVAL);
+	CHECK(strstr(err, "nats.auth.nkey_seed_file: /tmp: not a regular file") == err);
+	ca_config_fini(&c);
 
 	/* The rules of the one secret reader (core/file.h), each named: a
 	 * directory, a FIFO (refused without blocking), control bytes inside,
