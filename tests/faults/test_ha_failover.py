@@ -5,12 +5,11 @@ middle of the burst. The stream must hold every event exactly once: the new
 leader resumes from the checkpoint in the Lease, and what it sends again is
 removed by the stream's de-duplication on Nats-Msg-Id.
 
-The agent publishes over core NATS here (no JetStream acks yet): a message
-handed to nats.c that the killed process never wrote to its socket would be
-lost if the checkpoint had already passed it. Not observed in our runs (the
-checkpoint lags the handed-over point by up to checkpoint_interval, and
-nats.c writes within milliseconds); the checkpoint is to follow JetStream
-acks, which closes the window for good."""
+It runs twice: with the agents publishing over core NATS (the stream
+captures the messages; a checkpoint advances once a PING/PONG after them came
+back) and in JetStream mode (every event acked by the stream; a checkpoint
+advances over acked events only).
+"""
 import json
 import threading
 import time
@@ -25,8 +24,8 @@ STREAM = "AGENT_C1"
 TOTAL, BATCH = 3000, 100
 
 
-@pytest.fixture(scope="module")
-def failover(tmp_path_factory):
+@pytest.fixture(scope="module", params=["core", "jetstream"])
+def failover(tmp_path_factory, request):
     """Run the scenario once; both tests judge its outcome."""
     from fixtures import KubeSim
     from lib.agentproc import Agent
@@ -47,7 +46,11 @@ def failover(tmp_path_factory):
 
     try:
         js_stream_create(client, STREAM, ["agent.>"], duplicate_window_s=120)
-        agents = start_pair(factory, server, sim, extra={"COLLECT_AGENT_HA_CHECKPOINT_INTERVAL": "1s"})
+        extra = {"COLLECT_AGENT_HA_CHECKPOINT_INTERVAL": "1s"}
+        if request.param == "jetstream":
+            extra.update({"COLLECT_AGENT_NATS_JETSTREAM_ENABLED": "true",
+                          "COLLECT_AGENT_NATS_JETSTREAM_STREAM_NAME": STREAM})
+        agents = start_pair(factory, server, sim, extra=extra)
         first = leader(agents, sim)
         other = "b" if first == "a" else "a"
         transitions = lease(sim)["spec"].get("leaseTransitions", 0)
