@@ -1,8 +1,8 @@
 """Leader election against the real kube-apiserver: kubesim's Lease
 answers compared with the real server's (codes, Status reason, message and
 details, field shapes), and two agents sharing a Lease with the
-ServiceAccount token deploy/ grants (its ClusterRole allows get, list,
-watch, create and update of leases)."""
+ServiceAccount token deploy/ grants (its Role allows get, create and
+update of leases in the agent's namespace only)."""
 import os
 import sys
 import time
@@ -32,7 +32,10 @@ def lease_of(cluster, ns, name):
     return cluster.admin.get_json(f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}")
 
 
-def test_two_agents_one_leads_and_hand_over_on_sigterm(cluster, namespace, nats_server, agent_factory):
+def test_two_agents_one_leads_and_hand_over_on_sigterm(cluster, nats_server, agent_factory):
+    # The Lease lives in the agent's own namespace: deploy/'s Role grants
+    # leases there only. A fresh cluster ID gives a Lease of this test's own.
+    namespace = cluster.agent_namespace
     cid = "envtest-ha-" + uuid.uuid4().hex[:6]
     name = f"collect-agent-{cid}"
 
