@@ -73,6 +73,13 @@ def main():
         sys.exit("usage: readonly_root.py [--uid N] -- PROGRAM ARGS...")
     program = argv[1:]
     make_read_only()
+    # In the image the program is on the read-only root; a checkout under
+    # /tmp (CI clones there) would leave it writable: make its directory
+    # read-only as well, in this mount namespace only.
+    bindir = os.path.dirname(os.path.abspath(program[0]))
+    if under(bindir, WRITABLE):
+        mount("--bind", bindir, bindir)
+        mount("-o", "remount,bind,ro", bindir)
     for d in ("/", "/etc", "/var/tmp", os.path.dirname(os.path.abspath(program[0]))):
         if not refuses_writes(d):
             sys.exit(f"readonly_root.py: {d} is still writable")
