@@ -156,12 +156,15 @@ def main(argv):
     if not cmd:
         p.error("no command")
     try:
+        # Opened before the mounts: an emptyDir over /tmp hides a program
+        # that lives there (CI clones under /tmp); exec'd by descriptor.
+        program = os.open(cmd[0], os.O_RDONLY)
         setup(a)
     except (Failed, OSError) as e:
         print(f"in_pod: {e}", file=sys.stderr)
         return 125
     try:
-        os.execv(cmd[0], cmd)
+        os.execve(program, cmd, os.environ)
     except OSError as e:
         print(f"in_pod: {cmd[0]}: {e}", file=sys.stderr)
         return 125
