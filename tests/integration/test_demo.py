@@ -19,7 +19,7 @@ import subprocess
 
 import pytest
 
-from lib.tour import (BUILD_DIR, DEMO, ROOT, assert_nothing_left, demo_cluster, event_lines, run_tour,
+from lib.tour import (BUILD_DIR, DEMO, ROOT, assert_nothing_left, demo_cluster, event_lines, interruptible, run_tour,
                       section, sections, started_pids, tour_env)
 
 # The simulated cluster's kube-system namespace UID (tests/kubesim/README.md),
@@ -123,7 +123,7 @@ def test_ctrl_c_stops_everything(tmp_path, when):
     with DEMO_KEEP (everything kept running for the reader)."""
     env = tour_env(tmp_path, DEMO_INSTALL="check", DEMO_KEEP="1")
     tour = subprocess.Popen(["bash", DEMO], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+                            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=interruptible)
     seen = []
     try:
         for raw in tour.stdout:

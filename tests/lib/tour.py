@@ -53,11 +53,18 @@ def tour_env(tmp_path, **knobs):
     return env
 
 
+def interruptible():
+    """preexec_fn for the tour: Ctrl-C works even when the tests themselves
+    were started in the background of a non-interactive shell, which starts
+    them with SIGINT ignored; bash cannot trap a signal ignored on entry."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_tour(env):
     """Run the tour in its own process group, which is killed whole if the
     tour hangs, so that a broken tour leaves nothing behind either."""
     tour = subprocess.Popen(["bash", DEMO], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+                            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=interruptible)
     try:
         out, err = tour.communicate(timeout=TOUR_TIMEOUT)
     except subprocess.TimeoutExpired:
