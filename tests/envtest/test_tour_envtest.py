@@ -45,7 +45,7 @@ def test_the_tour_reads_a_real_cluster(tmp_path, cluster, namespace, metadata_ur
     cluster_id = cluster.admin.get_json("/api/v1/namespaces/kube-system")["metadata"]["uid"]
     # The session's other tests made events too: listen the whole DEMO_SECONDS
     # (the agent publishes the last 5 minutes' at start) rather than stop at a count.
-    env = tour_env(tmp_path, DEMO_INSTALL="check", DEMO_KUBECONFIG=cluster.kubeconfig, DEMO_SECONDS=30,
+    env = tour_env(tmp_path, DEMO_INSTALL="check", DEMO_KUBECONFIG=cluster.kubeconfig, DEMO_SECONDS=60,
                    DEMO_EVENTS=100000,
                    # no cloud is asked for the cluster's name: a loopback port nobody serves
                    COLLECT_AGENT_CLUSTER_AWS_METADATA_ENDPOINT=metadata_url,
@@ -63,7 +63,10 @@ def test_the_tour_reads_a_real_cluster(tmp_path, cluster, namespace, metadata_ur
 
     ours = [(cat, obj) for cid, cat, obj in event_lines(section(parts, "2. "))
             if cid == cluster_id and (obj.startswith(f"{namespace}/") or obj == f"-/Node/{node}")]
-    assert set(demo_cluster.EVENT_CATEGORIES) <= {cat for cat, _ in ours}, section(parts, "2. ")
+    lines = event_lines(section(parts, "2. "))
+    assert set(demo_cluster.EVENT_CATEGORIES) <= {cat for cat, _ in ours}, (
+        f"ours: {ours}; {len(lines)} event lines in all, from namespaces "
+        f"{sorted({obj.split('/')[0] for _, _, obj in lines})[:40]}")
 
     sample = [line for line in section(parts, "3. ") if f" {cluster_id} part " in line]
     assert sample and "; pods " in sample[0] and " CrashLoopBackOff (7 restarts)" in sample[0], sample
