@@ -705,6 +705,22 @@ static enum ca_err nkey_public(const char *seed_file, char **out)
 	return CA_ENOTFOUND;
 }
 
+/* CLOCK_REALTIME ms from now (at least 1), for pthread's timed waits. */
+static struct timespec realtime_in(int64_t ms)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	if (ms < 1)
+		ms = 1;
+	t.tv_sec += (time_t)(ms / 1000);
+	t.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (t.tv_nsec >= 1000000000L) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	return t;
+}
+
 #define TRY_NATS(call, what)                                                   \
 	do {                                                                   \
 		natsStatus st_ = (call);                                       \
@@ -1394,16 +1410,7 @@ static void *publisher_main(void *arg)
 			if (wait < 0) {
 				pthread_cond_wait(&bus->pwork, &bus->plock);
 			} else {
-				struct timespec until;
-				clock_gettime(CLOCK_REALTIME, &until);
-				if (wait < 1)
-					wait = 1;
-				until.tv_sec += wait / 1000;
-				until.tv_nsec += (wait % 1000) * 1000000L;
-				if (until.tv_nsec >= 1000000000L) {
-					until.tv_sec++;
-					until.tv_nsec -= 1000000000L;
-				}
+				struct timespec until = realtime_in(wait);
 				pthread_cond_timedwait(&bus->pwork, &bus->plock, &until);
 			}
 			continue;
@@ -1753,13 +1760,7 @@ static bool wait_publisher_idle(struct ca_bus *bus, int64_t deadline_ms)
 		pthread_cond_signal(&bus->pwork); /* the loop's wake timer cannot run while we wait */
 	while (!(idle = !bus->phead && !bus->pbusy) && bus->pthread_started &&
 	       ca_now_monotonic_ms() < deadline_ms) {
-		struct timespec step;
-		clock_gettime(CLOCK_REALTIME, &step);
-		step.tv_nsec += 20 * 1000 * 1000;
-		if (step.tv_nsec >= 1000000000L) {
-			step.tv_sec++;
-			step.tv_nsec -= 1000000000L;
-		}
+		struct timespec step = realtime_in(20);
 		pthread_cond_timedwait(&bus->pidle, &bus->plock, &step);
 	}
 	pthread_mutex_unlock(&bus->plock);
@@ -1995,12 +1996,7 @@ static bool wait_nats_quiet(struct ca_bus *bus, int64_t deadline_ms)
 			ok = false;
 			break;
 		}
-		clock_gettime(CLOCK_REALTIME, &step);
-		step.tv_nsec += 50 * 1000 * 1000;
-		if (step.tv_nsec >= 1000000000L) {
-			step.tv_sec++;
-			step.tv_nsec -= 1000000000L;
-		}
+		step = realtime_in(50);
 		pthread_cond_timedwait(&bus->qcond, &bus->qlock, &step);
 	}
 	pthread_mutex_unlock(&bus->qlock);
@@ -2009,17 +2005,7 @@ static bool wait_nats_quiet(struct ca_bus *bus, int64_t deadline_ms)
 
 static bool join_until(pthread_t t, int64_t deadline_ms)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	int64_t left = deadline_ms - ca_now_monotonic_ms();
-	if (left < 1)
-		left = 1;
-	until.tv_sec += left / 1000;
-	until.tv_nsec += (left % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	struct timespec until = realtime_in(deadline_ms - ca_now_monotonic_ms());
 	return pthread_timedjoin_np(t, NULL, &until) == 0;
 }
 
