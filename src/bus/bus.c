@@ -196,6 +196,7 @@ struct ca_bus {
 	bool connect_called;
 	bool closed;
 	bool leaked;        /* nats.c never reported closing: keep memory */
+	struct ca_bus *kept_next; /* kept_buses chain */
 	bool ever_connected; /* loop thread: for reconnected=true */
 
 	/* Bytes handed to nats.c's reconnect buffer since the connection was
@@ -204,8 +205,8 @@ struct ca_bus {
 	uint64_t offline_epoch;
 
 	atomic_bool connected;
-	atomic_bool was_up;
-	atomic_uint_fast64_t connect_epoch; /* successful connects so far */   /* nats threads: connected at least once */
+	atomic_bool was_up;                 /* nats threads: connected at least once */
+	atomic_uint_fast64_t connect_epoch; /* successful connects so far */
 	atomic_size_t max_payload;
 	atomic_uint_fast64_t reconnects, disconnects;
 	atomic_uint_fast64_t published, published_bytes, publish_errors;
@@ -547,6 +548,12 @@ static void destroy_published(natsMsg *msg)
 }
 
 static void *publisher_main(void *arg);
+
+/* Buses whose memory a blocked thread may still use when they are freed
+ * (see ca_bus_free): they stay reachable from here until the process
+ * exits, so nothing dangles and leak checkers see memory kept on purpose. */
+static struct ca_bus *kept_buses;
+static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void on_pub_kick(void *arg)
 {
@@ -2100,8 +2107,13 @@ void ca_bus_free(struct ca_bus *bus)
 	bus->efd_handle = NULL;
 	ca_loop_timer_free(bus->pkick);
 	bus->pkick = NULL;
-	if (bus->leaked || bus->pthread_stuck)
-		return; /* a thread may still use it: the process is exiting anyway */
+	if (bus->leaked || bus->pthread_stuck) {
+		pthread_mutex_lock(&kept_lock);
+		bus->kept_next = kept_buses;
+		kept_buses = bus;
+		pthread_mutex_unlock(&kept_lock);
+		return;
+	}
 	while (bus->phead) {
 		struct out_msg *next = bus->phead->next;
 		free(bus->phead);
