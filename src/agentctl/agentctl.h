@@ -32,6 +32,14 @@ enum {
 	CA_AGENTCTL_EXIT_TIMEOUT = 124, /* exec: the agent timed the command out */
 };
 
+/* What each of agentctl's subscriptions may hold while the terminal
+ * catches up. It follows a whole fleet, and an agent publishes the last
+ * 5 minutes' events in one burst when it starts (thousands on a busy
+ * cluster): the bus's defaults, sized for the agent's commands, would
+ * drop most of such a burst. */
+#define CA_AGENTCTL_PENDING_MSGS 65536
+#define CA_AGENTCTL_PENDING_BYTES ((size_t)64 << 20)
+
 /* Options every verb takes (before or after the verb). */
 struct ca_agentctl {
 	const char *nats;        /* --nats, NULL = config (nats://127.0.0.1:4222) */
@@ -48,7 +56,8 @@ struct ca_agentctl {
 	struct ca_bus *bus;
 	int signal_fd;
 	struct ca_loop_fd *signal_handle;
-	bool interrupted; /* SIGINT or SIGTERM stopped the loop */
+	bool interrupted;        /* SIGINT or SIGTERM stopped the loop */
+	uint64_t drops_reported; /* incoming messages dropped, as last reported */
 };
 
 /* The options every verb accepts, for a verb's getopt_long table, and
@@ -80,6 +89,11 @@ int ca_agentctl_duration(const char *flag, const char *arg, int64_t *ms);
  * connected, else prints why to stderr and returns an exit status. */
 int ca_agentctl_connect(struct ca_agentctl *ctl, const char *const *subjects, size_t n,
                         void (*on_message)(void *arg, const struct ca_bus_msg *msg), void *arg);
+/* Say on stderr how many incoming messages were dropped since the last
+ * call (they came faster than agentctl could handle them, and beyond
+ * CA_AGENTCTL_PENDING_*). True when any ever was: what was printed is
+ * incomplete. */
+bool ca_agentctl_report_drops(struct ca_agentctl *ctl);
 /* Close the bus and free the loop; safe after a failed connect. */
 void ca_agentctl_close(struct ca_agentctl *ctl);
 

@@ -242,8 +242,10 @@ int ca_agentctl_agents(struct ca_agentctl *ctl, int argc, char **argv)
 	status = CA_AGENTCTL_EXIT_FAILED;
 	if (ca_buf_printf(&reg, "%s.register.*", ctl->prefix) != CA_OK ||
 	    ca_buf_printf(&hb, "%s.heartbeat.*", ctl->prefix) != CA_OK ||
-	    ca_bus_subscribe(ctl->bus, reg.data, NULL, 0, 0) != CA_OK ||
-	    ca_bus_subscribe(ctl->bus, hb.data, NULL, 0, 0) != CA_OK ||
+	    ca_bus_subscribe(ctl->bus, reg.data, NULL, CA_AGENTCTL_PENDING_MSGS,
+	                     CA_AGENTCTL_PENDING_BYTES) != CA_OK ||
+	    ca_bus_subscribe(ctl->bus, hb.data, NULL, CA_AGENTCTL_PENDING_MSGS,
+	                     CA_AGENTCTL_PENDING_BYTES) != CA_OK ||
 	    ca_loop_timer_new(ctl->loop, on_window_end, ctl, &timer) != CA_OK) {
 		fprintf(stderr, "agentctl: cannot subscribe to %s.register.*\n", ctl->prefix);
 		goto out;
@@ -251,6 +253,7 @@ int ca_agentctl_agents(struct ca_agentctl *ctl, int argc, char **argv)
 	ca_loop_timer_start(timer, window_ms, 0);
 	ca_loop_run(ctl->loop);
 	print_agents(&s, offline_after_ms);
+	ca_agentctl_report_drops(ctl); /* an agent's every heartbeat dropped: it is missing */
 	if (s.out_of_memory) {
 		fputs("agentctl: out of memory; the list is incomplete\n", stderr);
 	} else if (s.count == 0) {

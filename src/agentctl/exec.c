@@ -238,7 +238,8 @@ int ca_agentctl_exec(struct ca_agentctl *ctl, int argc, char **argv)
 	}
 	/* Subscribed before the request goes out, on the same connection, so
 	 * the server knows the inbox before any agent can answer. */
-	rc = ca_bus_subscribe(ctl->bus, inbox, NULL, 0, 0);
+	rc = ca_bus_subscribe(ctl->bus, inbox, NULL, CA_AGENTCTL_PENDING_MSGS,
+	                      CA_AGENTCTL_PENDING_BYTES);
 	if (rc == CA_OK)
 		rc = ca_bus_publish_request(ctl->bus, subject.data, inbox,
 		                            ca_codec_content_type(format), id, payload.data,

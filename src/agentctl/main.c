@@ -3,6 +3,7 @@
  * verbs share: the NATS settings, the connection, decoding by
  * Content-Type (agentctl.h). */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -239,7 +240,8 @@ int ca_agentctl_connect(struct ca_agentctl *ctl, const char *const *subjects, si
 		return rc == CA_EINVAL ? CA_AGENTCTL_EXIT_USAGE : status;
 	}
 	for (size_t i = 0; i < n; i++) {
-		rc = ca_bus_subscribe(ctl->bus, subjects[i], NULL, 0, 0);
+		rc = ca_bus_subscribe(ctl->bus, subjects[i], NULL, CA_AGENTCTL_PENDING_MSGS,
+		                      CA_AGENTCTL_PENDING_BYTES);
 		if (rc != CA_OK) {
 			fprintf(stderr, "agentctl: cannot subscribe to %s: %s\n", subjects[i],
 			        ca_strerror(rc));
@@ -266,6 +268,20 @@ int ca_agentctl_connect(struct ca_agentctl *ctl, const char *const *subjects, si
 		return CA_AGENTCTL_EXIT_NATS;
 	}
 	return 0;
+}
+
+bool ca_agentctl_report_drops(struct ca_agentctl *ctl)
+{
+	uint64_t dropped = ctl->bus ? ca_bus_received_dropped(ctl->bus) : 0;
+	if (dropped > ctl->drops_reported) {
+		fprintf(stderr,
+		        "agentctl: %" PRIu64
+		        " messages dropped: they came faster than agentctl could "
+		        "handle them; what it printed is incomplete\n",
+		        dropped - ctl->drops_reported);
+		ctl->drops_reported = dropped;
+	}
+	return ctl->drops_reported > 0;
 }
 
 void ca_agentctl_close(struct ca_agentctl *ctl)

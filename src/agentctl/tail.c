@@ -243,6 +243,7 @@ static void on_message(void *arg, const struct ca_bus_msg *msg)
 	free(text);
 	json_decref(root);
 	t->seen++;
+	ca_agentctl_report_drops(t->ctl);
 	if (ferror(stdout) || (t->count && t->seen >= t->count))
 		ca_loop_stop(t->ctl->loop);
 }
@@ -314,13 +315,15 @@ int ca_agentctl_tail(struct ca_agentctl *ctl, int argc, char **argv)
 		goto out;
 	status = CA_AGENTCTL_EXIT_FAILED;
 	if (ca_buf_printf(&subject, "%s.%s.%s", ctl->prefix, t.kind->token, cluster) != CA_OK ||
-	    ca_bus_subscribe(ctl->bus, subject.data, NULL, 0, 0) != CA_OK) {
+	    ca_bus_subscribe(ctl->bus, subject.data, NULL, CA_AGENTCTL_PENDING_MSGS,
+	                     CA_AGENTCTL_PENDING_BYTES) != CA_OK) {
 		fprintf(stderr, "agentctl: cannot subscribe to %s.%s.%s\n", ctl->prefix,
 		        t.kind->token, cluster);
 		goto out;
 	}
 	ca_loop_run(ctl->loop);
-	status = ferror(stdout) ? CA_AGENTCTL_EXIT_FAILED : CA_AGENTCTL_EXIT_OK;
+	bool dropped = ca_agentctl_report_drops(ctl);
+	status = ferror(stdout) || dropped ? CA_AGENTCTL_EXIT_FAILED : CA_AGENTCTL_EXIT_OK;
 out:
 	ca_buf_fini(&subject);
 	ca_buf_fini(&t.line);

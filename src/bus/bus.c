@@ -1826,6 +1826,18 @@ size_t ca_bus_max_payload(const struct ca_bus *bus)
 	return mp;
 }
 
+uint64_t ca_bus_received_dropped(const struct ca_bus *bus)
+{
+	uint64_t dropped = atomic_load(&((struct ca_bus *)bus)->dropped);
+	for (size_t i = 0; i < bus->nsubs; i++) {
+		int64_t n = 0;
+		if (bus->subs[i]->ns && !bus->closed &&
+		    natsSubscription_GetDropped(bus->subs[i]->ns, &n) == NATS_OK && n > 0)
+			dropped += (uint64_t)n;
+	}
+	return dropped;
+}
+
 uint64_t ca_bus_reconnects(const struct ca_bus *bus)
 {
 	return bus ? atomic_load(&((struct ca_bus *)bus)->reconnects) : 0;
@@ -1856,16 +1868,9 @@ void ca_bus_render_metrics(const struct ca_bus *bus, struct ca_prom *p)
 	               "Messages received from NATS subscriptions.", LOAD(received));
 	ca_prom_single(p, "agent_nats_received_bytes_total", "counter",
 	               "Payload bytes received from NATS subscriptions.", LOAD(received_bytes));
-	double dropped = LOAD(dropped);
-	for (size_t i = 0; i < bus->nsubs; i++) {
-		int64_t n = 0;
-		if (bus->subs[i]->ns && !bus->closed &&
-		    natsSubscription_GetDropped(bus->subs[i]->ns, &n) == NATS_OK && n > 0)
-			dropped += (double)n;
-	}
 	ca_prom_single(p, "agent_nats_dropped_messages_total", "counter",
 	               "Incoming messages dropped (a subscription's pending limit or the hand-off "
-	               "queue to the loop was full).", dropped);
+	               "queue to the loop was full).", (double)ca_bus_received_dropped(bus));
 	/* Read from what the publisher thread saw: a call into nats.c here
 	 * could wait on a connection lock held by a blocked write. */
 	ca_prom_single(p, "agent_nats_buffered_bytes", "gauge",

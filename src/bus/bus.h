@@ -204,6 +204,10 @@ bool ca_bus_delivering(const struct ca_bus *bus, int64_t now_ms, int64_t stall_m
 /* The server's max_payload from the last connect; 0 if never connected.
  * Any thread. */
 size_t ca_bus_max_payload(const struct ca_bus *bus);
+/* Incoming messages dropped so far: over a subscription's pending limits
+ * or the hand-off queue's (agent_nats_dropped_messages_total). Loop
+ * thread. */
+uint64_t ca_bus_received_dropped(const struct ca_bus *bus);
 /* Successful reconnects so far (the first connect is not one). Any thread. */
 uint64_t ca_bus_reconnects(const struct ca_bus *bus);
 /* Successful connects so far, the first included: what "this connection"

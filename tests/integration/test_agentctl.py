@@ -313,6 +313,102 @@ def test_tail_stops_on_sigterm(nats_server):
     assert code == 0 and out == "", err
 
 
+def wait_subscribed(nats_client, subject, out_path, timeout=10):
+    """Publish a marker event until the tail started with stdout to
+    out_path prints it (it is subscribed then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        nats_client.publish(subject, json.dumps({"uid": "marker", "reason": "Marker"}).encode(),
+                            headers={"Content-Type": "application/json"})
+        nats_client.flush()
+        time.sleep(0.2)
+        with open(out_path) as f:
+            if f.read().count("\n"):
+                return
+    raise AssertionError("agentctl tail never printed the marker")
+
+
+def test_tail_keeps_an_agents_first_burst(nats_server, nats_client, tmp_path):
+    """An agent publishes the last 5 minutes' events at once when it
+    starts: thousands on a busy cluster. tail prints every one (it
+    dropped all but its first 64 pending messages once, silently)."""
+    subject, burst = f"agent.event.{CID}", 5000
+    out_path = tmp_path / "tail.out"
+    with open(out_path, "w") as out:
+        bg = subprocess.Popen([agentctl_binary(), "--nats", nats_server.url, "-o", "json", "tail", "events",
+                               "--count", str(burst + 1)], env=ctl_env(), stdout=out, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL)
+    try:
+        wait_subscribed(nats_client, subject, out_path)
+        for i in range(burst):
+            nats_client.publish(subject, json.dumps({"uid": f"e-{i}", "reason": "BackOff",
+                                                     "message": "x" * 200}).encode(),
+                                headers={"Content-Type": "application/json"})
+        nats_client.flush()
+        bg.wait(timeout=60)
+    finally:
+        if bg.poll() is None:
+            bg.kill()
+            bg.wait()
+    err = bg.stderr.read().decode(errors="replace")
+    uids = [json.loads(line)["uid"] for line in out_path.read_text().splitlines()]
+    assert bg.returncode == 0 and "dropped" not in err, err
+    markers = uids.index(f"e-0")
+    assert uids[markers:] == [f"e-{i}" for i in range(burst)]
+    assert set(uids[:markers]) == {"marker"}
+
+
+def test_tail_says_when_it_dropped_messages(nats_server, nats_client, tmp_path):
+    """More than tail may hold (CA_AGENTCTL_PENDING_BYTES) while its
+    output is blocked: it says how many it dropped, and printed and
+    dropped add up to what was sent; the exit status is 1."""
+    subject, total = f"agent.event.{CID}", 45000  # ~90 MB, beyond the 64 MiB tail may hold
+    out_path = tmp_path / "first.out"
+    bg = subprocess.Popen([agentctl_binary(), "--nats", nats_server.url, "-o", "json", "tail", "events"],
+                          env=ctl_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    lines = []
+    try:
+        # Subscribed once the first marker line comes through the pipe.
+        deadline = time.monotonic() + 10
+        first = []
+        reader = threading.Thread(target=lambda: first.append(bg.stdout.readline()), daemon=True)
+        reader.start()
+        while not first and time.monotonic() < deadline:
+            nats_client.publish(subject, json.dumps({"uid": "marker"}).encode(),
+                                headers={"Content-Type": "application/json"})
+            nats_client.flush()
+            reader.join(0.2)
+        assert first, "agentctl tail never printed the marker"
+        reader.join(5)  # markers still in flight land in the pipe unread: tail's writes block soon
+        pad = "x" * 2000
+        for i in range(total):
+            nats_client.publish(subject, json.dumps({"uid": f"e-{i}", "message": pad}).encode(),
+                                headers={"Content-Type": "application/json"})
+        nats_client.flush(timeout=60)
+        # Read the rest until nothing comes for a second, then stop it.
+        reader = threading.Thread(target=lambda: lines.extend(bg.stdout), daemon=True)
+        reader.start()
+        n = -1
+        while n != len(lines):
+            n = len(lines)
+            time.sleep(1)
+        bg.terminate()
+        bg.wait(timeout=10)
+        reader.join(5)
+    finally:
+        if bg.poll() is None:
+            bg.kill()
+            bg.wait()
+    err = bg.stderr.read().decode(errors="replace")
+    printed = [json.loads(line)["uid"] for line in lines]
+    printed = [u for u in printed if u != "marker"]
+    reported = sum(int(w.split()[1]) for w in err.splitlines() if " messages dropped: " in w)
+    assert bg.returncode == 1, err
+    assert reported > 0 and "what it printed is incomplete" in err, err
+    assert len(printed) + reported == total, (len(printed), reported, err[-2000:])
+    assert printed == sorted(printed, key=lambda u: int(u[2:])), "printed out of order"
+
+
 # ------------------------------------------------------------------ exec
 
 
