@@ -182,3 +182,42 @@ enum ca_err ca_read_secret(const char *path, unsigned flags, char **out, size_t 
 		*len = n;
 	return CA_OK;
 }
+
+static enum ca_err writable_dir(const char *dir, char *why, size_t whylen)
+{
+	struct stat st;
+	if (stat(dir, &st) != 0) {
+		say(why, whylen, errno == ENOENT ? "no such directory" : strerror(errno));
+		return errno == ENOENT ? CA_ENOTFOUND : CA_EIO;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		say(why, whylen, "not a directory");
+		return CA_EIO;
+	}
+	if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) != 0) {
+		if (why && whylen)
+			snprintf(why, whylen, "not writable: %s", strerror(errno));
+		return CA_EIO;
+	}
+	return CA_OK;
+}
+
+enum ca_err ca_check_writable_dir(const char *dir, bool may_create, char *why, size_t whylen)
+{
+	if (!dir || !*dir) {
+		say(why, whylen, "no directory named");
+		return CA_EIO;
+	}
+	enum ca_err rc = writable_dir(dir, why, whylen);
+	if (rc != CA_ENOTFOUND || !may_create)
+		return rc;
+	/* Only trying tells (procfs refuses even root): a directory that did
+	 * not exist is removed again. */
+	if (mkdir(dir, 0700) != 0) {
+		if (why && whylen)
+			snprintf(why, whylen, "cannot create it: %s", strerror(errno));
+		return CA_EIO;
+	}
+	rmdir(dir);
+	return CA_OK;
+}

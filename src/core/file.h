@@ -11,6 +11,7 @@
 #ifndef CA_CORE_FILE_H
 #define CA_CORE_FILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +50,16 @@ enum {
  * thread. */
 enum ca_err ca_read_secret(const char *path, unsigned flags, char **out, size_t *len,
                            int64_t *mtime_ns, char *why, size_t whylen);
+
+/* Whether files could be created and written in dir, found without
+ * changing what exists (for --check-config, which may run beside a live
+ * agent): dir is a directory this process may write and search, or, with
+ * may_create, dir is missing and can be created (it is, then removed
+ * again). On failure why gets the reason in a few words ("not a
+ * directory", "not writable: Read-only file system", "no such directory",
+ * "cannot create it: Permission denied") and the status is CA_ENOTFOUND
+ * (missing) or CA_EIO. Any thread. */
+enum ca_err ca_check_writable_dir(const char *dir, bool may_create, char *why, size_t whylen);
 
 /* Zero then free: strlen(s) bytes, or n bytes. NULL is fine. */
 void ca_free_secret(char *s);

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "core/file.h"
 #include "core/timeutil.h"
 #include "events/events_int.h"
 #include "events/spool.h"
@@ -744,6 +746,39 @@ static size_t spool_max_payload(const struct ca_config *cfg)
 static bool spool_wanted(const struct ca_config *cfg)
 {
 	return cfg->events.spool_dir && cfg->events.spool_dir[0];
+}
+
+enum ca_err ca_events_check_files(const struct ca_config *cfg, char *err, size_t errlen)
+{
+	char why[256];
+	if (!cfg->events.enabled)
+		return CA_OK;
+	if (spool_wanted(cfg) && ca_check_writable_dir(cfg->events.spool_dir, true, why, sizeof why) != CA_OK) {
+		ca_set_err(err, errlen, "events.spool_dir: %s: %s (mount a writable emptyDir there, or set "
+		           "events.spool_dir to \"\")", cfg->events.spool_dir, why);
+		return CA_EIO;
+	}
+	const char *state = cfg->events.state_file;
+	if (!state || !*state)
+		return CA_OK;
+	struct stat st;
+	if (stat(state, &st) == 0 && !S_ISREG(st.st_mode)) {
+		ca_set_err(err, errlen, "events.state_file: %s is not a regular file", state);
+		return CA_EIO;
+	}
+	struct ca_buf dir;
+	ca_buf_init(&dir, 0);
+	const char *slash = strrchr(state, '/');
+	enum ca_err rc = !slash ? ca_buf_append_str(&dir, ".")
+	                 : slash == state ? ca_buf_append_str(&dir, "/")
+	                                  : ca_buf_append(&dir, state, (size_t)(slash - state));
+	if (rc == CA_OK && ca_check_writable_dir(dir.data, false, why, sizeof why) != CA_OK) {
+		ca_set_err(err, errlen, "events.state_file: its directory %s: %s (the file is replaced "
+		           "through a temporary file there)", dir.data, why);
+		rc = CA_EIO;
+	}
+	ca_buf_fini(&dir);
+	return rc;
 }
 
 void ca_events_budget(const struct ca_config *cfg, struct ca_budget *b)

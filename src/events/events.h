@@ -77,6 +77,13 @@ enum ca_err ca_events_new_loop(struct ca_events **out, struct ca_loop *loop,
                                struct ca_kube *kube, const struct ca_config *cfg,
                                const char *cluster_id, const struct ca_events_sink *sink,
                                void *sink_arg, char *err, size_t errlen);
+/* --check-config's look at the watcher's files, which changes nothing
+ * (a live agent may be using them; a watcher built with them would prune
+ * the spool and rewrite the state file): events.spool_dir is a writable
+ * directory or can be created (ca_check_writable_dir), events.state_file's directory is writable
+ * and the file, if any, a regular file. On failure one sentence naming
+ * the key goes into err and the status is CA_EIO. */
+enum ca_err ca_events_check_files(const struct ca_config *cfg, char *err, size_t errlen);
 /* Start the reflector(s). */
 enum ca_err ca_events_start(struct ca_events *ev);
 /* The watcher's rows of the memory budget for cfg (nothing when disabled):

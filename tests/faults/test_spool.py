@@ -19,13 +19,14 @@ ring holds (events.buffer_size 50, nats.c's reconnect buffer 1 byte).
 The outage lasts OUTAGE_SECONDS (default 20; the issue's check is 300) at
 EVENTS_PER_SECOND (default 100). Figures (spooled, replayed, RSS, time to
 drain) are printed; run with -s to see them."""
+import hashlib
 import os
 import re
 import signal
 import subprocess
 import time
 
-from lib.agentproc import wait_for
+from lib.agentproc import run_agent_once, wait_for
 from lib.events_helpers import EventCollector, TcpGate, metric, rss_kib
 from lib.nats import NatsClient
 
@@ -199,6 +200,21 @@ def test_small_cap_drops_the_oldest(nats_server, kubesim, agent_factory, tmp_pat
             client.close()
 
 
+def files_of(*paths):
+    """{path: (size, mtime_ns, sha256)} of the files at or under paths."""
+    out = {}
+    for top in paths:
+        walk = [(str(top), [], [""])] if os.path.isfile(top) else os.walk(top)
+        for d, _, names in walk:
+            for n in names:
+                p = os.path.join(d, n) if n else d
+                st = os.stat(p)
+                with open(p, "rb") as f:
+                    out[p] = (st.st_size, st.st_mtime_ns, hashlib.sha256(f.read()).hexdigest())
+    assert out, paths
+    return out
+
+
 def test_sigkill_with_a_spool_then_restart_replays_it(nats_server, kubesim, agent_factory, tmp_path):
     gate = TcpGate(nats_server.port)
     gate.open()
@@ -216,6 +232,14 @@ def test_sigkill_with_a_spool_then_restart_replays_it(nats_server, kubesim, agen
         agent.proc.send_signal(signal.SIGKILL)
         agent.proc.wait(timeout=10)
         want = emitted(kubesim, "kill")
+
+        # --check-config (as kubectl exec runs it beside a live agent) only
+        # looks at the spool and the state file: it once pruned the one and
+        # rewrote the other.
+        before = files_of(tmp_path / "spool", tmp_path / "state")
+        r = run_agent_once(["--check-config", *args], env=env)
+        assert r.returncode == 0, r.stderr
+        assert files_of(tmp_path / "spool", tmp_path / "state") == before
 
         client, col = nats_back(nats_server)
         gate.open()
@@ -257,3 +281,31 @@ def test_unwritable_spool_dir_is_a_clear_error(nats_server, kubesim, agent_facto
     assert "events.spool_dir: cannot create /proc/collect-agent-spool" in body, body
     assert "events.spool_dir: cannot create /proc/collect-agent-spool" in agent.logs()
     agent.assert_clean_exit()
+
+
+def test_check_config_refuses_unusable_spool_and_state_paths(kubesim, tmp_path):
+    """--check-config judges the files without opening the spool: a
+    directory procfs will not create, a regular file named as the spool
+    directory, a state file whose directory is missing, one that is a
+    directory. A spool directory still to be created passes and is not
+    left behind."""
+    args = ["--check-config", "--kubeconfig", kubesim.kubeconfig]
+    (tmp_path / "plain").write_text("x")
+    (tmp_path / "statedir").mkdir()
+    cases = [
+        ({"COLLECT_AGENT_EVENTS_SPOOL_DIR": "/proc/collect-agent-spool"},
+         "events.spool_dir: /proc/collect-agent-spool: cannot create it: "),
+        ({"COLLECT_AGENT_EVENTS_SPOOL_DIR": str(tmp_path / "plain")},
+         f"events.spool_dir: {tmp_path / 'plain'}: not a directory"),
+        ({"COLLECT_AGENT_EVENTS_STATE_FILE": str(tmp_path / "none" / "state")},
+         f"events.state_file: its directory {tmp_path / 'none'}: no such directory"),
+        ({"COLLECT_AGENT_EVENTS_STATE_FILE": str(tmp_path / "statedir")},
+         f"events.state_file: {tmp_path / 'statedir'} is not a regular file"),
+    ]
+    for env, said in cases:
+        r = run_agent_once(args, env=env)
+        assert r.returncode == 2 and said in r.stderr, (env, r.stderr)
+    r = run_agent_once(args, env={"COLLECT_AGENT_EVENTS_SPOOL_DIR": str(tmp_path / "new-spool"),
+                                  "COLLECT_AGENT_EVENTS_STATE_FILE": str(tmp_path / "state")})
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "new-spool").exists() and not (tmp_path / "state").exists()
