@@ -235,7 +235,8 @@ def test_dashboard_structure():
                  "agent_kube_requests_total", "agent_kube_watch_restarts_total", "agent_metrics_samples_total",
                  "agent_metrics_sample_duration_seconds_bucket", "agent_commands_total",
                  "agent_command_duration_seconds_bucket", "process_resident_memory_bytes",
-                 "process_cpu_seconds_total"]:
+                 "process_cpu_seconds_total", "agent_ha_leader", "agent_nats_js_acked_total",
+                 "agent_nats_js_acks_pending", "agent_events_spool_records", "agent_events_spool_dropped_total"]:
         assert want in shown, f"the dashboard does not show {want}"
 
 
