@@ -40,6 +40,9 @@ enum {
 #define CA_AGENTCTL_PENDING_MSGS 65536
 #define CA_AGENTCTL_PENDING_BYTES ((size_t)64 << 20)
 
+/* The NATS authentication and TLS flags (main.c's nats_flags table). */
+#define CA_AGENTCTL_NATS_FLAGS 8
+
 /* Options every verb takes (before or after the verb). */
 struct ca_agentctl {
 	const char *nats;        /* --nats, NULL = config (nats://127.0.0.1:4222) */
@@ -49,15 +52,21 @@ struct ca_agentctl {
 	const char *prefix; /* subject prefix: --prefix, else cfg.nats.subject_prefix */
 	int64_t timeout_ms; /* --timeout; 5 s */
 	bool timeout_given;
-	bool json; /* -o json */
+	bool json;               /* -o json */
+	const char *config_path; /* --config: an agent's config file (its nats section) */
+	/* --creds, --nkey, --user, --password-file, --token-file, --tls-ca,
+	 * --tls-cert, --tls-key, as the COLLECT_AGENT_NATS_* variables they
+	 * stand for (over the environment's). */
+	const char *nats_flags[CA_AGENTCTL_NATS_FLAGS];
 
 	/* Set up by ca_agentctl_connect(), torn down by ca_agentctl_close(). */
 	struct ca_loop *loop;
 	struct ca_bus *bus;
 	int signal_fd;
 	struct ca_loop_fd *signal_handle;
-	bool interrupted;        /* SIGINT or SIGTERM stopped the loop */
-	uint64_t drops_reported; /* incoming messages dropped, as last reported */
+	bool interrupted;          /* SIGINT or SIGTERM stopped the loop */
+	uint64_t drops_reported;   /* incoming messages dropped, as last reported */
+	int64_t drops_reported_ms; /* when (monotonic) */
 };
 
 /* The options every verb accepts, for a verb's getopt_long table, and
@@ -67,12 +76,22 @@ enum {
 	CA_AGENTCTL_OPT_NATS = 1000,
 	CA_AGENTCTL_OPT_TIMEOUT,
 	CA_AGENTCTL_OPT_PREFIX,
-	CA_AGENTCTL_OPT_HELP
+	CA_AGENTCTL_OPT_CONFIG,
+	CA_AGENTCTL_OPT_NATS_FLAG, /* + the index in the nats_flags table: the last */
 };
 #define CA_AGENTCTL_GLOBAL_OPTIONS                                                                 \
 	{"nats", required_argument, NULL, CA_AGENTCTL_OPT_NATS},                                   \
 	        {"timeout", required_argument, NULL, CA_AGENTCTL_OPT_TIMEOUT},                     \
 	        {"prefix", required_argument, NULL, CA_AGENTCTL_OPT_PREFIX},                       \
+	        {"config", required_argument, NULL, CA_AGENTCTL_OPT_CONFIG},                       \
+	        {"creds", required_argument, NULL, CA_AGENTCTL_OPT_NATS_FLAG + 0},                 \
+	        {"nkey", required_argument, NULL, CA_AGENTCTL_OPT_NATS_FLAG + 1},                  \
+	        {"user", required_argument, NULL, CA_AGENTCTL_OPT_NATS_FLAG + 2},                  \
+	        {"password-file", required_argument, NULL, CA_AGENTCTL_OPT_NATS_FLAG + 3},         \
+	        {"token-file", required_argument, NULL, CA_AGENTCTL_OPT_NATS_FLAG + 4},            \
+	        {"tls-ca", required_argument, NULL, CA_AGENTCTL_OPT_NATS_FLAG + 5},                \
+	        {"tls-cert", required_argument, NULL, CA_AGENTCTL_OPT_NATS_FLAG + 6},              \
+	        {"tls-key", required_argument, NULL, CA_AGENTCTL_OPT_NATS_FLAG + 7},               \
 	        {"output", required_argument, NULL, 'o'},                                          \
 	{                                                                                          \
 		"help", no_argument, NULL, 'h'                                                     \
@@ -90,10 +109,10 @@ int ca_agentctl_duration(const char *flag, const char *arg, int64_t *ms);
 int ca_agentctl_connect(struct ca_agentctl *ctl, const char *const *subjects, size_t n,
                         void (*on_message)(void *arg, const struct ca_bus_msg *msg), void *arg);
 /* Say on stderr how many incoming messages were dropped since the last
- * call (they came faster than agentctl could handle them, and beyond
- * CA_AGENTCTL_PENDING_*). True when any ever was: what was printed is
- * incomplete. */
-bool ca_agentctl_report_drops(struct ca_agentctl *ctl);
+ * report (they came faster than agentctl could handle them, and beyond
+ * CA_AGENTCTL_PENDING_*): at most once a second unless final. True when
+ * any ever was: what was printed is incomplete. */
+bool ca_agentctl_report_drops(struct ca_agentctl *ctl, bool final);
 /* Close the bus and free the loop; safe after a failed connect. */
 void ca_agentctl_close(struct ca_agentctl *ctl);
 

@@ -253,7 +253,7 @@ int ca_agentctl_agents(struct ca_agentctl *ctl, int argc, char **argv)
 	ca_loop_timer_start(timer, window_ms, 0);
 	ca_loop_run(ctl->loop);
 	print_agents(&s, offline_after_ms);
-	ca_agentctl_report_drops(ctl); /* an agent's every heartbeat dropped: it is missing */
+	ca_agentctl_report_drops(ctl, true); /* an agent's every heartbeat dropped: it is missing */
 	if (s.out_of_memory) {
 		fputs("agentctl: out of memory; the list is incomplete\n", stderr);
 	} else if (s.count == 0) {

@@ -24,6 +24,22 @@
 extern char **environ;
 
 #define ENV_NATS_PREFIX "COLLECT_AGENT_NATS_"
+
+/* The variable each NATS flag stands for, in CA_AGENTCTL_GLOBAL_OPTIONS's
+ * order; a TLS file turns TLS on too. */
+static const struct {
+	const char *flag, *var;
+	bool tls;
+} nats_flags[CA_AGENTCTL_NATS_FLAGS] = {
+        {"--creds", "AUTH_CREDENTIALS_FILE", false},
+        {"--nkey", "AUTH_NKEY_SEED_FILE", false},
+        {"--user", "AUTH_USER", false},
+        {"--password-file", "AUTH_PASSWORD_FILE", false},
+        {"--token-file", "AUTH_TOKEN_FILE", false},
+        {"--tls-ca", "TLS_CA_FILE", true},
+        {"--tls-cert", "TLS_CERT_FILE", true},
+        {"--tls-key", "TLS_KEY_FILE", true},
+};
 #define DEFAULT_TIMEOUT_MS 5000
 
 static void usage(FILE *out)
@@ -55,10 +71,19 @@ static void usage(FILE *out)
 	      "      --version          print the version and exit\n"
 	      "  -h, --help             this help\n"
 	      "\n"
-	      "NATS authentication and TLS come from the agent's environment variables:\n"
-	      "COLLECT_AGENT_NATS_AUTH_USER, _AUTH_PASSWORD(_FILE), _AUTH_TOKEN(_FILE),\n"
-	      "_AUTH_CREDENTIALS_FILE, _AUTH_NKEY_SEED_FILE, _TLS_CA_FILE, _TLS_CERT_FILE,\n"
-	      "_TLS_KEY_FILE, _ENCODING (of commands) and the rest of COLLECT_AGENT_NATS_*.\n"
+	      "NATS authentication and TLS, as the agent's (over its environment variables):\n"
+	      "      --config FILE      an agent's config file: its nats section\n"
+	      "      --creds FILE       credentials file (JWT and NKey seed)\n"
+	      "      --nkey FILE        NKey seed file\n"
+	      "      --user NAME        user, with --password-file FILE\n"
+	      "      --token-file FILE  token\n"
+	      "      --tls-ca FILE      CA bundle to verify the server (turns TLS on)\n"
+	      "      --tls-cert FILE, --tls-key FILE\n"
+	      "                         client certificate and key\n"
+	      "The agent's environment variables work too: COLLECT_AGENT_NATS_AUTH_USER,\n"
+	      "_AUTH_PASSWORD(_FILE), _AUTH_TOKEN(_FILE), _AUTH_CREDENTIALS_FILE,\n"
+	      "_AUTH_NKEY_SEED_FILE, _TLS_CA_FILE, _TLS_CERT_FILE, _TLS_KEY_FILE, _ENCODING\n"
+	      "(of commands) and the rest of COLLECT_AGENT_NATS_*.\n"
 	      "\n"
 	      "Exit status: 0 ok; 1 nothing answered (agents) or failed; 2 rejected (exec);\n"
 	      "3 no agent answered (exec); 4 NATS unreachable or refused the credentials;\n"
@@ -103,6 +128,9 @@ int ca_agentctl_global_option(struct ca_agentctl *ctl, int opt, const char *arg)
 			                               arg);
 		ctl->prefix_flag = arg;
 		return 0;
+	case CA_AGENTCTL_OPT_CONFIG:
+		ctl->config_path = arg;
+		return 0;
 	case 'o':
 		if (strcmp(arg, "json") == 0)
 			ctl->json = true;
@@ -118,23 +146,53 @@ int ca_agentctl_global_option(struct ca_agentctl *ctl, int opt, const char *arg)
 	case '?':
 		return ca_agentctl_usage_error("bad option");
 	default:
+		if (opt >= CA_AGENTCTL_OPT_NATS_FLAG &&
+		    opt < CA_AGENTCTL_OPT_NATS_FLAG + CA_AGENTCTL_NATS_FLAGS) {
+			if (!*arg)
+				return ca_agentctl_usage_error(
+				        "%s: empty value",
+				        nats_flags[opt - CA_AGENTCTL_OPT_NATS_FLAG].flag);
+			ctl->nats_flags[opt - CA_AGENTCTL_OPT_NATS_FLAG] = arg;
+			return 0;
+		}
 		return 1;
 	}
 }
 
 /* ------------------------------------------------------------ connection */
 
-/* The config's nats section from defaults, COLLECT_AGENT_NATS_* and
- * --nats only: agentctl runs on an operator's machine, where the agent's
- * config file and its other variables mean nothing. */
+/* The config's nats section from defaults, --config, COLLECT_AGENT_NATS_*,
+ * the NATS flags and --nats: agentctl runs on an operator's machine, where
+ * the agent's other variables mean nothing. The flags go in as variables
+ * after the environment's, so they win. */
 static int load_config(struct ca_agentctl *ctl)
 {
 	size_t n = 0;
 	for (char **e = environ; e && *e; e++)
 		if (strncmp(*e, ENV_NATS_PREFIX, sizeof ENV_NATS_PREFIX - 1) == 0)
 			n++;
-	char **envp = calloc(n + 1, sizeof *envp);
-	if (!envp) {
+	char **envp = calloc(n + 2 * CA_AGENTCTL_NATS_FLAGS + 1, sizeof *envp);
+	struct ca_buf vars; /* the flags' "NAME=value\0" strings */
+	ca_buf_init(&vars, 0);
+	size_t offsets[2 * CA_AGENTCTL_NATS_FLAGS], nvars = 0;
+	bool tls = false, oom = !envp;
+	for (size_t i = 0; i < CA_AGENTCTL_NATS_FLAGS && !oom; i++) {
+		if (!ctl->nats_flags[i])
+			continue;
+		tls |= nats_flags[i].tls;
+		offsets[nvars++] = vars.len;
+		oom = ca_buf_printf(&vars, "%s%s=%s", ENV_NATS_PREFIX, nats_flags[i].var,
+		                    ctl->nats_flags[i]) != CA_OK ||
+		      ca_buf_append(&vars, "", 1) != CA_OK;
+	}
+	if (tls && !oom) {
+		offsets[nvars++] = vars.len;
+		oom = ca_buf_printf(&vars, "%sTLS_ENABLED=true", ENV_NATS_PREFIX) != CA_OK ||
+		      ca_buf_append(&vars, "", 1) != CA_OK;
+	}
+	if (oom) {
+		free(envp);
+		ca_buf_fini(&vars);
 		fputs("agentctl: out of memory\n", stderr);
 		return CA_AGENTCTL_EXIT_FAILED;
 	}
@@ -142,11 +200,14 @@ static int load_config(struct ca_agentctl *ctl)
 	for (char **e = environ; e && *e; e++)
 		if (strncmp(*e, ENV_NATS_PREFIX, sizeof ENV_NATS_PREFIX - 1) == 0)
 			envp[n++] = *e;
-	struct ca_config_flags flags = {.nats_servers = ctl->nats};
+	for (size_t i = 0; i < nvars; i++)
+		envp[n++] = vars.data + offsets[i];
+	struct ca_config_flags flags = {.nats_servers = ctl->nats, .config_path = ctl->config_path};
 	char err[1024] = "";
 	enum ca_err rc = ca_config_load(&ctl->cfg, &flags, envp, err, sizeof err);
 	ctl->cfg_loaded = true;
 	free(envp);
+	ca_buf_fini(&vars);
 	if (rc != CA_OK) {
 		fprintf(stderr, "agentctl: invalid NATS settings: %s\n", err);
 		return CA_AGENTCTL_EXIT_USAGE;
@@ -270,18 +331,22 @@ int ca_agentctl_connect(struct ca_agentctl *ctl, const char *const *subjects, si
 	return 0;
 }
 
-bool ca_agentctl_report_drops(struct ca_agentctl *ctl)
+bool ca_agentctl_report_drops(struct ca_agentctl *ctl, bool final)
 {
 	uint64_t dropped = ctl->bus ? ca_bus_received_dropped(ctl->bus) : 0;
-	if (dropped > ctl->drops_reported) {
+	int64_t now = ca_now_monotonic_ms();
+	/* At most a line a second while running: a flood of drops must not
+	 * fill stderr (a pipe) and stall the output too. */
+	if (dropped > ctl->drops_reported && (final || now - ctl->drops_reported_ms >= 1000)) {
 		fprintf(stderr,
 		        "agentctl: %" PRIu64
 		        " messages dropped: they came faster than agentctl could "
 		        "handle them; what it printed is incomplete\n",
 		        dropped - ctl->drops_reported);
 		ctl->drops_reported = dropped;
+		ctl->drops_reported_ms = now;
 	}
-	return ctl->drops_reported > 0;
+	return dropped > 0;
 }
 
 void ca_agentctl_close(struct ca_agentctl *ctl)

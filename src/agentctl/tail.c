@@ -243,7 +243,7 @@ static void on_message(void *arg, const struct ca_bus_msg *msg)
 	free(text);
 	json_decref(root);
 	t->seen++;
-	ca_agentctl_report_drops(t->ctl);
+	ca_agentctl_report_drops(t->ctl, false);
 	if (ferror(stdout) || (t->count && t->seen >= t->count))
 		ca_loop_stop(t->ctl->loop);
 }
@@ -322,7 +322,7 @@ int ca_agentctl_tail(struct ca_agentctl *ctl, int argc, char **argv)
 		goto out;
 	}
 	ca_loop_run(ctl->loop);
-	bool dropped = ca_agentctl_report_drops(ctl);
+	bool dropped = ca_agentctl_report_drops(ctl, true);
 	status = ferror(stdout) || dropped ? CA_AGENTCTL_EXIT_FAILED : CA_AGENTCTL_EXIT_OK;
 out:
 	ca_buf_fini(&subject);
