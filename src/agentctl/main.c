@@ -40,6 +40,7 @@ static const struct {
         {"--tls-cert", "TLS_CERT_FILE", true},
         {"--tls-key", "TLS_KEY_FILE", true},
 };
+
 #define DEFAULT_TIMEOUT_MS 5000
 
 static void usage(FILE *out)
