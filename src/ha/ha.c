@@ -61,7 +61,8 @@ struct ca_ha {
 	int64_t last_checkpoint_ms;
 
 	struct annotation *pending;
-	size_t npending;
+	size_t npending, max_pending;
+	size_t max_lease_bytes;
 
 	bool read_denied, write_denied; /* readiness: the Lease cannot be read / written */
 	struct ca_ha_stats st;
@@ -263,7 +264,7 @@ static enum ca_err send(struct ca_ha *ha, enum request_kind kind, const char *me
 	        .timeout_ms = kind == REQ_RELEASE || ha->renew_deadline_ms > ha->request_timeout_ms
 	                              ? ha->request_timeout_ms
 	                              : ha->renew_deadline_ms,
-	        .max_body = CA_HA_MAX_LEASE_BYTES,
+	        .max_body = ha->max_lease_bytes,
 	};
 	enum ca_err rc = ca_kube_request_start(ha->kube, &req, on_response, ha, &ha->xfer);
 	if (rc != CA_OK) {
@@ -560,7 +561,11 @@ enum ca_err ca_ha_new(struct ca_ha **out, struct ca_loop *loop, struct ca_kube *
 		return CA_EINVAL;
 	}
 	struct ca_ha *ha = calloc(1, sizeof *ha);
-	if (!ha || !(ha->pending = calloc(CA_HA_MAX_ANNOTATIONS, sizeof *ha->pending))) {
+	if (ha) {
+		ha->max_pending = ca_ha_max_annotations(cfg);
+		ha->max_lease_bytes = ca_ha_max_lease_bytes(cfg);
+	}
+	if (!ha || !(ha->pending = calloc(ha->max_pending, sizeof *ha->pending))) {
 		free(ha);
 		ca_set_err(err, errlen, "ha: out of memory");
 		return CA_ENOMEM;
@@ -689,7 +694,7 @@ enum ca_err ca_ha_set_annotation(struct ca_ha *ha, const char *key, const char *
 			return CA_OK;
 		}
 	}
-	if (ha->npending >= CA_HA_MAX_ANNOTATIONS)
+	if (ha->npending >= ha->max_pending)
 		return CA_ETOOBIG;
 	ca_strlcpy(ha->pending[ha->npending].key, key, sizeof ha->pending[ha->npending].key);
 	ca_strlcpy(ha->pending[ha->npending].value, value, sizeof ha->pending[ha->npending].value);
@@ -702,6 +707,19 @@ void ca_ha_get_stats(const struct ca_ha *ha, struct ca_ha_stats *out)
 	*out = ha->st;
 }
 
+size_t ca_ha_max_annotations(const struct ca_config *cfg)
+{
+	return 16 + (cfg->events.enabled ? cfg->events.namespaces.count : 0);
+}
+
+size_t ca_ha_max_lease_bytes(const struct ca_config *cfg)
+{
+	/* An annotation: a key of up to ANNOTATION_KEY_MAX, a value of up
+	 * to ANNOTATION_VALUE_MAX (a resourceVersion: about 20), JSON's
+	 * quotes and separators, and "f:<key>":{} in managedFields. */
+	return ((size_t)32 << 10) + ca_ha_max_annotations(cfg) * 512;
+}
+
 void ca_ha_budget(const struct ca_config *cfg, struct ca_budget *b)
 {
 	if (!cfg->ha.enabled)
@@ -710,8 +728,8 @@ void ca_ha_budget(const struct ca_config *cfg, struct ca_budget *b)
 	 * the text) and the update's text, and the annotations waiting to be
 	 * written. */
 	ca_budget_add(b, "ha: the Lease (answer, its parse, the update) and the checkpoint", "",
-	              (uint64_t)CA_HA_MAX_LEASE_BYTES * 5 +
-	                      CA_HA_MAX_ANNOTATIONS * sizeof(struct annotation));
+	              (uint64_t)ca_ha_max_lease_bytes(cfg) * 5 +
+	                      ca_ha_max_annotations(cfg) * sizeof(struct annotation));
 }
 
 /* ------------------------------------------------------------ the module */

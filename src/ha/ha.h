@@ -22,7 +22,7 @@
  * checkpoint_interval; a new leader reads them from the Lease it acquired.
  *
  * The module owns the Lease as last read or written (a JSON tree of at
- * most CA_HA_MAX_LEASE_BYTES), its timer, the one request in flight, the
+ * most ca_ha_max_lease_bytes()), its timer, the one request in flight, the
  * annotations waiting to be written, and its counters. It never includes
  * events/, metrics/, bus/ or agent/ headers. Loop thread only, except the
  * pure functions at the end (any thread). */
@@ -43,11 +43,15 @@
 
 struct ca_ha;
 
-/* A Lease answer bigger than this is an error (a Lease is about 1 KiB;
- * 256 checkpoint annotations take about 25 KiB). */
-#define CA_HA_MAX_LEASE_BYTES ((size_t)32 << 10)
-/* Annotations the leader keeps in the Lease (one per events watch). */
-#define CA_HA_MAX_ANNOTATIONS 256
+/* Annotations the leader may keep in the Lease: one per events watch
+ * (events.namespaces, up to 1000, or the one over all namespaces) and a
+ * few spare. Any thread. */
+size_t ca_ha_max_annotations(const struct ca_config *cfg);
+/* A Lease answer bigger than this is an error: about 1 KiB of Lease, and
+ * per annotation its key and value and the key again in managedFields
+ * (about 250 bytes for a 63-character namespace), with room to spare.
+ * Any thread. */
+size_t ca_ha_max_lease_bytes(const struct ca_config *cfg);
 #define CA_HA_IDENTITY_MAX 256
 
 struct ca_ha_callbacks {
@@ -86,7 +90,7 @@ bool ca_ha_leading(const struct ca_ha *ha);
 const char *ca_ha_annotation(const struct ca_ha *ha, const char *key);
 /* Write key=value into the Lease with the next renew that carries the
  * checkpoint (or the release). Copied. CA_EINVAL for a key or value that
- * cannot be an annotation, CA_ETOOBIG past CA_HA_MAX_ANNOTATIONS. */
+ * cannot be an annotation, CA_ETOOBIG past ca_ha_max_annotations(). */
 enum ca_err ca_ha_set_annotation(struct ca_ha *ha, const char *key, const char *value);
 
 struct ca_ha_stats {

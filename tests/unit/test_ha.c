@@ -202,9 +202,9 @@ static void test_annotations(void)
 	CHECK_INT(ca_ha_set_annotation(ha, "collect-agent.io/", "1"), CA_EINVAL);
 	CHECK_INT(ca_ha_set_annotation(ha, "collect-agent.io/x", "a\nb"), CA_EINVAL);
 	int full = 0;
-	for (int i = 0; i < CA_HA_MAX_ANNOTATIONS + 1; i++) {
+	for (size_t i = 0; i < ca_ha_max_annotations(&cfg) + 1; i++) {
 		char key[64];
-		snprintf(key, sizeof key, "n%d.events.collect-agent.io/resource-version", i);
+		snprintf(key, sizeof key, "n%zu.events.collect-agent.io/resource-version", i);
 		if (ca_ha_set_annotation(ha, key, "1") == CA_ETOOBIG)
 			full++;
 	}
