@@ -23,7 +23,7 @@
 #define ANNOTATION_KEY_MAX 128
 #define ANNOTATION_VALUE_MAX 128
 
-enum request_kind { REQ_NONE = 0, REQ_GET, REQ_CREATE, REQ_UPDATE, REQ_RELEASE };
+enum request_kind { REQ_NONE = 0, REQ_GET, REQ_CREATE, REQ_UPDATE, REQ_RELEASE, REQ_RELEASE_GET };
 
 struct annotation {
 	char key[ANNOTATION_KEY_MAX + 1];
@@ -50,6 +50,8 @@ struct ca_ha {
 	bool started, stopping;
 	void (*released)(void *arg);
 	void *released_arg;
+	int64_t release_deadline_ms; /* monotonic: the release's requests end by then */
+	bool release_retried;        /* its one retry after a 409 is used */
 
 	json_t *lease; /* as last read or written; NULL: none */
 	bool have_record;
@@ -260,10 +262,12 @@ static enum ca_err send(struct ca_ha *ha, enum request_kind kind, const char *me
 	        .headers = headers,
 	        .body = body,
 	        .body_len = body ? strlen(body) : 0,
-	        /* An answer later than the renew deadline is of no use. */
-	        .timeout_ms = kind == REQ_RELEASE || ha->renew_deadline_ms > ha->request_timeout_ms
-	                              ? ha->request_timeout_ms
-	                              : ha->renew_deadline_ms,
+	        /* An answer later than the renew deadline is of no use; a
+	         * release and its retry share one request timeout. */
+	        .timeout_ms = kind == REQ_RELEASE || kind == REQ_RELEASE_GET
+	                              ? ha->release_deadline_ms - ca_now_monotonic_ms()
+	                      : ha->renew_deadline_ms > ha->request_timeout_ms ? ha->request_timeout_ms
+	                                                                       : ha->renew_deadline_ms,
 	        .max_body = ha->max_lease_bytes,
 	};
 	enum ca_err rc = ca_kube_request_start(ha->kube, &req, on_response, ha, &ha->xfer);
@@ -436,6 +440,49 @@ static void became_holder(struct ca_ha *ha, int64_t now)
 		ha->cbs.on_started_leading(ha->arg);
 }
 
+/* A release is worth one retry: a renew cancelled by the release may
+ * have been applied already, so the release's resourceVersion is stale
+ * (409). Read the Lease again and, still ours, release that one. Both
+ * requests share the release's deadline. */
+static bool release_retry(struct ca_ha *ha, enum request_kind kind, enum ca_err err, long status,
+                          const char *body, size_t len, int64_t now)
+{
+	if (ha->release_deadline_ms - now < 100)
+		return false;
+	if (kind == REQ_RELEASE && err == CA_OK && status == 409 && !ha->release_retried) {
+		ha->release_retried = true;
+		return send(ha, REQ_RELEASE_GET, "GET", ha->object, NULL) == CA_OK;
+	}
+	if (kind == REQ_RELEASE_GET && err == CA_OK && status == 200 &&
+	    take_lease(ha, body, len, now) == CA_OK && strcmp(ha->observed.holder, ha->identity) == 0) {
+		send_update(ha, REQ_RELEASE, "", 1, ha->observed.transitions, false, true);
+		return ha->xfer != NULL;
+	}
+	return false;
+}
+
+static void release_answered(struct ca_ha *ha, enum request_kind kind, enum ca_err err, long status,
+                             const char *body, size_t len, int64_t now)
+{
+	if (release_retry(ha, kind, err, status, body, len, now))
+		return;
+	if (kind == REQ_RELEASE && err == CA_OK && status == 200)
+		ca_log(CA_LOG_INFO, COMPONENT, "released the Lease", "lease_namespace", ha->lease_namespace,
+		       "lease", ha->lease_name, NULL);
+	else if (kind == REQ_RELEASE_GET && err == CA_OK && status == 200 &&
+	         strcmp(ha->observed.holder, ha->identity) != 0)
+		ca_log(CA_LOG_INFO, COMPONENT, "not releasing the Lease: another replica holds it",
+		       "holder", ha->observed.holder, NULL);
+	else
+		set_http_error(ha, kind == REQ_RELEASE ? "release of" : "GET before releasing", err, status,
+		               body, len);
+	ha->leading = ha->st.leading = false;
+	void (*done)(void *) = ha->released;
+	ha->released = NULL;
+	if (done)
+		done(ha->released_arg);
+}
+
 static void on_response(void *arg, enum ca_err err, long status, const char *body, size_t len)
 {
 	struct ca_ha *ha = arg;
@@ -444,17 +491,8 @@ static void on_response(void *arg, enum ca_err err, long status, const char *bod
 	ha->xfer = NULL;
 	ha->kind = REQ_NONE;
 
-	if (kind == REQ_RELEASE) {
-		if (err != CA_OK || status != 200)
-			set_http_error(ha, "release of", err, status, body, len);
-		else
-			ca_log(CA_LOG_INFO, COMPONENT, "released the Lease", "lease_namespace",
-			       ha->lease_namespace, "lease", ha->lease_name, NULL);
-		ha->leading = ha->st.leading = false;
-		void (*done)(void *) = ha->released;
-		ha->released = NULL;
-		if (done)
-			done(ha->released_arg);
+	if (kind == REQ_RELEASE || kind == REQ_RELEASE_GET) {
+		release_answered(ha, kind, err, status, body, len, now);
 		return;
 	}
 	if (ha->stopping)
@@ -625,6 +663,7 @@ void ca_ha_release(struct ca_ha *ha, void (*done)(void *arg), void *arg)
 	if (valid) {
 		ha->released = done;
 		ha->released_arg = arg;
+		ha->release_deadline_ms = now + ha->request_timeout_ms;
 		send_update(ha, REQ_RELEASE, "", 1, ha->observed.transitions, false, true);
 		if (ha->xfer)
 			return;

@@ -117,6 +117,26 @@ def test_sigterm_releases_and_the_standby_takes_over(agent_factory, nats_server,
     agents[other].assert_clean_exit()
 
 
+def test_sigterm_release_retries_once_after_a_conflict(agent_factory, nats_server, kubesim):
+    """The release may carry a stale resourceVersion (a renew it cancelled
+    was applied after all): the server answers 409. The leader reads the
+    Lease once more and, still the holder, releases that one, so the
+    standby need not wait out the lease. Renews 10 s apart here, so the
+    conflict is the release's."""
+    from lib.ha_helpers import ha_env
+    slow = {"COLLECT_AGENT_HA_LEASE_DURATION": "30s", "COLLECT_AGENT_HA_RENEW_DEADLINE": "20s",
+            "COLLECT_AGENT_HA_RETRY_PERIOD": "10s"}
+    agent = agent_factory(args=["--nats", nats_server.url, "--kubeconfig", kubesim.kubeconfig, "--cluster-id", CID],
+                          env=ha_env("a", slow), name="a")
+    wait_for(lambda: ha(agent)["role"] == "leader", timeout=30, what="leading")
+    kubesim.fault(status=409, count=1, path_prefix=LEASES, verb="update")
+    code, _ = agent.terminate()
+    assert code == 0
+    assert lease(kubesim)["spec"].get("holderIdentity", "") == "", lease(kubesim)["spec"]
+    msgs = [r.get("msg") for r in agent.log_records()]
+    assert "released the Lease" in msgs, msgs
+
+
 # ------------------------------------------------------------------ 3
 
 def test_sigkill_the_lease_expires_and_moves(agent_factory, nats_server, kubesim):
