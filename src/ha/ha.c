@@ -266,8 +266,9 @@ static enum ca_err send(struct ca_ha *ha, enum request_kind kind, const char *me
 	         * release and its retry share one request timeout. */
 	        .timeout_ms = kind == REQ_RELEASE || kind == REQ_RELEASE_GET
 	                              ? ha->release_deadline_ms - ca_now_monotonic_ms()
-	                      : ha->renew_deadline_ms > ha->request_timeout_ms ? ha->request_timeout_ms
-	                                                                       : ha->renew_deadline_ms,
+	                      : ha->renew_deadline_ms > ha->request_timeout_ms
+	                              ? ha->request_timeout_ms
+	                              : ha->renew_deadline_ms,
 	        .max_body = ha->max_lease_bytes,
 	};
 	enum ca_err rc = ca_kube_request_start(ha->kube, &req, on_response, ha, &ha->xfer);
@@ -454,7 +455,8 @@ static bool release_retry(struct ca_ha *ha, enum request_kind kind, enum ca_err 
 		return send(ha, REQ_RELEASE_GET, "GET", ha->object, NULL) == CA_OK;
 	}
 	if (kind == REQ_RELEASE_GET && err == CA_OK && status == 200 &&
-	    take_lease(ha, body, len, now) == CA_OK && strcmp(ha->observed.holder, ha->identity) == 0) {
+	    take_lease(ha, body, len, now) == CA_OK &&
+	    strcmp(ha->observed.holder, ha->identity) == 0) {
 		send_update(ha, REQ_RELEASE, "", 1, ha->observed.transitions, false, true);
 		return ha->xfer != NULL;
 	}
@@ -467,15 +469,15 @@ static void release_answered(struct ca_ha *ha, enum request_kind kind, enum ca_e
 	if (release_retry(ha, kind, err, status, body, len, now))
 		return;
 	if (kind == REQ_RELEASE && err == CA_OK && status == 200)
-		ca_log(CA_LOG_INFO, COMPONENT, "released the Lease", "lease_namespace", ha->lease_namespace,
-		       "lease", ha->lease_name, NULL);
+		ca_log(CA_LOG_INFO, COMPONENT, "released the Lease", "lease_namespace",
+		       ha->lease_namespace, "lease", ha->lease_name, NULL);
 	else if (kind == REQ_RELEASE_GET && err == CA_OK && status == 200 &&
 	         strcmp(ha->observed.holder, ha->identity) != 0)
 		ca_log(CA_LOG_INFO, COMPONENT, "not releasing the Lease: another replica holds it",
 		       "holder", ha->observed.holder, NULL);
 	else
-		set_http_error(ha, kind == REQ_RELEASE ? "release of" : "GET before releasing", err, status,
-		               body, len);
+		set_http_error(ha, kind == REQ_RELEASE ? "release of" : "GET before releasing", err,
+		               status, body, len);
 	ha->leading = ha->st.leading = false;
 	void (*done)(void *) = ha->released;
 	ha->released = NULL;
