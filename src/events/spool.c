@@ -492,11 +492,14 @@ static enum ca_err read_full(int fd, uint8_t *buf, size_t want, uint64_t off, si
 
 /* Count the records of an inherited segment from g->start, and each
  * stream's first resume point. Corrupt regions are left for the replay to
- * count. */
+ * count. *valid_end: where the last whole record ends (g->start when
+ * none), so that the last segment can be appended to after its torn tail
+ * is cut. */
 static enum ca_err scan_segment(struct ca_spool *s, struct segment *g, int fd,
-                                const struct ca_spool_options *o)
+                                const struct ca_spool_options *o, uint64_t *valid_end)
 {
 	uint64_t off = g->start;
+	*valid_end = g->start;
 	size_t blen = 0;
 	for (;;) {
 		size_t got = 0;
@@ -527,6 +530,7 @@ static enum ca_err scan_segment(struct ca_spool *s, struct segment *g, int fd,
 				continue;
 			}
 			if (r == CA_SPOOL_RECORD) {
+				*valid_end = off + pos + adv;
 				g->records++;
 				it.stream_index = stream_index(s, it.stream);
 				note_first(s, g, &it);
@@ -583,6 +587,34 @@ void ca_spool_save_cursor(struct ca_spool *s)
 	}
 }
 
+/* Go on writing the last segment a previous run left, rather than start
+ * a new one: a new segment per run would let restarts during one outage
+ * fill the segment table (CA_SPOOL_MAX_SEGMENTS) with near-empty segments
+ * and delete the oldest events far below max_bytes. What follows the last
+ * whole record (a torn tail of a killed run, garbage) is cut first, counted
+ * once as corrupt, so appends land right after whole records. When the
+ * file cannot be opened or cut, the first append starts a new segment, as
+ * the tail then must stay a tail. */
+static void append_to_last(struct ca_spool *s, uint64_t valid_end)
+{
+	struct segment *g = &s->segs[s->nsegs - 1];
+	char name[SEGMENT_NAME_LEN + 1];
+	segment_name(g->seq, name);
+	int fd = openat(s->dirfd, name, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return;
+	if (valid_end < g->bytes) {
+		if (ftruncate(fd, (off_t)valid_end) != 0) {
+			close(fd);
+			return;
+		}
+		s->st.corrupt++;
+		s->st.bytes -= g->bytes - valid_end;
+		g->bytes = valid_end;
+	}
+	s->wfd = fd;
+}
+
 static enum ca_err load_existing(struct ca_spool *s, const struct ca_spool_options *o, char *err,
                                  size_t errlen)
 {
@@ -618,7 +650,7 @@ static enum ca_err load_existing(struct ca_spool *s, const struct ca_spool_optio
 	if (n)
 		qsort(seqs, n, sizeof *seqs, cmp_u64);
 
-	uint64_t cseq = 0, coff = 0;
+	uint64_t cseq = 0, coff = 0, last_valid_end = 0;
 	bool have_cursor = read_cursor(s, &cseq, &coff);
 	s->next_seq = n ? seqs[n - 1] + 1 : 0;
 	if (have_cursor && cseq + 1 > s->next_seq)
@@ -650,7 +682,8 @@ static enum ca_err load_existing(struct ca_spool *s, const struct ca_spool_optio
 		g->bytes = (uint64_t)st.st_size;
 		if (have_cursor && seqs[k] == cseq && coff <= g->bytes)
 			g->start = coff;
-		rc = scan_segment(s, g, fd, o);
+		uint64_t valid_end = 0;
+		rc = scan_segment(s, g, fd, o, &valid_end);
 		close(fd);
 		if (rc != CA_OK) {
 			segment_fini(g);
@@ -658,6 +691,7 @@ static enum ca_err load_existing(struct ca_spool *s, const struct ca_spool_optio
 			rc = CA_OK;
 			continue;
 		}
+		last_valid_end = valid_end;
 		s->nsegs++;
 		s->st.segments = s->nsegs;
 		s->st.bytes += g->bytes;
@@ -667,6 +701,8 @@ static enum ca_err load_existing(struct ca_spool *s, const struct ca_spool_optio
 	/* A smaller cap than the last run's: the oldest go now. */
 	while (s->nsegs && s->st.bytes > s->max_bytes)
 		remove_head(s, true);
+	if (s->nsegs)
+		append_to_last(s, last_valid_end);
 out:
 	closedir(d);
 	free(seqs);
