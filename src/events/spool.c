@@ -1012,12 +1012,13 @@ enum ca_err ca_spool_peek(struct ca_spool *s, struct ca_spool_item *out, char *w
 			s->bpos++;
 			continue;
 		}
-		if (writing && g->records > 0)
-			return CA_ENOTFOUND; /* cannot happen: appends are whole records */
+		/* Replayed to its end: records the scan or the appends counted but
+		 * the replay did not find (a byte changed under us) are lost, not
+		 * waiting. The segment being written goes too: had its lost
+		 * records been left counted, the spool would never read empty and
+		 * the ring behind it would stall. */
 		if (writing)
 			roll(s);
-		/* Replayed to its end: records the scan counted but the replay did
-		 * not find (changed under us) are lost, not waiting. */
 		remove_head(s, true);
 	}
 }

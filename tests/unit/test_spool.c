@@ -510,6 +510,57 @@ static void test_restarts(void)
 	remove_tree(dir);
 }
 
+/* A corrupt record in the segment still being written: the replay reaches
+ * its end with a record counted but not found. That record is lost, and
+ * the spool must read empty, else the ring behind it waits for an append
+ * that may never come. */
+static void test_write_segment_corrupt(void)
+{
+	char dir[300], seg[600];
+	new_dir(dir, sizeof dir);
+	struct ca_spool *s = open_spool(dir, 4 << 20, 1 << 20);
+	if (!s)
+		return;
+	CHECK_INT(append_range(s, 0, 5), 5);
+	CHECK(segment_path(dir, 0, seg, sizeof seg));
+	/* A payload byte of the third record. */
+	uint8_t buf[8192];
+	int fd = open(seg, O_RDONLY);
+	ssize_t n = pread(fd, buf, sizeof buf, 0);
+	close(fd);
+	size_t at = 0, adv = 0;
+	struct ca_spool_item tmp;
+	for (int k = 0; k < 2; k++) {
+		CHECK_INT(ca_spool_scan_record(buf + at, (size_t)n - at, 0, &tmp, &adv),
+		          CA_SPOOL_RECORD);
+		at += adv;
+	}
+	flip_byte(seg, (off_t)(at + CA_SPOOL_HEADER + 20));
+	int first = 0;
+	bool consecutive = false;
+	CHECK_INT(replay_all(s, &first, &consecutive), 4);
+	struct ca_spool_item it;
+	char why[256];
+	CHECK_INT(ca_spool_peek(s, &it, why, sizeof why), CA_ENOTFOUND);
+	CHECK(ca_spool_empty(s));
+	struct ca_spool_stats ss;
+	ca_spool_get_stats(s, &ss);
+	CHECK_INT(ss.records, 0);
+	CHECK_INT(ss.replayed, 4);
+	CHECK_INT(ss.corrupt, 1);
+	CHECK_INT(ss.dropped, 1);
+	CHECK_INT(ss.bytes, 0);
+	CHECK_INT(ss.segments, 0);
+	CHECK_INT(count_segments(dir), 0);
+	/* And it goes on. */
+	CHECK_INT(append_range(s, 5, 7), 2);
+	CHECK_INT(replay_all(s, &first, &consecutive), 2);
+	CHECK_INT(first, 5);
+	CHECK(ca_spool_empty(s));
+	ca_spool_free(s);
+	remove_tree(dir);
+}
+
 static void test_bad_dirs(void)
 {
 	struct ca_spool *s = NULL;
@@ -654,6 +705,7 @@ int main(void)
 	test_corrupt_and_torn();
 	test_reopen_cursor();
 	test_restarts();
+	test_write_segment_corrupt();
 	test_bad_dirs();
 	test_too_big();
 	test_full_disk();
