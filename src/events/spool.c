@@ -492,8 +492,8 @@ static enum ca_err read_full(int fd, uint8_t *buf, size_t want, uint64_t off, si
 
 /* Count the records of an inherited segment from g->start, and each
  * stream's first resume point. Corrupt regions are left for the replay to
- * count. *valid_end: where the last whole record ends (g->start when
- * none), so that the last segment can be appended to after its torn tail
+ * count. o NULL: count only (a segment about to be deleted). *valid_end: where the last whole
+ * record ends (g->start when none), so that the last segment can be appended to after its torn tail
  * is cut. */
 static enum ca_err scan_segment(struct ca_spool *s, struct segment *g, int fd,
                                 const struct ca_spool_options *o, uint64_t *valid_end)
@@ -532,10 +532,12 @@ static enum ca_err scan_segment(struct ca_spool *s, struct segment *g, int fd,
 			if (r == CA_SPOOL_RECORD) {
 				*valid_end = off + pos + adv;
 				g->records++;
-				it.stream_index = stream_index(s, it.stream);
-				note_first(s, g, &it);
-				if (o->inherited)
-					o->inherited(o->inherited_arg, &it);
+				if (o) {
+					it.stream_index = stream_index(s, it.stream);
+					note_first(s, g, &it);
+					if (o->inherited)
+						o->inherited(o->inherited_arg, &it);
+				}
 			}
 			pos += adv;
 		}
@@ -658,6 +660,30 @@ static enum ca_err load_existing(struct ca_spool *s, const struct ca_spool_optio
 	s->saved_seq = have_cursor ? cseq : UINT64_MAX;
 	s->saved_off = have_cursor ? coff : UINT64_MAX;
 
+	/* Which segments stay, decided before any is scanned: the newest,
+	 * going back, while they fit the cap (a smaller one than the last
+	 * run's) and the segment table. Scanning hands each record to
+	 * o->inherited (the dedup memory), so a record seen there and then
+	 * deleted would have its version suppressed when the resumed watch
+	 * sends it again: lost though it could have come back. */
+	size_t keep_from = 0, kept = 0;
+	uint64_t kept_bytes = 0;
+	for (size_t k = n; k-- > 0;) {
+		if (have_cursor && seqs[k] < cseq)
+			break;
+		char name[SEGMENT_NAME_LEN + 1];
+		segment_name(seqs[k], name);
+		struct stat st;
+		if (fstatat(s->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+			continue; /* skipped below too */
+		if (kept == s->segcap || (uint64_t)st.st_size > s->max_bytes - kept_bytes) {
+			keep_from = k + 1;
+			break;
+		}
+		kept++;
+		kept_bytes += (uint64_t)st.st_size;
+	}
+
 	for (size_t k = 0; k < n; k++) {
 		char name[SEGMENT_NAME_LEN + 1];
 		segment_name(seqs[k], name);
@@ -672,7 +698,19 @@ static enum ca_err load_existing(struct ca_spool *s, const struct ca_spool_optio
 				close(fd);
 			continue;
 		}
-		if (s->nsegs == s->segcap) /* more files than the cap allows: the oldest go */
+		if (k < keep_from) {
+			/* Past the cap: counted as dropped, never seen by o->inherited. */
+			struct segment tmp = {.seq = seqs[k], .bytes = (uint64_t)st.st_size};
+			if (have_cursor && seqs[k] == cseq && coff <= tmp.bytes)
+				tmp.start = coff;
+			uint64_t ignored;
+			if (scan_segment(s, &tmp, fd, NULL, &ignored) == CA_OK)
+				s->st.dropped += tmp.records;
+			close(fd);
+			unlinkat(s->dirfd, name, 0);
+			continue;
+		}
+		if (s->nsegs == s->segcap) /* grown since it was looked at: the oldest go */
 			remove_head(s, true);
 		struct segment *g = &s->segs[s->nsegs];
 		if ((rc = segment_init(s, g, seqs[k])) != CA_OK) {
@@ -698,7 +736,7 @@ static enum ca_err load_existing(struct ca_spool *s, const struct ca_spool_optio
 		s->st.records += g->records;
 		s->st.inherited += g->records;
 	}
-	/* A smaller cap than the last run's: the oldest go now. */
+	/* Only when a file grew since it was looked at above. */
 	while (s->nsegs && s->st.bytes > s->max_bytes)
 		remove_head(s, true);
 	if (s->nsegs)

@@ -68,8 +68,9 @@ struct ca_spool_options {
 	size_t max_payload; /* largest record payload; 0 = CA_SPOOL_MAX_PAYLOAD (also the most) */
 	const char *const *streams; /* the reflectors' collection paths (borrowed) */
 	size_t nstreams;
-	/* Called by ca_spool_open for each record a previous run left, in
-	 * order (the item is valid during the call); NULL = none. */
+	/* Called by ca_spool_open for each record a previous run left and
+	 * the spool keeps, in order (the item is valid during the call);
+	 * never for records deleted at open to fit max_bytes. NULL = none. */
 	void (*inherited)(void *arg, const struct ca_spool_item *item);
 	void *inherited_arg;
 };

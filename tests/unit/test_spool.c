@@ -561,6 +561,62 @@ static void test_write_segment_corrupt(void)
 	remove_tree(dir);
 }
 
+/* Records deleted at open (a smaller cap than the last run's) must not
+ * reach the inherited callback: events.c seeds its dedup memory with them,
+ * and the resumed watch's copies of deleted events would be suppressed. */
+static int inherited_seen, inherited_first;
+
+static void count_inherited(void *arg, const struct ca_spool_item *it)
+{
+	(void)arg;
+	if (inherited_seen++ == 0)
+		inherited_first = (int)strtol(it->msg.uid + 4, NULL, 10);
+}
+
+static void test_inherited_only_kept(void)
+{
+	char dir[300];
+	new_dir(dir, sizeof dir);
+	struct ca_spool *s = open_spool(dir, 1 << 20, 4096);
+	if (!s)
+		return;
+	CHECK_INT(append_range(s, 0, 200), 200);
+	ca_spool_free(s);
+	char err[256] = "";
+	struct ca_spool_options o = {
+	        .dir = dir,
+	        .max_bytes = 8192,
+	        .segment_bytes = 4096,
+	        .max_payload = 32 * 1024,
+	        .streams = streams,
+	        .nstreams = 2,
+	        .inherited = count_inherited,
+	};
+	inherited_seen = 0;
+	inherited_first = -1;
+	s = NULL;
+	CHECK_INT(ca_spool_open(&s, &o, err, sizeof err), CA_OK);
+	if (!s)
+		return;
+	struct ca_spool_stats ss;
+	ca_spool_get_stats(s, &ss);
+	/* The newest segments that fit in 8 KiB: 23 records of 200. */
+	CHECK_INT(ss.records, 23);
+	CHECK_INT(inherited_seen, 23);
+	CHECK_INT(ss.inherited, 23);
+	CHECK_INT(ss.dropped, 177);
+	CHECK_INT(inherited_first, 177);
+	CHECK(ss.bytes <= 8192);
+	CHECK_INT(count_segments(dir), ss.segments);
+	int first = 0;
+	bool consecutive = false;
+	CHECK_INT(replay_all(s, &first, &consecutive), 23);
+	CHECK_INT(first, 177);
+	CHECK(consecutive);
+	ca_spool_free(s);
+	remove_tree(dir);
+}
+
 static void test_bad_dirs(void)
 {
 	struct ca_spool *s = NULL;
@@ -706,6 +762,7 @@ int main(void)
 	test_reopen_cursor();
 	test_restarts();
 	test_write_segment_corrupt();
+	test_inherited_only_kept();
 	test_bad_dirs();
 	test_too_big();
 	test_full_disk();
