@@ -1038,7 +1038,10 @@ enum ca_err ca_spool_peek(struct ca_spool *s, struct ca_spool_item *out, char *w
 				s->blen += got;
 				continue;
 			}
-			g->bytes = file_pos; /* shorter than it was: someone cut it */
+			/* Shorter than it was: someone cut it. The total follows, or
+			 * the gauge and the cap would drift for the rest of the run. */
+			s->st.bytes -= g->bytes - file_pos;
+			g->bytes = file_pos;
 		}
 		/* The end of the segment's data. Bytes left are a record running
 		 * past it: the torn tail of a killed run, or a corrupt length

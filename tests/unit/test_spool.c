@@ -617,6 +617,34 @@ static void test_inherited_only_kept(void)
 	remove_tree(dir);
 }
 
+/* A segment cut shorter under the reader: st.bytes follows. */
+static void test_shrunk_segment(void)
+{
+	char dir[300], seg[600];
+	new_dir(dir, sizeof dir);
+	struct ca_spool *s = open_spool(dir, 1 << 20, 4096);
+	if (!s)
+		return;
+	CHECK_INT(append_range(s, 0, 40), 40);
+	CHECK(segment_path(dir, 0, seg, sizeof seg));
+	CHECK(truncate(seg, (off_t)(file_size(seg) / 2)) == 0);
+	int first = 0;
+	bool consecutive = false;
+	replay_all(s, &first, &consecutive);
+	struct ca_spool_stats ss;
+	ca_spool_get_stats(s, &ss);
+	CHECK_INT(ss.segments, 0);
+	CHECK_INT(ss.records, 0);
+	CHECK_INT(ss.bytes, 0);
+	/* The 7 records of the first segment's cut-off half are lost (the
+	 * one torn in two is counted once as corrupt), the rest replayed. */
+	CHECK_INT(ss.replayed, 33);
+	CHECK_INT(ss.dropped, 7);
+	CHECK_INT(ss.corrupt, 1);
+	ca_spool_free(s);
+	remove_tree(dir);
+}
+
 static void test_bad_dirs(void)
 {
 	struct ca_spool *s = NULL;
@@ -763,6 +791,7 @@ int main(void)
 	test_restarts();
 	test_write_segment_corrupt();
 	test_inherited_only_kept();
+	test_shrunk_segment();
 	test_bad_dirs();
 	test_too_big();
 	test_full_disk();
