@@ -872,6 +872,36 @@ static void roll(struct ca_spool *s)
 	s->wfd = -1;
 }
 
+/* The directory was removed under us (by hand, or a volume cleaned):
+ * dirfd names a deleted directory, where nothing can be created again.
+ * The files the segment table names went with it, so their records are
+ * counted as dropped; the directory is made again and the cursor
+ * reopened, so the spool works again in this run. */
+static enum ca_err reopen_dir(struct ca_spool *s)
+{
+	while (s->nsegs)
+		remove_head(s, true);
+	roll(s);
+	if (mkdir(s->dir, 0700) != 0 && errno != EEXIST)
+		return CA_EIO;
+	int dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return CA_EIO;
+	int cfd = openat(dfd, CURSOR_NAME, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (cfd < 0) {
+		int e = errno;
+		close(dfd);
+		errno = e;
+		return CA_EIO;
+	}
+	close(s->dirfd);
+	close(s->cursor_fd);
+	s->dirfd = dfd;
+	s->cursor_fd = cfd;
+	s->saved_seq = s->saved_off = UINT64_MAX; /* the new cursor file is empty */
+	return CA_OK;
+}
+
 static enum ca_err open_write_segment(struct ca_spool *s, char *why, size_t whylen)
 {
 	if (s->nsegs == s->segcap)
@@ -884,8 +914,23 @@ static enum ca_err open_write_segment(struct ca_spool *s, char *why, size_t whyl
 	}
 	char name[SEGMENT_NAME_LEN + 1];
 	segment_name(g->seq, name);
-	int fd = openat(s->dirfd, name,
-	                O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	const int flags = O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW;
+	int fd = openat(s->dirfd, name, flags, 0600);
+	if (fd < 0 && errno == ENOENT) {
+		/* reopen_dir empties the table, g with it: build it again. */
+		segment_fini(g);
+		if (reopen_dir(s) != CA_OK) {
+			ca_set_err(why, whylen, "%s was removed and cannot be made again: %s",
+			           s->dir, strerror(errno));
+			return CA_EIO;
+		}
+		g = &s->segs[0];
+		if ((rc = segment_init(s, g, s->next_seq)) != CA_OK) {
+			ca_set_err(why, whylen, "out of memory");
+			return rc;
+		}
+		fd = openat(s->dirfd, name, flags, 0600);
+	}
 	if (fd < 0) {
 		ca_set_err(why, whylen, "cannot create %s/%s: %s", s->dir, name, strerror(errno));
 		segment_fini(g);

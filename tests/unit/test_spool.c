@@ -645,6 +645,58 @@ static void test_shrunk_segment(void)
 	remove_tree(dir);
 }
 
+/* The directory removed while the spool is open, made again or not: the
+ * spool writes again (it used to keep writing at a descriptor of the
+ * deleted directory and fail every append for the rest of the run). */
+static void test_dir_removed(void)
+{
+	char dir[300];
+	new_dir(dir, sizeof dir);
+	struct ca_spool *s = open_spool(dir, 1 << 20, 4096);
+	if (!s)
+		return;
+	int first = 0;
+	bool consecutive = false;
+	CHECK_INT(append_range(s, 0, 3), 3);
+	CHECK_INT(replay_all(s, &first, &consecutive), 3);
+	remove_tree(dir);
+	CHECK(mkdir(dir, 0700) == 0); /* by someone else */
+	CHECK_INT(append_range(s, 3, 43), 40);
+	struct ca_spool_stats ss;
+	ca_spool_get_stats(s, &ss);
+	CHECK_INT(ss.records, 40);
+	CHECK_INT(ss.write_errors, 0);
+	CHECK_INT(ss.dropped, 0);
+	CHECK(count_segments(dir) > 0);
+	CHECK_INT(count_segments(dir), ss.segments);
+	ca_spool_free(s);
+	s = open_spool(dir, 1 << 20, 4096);
+	if (!s)
+		return;
+	ca_spool_get_stats(s, &ss);
+	CHECK_INT(ss.inherited, 40);
+	CHECK_INT(replay_all(s, &first, &consecutive), 40);
+	CHECK_INT(first, 3);
+	CHECK(consecutive);
+	/* Removed and not made again: the spool makes it. */
+	remove_tree(dir);
+	CHECK_INT(append_range(s, 43, 48), 5);
+	ca_spool_get_stats(s, &ss);
+	CHECK_INT(ss.records, 5);
+	CHECK_INT(ss.write_errors, 0);
+	CHECK_INT(ss.dropped, 0);
+	struct stat st;
+	CHECK(stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700);
+	CHECK_INT(replay_all(s, &first, &consecutive), 5);
+	CHECK_INT(first, 43);
+	ca_spool_free(s);
+	/* The cursor went to the new directory too. */
+	char cur[400];
+	snprintf(cur, sizeof cur, "%s/cursor", dir);
+	CHECK_INT(file_size(cur), 24);
+	remove_tree(dir);
+}
+
 static void test_bad_dirs(void)
 {
 	struct ca_spool *s = NULL;
@@ -792,6 +844,7 @@ int main(void)
 	test_write_segment_corrupt();
 	test_inherited_only_kept();
 	test_shrunk_segment();
+	test_dir_removed();
 	test_bad_dirs();
 	test_too_big();
 	test_full_disk();
