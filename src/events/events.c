@@ -248,8 +248,13 @@ static bool drain_spool(struct ca_events *ev)
 		struct ca_spool_item it;
 		char why[256] = "";
 		enum ca_err rc = ca_spool_peek(ev->spool, &it, why, sizeof why);
-		if (rc == CA_ENOTFOUND)
-			break;
+		if (rc == CA_ENOTFOUND) {
+			/* Nothing older is left to read, whatever the counters say:
+			 * the ring may go, rather than wait for an append that may
+			 * never come. */
+			empty = true;
+			goto out;
+		}
 		if (rc != CA_OK) {
 			ca_strlcpy(ev->spool_error, why, sizeof ev->spool_error);
 			continue; /* that segment is counted as dropped and gone */

@@ -492,11 +492,14 @@ static enum ca_err read_full(int fd, uint8_t *buf, size_t want, uint64_t off, si
 
 /* Count the records of an inherited segment from g->start, and each
  * stream's first resume point. Corrupt regions are left for the replay to
- * count. */
+ * count. o NULL: count only (a segment about to be deleted). *valid_end: where the last whole
+ * record ends (g->start when none), so that the last segment can be appended to after its torn tail
+ * is cut. */
 static enum ca_err scan_segment(struct ca_spool *s, struct segment *g, int fd,
-                                const struct ca_spool_options *o)
+                                const struct ca_spool_options *o, uint64_t *valid_end)
 {
 	uint64_t off = g->start;
+	*valid_end = g->start;
 	size_t blen = 0;
 	for (;;) {
 		size_t got = 0;
@@ -527,11 +530,14 @@ static enum ca_err scan_segment(struct ca_spool *s, struct segment *g, int fd,
 				continue;
 			}
 			if (r == CA_SPOOL_RECORD) {
+				*valid_end = off + pos + adv;
 				g->records++;
-				it.stream_index = stream_index(s, it.stream);
-				note_first(s, g, &it);
-				if (o->inherited)
-					o->inherited(o->inherited_arg, &it);
+				if (o) {
+					it.stream_index = stream_index(s, it.stream);
+					note_first(s, g, &it);
+					if (o->inherited)
+						o->inherited(o->inherited_arg, &it);
+				}
 			}
 			pos += adv;
 		}
@@ -583,6 +589,34 @@ void ca_spool_save_cursor(struct ca_spool *s)
 	}
 }
 
+/* Go on writing the last segment a previous run left, rather than start
+ * a new one: a new segment per run would let restarts during one outage
+ * fill the segment table (CA_SPOOL_MAX_SEGMENTS) with near-empty segments
+ * and delete the oldest events far below max_bytes. What follows the last
+ * whole record (a torn tail of a killed run, garbage) is cut first, counted
+ * once as corrupt, so appends land right after whole records. When the
+ * file cannot be opened or cut, the first append starts a new segment, as
+ * the tail then must stay a tail. */
+static void append_to_last(struct ca_spool *s, uint64_t valid_end)
+{
+	struct segment *g = &s->segs[s->nsegs - 1];
+	char name[SEGMENT_NAME_LEN + 1];
+	segment_name(g->seq, name);
+	int fd = openat(s->dirfd, name, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return;
+	if (valid_end < g->bytes) {
+		if (ftruncate(fd, (off_t)valid_end) != 0) {
+			close(fd);
+			return;
+		}
+		s->st.corrupt++;
+		s->st.bytes -= g->bytes - valid_end;
+		g->bytes = valid_end;
+	}
+	s->wfd = fd;
+}
+
 static enum ca_err load_existing(struct ca_spool *s, const struct ca_spool_options *o, char *err,
                                  size_t errlen)
 {
@@ -618,13 +652,37 @@ static enum ca_err load_existing(struct ca_spool *s, const struct ca_spool_optio
 	if (n)
 		qsort(seqs, n, sizeof *seqs, cmp_u64);
 
-	uint64_t cseq = 0, coff = 0;
+	uint64_t cseq = 0, coff = 0, last_valid_end = 0;
 	bool have_cursor = read_cursor(s, &cseq, &coff);
 	s->next_seq = n ? seqs[n - 1] + 1 : 0;
 	if (have_cursor && cseq + 1 > s->next_seq)
 		s->next_seq = cseq + 1;
 	s->saved_seq = have_cursor ? cseq : UINT64_MAX;
 	s->saved_off = have_cursor ? coff : UINT64_MAX;
+
+	/* Which segments stay, decided before any is scanned: the newest,
+	 * going back, while they fit the cap (a smaller one than the last
+	 * run's) and the segment table. Scanning hands each record to
+	 * o->inherited (the dedup memory), so a record seen there and then
+	 * deleted would have its version suppressed when the resumed watch
+	 * sends it again: lost though it could have come back. */
+	size_t keep_from = 0, kept = 0;
+	uint64_t kept_bytes = 0;
+	for (size_t k = n; k-- > 0;) {
+		if (have_cursor && seqs[k] < cseq)
+			break;
+		char name[SEGMENT_NAME_LEN + 1];
+		segment_name(seqs[k], name);
+		struct stat st;
+		if (fstatat(s->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+			continue; /* skipped below too */
+		if (kept == s->segcap || (uint64_t)st.st_size > s->max_bytes - kept_bytes) {
+			keep_from = k + 1;
+			break;
+		}
+		kept++;
+		kept_bytes += (uint64_t)st.st_size;
+	}
 
 	for (size_t k = 0; k < n; k++) {
 		char name[SEGMENT_NAME_LEN + 1];
@@ -640,7 +698,19 @@ static enum ca_err load_existing(struct ca_spool *s, const struct ca_spool_optio
 				close(fd);
 			continue;
 		}
-		if (s->nsegs == s->segcap) /* more files than the cap allows: the oldest go */
+		if (k < keep_from) {
+			/* Past the cap: counted as dropped, never seen by o->inherited. */
+			struct segment tmp = {.seq = seqs[k], .bytes = (uint64_t)st.st_size};
+			if (have_cursor && seqs[k] == cseq && coff <= tmp.bytes)
+				tmp.start = coff;
+			uint64_t ignored;
+			if (scan_segment(s, &tmp, fd, NULL, &ignored) == CA_OK)
+				s->st.dropped += tmp.records;
+			close(fd);
+			unlinkat(s->dirfd, name, 0);
+			continue;
+		}
+		if (s->nsegs == s->segcap) /* grown since it was looked at: the oldest go */
 			remove_head(s, true);
 		struct segment *g = &s->segs[s->nsegs];
 		if ((rc = segment_init(s, g, seqs[k])) != CA_OK) {
@@ -650,7 +720,8 @@ static enum ca_err load_existing(struct ca_spool *s, const struct ca_spool_optio
 		g->bytes = (uint64_t)st.st_size;
 		if (have_cursor && seqs[k] == cseq && coff <= g->bytes)
 			g->start = coff;
-		rc = scan_segment(s, g, fd, o);
+		uint64_t valid_end = 0;
+		rc = scan_segment(s, g, fd, o, &valid_end);
 		close(fd);
 		if (rc != CA_OK) {
 			segment_fini(g);
@@ -658,15 +729,18 @@ static enum ca_err load_existing(struct ca_spool *s, const struct ca_spool_optio
 			rc = CA_OK;
 			continue;
 		}
+		last_valid_end = valid_end;
 		s->nsegs++;
 		s->st.segments = s->nsegs;
 		s->st.bytes += g->bytes;
 		s->st.records += g->records;
 		s->st.inherited += g->records;
 	}
-	/* A smaller cap than the last run's: the oldest go now. */
+	/* Only when a file grew since it was looked at above. */
 	while (s->nsegs && s->st.bytes > s->max_bytes)
 		remove_head(s, true);
+	if (s->nsegs)
+		append_to_last(s, last_valid_end);
 out:
 	closedir(d);
 	free(seqs);
@@ -798,6 +872,36 @@ static void roll(struct ca_spool *s)
 	s->wfd = -1;
 }
 
+/* The directory was removed under us (by hand, or a volume cleaned):
+ * dirfd names a deleted directory, where nothing can be created again.
+ * The files the segment table names went with it, so their records are
+ * counted as dropped; the directory is made again and the cursor
+ * reopened, so the spool works again in this run. */
+static enum ca_err reopen_dir(struct ca_spool *s)
+{
+	while (s->nsegs)
+		remove_head(s, true);
+	roll(s);
+	if (mkdir(s->dir, 0700) != 0 && errno != EEXIST)
+		return CA_EIO;
+	int dfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return CA_EIO;
+	int cfd = openat(dfd, CURSOR_NAME, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (cfd < 0) {
+		int e = errno;
+		close(dfd);
+		errno = e;
+		return CA_EIO;
+	}
+	close(s->dirfd);
+	close(s->cursor_fd);
+	s->dirfd = dfd;
+	s->cursor_fd = cfd;
+	s->saved_seq = s->saved_off = UINT64_MAX; /* the new cursor file is empty */
+	return CA_OK;
+}
+
 static enum ca_err open_write_segment(struct ca_spool *s, char *why, size_t whylen)
 {
 	if (s->nsegs == s->segcap)
@@ -810,8 +914,23 @@ static enum ca_err open_write_segment(struct ca_spool *s, char *why, size_t whyl
 	}
 	char name[SEGMENT_NAME_LEN + 1];
 	segment_name(g->seq, name);
-	int fd = openat(s->dirfd, name,
-	                O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+	const int flags = O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW;
+	int fd = openat(s->dirfd, name, flags, 0600);
+	if (fd < 0 && errno == ENOENT) {
+		/* reopen_dir empties the table, g with it: build it again. */
+		segment_fini(g);
+		if (reopen_dir(s) != CA_OK) {
+			ca_set_err(why, whylen, "%s was removed and cannot be made again: %s",
+			           s->dir, strerror(errno));
+			return CA_EIO;
+		}
+		g = &s->segs[0];
+		if ((rc = segment_init(s, g, s->next_seq)) != CA_OK) {
+			ca_set_err(why, whylen, "out of memory");
+			return rc;
+		}
+		fd = openat(s->dirfd, name, flags, 0600);
+	}
 	if (fd < 0) {
 		ca_set_err(why, whylen, "cannot create %s/%s: %s", s->dir, name, strerror(errno));
 		segment_fini(g);
@@ -964,7 +1083,10 @@ enum ca_err ca_spool_peek(struct ca_spool *s, struct ca_spool_item *out, char *w
 				s->blen += got;
 				continue;
 			}
-			g->bytes = file_pos; /* shorter than it was: someone cut it */
+			/* Shorter than it was: someone cut it. The total follows, or
+			 * the gauge and the cap would drift for the rest of the run. */
+			s->st.bytes -= g->bytes - file_pos;
+			g->bytes = file_pos;
 		}
 		/* The end of the segment's data. Bytes left are a record running
 		 * past it: the torn tail of a killed run, or a corrupt length
@@ -976,12 +1098,13 @@ enum ca_err ca_spool_peek(struct ca_spool *s, struct ca_spool_item *out, char *w
 			s->bpos++;
 			continue;
 		}
-		if (writing && g->records > 0)
-			return CA_ENOTFOUND; /* cannot happen: appends are whole records */
+		/* Replayed to its end: records the scan or the appends counted but
+		 * the replay did not find (a byte changed under us) are lost, not
+		 * waiting. The segment being written goes too: had its lost
+		 * records been left counted, the spool would never read empty and
+		 * the ring behind it would stall. */
 		if (writing)
 			roll(s);
-		/* Replayed to its end: records the scan counted but the replay did
-		 * not find (changed under us) are lost, not waiting. */
 		remove_head(s, true);
 	}
 }

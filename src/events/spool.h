@@ -68,8 +68,9 @@ struct ca_spool_options {
 	size_t max_payload; /* largest record payload; 0 = CA_SPOOL_MAX_PAYLOAD (also the most) */
 	const char *const *streams; /* the reflectors' collection paths (borrowed) */
 	size_t nstreams;
-	/* Called by ca_spool_open for each record a previous run left, in
-	 * order (the item is valid during the call); NULL = none. */
+	/* Called by ca_spool_open for each record a previous run left and
+	 * the spool keeps, in order (the item is valid during the call);
+	 * never for records deleted at open to fit max_bytes. NULL = none. */
 	void (*inherited)(void *arg, const struct ca_spool_item *item);
 	void *inherited_arg;
 };
@@ -91,9 +92,10 @@ struct ca_spool_stats {
 
 /* Open (or create) the spool in o->dir: deletes segments the cursor says
  * were replayed, drops the oldest past max_bytes, scans the rest to count
- * their records (and the first resume point of each stream), and starts a
- * new segment for appends (a torn tail of the last run stays behind the
- * records before it). On failure writes a sentence naming the directory and
+ * their records (and the first resume point of each stream), and goes on
+ * appending to the last segment after cutting what follows its last whole
+ * record (a torn tail of a killed run; counted once in corrupt), so that
+ * restarts do not add a segment each. On failure writes a sentence naming the directory and
  * the reason into err and returns CA_EIO (not writable, not a directory),
  * CA_EINVAL (bad options) or CA_ENOMEM. */
 enum ca_err ca_spool_open(struct ca_spool **out, const struct ca_spool_options *o, char *err,
