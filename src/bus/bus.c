@@ -62,6 +62,9 @@
 /* JetStream: at most one log line per this many ms about failing publishes
  * and about dropped messages (each says how many since the last). */
 #define JS_LOG_EVERY_MS 10000
+/* JetStream: the stream refuses a message whose headers pass 64 KiB
+ * (JSStreamHeaderExceedsMaximumErr; nats.c 3.4's jsErrCode lacks it). */
+#define JS_ERR_HEADER_EXCEEDS_MAXIMUM 10097
 
 enum js_state {
 	JS_UNKNOWN,     /* not checked yet (no cluster ID, not connected) */
@@ -187,6 +190,8 @@ struct ca_bus {
 	int64_t js_backoff_ms;
 	int64_t js_fail_log_ms;    /* publisher thread */
 	uint64_t js_fail_unlogged;
+	int64_t js_refused_log_ms; /* publisher thread: messages refused for good */
+	uint64_t js_refused_unlogged;
 	int64_t js_drop_log_ms;    /* loop thread */
 	uint64_t js_drop_unlogged;
 	atomic_int js_state;       /* enum js_state */
@@ -1225,7 +1230,8 @@ static void js_check_stream(struct ca_bus *bus)
  * destroyed normally: a synchronous JetStream publish keeps no reference
  * once it returns, and the free-callback shortcut of destroy_published()
  * is never used on this path. Publisher thread, plock not held. */
-static natsStatus js_send(struct ca_bus *bus, const struct out_msg *m, int64_t wait_ms, char *why, size_t whylen)
+static natsStatus js_send(struct ca_bus *bus, const struct out_msg *m, int64_t wait_ms,
+                          jsErrCode *codep, char *why, size_t whylen)
 {
 	natsMsg *msg = NULL;
 	jsPubAck *pa = NULL;
@@ -1265,7 +1271,56 @@ static natsStatus js_send(struct ca_bus *bus, const struct out_msg *m, int64_t w
 	}
 	if (code == JSStreamNotFoundErr)
 		st = NATS_NO_RESPONDERS; /* same meaning: nothing stores it */
+	*codep = code;
 	return st;
+}
+
+/* Whether the stream's error is about this message, not about the stream
+ * or the agent's configuration: sent again, the same bytes get the same
+ * answer, so a retry would hold every younger message behind it for ever.
+ * A stream that is missing, another stream capturing the subject
+ * (JSStreamNotMatchErr), a sealed or full stream are conditions someone
+ * can fix: those stay retried. */
+static bool js_refuses_message(jsErrCode code)
+{
+	return code == JSStreamMessageExceedsMaximumErr || /* over the stream's max_msg_size */
+	       code == JS_ERR_HEADER_EXCEEDS_MAXIMUM;
+}
+
+/* Drop the head, refused for good (plock held on entry and exit; released
+ * to log). Counted lost; at most one log line per JS_LOG_EVERY_MS, which
+ * says how many more were refused since the last. */
+static void js_drop_refused(struct ca_bus *bus, struct out_msg *m, int64_t now, const char *why)
+{
+	bus->jhead = m->next;
+	if (!bus->jhead)
+		bus->jtail = NULL;
+	bus->jbytes -= m->size;
+	bus->jcount--;
+	atomic_fetch_add(&bus->lost, 1);
+	atomic_fetch_add(&bus->publish_errors, 1);
+	bool log_now =
+	        bus->js_refused_log_ms == 0 || now - bus->js_refused_log_ms >= JS_LOG_EVERY_MS;
+	uint64_t unlogged = bus->js_refused_unlogged;
+	if (log_now) {
+		bus->js_refused_log_ms = now;
+		bus->js_refused_unlogged = 0;
+	} else {
+		bus->js_refused_unlogged++;
+	}
+	bool room = room_again(bus);
+	pthread_mutex_unlock(&bus->plock);
+	if (room)
+		enqueue_simple(bus, EV_ROOM);
+	record_js_error(bus, why);
+	if (log_now) {
+		char n[32];
+		snprintf(n, sizeof n, "%llu", (unsigned long long)unlogged);
+		ca_log(CA_LOG_ERROR, COMPONENT, "JetStream message refused for good; dropped",
+		       "error", why, "subject", m->subject, "refused_since_last_line", n, NULL);
+	}
+	free(m);
+	pthread_mutex_lock(&bus->plock);
 }
 
 /* Try the oldest unacknowledged message once (plock held on entry and
@@ -1279,7 +1334,8 @@ static void js_try_head(struct ca_bus *bus, int64_t now)
 	m->inflight = true;
 	pthread_mutex_unlock(&bus->plock);
 	char why[LAST_ERROR_LEN] = "";
-	natsStatus st = js_send(bus, m, wait, why, sizeof why);
+	jsErrCode code = 0;
+	natsStatus st = js_send(bus, m, wait, &code, why, sizeof why);
 	int64_t after = ca_now_monotonic_ms();
 	atomic_store(&bus->handoff_ms, after);
 	pthread_mutex_lock(&bus->plock);
@@ -1316,18 +1372,16 @@ static void js_try_head(struct ca_bus *bus, int64_t now)
 	atomic_fetch_add(&bus->js_ack_failures, 1);
 	if (st == NATS_MAX_PAYLOAD || st == NATS_INVALID_SUBJECT || st == NATS_INVALID_ARG) {
 		/* No retry can succeed: lost for good, and the next goes. */
-		bus->jhead = m->next;
-		if (!bus->jhead)
-			bus->jtail = NULL;
-		bus->jbytes -= m->size;
-		bus->jcount--;
-		atomic_fetch_add(&bus->lost, 1);
-		atomic_fetch_add(&bus->publish_errors, 1);
-		pthread_mutex_unlock(&bus->plock);
-		record_js_error(bus, why);
-		ca_log(CA_LOG_ERROR, COMPONENT, "JetStream message refused for good; dropped", "error", why, NULL);
-		free(m);
-		pthread_mutex_lock(&bus->plock);
+		js_drop_refused(bus, m, after, why);
+		return;
+	}
+	if (st == NATS_ERR && js_refuses_message(code)) {
+		/* The stream answered, so it is there and working: the next
+		 * message goes at once. */
+		bus->js_backoff_ms = 0;
+		bus->js_next_try_ms = 0;
+		atomic_store(&bus->js_state, JS_OK);
+		js_drop_refused(bus, m, after, why);
 		return;
 	}
 	atomic_fetch_add(&bus->js_retries, 1);

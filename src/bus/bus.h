@@ -138,6 +138,10 @@ enum ca_err ca_bus_publish(struct ca_bus *bus, const char *subject, const char *
  * Nats-Msg-Id after a backoff (nats.jetstream.retry_backoff doubling to
  * retry_backoff_max) before any younger one, so the stream's duplicate
  * window drops a copy that did arrive, and the stream keeps this order.
+ * A message the stream refuses for good, whatever is fixed (larger than
+ * its max_msg_size), is dropped instead and counted in
+ * agent_nats_publish_lost_total (an error logged at most every 10 s), so
+ * it never holds the younger ones back.
  * Messages accepted and not yet acknowledged take at most
  * nats.jetstream.max_pending_bytes. When a message does not fit: while
  * the stream acknowledges (a burst faster than the stream) CA_EAGAIN, the

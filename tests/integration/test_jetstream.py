@@ -375,6 +375,35 @@ def test_a_stream_that_captures_the_subject_is_refused_not_used(js_server, kubes
     agent.assert_clean_exit()
 
 
+def test_a_message_the_stream_refuses_for_good_is_dropped_not_retried(js_server, kubesim, agent_factory):
+    """The stream refuses one event for good (larger than its
+    max_msg_size: JSStreamMessageExceedsMaximumErr, 10054): it is dropped
+    and counted lost, logged once, and every later event is stored in
+    order; the agent stays ready. Before the fix it was retried for ever,
+    readiness went 503 and nothing after it was sent."""
+    with client_for(js_server) as nc:
+        js_api(nc, f"STREAM.CREATE.{STREAM}", {"name": STREAM, "subjects": STORED, "storage": "file",
+                                               "retention": "limits", "num_replicas": 1,
+                                               "duplicate_window": int(120e9), "max_msg_size": 2048})
+    agent = agent_factory(agent_args(js_server, kubesim), env=js_env(NATS_JETSTREAM_CREATE_STREAM="false"))
+    agent.wait_ready(timeout=30)
+    emit_objects(kubesim, ["r0"], 1, "big " + "x" * 4000)
+    wait_for(lambda: js_metric(agent, "agent_nats_publish_lost_total") >= 1, timeout=30, what="big one lost")
+    order = emit_objects(kubesim, ["r1"], 20, "small")
+    wait_stored(js_server, 20, timeout=30)
+    assert_exactly_once_in_order(stored_events(js_server), order)
+    assert js_metric(agent, "agent_nats_publish_lost_total") == 1
+    assert js_metric(agent, "agent_nats_js_retries_total") == 0
+    js = nats_health(agent)["jetstream"]
+    assert js["state"] == "ok" and js["pending"] == 0, js
+    assert "maximum" in (js["last_error"] or ""), js
+    code, body = agent.get("/health/ready")
+    assert code == 200, body
+    refused = [r for r in agent.log_records() if "refused for good" in r.get("msg", "")]
+    assert len(refused) == 1, refused
+    agent.assert_clean_exit()
+
+
 def test_jetstream_mode_fits_the_default_memory_budget():
     """Turning JetStream on with every other default passes --check-config
     (the budget stays under 90 % of the Deployment's 128 MiB); the old
