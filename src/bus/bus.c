@@ -57,6 +57,11 @@
  * ("Nats-Expected-Stream: <name of up to 255>\r\n"), kept out of what
  * ca_bus_max_payload() offers callers. */
 #define JS_HEADER_RESERVE 280
+/* JetStream: what max_pending_bytes charges a message beyond its payload:
+ * the out_msg block and its strings (subject, Content-Type, Nats-Msg-Id;
+ * the agent's are well under this), kept out of what ca_bus_max_payload()
+ * offers callers so that a payload it allows always fits. */
+#define JS_MSG_OVERHEAD (sizeof(struct out_msg) + 2048)
 /* JetStream: how often the publisher looks again while disconnected. */
 #define JS_OFFLINE_POLL_MS 100
 /* JetStream: at most one log line per this many ms about failing publishes
@@ -1617,9 +1622,15 @@ static enum ca_err enqueue_out(struct ca_bus *bus, const char *subject, const ch
 	}
 	size_t size = sizeof(struct out_msg) + ls + 1 + (reply ? lr + 1 : 0) +
 	              (content_type ? strlen(content_type) + 1 : 0) + (msg_id ? strlen(msg_id) + 1 : 0) + len + 1;
+	if (durable && size > bus->jmax) {
+		/* max_pending_bytes can never hold it: waiting would not help
+		 * (ca_bus_max_payload() tells callers the limit). */
+		rc = CA_ETOOBIG;
+		goto out;
+	}
 	pthread_mutex_lock(&bus->plock);
-	bool full = durable ? size > bus->jmax
-	                    : bus->pbytes > 0 && (size > bus->pmax || bus->pbytes > bus->pmax - size);
+	bool full =
+	        !durable && bus->pbytes > 0 && (size > bus->pmax || bus->pbytes > bus->pmax - size);
 	pthread_mutex_unlock(&bus->plock);
 	if (full) {
 		/* NATS is slower than we publish (or stalled): the caller keeps
@@ -1874,10 +1885,15 @@ bool ca_bus_connected(const struct ca_bus *bus)
 size_t ca_bus_max_payload(const struct ca_bus *bus)
 {
 	size_t mp = bus ? atomic_load(&((struct ca_bus *)bus)->max_payload) : 0;
-	/* What callers may fill: a JetStream publish adds a header. */
-	if (bus && bus->js_enabled && mp > JS_HEADER_RESERVE)
+	if (!bus || !bus->js_enabled)
+		return mp;
+	/* What callers may fill: a JetStream publish adds a header, and the
+	 * message must fit max_pending_bytes whole (it waits there until
+	 * acknowledged), which may be smaller than the server's limit. */
+	if (mp > JS_HEADER_RESERVE)
 		mp -= JS_HEADER_RESERVE;
-	return mp;
+	size_t pending = bus->jmax > JS_MSG_OVERHEAD ? bus->jmax - JS_MSG_OVERHEAD : 0;
+	return mp && mp < pending ? mp : pending;
 }
 
 uint64_t ca_bus_received_dropped(const struct ca_bus *bus)
