@@ -188,6 +188,7 @@ struct ca_bus {
 	bool js_bound;             /* plock: stream and subjects known */
 	bool js_checked;           /* plock: the stream was looked up (or created) on this connection */
 	uint64_t js_checked_epoch; /* plock */
+	int64_t js_recheck_ms;     /* publisher thread: when to look the stream up again */
 	char js_stream[256];       /* set once by ca_bus_jetstream_bind(), then read-only */
 	char **js_subjects;
 	size_t js_nsubjects;
@@ -1172,10 +1173,13 @@ static void js_check_config(struct ca_bus *bus, const jsStreamConfig *c)
 	}
 }
 
-/* Look the stream up, and create it when missing and allowed. Publisher
+/* Look the stream up, and create it when missing and allowed. again: a
+ * periodic look while it was not usable, logged only when the state
+ * changed (the first look on a connection always says). Publisher
  * thread, plock not held: the requests wait up to ack_timeout. */
-static void js_check_stream(struct ca_bus *bus)
+static void js_check_stream(struct ca_bus *bus, bool again)
 {
+	int before = atomic_load(&bus->js_state);
 	const struct ca_config *cfg = bus->cfg;
 	jsStreamInfo *si = NULL;
 	jsErrCode code = 0;
@@ -1227,7 +1231,9 @@ static void js_check_stream(struct ca_bus *bus)
 		atomic_store(&bus->js_state, st == NATS_TIMEOUT ? JS_UNKNOWN : JS_UNAVAILABLE);
 	}
 	record_js_error(bus, text);
-	ca_log(CA_LOG_ERROR, COMPONENT, text, "note", "publishes are kept and retried", NULL);
+	if (!again || atomic_load(&bus->js_state) != before)
+		ca_log(CA_LOG_ERROR, COMPONENT, text, "note", "publishes are kept and retried",
+		       NULL);
 }
 
 /* Send m once through JetStream and wait for the stream's acknowledgement
@@ -1445,13 +1451,22 @@ static void *publisher_main(void *arg)
 		bool up = atomic_load(&bus->connected);
 		if (bus->pstop && now >= bus->stop_deadline_ms)
 			break;
-		if (bus->js_bound && up && (!bus->js_checked ||
-		                            bus->js_checked_epoch != atomic_load(&bus->connect_epoch))) {
+		/* While the stream is not usable and nothing durable is pending,
+		 * no publish would notice it appear: look again every
+		 * retry_backoff_max so /health/ready follows. With messages
+		 * pending, their retries are the look (and a lookup that finds
+		 * a stream refusing them would only flip readiness). */
+		bool recheck = bus->js_bound && up && !bus->jhead && !bus->pstop &&
+		               atomic_load(&bus->js_state) != JS_OK;
+		bool first = !bus->js_checked ||
+		             bus->js_checked_epoch != atomic_load(&bus->connect_epoch);
+		if (bus->js_bound && up && (first || (recheck && now >= bus->js_recheck_ms))) {
 			bus->js_checked = true;
 			bus->js_checked_epoch = atomic_load(&bus->connect_epoch);
+			bus->js_recheck_ms = now + bus->cfg->nats.jetstream.retry_backoff_max_ms;
 			bus->pbusy = true;
 			pthread_mutex_unlock(&bus->plock);
-			js_check_stream(bus);
+			js_check_stream(bus, !first);
 			pthread_mutex_lock(&bus->plock);
 			continue;
 		}
@@ -1470,6 +1485,8 @@ static void *publisher_main(void *arg)
 				if (wait < 0 || w < wait)
 					wait = w;
 			}
+			if (recheck && (wait < 0 || bus->js_recheck_ms - now < wait))
+				wait = bus->js_recheck_ms - now;
 			bus->pbusy = false;
 			atomic_store(&bus->handoff_ms, now);
 			pthread_cond_broadcast(&bus->pidle);

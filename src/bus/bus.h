@@ -160,7 +160,9 @@ enum ca_err ca_bus_publish_durable(struct ca_bus *bus, const char *subject, cons
  * cluster ID is known. The stream is nats.jetstream.stream_name, or
  * AGENT_<cluster_id> with any character other than letters, digits, '-'
  * and '_' made '_'. subjects are copied. The publisher thread then looks
- * the stream up on every (re)connect, creates it when missing and
+ * the stream up on every (re)connect (and again every
+ * nats.jetstream.retry_backoff_max while it is not usable and nothing
+ * durable is pending), creates it when missing and
  * nats.jetstream.create_stream is set (file storage, the subjects,
  * duplicate window nats.jetstream.duplicate_window), and logs when it is
  * missing, JetStream is off, or the stream's duplicate window is shorter

@@ -288,6 +288,28 @@ def test_missing_stream_is_said_and_retried_until_created(js_server, kubesim, ag
     agent.assert_clean_exit()
 
 
+def test_ready_again_once_the_stream_exists_with_nothing_pending(js_server, kubesim, agent_factory):
+    """With nothing durable pending no publish notices the stream appear:
+    the agent looks it up again every retry_backoff_max (1s here), so
+    /health/ready turns 200 without an event, and logs the missing stream
+    once, not on every look. Before the fix it stayed 503 until the next
+    reconnect or publish."""
+    agent = agent_factory(agent_args(js_server, kubesim), env=js_env(NATS_JETSTREAM_CREATE_STREAM="false"))
+    wait_for(lambda: "not found" in agent.get("/health/ready")[1], timeout=30, what="not ready: no stream")
+    assert nats_health(agent)["jetstream"]["pending"] == 0, nats_health(agent)
+    time.sleep(3)  # a few looks that still find nothing
+    assert agent.get("/health/ready")[0] == 503
+    with client_for(js_server) as nc:
+        js_stream_create(nc, STREAM, STORED)
+    agent.wait_ready(timeout=10)
+    js = nats_health(agent)["jetstream"]
+    assert js["state"] == "ok" and js["pending"] == 0, js
+    missing = [r for r in agent.log_records() if "not found" in r.get("msg", "") and r.get("level") == "error"]
+    assert len(missing) == 1, missing
+    assert any("publishing through JetStream" in r.get("msg", "") for r in agent.log_records())
+    agent.assert_clean_exit()
+
+
 def test_full_pending_buffer_drops_the_oldest(js_server, kubesim, agent_factory):
     agent = agent_factory(agent_args(js_server, kubesim),
                           env=js_env(NATS_JETSTREAM_CREATE_STREAM="false",
