@@ -608,7 +608,16 @@ static void checkpoint_key(const char *ns, char *out, size_t outlen)
  * bus's published sequence, and becomes the checkpoint once the bus's
  * confirmed sequence reaches that sequence. A successor thus resumes at
  * most a few samples too early (re-sends the stream's duplicate window
- * removes), never after an event a killed leader had not delivered. */
+ * removes), and never after an event that was still waiting for its
+ * confirmation when the leader was killed. But "confirmed" also covers
+ * events the bus gave up on (ca_bus_confirmed_seq() in bus.h): in
+ * JetStream mode those dropped by when_full: drop_oldest, refused for good
+ * by the stream, or still unacknowledged when the bus closed; in core mode
+ * those nats.c refused for good, and those that were in the socket when a
+ * connection died (the PONG after the reconnect confirms them). The
+ * checkpoint moves past them, so a successor does not send them again:
+ * they stay lost, counted in agent_nats_publish_lost_total, except the
+ * core-mode ones lost in the socket, which nothing counts. */
 static const char *checkpoint_rv(struct ca_agent *a, size_t i)
 {
 	struct checkpoint_watch *w = &a->checkpoints[i];

@@ -57,11 +57,19 @@
  * ("Nats-Expected-Stream: <name of up to 255>\r\n"), kept out of what
  * ca_bus_max_payload() offers callers. */
 #define JS_HEADER_RESERVE 280
+/* JetStream: what max_pending_bytes charges a message beyond its payload:
+ * the out_msg block and its strings (subject, Content-Type, Nats-Msg-Id;
+ * the agent's are well under this), kept out of what ca_bus_max_payload()
+ * offers callers so that a payload it allows always fits. */
+#define JS_MSG_OVERHEAD (sizeof(struct out_msg) + 2048)
 /* JetStream: how often the publisher looks again while disconnected. */
 #define JS_OFFLINE_POLL_MS 100
 /* JetStream: at most one log line per this many ms about failing publishes
  * and about dropped messages (each says how many since the last). */
 #define JS_LOG_EVERY_MS 10000
+/* JetStream: the stream refuses a message whose headers pass 64 KiB
+ * (JSStreamHeaderExceedsMaximumErr; nats.c 3.4's jsErrCode lacks it). */
+#define JS_ERR_HEADER_EXCEEDS_MAXIMUM 10097
 
 enum js_state {
 	JS_UNKNOWN,     /* not checked yet (no cluster ID, not connected) */
@@ -180,6 +188,7 @@ struct ca_bus {
 	bool js_bound;             /* plock: stream and subjects known */
 	bool js_checked;           /* plock: the stream was looked up (or created) on this connection */
 	uint64_t js_checked_epoch; /* plock */
+	int64_t js_recheck_ms;     /* publisher thread: when to look the stream up again */
 	char js_stream[256];       /* set once by ca_bus_jetstream_bind(), then read-only */
 	char **js_subjects;
 	size_t js_nsubjects;
@@ -187,6 +196,8 @@ struct ca_bus {
 	int64_t js_backoff_ms;
 	int64_t js_fail_log_ms;    /* publisher thread */
 	uint64_t js_fail_unlogged;
+	int64_t js_refused_log_ms; /* publisher thread: messages refused for good */
+	uint64_t js_refused_unlogged;
 	int64_t js_drop_log_ms;    /* loop thread */
 	uint64_t js_drop_unlogged;
 	atomic_int js_state;       /* enum js_state */
@@ -1162,10 +1173,13 @@ static void js_check_config(struct ca_bus *bus, const jsStreamConfig *c)
 	}
 }
 
-/* Look the stream up, and create it when missing and allowed. Publisher
+/* Look the stream up, and create it when missing and allowed. again: a
+ * periodic look while it was not usable, logged only when the state
+ * changed (the first look on a connection always says). Publisher
  * thread, plock not held: the requests wait up to ack_timeout. */
-static void js_check_stream(struct ca_bus *bus)
+static void js_check_stream(struct ca_bus *bus, bool again)
 {
+	int before = atomic_load(&bus->js_state);
 	const struct ca_config *cfg = bus->cfg;
 	jsStreamInfo *si = NULL;
 	jsErrCode code = 0;
@@ -1217,7 +1231,9 @@ static void js_check_stream(struct ca_bus *bus)
 		atomic_store(&bus->js_state, st == NATS_TIMEOUT ? JS_UNKNOWN : JS_UNAVAILABLE);
 	}
 	record_js_error(bus, text);
-	ca_log(CA_LOG_ERROR, COMPONENT, text, "note", "publishes are kept and retried", NULL);
+	if (!again || atomic_load(&bus->js_state) != before)
+		ca_log(CA_LOG_ERROR, COMPONENT, text, "note", "publishes are kept and retried",
+		       NULL);
 }
 
 /* Send m once through JetStream and wait for the stream's acknowledgement
@@ -1225,7 +1241,8 @@ static void js_check_stream(struct ca_bus *bus)
  * destroyed normally: a synchronous JetStream publish keeps no reference
  * once it returns, and the free-callback shortcut of destroy_published()
  * is never used on this path. Publisher thread, plock not held. */
-static natsStatus js_send(struct ca_bus *bus, const struct out_msg *m, int64_t wait_ms, char *why, size_t whylen)
+static natsStatus js_send(struct ca_bus *bus, const struct out_msg *m, int64_t wait_ms,
+                          jsErrCode *codep, char *why, size_t whylen)
 {
 	natsMsg *msg = NULL;
 	jsPubAck *pa = NULL;
@@ -1265,7 +1282,56 @@ static natsStatus js_send(struct ca_bus *bus, const struct out_msg *m, int64_t w
 	}
 	if (code == JSStreamNotFoundErr)
 		st = NATS_NO_RESPONDERS; /* same meaning: nothing stores it */
+	*codep = code;
 	return st;
+}
+
+/* Whether the stream's error is about this message, not about the stream
+ * or the agent's configuration: sent again, the same bytes get the same
+ * answer, so a retry would hold every younger message behind it for ever.
+ * A stream that is missing, another stream capturing the subject
+ * (JSStreamNotMatchErr), a sealed or full stream are conditions someone
+ * can fix: those stay retried. */
+static bool js_refuses_message(jsErrCode code)
+{
+	return code == JSStreamMessageExceedsMaximumErr || /* over the stream's max_msg_size */
+	       code == JS_ERR_HEADER_EXCEEDS_MAXIMUM;
+}
+
+/* Drop the head, refused for good (plock held on entry and exit; released
+ * to log). Counted lost; at most one log line per JS_LOG_EVERY_MS, which
+ * says how many more were refused since the last. */
+static void js_drop_refused(struct ca_bus *bus, struct out_msg *m, int64_t now, const char *why)
+{
+	bus->jhead = m->next;
+	if (!bus->jhead)
+		bus->jtail = NULL;
+	bus->jbytes -= m->size;
+	bus->jcount--;
+	atomic_fetch_add(&bus->lost, 1);
+	atomic_fetch_add(&bus->publish_errors, 1);
+	bool log_now =
+	        bus->js_refused_log_ms == 0 || now - bus->js_refused_log_ms >= JS_LOG_EVERY_MS;
+	uint64_t unlogged = bus->js_refused_unlogged;
+	if (log_now) {
+		bus->js_refused_log_ms = now;
+		bus->js_refused_unlogged = 0;
+	} else {
+		bus->js_refused_unlogged++;
+	}
+	bool room = room_again(bus);
+	pthread_mutex_unlock(&bus->plock);
+	if (room)
+		enqueue_simple(bus, EV_ROOM);
+	record_js_error(bus, why);
+	if (log_now) {
+		char n[32];
+		snprintf(n, sizeof n, "%llu", (unsigned long long)unlogged);
+		ca_log(CA_LOG_ERROR, COMPONENT, "JetStream message refused for good; dropped",
+		       "error", why, "subject", m->subject, "refused_since_last_line", n, NULL);
+	}
+	free(m);
+	pthread_mutex_lock(&bus->plock);
 }
 
 /* Try the oldest unacknowledged message once (plock held on entry and
@@ -1279,7 +1345,8 @@ static void js_try_head(struct ca_bus *bus, int64_t now)
 	m->inflight = true;
 	pthread_mutex_unlock(&bus->plock);
 	char why[LAST_ERROR_LEN] = "";
-	natsStatus st = js_send(bus, m, wait, why, sizeof why);
+	jsErrCode code = 0;
+	natsStatus st = js_send(bus, m, wait, &code, why, sizeof why);
 	int64_t after = ca_now_monotonic_ms();
 	atomic_store(&bus->handoff_ms, after);
 	pthread_mutex_lock(&bus->plock);
@@ -1316,18 +1383,16 @@ static void js_try_head(struct ca_bus *bus, int64_t now)
 	atomic_fetch_add(&bus->js_ack_failures, 1);
 	if (st == NATS_MAX_PAYLOAD || st == NATS_INVALID_SUBJECT || st == NATS_INVALID_ARG) {
 		/* No retry can succeed: lost for good, and the next goes. */
-		bus->jhead = m->next;
-		if (!bus->jhead)
-			bus->jtail = NULL;
-		bus->jbytes -= m->size;
-		bus->jcount--;
-		atomic_fetch_add(&bus->lost, 1);
-		atomic_fetch_add(&bus->publish_errors, 1);
-		pthread_mutex_unlock(&bus->plock);
-		record_js_error(bus, why);
-		ca_log(CA_LOG_ERROR, COMPONENT, "JetStream message refused for good; dropped", "error", why, NULL);
-		free(m);
-		pthread_mutex_lock(&bus->plock);
+		js_drop_refused(bus, m, after, why);
+		return;
+	}
+	if (st == NATS_ERR && js_refuses_message(code)) {
+		/* The stream answered, so it is there and working: the next
+		 * message goes at once. */
+		bus->js_backoff_ms = 0;
+		bus->js_next_try_ms = 0;
+		atomic_store(&bus->js_state, JS_OK);
+		js_drop_refused(bus, m, after, why);
 		return;
 	}
 	atomic_fetch_add(&bus->js_retries, 1);
@@ -1386,13 +1451,22 @@ static void *publisher_main(void *arg)
 		bool up = atomic_load(&bus->connected);
 		if (bus->pstop && now >= bus->stop_deadline_ms)
 			break;
-		if (bus->js_bound && up && (!bus->js_checked ||
-		                            bus->js_checked_epoch != atomic_load(&bus->connect_epoch))) {
+		/* While the stream is not usable and nothing durable is pending,
+		 * no publish would notice it appear: look again every
+		 * retry_backoff_max so /health/ready follows. With messages
+		 * pending, their retries are the look (and a lookup that finds
+		 * a stream refusing them would only flip readiness). */
+		bool recheck = bus->js_bound && up && !bus->jhead && !bus->pstop &&
+		               atomic_load(&bus->js_state) != JS_OK;
+		bool first = !bus->js_checked ||
+		             bus->js_checked_epoch != atomic_load(&bus->connect_epoch);
+		if (bus->js_bound && up && (first || (recheck && now >= bus->js_recheck_ms))) {
 			bus->js_checked = true;
 			bus->js_checked_epoch = atomic_load(&bus->connect_epoch);
+			bus->js_recheck_ms = now + bus->cfg->nats.jetstream.retry_backoff_max_ms;
 			bus->pbusy = true;
 			pthread_mutex_unlock(&bus->plock);
-			js_check_stream(bus);
+			js_check_stream(bus, !first);
 			pthread_mutex_lock(&bus->plock);
 			continue;
 		}
@@ -1411,6 +1485,8 @@ static void *publisher_main(void *arg)
 				if (wait < 0 || w < wait)
 					wait = w;
 			}
+			if (recheck && (wait < 0 || bus->js_recheck_ms - now < wait))
+				wait = bus->js_recheck_ms - now;
 			bus->pbusy = false;
 			atomic_store(&bus->handoff_ms, now);
 			pthread_cond_broadcast(&bus->pidle);
@@ -1563,9 +1639,15 @@ static enum ca_err enqueue_out(struct ca_bus *bus, const char *subject, const ch
 	}
 	size_t size = sizeof(struct out_msg) + ls + 1 + (reply ? lr + 1 : 0) +
 	              (content_type ? strlen(content_type) + 1 : 0) + (msg_id ? strlen(msg_id) + 1 : 0) + len + 1;
+	if (durable && size > bus->jmax) {
+		/* max_pending_bytes can never hold it: waiting would not help
+		 * (ca_bus_max_payload() tells callers the limit). */
+		rc = CA_ETOOBIG;
+		goto out;
+	}
 	pthread_mutex_lock(&bus->plock);
-	bool full = durable ? size > bus->jmax
-	                    : bus->pbytes > 0 && (size > bus->pmax || bus->pbytes > bus->pmax - size);
+	bool full =
+	        !durable && bus->pbytes > 0 && (size > bus->pmax || bus->pbytes > bus->pmax - size);
 	pthread_mutex_unlock(&bus->plock);
 	if (full) {
 		/* NATS is slower than we publish (or stalled): the caller keeps
@@ -1820,10 +1902,15 @@ bool ca_bus_connected(const struct ca_bus *bus)
 size_t ca_bus_max_payload(const struct ca_bus *bus)
 {
 	size_t mp = bus ? atomic_load(&((struct ca_bus *)bus)->max_payload) : 0;
-	/* What callers may fill: a JetStream publish adds a header. */
-	if (bus && bus->js_enabled && mp > JS_HEADER_RESERVE)
+	if (!bus || !bus->js_enabled)
+		return mp;
+	/* What callers may fill: a JetStream publish adds a header, and the
+	 * message must fit max_pending_bytes whole (it waits there until
+	 * acknowledged), which may be smaller than the server's limit. */
+	if (mp > JS_HEADER_RESERVE)
 		mp -= JS_HEADER_RESERVE;
-	return mp;
+	size_t pending = bus->jmax > JS_MSG_OVERHEAD ? bus->jmax - JS_MSG_OVERHEAD : 0;
+	return mp && mp < pending ? mp : pending;
 }
 
 uint64_t ca_bus_received_dropped(const struct ca_bus *bus)

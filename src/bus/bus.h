@@ -138,6 +138,10 @@ enum ca_err ca_bus_publish(struct ca_bus *bus, const char *subject, const char *
  * Nats-Msg-Id after a backoff (nats.jetstream.retry_backoff doubling to
  * retry_backoff_max) before any younger one, so the stream's duplicate
  * window drops a copy that did arrive, and the stream keeps this order.
+ * A message the stream refuses for good, whatever is fixed (larger than
+ * its max_msg_size), is dropped instead and counted in
+ * agent_nats_publish_lost_total (an error logged at most every 10 s), so
+ * it never holds the younger ones back.
  * Messages accepted and not yet acknowledged take at most
  * nats.jetstream.max_pending_bytes. When a message does not fit: while
  * the stream acknowledges (a burst faster than the stream) CA_EAGAIN, the
@@ -146,7 +150,9 @@ enum ca_err ca_bus_publish(struct ca_bus *bus, const char *subject, const char *
  * flight are dropped to make room (agent_nats_js_dropped_total, a warning
  * at most every 10 s), unless nats.jetstream.when_full is backpressure:
  * then CA_EAGAIN too (for a caller that keeps its own backlog, such as a
- * spool). Errors otherwise as ca_bus_publish(). */
+ * spool). CA_ETOOBIG for a message that max_pending_bytes could never
+ * hold (larger than ca_bus_max_payload()). Errors otherwise as
+ * ca_bus_publish(). */
 enum ca_err ca_bus_publish_durable(struct ca_bus *bus, const char *subject, const char *content_type,
                                    const char *msg_id, const void *data, size_t len);
 
@@ -154,7 +160,9 @@ enum ca_err ca_bus_publish_durable(struct ca_bus *bus, const char *subject, cons
  * cluster ID is known. The stream is nats.jetstream.stream_name, or
  * AGENT_<cluster_id> with any character other than letters, digits, '-'
  * and '_' made '_'. subjects are copied. The publisher thread then looks
- * the stream up on every (re)connect, creates it when missing and
+ * the stream up on every (re)connect (and again every
+ * nats.jetstream.retry_backoff_max while it is not usable and nothing
+ * durable is pending), creates it when missing and
  * nats.jetstream.create_stream is set (file storage, the subjects,
  * duplicate window nats.jetstream.duplicate_window), and logs when it is
  * missing, JetStream is off, or the stream's duplicate window is shorter
@@ -201,8 +209,11 @@ bool ca_bus_connected(const struct ca_bus *bus);
  * to nats.c for stall_ms (a stalled server blocks it). *waiting (may be
  * NULL) gets the bytes queued. Any thread. */
 bool ca_bus_delivering(const struct ca_bus *bus, int64_t now_ms, int64_t stall_ms, size_t *waiting);
-/* The server's max_payload from the last connect; 0 if never connected.
- * Any thread. */
+/* The largest payload a caller may publish: the server's max_payload from
+ * the last connect (0 if never connected). In JetStream mode less the
+ * header a JetStream publish adds, and at most what
+ * nats.jetstream.max_pending_bytes can hold as one message (known before
+ * any connect): a larger durable message is CA_ETOOBIG. Any thread. */
 size_t ca_bus_max_payload(const struct ca_bus *bus);
 /* Incoming messages dropped so far: over a subscription's pending limits
  * or the hand-off queue's (agent_nats_dropped_messages_total). Loop

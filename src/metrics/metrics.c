@@ -884,7 +884,9 @@ bool ca_metrics_sample_now(struct ca_metrics *m)
 	size_t *sizes = ok ? malloc((n ? n : 1) * sizeof *sizes) : NULL;
 	o->starts = ok ? malloc((n + 2) * sizeof *o->starts) : NULL;
 	/* Parts of at most metrics.max_payload_bytes (1 MiB when 0, what the
-	 * memory budget counts), and never over the server's max_payload. */
+	 * memory budget counts), and never over what the bus can take (the
+	 * server's max_payload; in JetStream mode also one message's share
+	 * of nats.jetstream.max_pending_bytes). */
 	size_t server = m->sink.max_payload(m->sink_arg);
 	o->max_payload = payload_cap(m->cfg);
 	if (server && server < o->max_payload)

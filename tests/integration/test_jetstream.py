@@ -288,6 +288,28 @@ def test_missing_stream_is_said_and_retried_until_created(js_server, kubesim, ag
     agent.assert_clean_exit()
 
 
+def test_ready_again_once_the_stream_exists_with_nothing_pending(js_server, kubesim, agent_factory):
+    """With nothing durable pending no publish notices the stream appear:
+    the agent looks it up again every retry_backoff_max (1s here), so
+    /health/ready turns 200 without an event, and logs the missing stream
+    once, not on every look. Before the fix it stayed 503 until the next
+    reconnect or publish."""
+    agent = agent_factory(agent_args(js_server, kubesim), env=js_env(NATS_JETSTREAM_CREATE_STREAM="false"))
+    wait_for(lambda: "not found" in agent.get("/health/ready")[1], timeout=30, what="not ready: no stream")
+    assert nats_health(agent)["jetstream"]["pending"] == 0, nats_health(agent)
+    time.sleep(3)  # a few looks that still find nothing
+    assert agent.get("/health/ready")[0] == 503
+    with client_for(js_server) as nc:
+        js_stream_create(nc, STREAM, STORED)
+    agent.wait_ready(timeout=10)
+    js = nats_health(agent)["jetstream"]
+    assert js["state"] == "ok" and js["pending"] == 0, js
+    missing = [r for r in agent.log_records() if "not found" in r.get("msg", "") and r.get("level") == "error"]
+    assert len(missing) == 1, missing
+    assert any("publishing through JetStream" in r.get("msg", "") for r in agent.log_records())
+    agent.assert_clean_exit()
+
+
 def test_full_pending_buffer_drops_the_oldest(js_server, kubesim, agent_factory):
     agent = agent_factory(agent_args(js_server, kubesim),
                           env=js_env(NATS_JETSTREAM_CREATE_STREAM="false",
@@ -372,6 +394,35 @@ def test_a_stream_that_captures_the_subject_is_refused_not_used(js_server, kubes
     wait_stored(js_server, 10, timeout=60)
     assert_exactly_once_in_order(stored_events(js_server), order)
     agent.wait_ready(timeout=30)
+    agent.assert_clean_exit()
+
+
+def test_a_message_the_stream_refuses_for_good_is_dropped_not_retried(js_server, kubesim, agent_factory):
+    """The stream refuses one event for good (larger than its
+    max_msg_size: JSStreamMessageExceedsMaximumErr, 10054): it is dropped
+    and counted lost, logged once, and every later event is stored in
+    order; the agent stays ready. Before the fix it was retried for ever,
+    readiness went 503 and nothing after it was sent."""
+    with client_for(js_server) as nc:
+        js_api(nc, f"STREAM.CREATE.{STREAM}", {"name": STREAM, "subjects": STORED, "storage": "file",
+                                               "retention": "limits", "num_replicas": 1,
+                                               "duplicate_window": int(120e9), "max_msg_size": 2048})
+    agent = agent_factory(agent_args(js_server, kubesim), env=js_env(NATS_JETSTREAM_CREATE_STREAM="false"))
+    agent.wait_ready(timeout=30)
+    emit_objects(kubesim, ["r0"], 1, "big " + "x" * 4000)
+    wait_for(lambda: js_metric(agent, "agent_nats_publish_lost_total") >= 1, timeout=30, what="big one lost")
+    order = emit_objects(kubesim, ["r1"], 20, "small")
+    wait_stored(js_server, 20, timeout=30)
+    assert_exactly_once_in_order(stored_events(js_server), order)
+    assert js_metric(agent, "agent_nats_publish_lost_total") == 1
+    assert js_metric(agent, "agent_nats_js_retries_total") == 0
+    js = nats_health(agent)["jetstream"]
+    assert js["state"] == "ok" and js["pending"] == 0, js
+    assert "maximum" in (js["last_error"] or ""), js
+    code, body = agent.get("/health/ready")
+    assert code == 200, body
+    refused = [r for r in agent.log_records() if "refused for good" in r.get("msg", "")]
+    assert len(refused) == 1, refused
     agent.assert_clean_exit()
 
 

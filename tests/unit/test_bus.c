@@ -1117,6 +1117,65 @@ out:
 	nftw(store, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* A durable message larger than nats.jetstream.max_pending_bytes can never
+ * be held until acknowledged: ca_bus_max_payload() says so to the callers
+ * that size their messages by it (metric parts, command results), and a
+ * larger one is CA_ETOOBIG, not CA_EAGAIN for ever (found in review). */
+static void test_jetstream_larger_than_pending(void)
+{
+	char store[64];
+	ca_strlcpy(store, "/tmp/ca-bus-js-XXXXXX", sizeof store);
+	if (!mkdtemp(store)) {
+		CHECK(false);
+		return;
+	}
+	struct server srv = {.port = free_port(), .extra = {"-js", "-sd", store}};
+	CHECK(server_start(&srv));
+	char url[64];
+	url_for(url, sizeof url, "nats", NULL, srv.port);
+	struct client c;
+	client_init(&c, url);
+	c.cfg.nats.jetstream.enabled = true;
+	c.cfg.nats.jetstream.create_stream = true;
+	c.cfg.nats.jetstream.duplicate_window_ms = 120000;
+	c.cfg.nats.jetstream.ack_timeout_ms = 1000;
+	c.cfg.nats.jetstream.max_pending_bytes = 64 << 10;
+	c.cfg.nats.jetstream.retry_backoff_ms = 50;
+	c.cfg.nats.jetstream.retry_backoff_max_ms = 200;
+	char *data = NULL;
+	CHECK_INT(client_make(&c), CA_OK);
+	if (!c.bus)
+		goto out;
+	/* Bounded by max_pending_bytes before the server's limit is known. */
+	size_t before = ca_bus_max_payload(c.bus);
+	CHECK(before > 32 << 10 && before < 64 << 10);
+	CHECK_INT(ca_bus_connect(c.bus), CA_OK);
+	CHECK(run_until(pred_connected, &c, 5000));
+	const char *subjects[] = {"t.js"};
+	CHECK_INT(ca_bus_jetstream_bind(c.bus, "test-cluster", subjects, 1), CA_OK);
+	/* The server allows 1 MiB: max_pending_bytes is the smaller limit. */
+	size_t mp = ca_bus_max_payload(c.bus);
+	CHECK(mp == before);
+	size_t len = 100000;
+	data = calloc(1, len);
+	if (!data)
+		goto out;
+	memset(data, 'a', len);
+	CHECK_INT(ca_bus_publish_durable(c.bus, "t.js", "application/json", "big", data, len),
+	          CA_ETOOBIG);
+	CHECK(ca_bus_published_seq(c.bus) == 0);
+	/* What it offers is accepted and acknowledged. */
+	CHECK_INT(ca_bus_publish_durable(c.bus, "t.js", "application/json", "fits", data, mp),
+	          CA_OK);
+	struct seq_wait w = { c.bus, 1 };
+	CHECK(run_until(pred_confirmed, &w, 10000));
+out:
+	free(data);
+	ca_bus_free(c.bus);
+	server_stop(&srv);
+	nftw(store, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -1143,6 +1202,7 @@ int main(void)
 	test_tls();
 	test_confirmed_core();
 	test_jetstream();
+	test_jetstream_larger_than_pending();
 	ca_loop_free(loop);
 	ca_bus_library_cleanup(5000);
 	ca_bus_openssl_exit(); /* the TLS tests ran: see bus/openssl_exit.c */
