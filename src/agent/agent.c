@@ -1255,8 +1255,8 @@ void ca_agent_free(struct ca_agent *a)
 	ca_prom_carry_free(a->carry);
 	ca_bus_free(a->bus);
 	/* nats.c keeps library threads until told to stop; valgrind and LSan
-	 * would report them otherwise. */
-	ca_bus_library_cleanup(2000);
+	 * would report them otherwise. Normally over in milliseconds. */
+	ca_bus_library_cleanup(4000);
 	ca_http_free(a->http);
 	ca_loop_timer_free(a->heartbeat_timer);
 	ca_loop_fd_del(a->signal_watch);

@@ -2255,6 +2255,11 @@ bool ca_bus_gave_up(const struct ca_bus *bus)
 
 void ca_bus_library_cleanup(int64_t timeout_ms)
 {
+	pthread_mutex_lock(&kept_lock);
+	bool kept = kept_buses != NULL;
+	pthread_mutex_unlock(&kept_lock);
+	if (kept)
+		return; /* a connection kept for a blocked thread is never released: waiting is in vain */
 	nats_CloseAndWait(timeout_ms > 0 ? timeout_ms : 1);
 }
 

@@ -253,7 +253,10 @@ bool ca_bus_gave_up(const struct ca_bus *bus);
 extern const struct ca_module_ops ca_bus_module;
 
 /* Release nats.c's global resources (its threads and pools). Call once at
- * process exit after every bus is freed; waits at most timeout_ms. */
+ * process exit after every bus is freed; waits at most timeout_ms for
+ * nats.c's threads to let go of their connections (a loaded machine may
+ * take a few seconds), not at all when a bus was kept for a thread still
+ * blocked in nats.c (it never lets go). */
 void ca_bus_library_cleanup(int64_t timeout_ms);
 
 /* Call once, last, at process exit, after ca_bus_library_cleanup() and
