@@ -27,6 +27,8 @@ WRITERS = {
     "src/exec/sandbox.c": ["exec.work_dir"],
     "src/events/state.c": ["events.state_file"],
     "src/events/spool.c": ["events.spool_dir"],
+    # ca_check_writable_dir: --check-config makes a missing spool_dir (and removes it)
+    "src/core/file.c": ["events.spool_dir"],
 }
 FILE_KEYS = {"events.state_file"}
 
