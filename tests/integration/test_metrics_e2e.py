@@ -479,6 +479,36 @@ def test_split_under_small_max_payload(nats_server, kubesim, agent_factory, enco
     client.close()
 
 
+@pytest.mark.parametrize("encoding", ["json", "protobuf"])
+def test_split_under_the_servers_max_payload(tmp_path, kubesim, agent_factory, encoding):
+    """The server's max_payload is the tighter limit (metrics.max_payload_bytes
+    at its 1 MiB default): each part and its headers (Content-Type,
+    Nats-Msg-Id), which the server counts too, fit, and the sample is whole.
+    Parts filled to the payload limit alone were refused once."""
+    from lib.nats import NatsServer
+    conf = tmp_path / "small.conf"
+    conf.write_text("max_payload: 8192\n")
+    server = NatsServer(args=["-c", str(conf)])
+    server.start()
+    try:
+        client = NatsClient(server.url)
+        col = subscribe(client)
+        for i in range(300):
+            kubesim.create("namespaces", {"metadata": {"name": f"team-{i:03d}"}})
+        # The longest pod name: the agent ID, and each part's Nats-Msg-Id with it.
+        a = start(agent_factory, server, kubesim, encoding=encoding, env={"POD_NAME": "p" * 253})
+        s = col.next_sample(lambda s: s["summary"]["namespaces"] == 303)
+        parts = col.parts[s["sample_id"]]
+        assert len(parts) == s["parts"] >= 2
+        assert all(len(msg.data) <= 8192 for msg, _ in parts)
+        assert {n["name"] for n in s["namespaces"]} >= {f"team-{i:03d}" for i in range(300)}
+        assert metric(a, "agent_metrics_samples_dropped_total", {"cluster_id": CID}) == 0
+        client.close()
+        a.assert_clean_exit()
+    finally:
+        server.stop()
+
+
 # ------------------------------------------------------------------ bad input
 
 def test_bad_input_counted_and_skipped(nats_server, kubesim, agent_factory):
