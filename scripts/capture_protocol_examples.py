@@ -26,14 +26,13 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "lib"),
                 os.path.join(ROOT, "tests", "kubesim")]
 
 from fixtures import KubeSim  # noqa: E402
-from lib.agentproc import Agent  # noqa: E402
+from lib.agentproc import Agent, wait_for  # noqa: E402
 from lib.nats import NatsClient, NatsServer  # noqa: E402
 
 DOC = os.path.join(ROOT, "docs", "PROTOCOL.md")
@@ -48,13 +47,10 @@ REGION = re.compile(r"(<!-- captured (\w+) ([\w-]+) -->\n)(.*?)(<!-- /captured -
 
 
 def wait(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.1)
-    sys.exit(f"capture: no {what} within {timeout}s")
+    try:
+        return wait_for(pred, timeout=timeout, interval=0.1, what=what)
+    except TimeoutError as e:
+        sys.exit(f"capture: {e}")
 
 
 class Recorder:

@@ -25,14 +25,13 @@ import re
 import sys
 import subprocess
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "tests", "lib"),
                 os.path.join(ROOT, "tests", "kubesim")]
 
 from fixtures import KubeSim  # noqa: E402
-from lib.agentproc import Agent  # noqa: E402
+from lib.agentproc import Agent, wait_for  # noqa: E402
 from lib.nats import NatsServer, free_port  # noqa: E402
 
 DOC = os.path.join(ROOT, "docs", "TROUBLESHOOTING.md")
@@ -43,14 +42,10 @@ BASE_ENV = {"COLLECT_AGENT_LOG_LEVEL": "info", "COLLECT_AGENT_KUBERNETES_BACKOFF
 
 
 def wait(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(0.2)
-    sys.exit(f"capture: {what} did not happen within {timeout}s (last: {last!r})")
+    try:
+        return wait_for(pred, timeout=timeout, interval=0.2, what=what)
+    except TimeoutError as e:
+        sys.exit(f"capture: {e}")
 
 
 def probe(agent, path):
