@@ -1298,6 +1298,21 @@ static bool js_refuses_message(jsErrCode code)
 	       code == JS_ERR_HEADER_EXCEEDS_MAXIMUM;
 }
 
+/* At most one log line per JS_LOG_EVERY_MS of a kind (its last_ms and
+ * unlogged count): true when this occurrence may log; *skipped gets how
+ * many since the last line were not logged. */
+static bool js_log_due(int64_t *last_ms, uint64_t *unlogged, int64_t now, uint64_t *skipped)
+{
+	*skipped = *unlogged;
+	if (*last_ms != 0 && now - *last_ms < JS_LOG_EVERY_MS) {
+		(*unlogged)++;
+		return false;
+	}
+	*last_ms = now;
+	*unlogged = 0;
+	return true;
+}
+
 /* Drop the head, refused for good (plock held on entry and exit; released
  * to log). Counted lost; at most one log line per JS_LOG_EVERY_MS, which
  * says how many more were refused since the last. */
@@ -1310,15 +1325,8 @@ static void js_drop_refused(struct ca_bus *bus, struct out_msg *m, int64_t now, 
 	bus->jcount--;
 	atomic_fetch_add(&bus->lost, 1);
 	atomic_fetch_add(&bus->publish_errors, 1);
-	bool log_now =
-	        bus->js_refused_log_ms == 0 || now - bus->js_refused_log_ms >= JS_LOG_EVERY_MS;
-	uint64_t unlogged = bus->js_refused_unlogged;
-	if (log_now) {
-		bus->js_refused_log_ms = now;
-		bus->js_refused_unlogged = 0;
-	} else {
-		bus->js_refused_unlogged++;
-	}
+	uint64_t unlogged;
+	bool log_now = js_log_due(&bus->js_refused_log_ms, &bus->js_refused_unlogged, now, &unlogged);
 	bool room = room_again(bus);
 	pthread_mutex_unlock(&bus->plock);
 	if (room)
@@ -1411,14 +1419,8 @@ static void js_try_head(struct ca_bus *bus, int64_t now)
 		if (bus->cfg->nats.jetstream.create_stream)
 			bus->js_checked = false;
 	}
-	bool log_now = after - bus->js_fail_log_ms >= JS_LOG_EVERY_MS || bus->js_fail_log_ms == 0;
-	uint64_t unlogged = bus->js_fail_unlogged;
-	if (log_now) {
-		bus->js_fail_log_ms = after;
-		bus->js_fail_unlogged = 0;
-	} else {
-		bus->js_fail_unlogged++;
-	}
+	uint64_t unlogged;
+	bool log_now = js_log_due(&bus->js_fail_log_ms, &bus->js_fail_unlogged, after, &unlogged);
 	size_t pending = bus->jcount;
 	pthread_mutex_unlock(&bus->plock);
 	record_js_error(bus, why);
