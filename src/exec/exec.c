@@ -42,6 +42,7 @@ static const double duration_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 #define DRAIN_GRACE_MS 1000       /* after the exit, the pipes' last bytes */
 #define RETRY_MS 250              /* results the bus could not take yet */
 #define QUEUE_MAX_BYTES (256 * 1024) /* decoded commands waiting, at most */
+#define KILL_REAP_MS 1000         /* a child sent SIGKILL is waited for this long */
 #define RESULT_SLACK 1024         /* headers and subject next to a result in max_payload */
 #define AUDIT_RATE 10.0           /* rejection lines a second ... */
 #define AUDIT_BURST 20.0          /* ... and at once; the rest counted */
@@ -53,7 +54,8 @@ struct stream {
 	int pipe_fd;                 /* -1 once at EOF */
 	struct ca_loop_fd *h;
 	int spool_fd;                /* unnamed file holding what is kept */
-	uint64_t kept, seen;
+	uint64_t kept, seen;         /* kept: bytes in the spool file, never more */
+	bool spool_full;             /* a write came up short: keep no more */
 };
 
 struct job {
@@ -253,12 +255,17 @@ static void reject(struct ca_exec *x, const struct ca_exec_msg *msg, const struc
 
 /* Map a spool's len bytes, read-only: page cache the kernel may drop,
  * not heap, while the result is encoded. */
-static enum ca_err map_spool(int fd, size_t len, char **out)
+/* Map the first *len bytes of a spool file, never past its end (a page
+ * beyond it is SIGBUS when read): *len shrinks to the file's size. */
+static enum ca_err map_spool(int fd, size_t *len, char **out)
 {
 	*out = NULL;
-	if (fd < 0 || len == 0)
+	struct stat st;
+	if (fd >= 0 && *len && fstat(fd, &st) == 0 && (uint64_t)st.st_size < *len)
+		*len = (size_t)st.st_size;
+	if (fd < 0 || *len == 0)
 		return CA_OK;
-	void *p = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+	void *p = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0);
 	if (p == MAP_FAILED)
 		return CA_EIO;
 	*out = p;
@@ -281,13 +288,13 @@ static enum ca_err encode_result(struct ca_exec *x, struct job *j, struct ca_buf
 	limit = limit > 2 * RESULT_SLACK ? limit - RESULT_SLACK : 0;
 	size_t cap = result_cap(x->cfg);
 	b->max = limit && limit < cap ? limit : cap;
-	const size_t out_mapped = (size_t)j->out.kept, err_mapped = (size_t)j->err.kept;
-	size_t out_len = out_mapped, err_len = err_mapped;
+	size_t out_mapped = (size_t)j->out.kept, err_mapped = (size_t)j->err.kept;
 	char *out = NULL, *err = NULL;
-	enum ca_err rc = map_spool(j->out.spool_fd, out_mapped, &out);
+	enum ca_err rc = map_spool(j->out.spool_fd, &out_mapped, &out);
 	if (rc == CA_OK)
-		rc = map_spool(j->err.spool_fd, err_mapped, &err);
-	bool out_cut = j->out.seen > j->out.kept, err_cut = j->err.seen > j->err.kept;
+		rc = map_spool(j->err.spool_fd, &err_mapped, &err);
+	size_t out_len = out_mapped, err_len = err_mapped;
+	bool out_cut = j->out.seen > out_mapped, err_cut = j->err.seen > err_mapped;
 	for (int attempt = 0; rc == CA_OK && attempt < 32; attempt++) {
 		struct ca_msg_command_result r = {
 			.command_id = j->cmd.id,
@@ -362,7 +369,7 @@ static void job_free(struct job *j)
 	if (j->spawned && !j->exited) {
 		int code, sig;
 		ca_sandbox_kill_group(&j->child, SIGKILL);
-		ca_sandbox_reap(&j->child, &code, &sig);
+		ca_sandbox_reap_killed(&j->child, KILL_REAP_MS, &code, &sig);
 	}
 	if (j->dir[0])
 		ca_sandbox_remove_dir(j->dir);
@@ -371,6 +378,8 @@ static void job_free(struct job *j)
 	free(j->reply);
 	free(j);
 }
+
+static void start_next(struct ca_exec *x);
 
 /* Hand finished results to the bus in order; stop at the first it cannot
  * take (the retry timer and ca_exec_flush() come back). */
@@ -403,9 +412,17 @@ static void drain_done(struct ca_exec *x)
 	}
 }
 
+/* Results left: their slots take the commands waiting. */
+static void drain_and_start(struct ca_exec *x)
+{
+	drain_done(x);
+	if (!x->stopping)
+		start_next(x);
+}
+
 static void retry_cb(void *arg)
 {
-	drain_done(arg);
+	drain_and_start(arg);
 }
 
 static void sweep_cb(void *arg)
@@ -443,12 +460,11 @@ static void watch_orphans(struct ca_exec *x, pid_t pgid)
 void ca_exec_flush(struct ca_exec *x)
 {
 	if (x)
-		drain_done(x);
+		drain_and_start(x);
 }
 
 /* ------------------------------------------------------------ running */
 
-static void start_next(struct ca_exec *x);
 
 static void unlink_running(struct ca_exec *x, struct job *j)
 {
@@ -536,9 +552,7 @@ static void finish(struct ca_exec *x, struct job *j)
 		x->done_head = j;
 	x->done_tail = j;
 	x->ndone++;
-	drain_done(x);
-	if (!x->stopping)
-		start_next(x);
+	drain_and_start(x);
 }
 
 static void maybe_finish(struct ca_exec *x, struct job *j)
@@ -564,7 +578,7 @@ static void pump(struct ca_exec *x, struct job *j, struct stream *s)
 			break;
 		}
 		s->seen += (uint64_t)n;
-		if (s->kept < cap && s->spool_fd >= 0) {
+		if (s->kept < cap && s->spool_fd >= 0 && !s->spool_full) {
 			size_t keep = (size_t)n;
 			if (keep > cap - s->kept)
 				keep = (size_t)(cap - s->kept);
@@ -577,9 +591,13 @@ static void pump(struct ca_exec *x, struct job *j, struct stream *s)
 					break;
 				off += (size_t)w;
 			}
+			/* Short: the work dir is full (or a quota). What is
+			 * written is kept, and counted as exactly that: the
+			 * result maps kept bytes of the file, and reading past
+			 * its end would be SIGBUS. seen > kept marks it cut. */
 			s->kept += off;
-			if (off < keep) /* the work dir is full: keep what is written */
-				s->kept = cap;
+			if (off < keep)
+				s->spool_full = true;
 		}
 	}
 }
@@ -765,7 +783,7 @@ static bool start_job(struct ca_exec *x, struct job *j)
 	    ca_loop_timer_new(x->loop, timeout_cb, j, &j->timer) != CA_OK) {
 		ca_set_err(why, sizeof why, "cannot watch the child: out of memory");
 		ca_sandbox_kill_group(&j->child, SIGKILL);
-		ca_sandbox_reap(&j->child, &j->exit_code, &j->term_signal);
+		ca_sandbox_reap_killed(&j->child, KILL_REAP_MS, &j->exit_code, &j->term_signal);
 		j->exited = true;
 		goto fail;
 	}
@@ -793,9 +811,19 @@ static void answer_not_started(struct ca_exec *x, struct job *j)
 	finish(x, j);
 }
 
+/* Commands holding an executor slot: running, or finished with a result
+ * the bus has not taken yet (NATS slow or away). Those keep their spool
+ * files (two fds, up to 2 x max_output_bytes on disk) as a running one
+ * does, so they count against exec.max_concurrent: nothing piles up
+ * while results cannot leave. */
+static size_t slots_taken(const struct ca_exec *x)
+{
+	return x->nrunning + x->ndone;
+}
+
 static void start_next(struct ca_exec *x)
 {
-	while (x->queue_head && x->nrunning < (size_t)x->cfg->exec.max_concurrent) {
+	while (x->queue_head && slots_taken(x) < (size_t)x->cfg->exec.max_concurrent) {
 		struct job *j = x->queue_head;
 		x->queue_head = j->next;
 		if (!x->queue_head)
@@ -926,13 +954,14 @@ void ca_exec_submit(struct ca_exec *x, const struct ca_exec_msg *msg)
 
 	/* the queue */
 	size_t bytes = command_bytes(&cmd);
-	bool room = x->nrunning < (size_t)x->cfg->exec.max_concurrent ||
+	bool room = slots_taken(x) < (size_t)x->cfg->exec.max_concurrent ||
 	            (x->queued < (size_t)x->cfg->exec.queue_size && x->queued_bytes + bytes <= QUEUE_MAX_BYTES);
 	if (!room) {
 		ca_exec_plan_fini(&plan);
-		snprintf(why, sizeof why, "busy: %zu commands running and %zu waiting (exec.max_concurrent %" PRId64
-		                          ", exec.queue_size %" PRId64 ")",
-		         x->nrunning, x->queued, x->cfg->exec.max_concurrent, x->cfg->exec.queue_size);
+		snprintf(why, sizeof why,
+		         "busy: %zu commands running, %zu results waiting for NATS and %zu commands waiting "
+		         "(exec.max_concurrent %" PRId64 ", exec.queue_size %" PRId64 ")",
+		         x->nrunning, x->ndone, x->queued, x->cfg->exec.max_concurrent, x->cfg->exec.queue_size);
 		goto rejected;
 	}
 	struct job *j = calloc(1, sizeof *j);
@@ -1058,7 +1087,7 @@ void ca_exec_free(struct ca_exec *x)
 		struct job *j = x->running;
 		if (!j->exited) {
 			ca_sandbox_kill_group(&j->child, SIGKILL);
-			ca_sandbox_reap(&j->child, &j->exit_code, &j->term_signal);
+			ca_sandbox_reap_killed(&j->child, KILL_REAP_MS, &j->exit_code, &j->term_signal);
 			j->exited = true;
 		}
 		pump(x, j, &j->out);

@@ -942,3 +942,22 @@ enum ca_err ca_sandbox_reap(struct ca_sandbox_child *c, int *exit_code, int *ter
 	}
 	return CA_OK;
 }
+
+enum ca_err ca_sandbox_reap_killed(struct ca_sandbox_child *c, int timeout_ms, int *exit_code,
+                                   int *term_signal)
+{
+	if (!c || c->pidfd < 0)
+		return ca_sandbox_reap(c, exit_code, term_signal);
+	/* A pidfd turns readable when its process has exited. */
+	struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
+	struct timespec start, now;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (int left = timeout_ms; left > 0;) {
+		if (poll(&p, 1, left) >= 0 || errno != EINTR)
+			break; /* exited, timed out, or an error: reap tells */
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left = timeout_ms - (int)((now.tv_sec - start.tv_sec) * 1000 +
+		                          (now.tv_nsec - start.tv_nsec) / 1000000);
+	}
+	return ca_sandbox_reap(c, exit_code, term_signal);
+}

@@ -154,5 +154,11 @@ void ca_sandbox_kill_group(const struct ca_sandbox_child *c, int sig);
  * reparented to the nearest child subreaper, else PID 1, which must reap
  * them. When the agent is PID 1 of its container, that is the agent. */
 enum ca_err ca_sandbox_reap(struct ca_sandbox_child *c, int *exit_code, int *term_signal);
+/* ca_sandbox_reap() for a child just sent SIGKILL: waits up to timeout_ms
+ * for it to die first (a killed process takes a moment; one stuck in the
+ * kernel may take longer, then CA_EAGAIN as above). Blocks the caller:
+ * for shutdown and failure paths only. */
+enum ca_err ca_sandbox_reap_killed(struct ca_sandbox_child *c, int timeout_ms, int *exit_code,
+                                   int *term_signal);
 
 #endif

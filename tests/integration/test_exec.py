@@ -488,3 +488,33 @@ def test_a_flood_of_10000_commands_is_bounded_and_answered(nats_server, kubesim,
         assert hwm < budget, (hwm, budget)
     assert agent.get("/health/ready")[0] == 200
     agent.assert_clean_exit()
+
+
+def test_a_full_work_dir_cuts_the_output_and_the_agent_lives(nats_server, kubesim, nats_client, agent_factory,
+                                                             tools):
+    """The work dir fills up (a size-limited emptyDir, kubectl's cache
+    beside the output): what was written is the output, flagged cut. It
+    once counted the cap as kept and mapped past the file's end: SIGBUS in
+    the agent (found in review). The work dir here is a 64 KiB tmpfs in the
+    agent's own mount namespace."""
+    import shutil
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) to mount a small tmpfs")
+    probe, fake_kubectl, work = tools
+    env = exec_env(probe, fake_kubectl, {"COLLECT_AGENT_EXEC_WORK_DIR": work, **FAST})
+    a = agent_factory(args=["--nats", nats_server.url, "--kubeconfig", kubesim.kubeconfig, "--cluster-id", CID],
+                      env=env, start=False)
+    a.args = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+              'mount -t tmpfs -o size=64k tmpfs "$0" && exec "$@"', work, *a.args]
+    a.start()
+    a.wait_ready(timeout=20)
+    r = None
+    try:
+        r = request(nats_client, command("probe", "flood", ["1000000", "stdout"], timeout_seconds=20), timeout=15)
+    except TimeoutError:
+        pass
+    time.sleep(0.5)
+    assert a.proc.poll() is None, f"the agent died: exit status {a.proc.returncode} ({a.logs()[-300:]!r})"
+    assert r is not None and r["status"] == "succeeded" and r["stdout_truncated"] is True, r
+    assert 0 < len(r["stdout"]) <= 64 << 10 and set(r["stdout"]) == {"y"}, len(r["stdout"])
+    a.assert_clean_exit()
