@@ -187,8 +187,9 @@ static enum ca_err writable_dir(const char *dir, char *why, size_t whylen)
 {
 	struct stat st;
 	if (stat(dir, &st) != 0) {
-		say(why, whylen, errno == ENOENT ? "no such directory" : strerror(errno));
-		return errno == ENOENT ? CA_ENOTFOUND : CA_EIO;
+		int e = errno;
+		say(why, whylen, e == ENOENT ? "no such directory" : strerror(e));
+		return e == ENOENT ? CA_ENOTFOUND : CA_EIO;
 	}
 	if (!S_ISDIR(st.st_mode)) {
 		say(why, whylen, "not a directory");
