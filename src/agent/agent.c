@@ -273,11 +273,13 @@ enum ca_err ca_agent_check(const struct ca_config *cfg, struct ca_buf *report, c
 	if ((rc = ca_bus_new(&bus, loop, cfg, NULL, NULL, err, errlen)) != CA_OK)
 		goto out;
 	/* The watcher is built without its files, which are only looked at:
-	 * a live agent beside this check may be using them. */
+	 * a live agent beside this check may be using them. Both only with
+	 * credentials: without them (a ConfigMap checked on a laptop) the
+	 * pod's paths mean nothing here. */
 	struct ca_config fileless = *cfg;
 	fileless.events.spool_dir = NULL;
 	fileless.events.state_file = NULL;
-	if ((rc = ca_events_check_files(cfg, err, errlen)) != CA_OK)
+	if (kube && (rc = ca_events_check_files(cfg, err, errlen)) != CA_OK)
 		goto out;
 	if (cfg->events.enabled && kube &&
 	    (rc = ca_events_new_loop(&events, loop, kube, &fileless, "check", NULL, NULL, err, errlen)) != CA_OK)
