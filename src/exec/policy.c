@@ -774,9 +774,8 @@ static bool check_namespace(const struct ca_exec_policy *p, const char *ns, char
 		           quote_str(q, ns));
 		return false;
 	}
-	/* No namespace: "default", which build_plan() then names to kubectl
-	 * (left to itself, kubectl uses the kubeconfig's, and cluster-info
-	 * kube-system). */
+	/* No namespace: kubectl uses the kubeconfig's, and the one the
+	 * executor writes names none, so kubectl's "default". */
 	const char *eff = ns[0] ? ns : "default";
 	const char *note = ns[0] ? "" : " (kubectl's default when the command names none)";
 	if (in_list(&p->denied_namespaces, eff, strlen(eff))) {
@@ -1240,10 +1239,7 @@ static bool check_positionals(struct kctx *c)
 			return check_reference(c, c->pos[1], cmd->args[c->pos[1]], true);
 		return true;
 	case K_EVENTS:
-		/* It lists Events without naming their type: judged as if named
-		 * (exec.allowed_resources / denied_resources). */
-		return positional_count(c, 0, ": use --for TYPE/NAME") &&
-		       check_type(c, 0, "events", strlen("events"), false);
+		return positional_count(c, 0, ": use --for TYPE/NAME");
 	case K_CLUSTER_INFO: /* "dump" is refused as soon as it is seen */
 	case K_API_RESOURCES:
 	case K_API_VERSIONS:
@@ -1336,15 +1332,11 @@ static enum ca_err build_plan(const struct tool *t, const struct ca_command *cmd
 	ok = ok && (argv[n++] = strdup(cmd->action)) != NULL;
 	for (size_t i = 0; ok && i < cmd->n_args; i++)
 		ok = (argv[n++] = strdup(cmd->args[i])) != NULL;
-	/* Always named, as check_namespace judged it: without one kubectl
-	 * picks its own, and not always "default" (cluster-info reads
-	 * kube-system). */
-	if (ok && t->kubectl) {
-		const char *ns = or_empty(cmd->namespace_)[0] ? cmd->namespace_ : "default";
-		size_t len = strlen(ns) + sizeof "--namespace=";
+	if (ok && t->kubectl && or_empty(cmd->namespace_)[0]) {
+		size_t len = strlen(cmd->namespace_) + sizeof "--namespace=";
 		ok = (argv[n] = malloc(len)) != NULL;
 		if (ok)
-			snprintf(argv[n++], len, "--namespace=%s", ns);
+			snprintf(argv[n++], len, "--namespace=%s", cmd->namespace_);
 	}
 	plan->argc = ok ? n : cap - 1; /* on failure fini frees every slot; NULLs are fine */
 	if (!ok)
