@@ -1036,22 +1036,31 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 	return remove(path);
 }
 
+/* A nats-server with JetStream storing in a fresh directory (store, 64
+ * bytes), its URL in url (64 bytes). False (a failed check) without one. */
+static bool js_server_start(struct server *srv, char *store, char *url)
+{
+	ca_strlcpy(store, "/tmp/ca-bus-js-XXXXXX", 64);
+	if (!mkdtemp(store)) {
+		CHECK(false);
+		return false;
+	}
+	*srv = (struct server){.port = free_port(), .extra = {"-js", "-sd", store}};
+	CHECK(server_start(srv));
+	url_for(url, 64, "nats", NULL, srv->port);
+	return true;
+}
+
 /* JetStream: nothing goes out before the stream is named; then the stream
  * is created, every message acknowledged in order and confirmed; closing
  * with acknowledgements pending (a stopped server) frees everything
  * (valgrind and ASan runs check). */
 static void test_jetstream(void)
 {
-	char store[64];
-	ca_strlcpy(store, "/tmp/ca-bus-js-XXXXXX", sizeof store);
-	if (!mkdtemp(store)) {
-		CHECK(false);
+	char store[64], url[64];
+	struct server srv;
+	if (!js_server_start(&srv, store, url))
 		return;
-	}
-	struct server srv = { .port = free_port(), .extra = { "-js", "-sd", store } };
-	CHECK(server_start(&srv));
-	char url[64];
-	url_for(url, sizeof url, "nats", NULL, srv.port);
 	struct client c, sub;
 	client_init(&c, url);
 	client_init(&sub, url);
@@ -1123,16 +1132,10 @@ out:
  * larger one is CA_ETOOBIG, not CA_EAGAIN for ever (found in review). */
 static void test_jetstream_larger_than_pending(void)
 {
-	char store[64];
-	ca_strlcpy(store, "/tmp/ca-bus-js-XXXXXX", sizeof store);
-	if (!mkdtemp(store)) {
-		CHECK(false);
+	char store[64], url[64];
+	struct server srv;
+	if (!js_server_start(&srv, store, url))
 		return;
-	}
-	struct server srv = {.port = free_port(), .extra = {"-js", "-sd", store}};
-	CHECK(server_start(&srv));
-	char url[64];
-	url_for(url, sizeof url, "nats", NULL, srv.port);
 	struct client c;
 	client_init(&c, url);
 	c.cfg.nats.jetstream.enabled = true;
